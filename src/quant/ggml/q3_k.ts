@@ -1,0 +1,11 @@
+import type { BlockCodec } from "./codec.js";
+import { GGMLType } from "./types.js";
+
+// PLACEHOLDER: replaced by the bit-exact implementation.
+export const q3_k: BlockCodec = {
+  type: GGMLType.Q3_K,
+  blockSize: 0,
+  typeSize: 0,
+  quantize() { throw new Error("Q3_K quantize not implemented yet"); },
+  dequantize() { throw new Error("Q3_K dequantize not implemented yet"); },
+};
