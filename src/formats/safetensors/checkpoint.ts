@@ -1,0 +1,148 @@
+/**
+ * A safetensors checkpoint: one file, or shards listed by model.safetensors.index.json.
+ * Validates that the index and the shards agree and that no shard path leaves the folder.
+ */
+import { readdir, readFile, realpath, access } from "node:fs/promises";
+import path from "node:path";
+import { GgufyError } from "../../errors.js";
+import { readSafetensorsHeader, FileReaderPool, type StTensorInfo } from "./reader.js";
+
+export const INDEX_FILE = "model.safetensors.index.json";
+
+export class SafetensorsCheckpoint {
+  private readonly pool = new FileReaderPool();
+
+  private constructor(
+    readonly dir: string,
+    /** shard files, absolute, sorted by name */
+    readonly files: readonly string[],
+    readonly tensors: ReadonlyMap<string, StTensorInfo>,
+    readonly metadata: Readonly<Record<string, string>>,
+  ) {}
+
+  /** Tensor names in llama.cpp's converter order: shards sorted by name, names sorted within a shard. */
+  names(): string[] {
+    const out: string[] = [];
+    for (const f of this.files) {
+      const inFile = [...this.tensors.values()].filter((t) => t.file === f).map((t) => t.name);
+      inFile.sort(compareStrings);
+      out.push(...inFile);
+    }
+    return out;
+  }
+
+  get(name: string): StTensorInfo | undefined {
+    return this.tensors.get(name);
+  }
+
+  /** Read `length` bytes of a tensor starting at byte `offset` within it. */
+  async read(name: string, offset = 0, length?: number, into?: Uint8Array): Promise<Uint8Array> {
+    const t = this.tensors.get(name);
+    if (!t) throw new GgufyError("E_MISSING_TENSOR", "not in the checkpoint", { file: this.dir, tensor: name });
+    const len = length ?? t.byteLength - offset;
+    if (offset < 0 || len < 0 || offset + len > t.byteLength) throw new RangeError(`read of ${name} [${offset}, ${offset + len}) outside ${t.byteLength} bytes`);
+    return this.pool.read(t.file, t.start + offset, len, into);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  static async open(dir: string): Promise<SafetensorsCheckpoint> {
+    const absDir = path.resolve(dir);
+    let realDir: string;
+    try {
+      realDir = await realpath(absDir);
+    } catch (e) {
+      throw new GgufyError("E_IO", `model folder not found`, { file: absDir, cause: e });
+    }
+    const indexPath = path.join(absDir, INDEX_FILE);
+    const hasIndex = await exists(indexPath);
+    let files: string[];
+    let weightMap: Map<string, string> | undefined;
+    if (hasIndex) {
+      weightMap = await readIndex(indexPath);
+      const shardNames = [...new Set(weightMap.values())].sort(compareStrings);
+      files = [];
+      for (const s of shardNames) files.push(await confineShard(indexPath, absDir, realDir, s, weightMap));
+    } else {
+      let entries: string[];
+      try {
+        entries = await readdir(absDir);
+      } catch (e) {
+        throw new GgufyError("E_IO", `cannot list the model folder`, { file: absDir, cause: e });
+      }
+      files = entries.filter((f) => f.endsWith(".safetensors")).sort(compareStrings).map((f) => path.join(absDir, f));
+      if (files.length === 0) throw new GgufyError("E_IO", `no .safetensors file and no ${INDEX_FILE}`, { file: absDir });
+    }
+    const tensors = new Map<string, StTensorInfo>();
+    let metadata: Record<string, string> = {};
+    for (const f of files) {
+      const h = await readSafetensorsHeader(f);
+      if (f === files[0]) metadata = h.metadata;
+      for (const [name, info] of h.tensors) {
+        const prev = tensors.get(name);
+        if (prev) throw new GgufyError("E_DUPLICATE_TENSOR", `also stored in ${path.basename(prev.file)}`, { file: f, tensor: name });
+        if (weightMap) {
+          const want = weightMap.get(name);
+          if (want === undefined) throw new GgufyError("E_INDEX_MISMATCH", `stored in this shard but not listed in ${INDEX_FILE}`, { file: f, tensor: name });
+          if (path.join(absDir, want) !== f) throw new GgufyError("E_INDEX_MISMATCH", `stored here but the index places it in ${want}`, { file: f, tensor: name });
+        }
+        tensors.set(name, info);
+      }
+    }
+    if (weightMap) {
+      for (const [name, shard] of weightMap) {
+        if (!tensors.has(name)) throw new GgufyError("E_INDEX_MISMATCH", `listed in ${INDEX_FILE} but absent from its shard`, { file: path.join(absDir, shard), tensor: name });
+      }
+    }
+    return new SafetensorsCheckpoint(absDir, files, tensors, metadata);
+  }
+}
+
+/** Python-like code-point string order (what sorted() gives), not locale order. */
+export function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readIndex(indexPath: string): Promise<Map<string, string>> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(indexPath, "utf8"));
+  } catch (e) {
+    throw new GgufyError("E_INDEX", `not valid JSON (${(e as Error).message})`, { file: indexPath });
+  }
+  const wm = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (wm === null || typeof wm !== "object" || Array.isArray(wm)) throw new GgufyError("E_INDEX", "has no weight_map object", { file: indexPath });
+  const m = new Map<string, string>();
+  for (const [k, v] of Object.entries(wm as Record<string, unknown>)) {
+    if (typeof v !== "string" || v.length === 0) throw new GgufyError("E_INDEX", `weight_map value is not a file name`, { file: indexPath, tensor: k });
+    m.set(k, v);
+  }
+  if (m.size === 0) throw new GgufyError("E_INDEX", "weight_map is empty", { file: indexPath });
+  return m;
+}
+
+async function confineShard(indexPath: string, absDir: string, realDir: string, shard: string, wm: Map<string, string>): Promise<string> {
+  const someTensor = [...wm].find(([, v]) => v === shard)?.[0];
+  const ctx = { file: indexPath, ...(someTensor ? { tensor: someTensor } : {}) };
+  if (path.isAbsolute(shard) || shard.split(/[\\/]/).includes("..")) throw new GgufyError("E_SHARD_PATH", `shard '${shard}' points outside the model folder`, ctx);
+  const p = path.join(absDir, shard);
+  let real: string;
+  try {
+    real = await realpath(p);
+  } catch {
+    throw new GgufyError("E_SHARD_MISSING", `shard '${shard}' does not exist`, ctx);
+  }
+  if (real !== realDir && !real.startsWith(realDir + path.sep)) throw new GgufyError("E_SHARD_PATH", `shard '${shard}' resolves (through a link) outside the model folder`, ctx);
+  return p;
+}

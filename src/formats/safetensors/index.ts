@@ -1,0 +1,4 @@
+export * from "./dtypes.js";
+export * from "./reader.js";
+export * from "./checkpoint.js";
+export * from "./writer.js";

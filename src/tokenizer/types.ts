@@ -1,0 +1,39 @@
+/** A tokenizer as llama.cpp's GGUF stores it, independent of where it came from. */
+
+export enum TokenType {
+  NORMAL = 1,
+  UNKNOWN = 2,
+  CONTROL = 3,
+  USER_DEFINED = 4,
+  UNUSED = 5,
+  BYTE = 6,
+}
+
+export interface SpecialTokens {
+  bos?: number;
+  eos?: number;
+  unknown?: number;
+  seperator?: number; // sic: llama.cpp's key spelling
+  padding?: number;
+  mask?: number;
+  eot?: number;
+}
+
+export interface GGUFVocab {
+  /** tokenizer.ggml.model: "llama" (SentencePiece) or "gpt2" (byte-level BPE) */
+  model: "llama" | "gpt2";
+  /** tokenizer.ggml.pre, for BPE vocabularies ("qwen2" …) */
+  pre?: string;
+  tokens: string[];
+  /** SentencePiece scores (absent for BPE) */
+  scores?: Float32Array;
+  tokenTypes: Int32Array;
+  merges?: string[];
+  special: SpecialTokens;
+  /** order in which special ids were discovered (llama.cpp's converter writes them in that order) */
+  specialOrder?: (keyof SpecialTokens)[];
+  addBos?: boolean;
+  addEos?: boolean;
+  addSep?: boolean;
+  chatTemplate?: string;
+}
