@@ -1,0 +1,81 @@
+/** `ggufy inspect`: what is in a GGUF file, a safetensors file or a model folder. */
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import { readGguf } from "../formats/gguf/reader.js";
+import { GGUFValueType, type GGUFValue } from "../formats/gguf/types.js";
+import { typeName } from "../quant/ggml/types.js";
+import { readSafetensorsHeader } from "../formats/safetensors/reader.js";
+import { SourceCheckpoint } from "../convert/source.js";
+import { DECODERS } from "../convert/convert.js";
+
+export interface InspectResult {
+  kind: "gguf" | "safetensors" | "checkpoint";
+  path: string;
+  metadata: Record<string, unknown>;
+  tensors: { name: string; shape: number[]; type: string; bytes?: number; encoding?: string }[];
+}
+
+function jsonValue(v: GGUFValue, full: boolean): unknown {
+  if (v.type === GGUFValueType.ARRAY) {
+    const arr = Array.from(v.value, (x) => (typeof x === "bigint" ? x.toString() : x));
+    if (full || arr.length <= 8) return arr;
+    return { length: arr.length, first: arr.slice(0, 5) };
+  }
+  return typeof v.value === "bigint" ? v.value.toString() : v.value;
+}
+
+export async function inspect(target: string, opts: { full?: boolean } = {}): Promise<InspectResult> {
+  const p = path.resolve(target);
+  const st = await stat(p);
+  if (st.isDirectory()) {
+    const src = await SourceCheckpoint.open(p, DECODERS);
+    try {
+      return {
+        kind: "checkpoint",
+        path: p,
+        metadata: { architectures: src.config["architectures"], model_type: src.config["model_type"], quantization_config: src.config["quantization_config"], files: src.st.files.map((f) => path.basename(f)) },
+        tensors: src.names().map((n) => {
+          const t = src.get(n)!;
+          return { name: n, shape: [...t.shape], type: t.dtype, encoding: t.encoding };
+        }),
+      };
+    } finally {
+      await src.close();
+    }
+  }
+  if (p.endsWith(".safetensors")) {
+    const h = await readSafetensorsHeader(p);
+    return {
+      kind: "safetensors",
+      path: p,
+      metadata: h.metadata,
+      tensors: h.order.map((n) => {
+        const t = h.tensors.get(n)!;
+        return { name: n, shape: [...t.shape], type: t.dtype, bytes: t.byteLength };
+      }),
+    };
+  }
+  const g = await readGguf(p);
+  const metadata: Record<string, unknown> = { "GGUF.version": g.version };
+  for (const k of g.keys) metadata[k] = jsonValue(g.kvs.get(k)!, opts.full ?? false);
+  return { kind: "gguf", path: p, metadata, tensors: g.tensors.map((t) => ({ name: t.name, shape: t.ne, type: typeName(t.type), bytes: t.bytes })) };
+}
+
+export function formatInspect(r: InspectResult): string {
+  const lines: string[] = [`${r.kind}: ${r.path}`];
+  for (const [k, v] of Object.entries(r.metadata)) {
+    if (v === undefined) continue;
+    let s = JSON.stringify(v);
+    if (s.length > 160) s = s.slice(0, 157) + "...";
+    lines.push(`  ${k} = ${s}`);
+  }
+  const counts = new Map<string, number>();
+  for (const t of r.tensors) counts.set(t.type, (counts.get(t.type) ?? 0) + 1);
+  lines.push(`${r.tensors.length} tensors (${[...counts].map(([t, n]) => `${n} ${t}`).join(", ")})`);
+  const w = Math.max(4, ...r.tensors.map((t) => t.name.length));
+  for (const t of r.tensors) {
+    const extra = t.encoding && t.encoding !== t.type ? `  ${t.encoding}` : "";
+    lines.push(`  ${t.name.padEnd(w)}  ${t.type.padEnd(6)}  [${t.shape.join(", ")}]${t.bytes !== undefined ? `  ${t.bytes} B` : ""}${extra}`);
+  }
+  return lines.join("\n");
+}

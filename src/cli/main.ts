@@ -1,0 +1,207 @@
+/**
+ * The ggufy command line: convert, inspect. Errors print as one line (stack with --debug) and
+ * exit non-zero with the code documented in the README.
+ */
+import { parseArgs } from "node:util";
+import { GgufyError, isGgufyError } from "../errors.js";
+import { convert, plan } from "../convert/convert.js";
+import { typeName } from "../quant/ggml/types.js";
+import { inspect, formatInspect } from "./inspect.js";
+import { ProgressLine, formatBytes, formatDuration } from "./progress.js";
+import { parseIntFlag } from "./args.js";
+import type { PlannedFile } from "../convert/plan.js";
+
+const USAGE = `usage:
+  ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]
+  ggufy inspect <file.gguf|file.safetensors|model-dir> [--json]
+
+convert options:
+  --outtype T            f32 | f16 | bf16 | q8_0 | auto (default) or a llama-quantize preset:
+                         Q4_K_M Q4_K_S Q5_K_M Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q3_K_S Q3_K_M Q3_K_L Q2_K IQ4_NL IQ4_XS F16 BF16 F32
+  --outfile PATH         output file ({ftype} is replaced by the type)
+  --mmproj-outfile PATH  vision projector output (multimodal models)
+  --mmproj-type T        f16 (default) | f32 | q8_0
+  --pure                 no k-quant mixture: the preset's type for every quantizable tensor
+  --output-tensor-type T, --token-embedding-type T, --tensor-type REGEX=T (repeatable), --leave-output-tensor
+  --model-name NAME      general.name
+  --dry-run              print the plan (names, shapes, types, bytes) without reading weights
+  --json                 machine-readable output (with --dry-run and inspect)
+  --threads N            worker threads (default: number of cores)
+  --allow-nonfinite      pass NaN/Inf through instead of refusing
+  --force                overwrite existing outputs
+  --quiet                no progress or summary
+  --debug                stack traces on errors`;
+
+export interface CliIO {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: NodeJS.WriteStream;
+}
+
+export async function main(argv: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const debug = argv.includes("--debug");
+  const out = (s: string): void => void io.stdout.write(s + "\n");
+  const err = (s: string): void => void io.stderr.write(s + "\n");
+  try {
+    const [cmd, ...rest] = argv;
+    switch (cmd) {
+      case "convert":
+        return await cmdConvert(rest, out, err, io);
+      case "inspect":
+        return await cmdInspect(rest, out);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        out(USAGE);
+        return cmd === undefined ? 64 : 0;
+      default:
+        throw new GgufyError("E_USAGE", `unknown command '${cmd}'\n${USAGE}`);
+    }
+  } catch (e) {
+    if (isGgufyError(e)) {
+      err(`ggufy: error: ${e.message}`);
+      if (debug && e.stack) err(e.stack);
+      return e.exitCode;
+    }
+    err(`ggufy: internal error: ${(e as Error)?.message ?? String(e)}${debug ? "" : " (run with --debug for details)"}`);
+    if (debug && (e as Error)?.stack) err((e as Error).stack!);
+    return 70;
+  }
+}
+
+function usageError(e: unknown): never {
+  throw new GgufyError("E_USAGE", (e as Error).message);
+}
+
+async function cmdInspect(args: string[], out: (s: string) => void): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" }, full: { type: "boolean" }, debug: { type: "boolean" } } });
+  } catch (e) {
+    usageError(e);
+  }
+  const target = parsed.positionals[0];
+  if (!target) throw new GgufyError("E_USAGE", "inspect needs a file or folder");
+  const r = await inspect(target, { full: parsed.values.full ?? false });
+  out(parsed.values.json ? JSON.stringify(r, null, 2) : formatInspect(r));
+  return 0;
+}
+
+export function formatPlan(files: readonly PlannedFile[]): string {
+  const lines: string[] = [];
+  for (const f of files) {
+    lines.push(`${f.role === "mmproj" ? "mmproj" : "model"}: ${f.path}  (${f.typeLabel}, ${f.tensors.length} tensors, ${formatBytes(f.header.fileSize)})`);
+    const w = Math.max(...f.tensors.map((t) => t.out.name.length), 4);
+    for (const t of f.tensors) {
+      const fb = t.fallbackFrom !== undefined ? ` (fallback from ${typeName(t.fallbackFrom)})` : "";
+      lines.push(`  ${t.out.name.padEnd(w)}  ${typeName(t.type).padEnd(7)} [${t.out.ne.join(", ")}]  ${t.bytes} B  ← ${t.out.sources.join(" + ") || "(computed)"} (${t.out.encoding})${fb}`);
+    }
+    const counts = new Map<string, number>();
+    for (const t of f.tensors) counts.set(typeName(t.type), (counts.get(typeName(t.type)) ?? 0) + 1);
+    lines.push(`  types: ${[...counts].map(([k, n]) => `${n} ${k}`).join(", ")}; file size ${f.header.fileSize} bytes`);
+  }
+  const total = files.reduce((a, f) => a + f.header.fileSize, 0);
+  lines.push(`total: ${files.length} file(s), ${total} bytes (${formatBytes(total)})`);
+  return lines.join("\n");
+}
+
+export function planJson(files: readonly PlannedFile[]): unknown {
+  return {
+    files: files.map((f) => ({
+      path: f.path,
+      role: f.role,
+      type: f.typeLabel,
+      fileType: f.fileType,
+      bytes: f.header.fileSize,
+      tensors: f.tensors.map((t) => ({ name: t.out.name, shape: t.out.ne, type: typeName(t.type), bytes: t.bytes, sources: t.out.sources, encoding: t.out.encoding, ...(t.fallbackFrom !== undefined ? { fallbackFrom: typeName(t.fallbackFrom) } : {}) })),
+    })),
+    totalBytes: files.reduce((a, f) => a + f.header.fileSize, 0),
+  };
+}
+
+async function cmdConvert(args: string[], out: (s: string) => void, err: (s: string) => void, io: CliIO): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        outtype: { type: "string" },
+        outfile: { type: "string" },
+        "mmproj-outfile": { type: "string" },
+        "mmproj-type": { type: "string" },
+        pure: { type: "boolean" },
+        "output-tensor-type": { type: "string" },
+        "token-embedding-type": { type: "string" },
+        "tensor-type": { type: "string", multiple: true },
+        "leave-output-tensor": { type: "boolean" },
+        "model-name": { type: "string" },
+        "dry-run": { type: "boolean" },
+        json: { type: "boolean" },
+        threads: { type: "string" },
+        "allow-nonfinite": { type: "boolean" },
+        force: { type: "boolean" },
+        quiet: { type: "boolean" },
+        debug: { type: "boolean" },
+      },
+    });
+  } catch (e) {
+    usageError(e);
+  }
+  const v = parsed.values;
+  const input = parsed.positionals[0];
+  if (!input) throw new GgufyError("E_USAGE", "convert needs a model folder");
+  if (parsed.positionals.length > 1) throw new GgufyError("E_USAGE", `unexpected argument '${parsed.positionals[1]}'`);
+  const threads = parseIntFlag(v.threads, "--threads");
+  const opts = {
+    input,
+    ...(v.outtype ? { outtype: v.outtype } : {}),
+    ...(v.outfile ? { outfile: v.outfile } : {}),
+    ...(v["mmproj-outfile"] ? { mmprojOutfile: v["mmproj-outfile"] } : {}),
+    ...(v["mmproj-type"] ? { mmprojType: v["mmproj-type"] } : {}),
+    ...(v.pure ? { pure: true } : {}),
+    ...(v["output-tensor-type"] ? { outputTensorType: v["output-tensor-type"] } : {}),
+    ...(v["token-embedding-type"] ? { tokenEmbeddingType: v["token-embedding-type"] } : {}),
+    ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"] } : {}),
+    ...(v["leave-output-tensor"] ? { leaveOutputTensor: true } : {}),
+    ...(v["model-name"] ? { modelName: v["model-name"] } : {}),
+    ...(v["allow-nonfinite"] ? { allowNonfinite: true } : {}),
+    ...(v.force ? { force: true } : {}),
+    ...(threads ? { threads } : {}),
+  };
+  if (v["dry-run"]) {
+    const p = await plan(opts);
+    await p.source.close();
+    out(v.json ? JSON.stringify(planJson(p.files), null, 2) : formatPlan(p.files));
+    return 0;
+  }
+  const progress = new ProgressLine(io.stderr, !v.quiet && io.stderr.isTTY === true);
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    ac.abort(sig);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const t0 = performance.now();
+  try {
+    const r = await convert({ ...opts, signal: ac.signal, onProgress: (e) => progress.update(e), onWarning: (m) => err(`ggufy: warning: ${m}`) });
+    progress.done();
+    const secs = (performance.now() - t0) / 1000;
+    const bytesIn = r.plan.reduce((a, f) => a + f.tensors.reduce((b, t) => b + t.out.ne.reduce((x, y) => x * y, 1) * 4, 0), 0);
+    const bytesOut = r.files.reduce((a, f) => a + f.bytes, 0);
+    if (!v.quiet) {
+      for (const f of r.files) out(`wrote ${f.path} (${f.tensors} tensors, ${formatBytes(f.bytes)})`);
+      err(`ggufy: ${r.files.reduce((a, f) => a + f.tensors, 0)} tensors, ${formatBytes(bytesIn)} as f32 in, ${formatBytes(bytesOut)} out, ${formatDuration(secs)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
+    }
+    return 0;
+  } catch (e) {
+    progress.done();
+    if (ac.signal.aborted && !(isGgufyError(e) && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written");
+    throw e;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+export { USAGE };

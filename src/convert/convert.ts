@@ -1,0 +1,78 @@
+/**
+ * The library's conversion entry points: plan (headers only) and convert (plan + pipeline).
+ */
+import { GgufyError } from "../errors.js";
+import { findModel, MODELS } from "../models/registry.js";
+import type { ModelFile } from "../models/types.js";
+import { loadVocab } from "../tokenizer/index.js";
+import { SourceCheckpoint, readConfig, type DecoderFactory } from "./source.js";
+import { planFile, type PlanOptions, type PlannedFile } from "./plan.js";
+import { runPlan, type RunOptions, type RunResult } from "./pipeline.js";
+import path from "node:path";
+
+export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder"> {
+  /** model folder */
+  input: string;
+  /** only the tokenizer and metadata */
+  vocabOnly?: boolean;
+  /** worker threads for quantization (default: number of cores) */
+  threads?: number;
+}
+
+export interface Plan {
+  files: PlannedFile[];
+  source: SourceCheckpoint;
+  models: ModelFile[];
+}
+
+/** Extra decoders (bitsandbytes …) are registered here, in order of preference. */
+export const DECODERS: DecoderFactory[] = [];
+
+export async function plan(opts: ConvertOptions): Promise<Plan> {
+  const dir = path.resolve(opts.input);
+  const config = await readConfig(dir);
+  const conv = findModel(config, path.join(dir, "config.json"), MODELS);
+  const source = await SourceCheckpoint.open(dir, DECODERS);
+  try {
+    const models = await conv.build({
+      src: source,
+      dir,
+      config,
+      ...(opts.vocabOnly ? { vocabOnly: true } : {}),
+      loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}) }),
+    });
+    const llm = models.find((m) => m.role === "model");
+    const files: PlannedFile[] = [];
+    let baseName: string | undefined;
+    for (const m of models) {
+      const f = planFile({ model: m, modelDir: dir, opts, ...(baseName ? { baseName } : {}) });
+      if (m === llm) baseName = path.basename(f.path).replace(/-[^-]+\.gguf$/, "");
+      files.push(f);
+    }
+    const seen = new Set<string>();
+    for (const f of files) {
+      if (seen.has(f.path)) throw new GgufyError("E_USAGE", "two outputs would have the same path", { file: f.path });
+      seen.add(f.path);
+    }
+    return { files, source, models };
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+}
+
+export interface ConvertResult extends RunResult {
+  plan: PlannedFile[];
+}
+
+export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
+  const p = await plan(opts);
+  try {
+    const { makeEncoder } = await import("./workers.js");
+    const encoder = await makeEncoder(opts.threads);
+    const r = await runPlan(p.files, { ...opts, encoder });
+    return { ...r, plan: p.files };
+  } finally {
+    await p.source.close();
+  }
+}

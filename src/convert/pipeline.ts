@@ -1,0 +1,135 @@
+/**
+ * Executes a plan: each file's header first, then every tensor in order, in row chunks:
+ * decode → (transform, in the model's read) → check → quantize → write. Reads run one chunk
+ * ahead of encoding; memory is a few chunks whatever the model size. Outputs are committed
+ * (renamed into place) only when every file is complete; on any error or abort all temp files go.
+ */
+import { GgufyError } from "../errors.js";
+import { GGUFStreamWriter } from "../formats/gguf/writer.js";
+import { rowBytes } from "../quant/ggml/types.js";
+import { AtomicOutput, type FileOpener } from "./output.js";
+import { checkFinite, encodeRows, firstNonFinite } from "./encode.js";
+import type { PlannedFile, PlannedTensor } from "./plan.js";
+
+export interface ProgressEvent {
+  file: string;
+  tensor: string;
+  tensorIndex: number;
+  tensorCount: number;
+  /** output bytes written so far over all files, and the total planned */
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+/** Encodes chunks; the default runs in this thread, the worker pool implements the same shape. */
+export interface ChunkEncoder {
+  encode(type: PlannedTensor["type"], rows: Float32Array, rowLength: number): Promise<Uint8Array>;
+  close?(): Promise<void>;
+}
+
+export const inlineEncoder: ChunkEncoder = {
+  encode: async (type, rows, rowLength) => encodeRows(type, rows, rowLength),
+};
+
+export interface RunOptions {
+  force?: boolean;
+  allowNonfinite?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (e: ProgressEvent) => void;
+  /** called with the number of non-finite values passed through (only with allowNonfinite) */
+  onWarning?: (msg: string) => void;
+  encoder?: ChunkEncoder;
+  /** floats per chunk (default 4 Mi) */
+  chunkElements?: number;
+  /** open files through this (tests inject failures) */
+  opener?: FileOpener;
+  /** how many chunks may be in flight at once (read-ahead and parallel encoding) */
+  inflight?: number;
+}
+
+export interface RunResult {
+  files: { path: string; bytes: number; tensors: number }[];
+  nonFinite: number;
+}
+
+function rowsOf(t: PlannedTensor): number {
+  return t.out.ne.slice(1).reduce((a, b) => a * b, 1);
+}
+
+/** Row ranges of a tensor: about `chunkElements` floats each, aligned to the tensor's rowAlign. */
+export function chunkRanges(t: PlannedTensor, chunkElements: number): [number, number][] {
+  const rows = rowsOf(t);
+  const ne0 = t.out.ne[0]!;
+  const align = Math.max(1, t.out.rowAlign ?? 1);
+  let per = Math.max(1, Math.floor(chunkElements / ne0));
+  per = Math.max(align, per - (per % align));
+  const out: [number, number][] = [];
+  for (let r = 0; r < rows; r += per) out.push([r, Math.min(per, rows - r)]);
+  return out;
+}
+
+export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = {}): Promise<RunResult> {
+  const encoder = opts.encoder ?? inlineEncoder;
+  const chunkElements = opts.chunkElements ?? 4 << 20;
+  const inflight = Math.max(1, opts.inflight ?? 2);
+  const bytesTotal = files.reduce((a, f) => a + f.header.fileSize, 0);
+  let bytesDone = 0;
+  let nonFinite = 0;
+  const outputs: AtomicOutput[] = [];
+  const abortCheck = (): void => {
+    if (opts.signal?.aborted) throw new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written");
+  };
+  try {
+    for (const f of files) outputs.push(await AtomicOutput.create(f.path, { ...(opts.force ? { force: true } : {}), ...(opts.opener ? { opener: opts.opener } : {}) }));
+    for (let fi = 0; fi < files.length; fi++) {
+      const f = files[fi]!;
+      const out = outputs[fi]!;
+      const w = new GGUFStreamWriter(out, f.kvs, f.tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
+      await w.start();
+      bytesDone += f.header.bytes.length;
+      for (let ti = 0; ti < f.tensors.length; ti++) {
+        const t = f.tensors[ti]!;
+        const ne0 = t.out.ne[0]!;
+        const ranges = chunkRanges(t, chunkElements);
+        // a sliding window of chunks in flight: read and encode ahead, write strictly in order
+        const pending: Promise<Uint8Array>[] = [];
+        let next = 0;
+        const launch = (): void => {
+          const [r0, n] = ranges[next++]!;
+          const p = (async () => {
+              const rows = await t.out.read(r0, n);
+              if (rows.length !== n * ne0) throw new Error(`${t.out.name}: read of rows [${r0}, ${r0 + n}) returned ${rows.length} values, expected ${n * ne0}`);
+              if (opts.allowNonfinite) {
+                if (firstNonFinite(rows) >= 0) for (const v of rows) if (v - v !== 0) nonFinite++;
+              } else checkFinite(rows, t.out.name, r0 * ne0, f.path);
+              return encoder.encode(t.type, rows, ne0);
+            })();
+          p.catch(() => undefined); // rejections surface when awaited in order; never unhandled
+          pending.push(p);
+        };
+        while (next < ranges.length && pending.length < inflight) launch();
+        while (pending.length > 0) {
+          abortCheck();
+          const bytes = await pending.shift()!;
+          if (next < ranges.length) launch();
+          await w.write(bytes);
+          bytesDone += bytes.length;
+          opts.onProgress?.({ file: f.path, tensor: t.out.name, tensorIndex: ti, tensorCount: f.tensors.length, bytesDone, bytesTotal });
+        }
+        bytesDone += (Math.ceil(t.bytes / 32) * 32 - t.bytes);
+        if (rowBytes(t.type, ne0) * rowsOf(t) !== t.bytes) throw new Error(`internal: size mismatch for ${t.out.name}`);
+      }
+      w.finish();
+      await out.flush();
+    }
+    abortCheck();
+    for (const o of outputs) await o.commit();
+    if (nonFinite > 0) opts.onWarning?.(`${nonFinite} non-finite value(s) were passed through (--allow-nonfinite)`);
+    return { files: files.map((f, i) => ({ path: f.path, bytes: outputs[i]!.bytesWritten, tensors: f.tensors.length })), nonFinite };
+  } catch (e) {
+    await Promise.all(outputs.map((o) => o.abort()));
+    throw e;
+  } finally {
+    await encoder.close?.();
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The plan: for every output file, every tensor's GGUF name, shape, type and byte size, decided
+ * from headers alone. The header can then be written before any weight is read, dry runs print
+ * it, and the pipeline executes it.
+ */
+import path from "node:path";
+import { GgufyError } from "../errors.js";
+import { kv, type GGUFKV } from "../formats/gguf/types.js";
+import { encodeGgufHeader, type EncodedHeader } from "../formats/gguf/writer.js";
+import { GGMLType as G, parseTypeName, tensorBytes, typeInfo, typeName } from "../quant/ggml/types.js";
+import { supportedTypes } from "../quant/ggml/index.js";
+import { findPreset, IMATRIX_PRESETS, presetTypes, quantizeOrder, fallbackType, type Preset, type PresetOptions } from "../quant/presets.js";
+import type { ModelFile, OutputTensor } from "../models/types.js";
+import { vocabToKvs } from "../tokenizer/index.js";
+import { conventionalName, idToTitle, sizeLabel } from "./naming.js";
+
+export interface PlanOptions {
+  /** f32 | f16 | bf16 | q8_0 | tq1_0 | tq2_0 | auto, or a llama-quantize preset (Q4_K_M …) */
+  outtype?: string;
+  outfile?: string;
+  mmprojOutfile?: string;
+  /** f16 | f32 | q8_0 … for the vision projector */
+  mmprojType?: string;
+  pure?: boolean;
+  outputTensorType?: string;
+  tokenEmbeddingType?: string;
+  tensorTypes?: readonly string[];
+  leaveOutputTensor?: boolean;
+  modelName?: string;
+  /** extra/overriding KVs, applied last */
+  overrides?: readonly GGUFKV[];
+}
+
+export interface PlannedTensor {
+  readonly out: OutputTensor;
+  readonly type: G;
+  readonly bytes: number;
+  /** the type first chosen, when a row-length fallback replaced it */
+  readonly fallbackFrom?: G;
+}
+
+export interface PlannedFile {
+  readonly path: string;
+  readonly role: ModelFile["role"];
+  readonly kvs: GGUFKV[];
+  readonly tensors: PlannedTensor[];
+  readonly header: EncodedHeader;
+  readonly fileType: number;
+  readonly typeLabel: string;
+}
+
+const CONVERT_TYPES: Record<string, { ftype: number; type: G }> = {
+  f32: { ftype: 0, type: G.F32 },
+  f16: { ftype: 1, type: G.F16 },
+  bf16: { ftype: 32, type: G.BF16 },
+  q8_0: { ftype: 7, type: G.Q8_0 },
+  tq1_0: { ftype: 36, type: G.TQ1_0 },
+  tq2_0: { ftype: 37, type: G.TQ2_0 },
+};
+
+function parseUserType(s: string, what: string): G {
+  const t = parseTypeName(s);
+  if (t === undefined || !supportedTypes().includes(t)) throw new GgufyError("E_USAGE", `${what}: unknown or unsupported type '${s}'`);
+  return t;
+}
+
+/** convert_hf_to_gguf's per-tensor rule for a plain outtype (base.py prepare_tensors). */
+function convertRuleType(t: OutputTensor, type: G): G {
+  if (t.forceType !== undefined) return t.forceType;
+  const nDims = t.ne.length;
+  if (nDims <= 1 || t.name.endsWith("_norm.weight")) return G.F32;
+  if (!t.name.endsWith(".weight")) return G.F32;
+  if ((type === G.TQ1_0 || type === G.TQ2_0) && /^(token_embd|output)\.weight$/.test(t.name)) return G.F16;
+  // gguf-py cannot quantize a row that is not a whole number of blocks: the tensor falls back to F16
+  if (t.ne[0]! % typeInfo(type).blockSize !== 0) return G.F16;
+  return type;
+}
+
+/** "auto": the first ≥2-D tensor's source precision (bf16 → BF16, f16 → F16), else F16. */
+function autoType(m: ModelFile): { ftype: number; type: G; label: string } {
+  const first = m.tensors.find((t) => t.ne.length >= 2);
+  if (first?.dtype === "bf16") return { ftype: 32, type: G.BF16, label: "bf16" };
+  return { ftype: 1, type: G.F16, label: "f16" };
+}
+
+function hparam(m: ModelFile, suffix: string): number | undefined {
+  const e = m.kvs.find((k) => k.key === `${m.arch}.${suffix}`);
+  return e && e.value.type !== 9 ? Number(e.value.value) : undefined;
+}
+
+export interface TypeChoice {
+  types: G[];
+  order: OutputTensor[];
+  ftype: number;
+  label: string;
+  fallbacks: Map<string, G>;
+}
+
+/** Decide the type of every tensor of a text-model file. */
+export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
+  const requested = opts.outtype ?? "auto";
+  const lower = requested.toLowerCase();
+  const fallbacks = new Map<string, G>();
+  if (m.chooseType) {
+    const req = m.role === "mmproj" ? (opts.mmprojType ?? "f16") : requested;
+    const types = m.tensors.map((t) => m.chooseType!(t, req.toLowerCase()));
+    const ft = CONVERT_TYPES[req.toLowerCase()]?.ftype ?? 1;
+    return { types, order: m.tensors, ftype: ft, label: req.toLowerCase(), fallbacks };
+  }
+  if (IMATRIX_PRESETS.includes(requested.toUpperCase())) {
+    throw new GgufyError("E_IMATRIX_REQUIRED", `${requested.toUpperCase()} needs an importance matrix (llama-quantize refuses it without one); ggufy does not compute imatrices yet — choose IQ4_XS, Q4_K_M or another type`);
+  }
+  if (lower === "auto" || (CONVERT_TYPES[lower] && requested === lower)) {
+    const c = lower === "auto" ? autoType(m) : { ...CONVERT_TYPES[lower]!, label: lower };
+    const types = m.tensors.map((t) => convertRuleType(t, c.type));
+    return { types, order: m.tensors, ftype: c.ftype, label: lower === "auto" ? c.label : lower, fallbacks };
+  }
+  const preset: Preset | undefined = findPreset(requested);
+  if (!preset) throw new GgufyError("E_USAGE", `--outtype ${requested}: not a known type or preset (try f32, f16, bf16, q8_0, auto, Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0 …)`);
+  const order = quantizeOrder(m.tensors);
+  const popts: PresetOptions = {
+    nLayer: hparam(m, "block_count") ?? 0,
+    nHead: hparam(m, "attention.head_count") ?? 1,
+    nHeadKv: hparam(m, "attention.head_count_kv") ?? hparam(m, "attention.head_count") ?? 1,
+    ...(opts.pure ? { pure: true } : {}),
+    ...(opts.leaveOutputTensor ? { leaveOutputTensor: true } : {}),
+    ...(opts.outputTensorType ? { outputTensorType: parseUserType(opts.outputTensorType, "--output-tensor-type") } : {}),
+    ...(opts.tokenEmbeddingType ? { tokenEmbeddingType: parseUserType(opts.tokenEmbeddingType, "--token-embedding-type") } : {}),
+    ...(opts.tensorTypes?.length ? { tensorTypes: opts.tensorTypes.map((s) => parseTensorTypeOverride(s)) } : {}),
+  };
+  const chosen = presetTypes(order, preset, popts);
+  const types = order.map((t, i) => {
+    const c = chosen[i];
+    if (c === undefined) return t.forceType ?? G.F32; // copied unchanged: 1-D and excluded tensors stay F32
+    const f = fallbackType(c, t.ne[0]!);
+    if (f !== c) fallbacks.set(t.name, c);
+    return f;
+  });
+  return { types, order, ftype: preset.ftype, label: preset.name, fallbacks };
+}
+
+export function parseTensorTypeOverride(s: string): [RegExp, G] {
+  const i = s.lastIndexOf("=");
+  if (i <= 0) throw new GgufyError("E_USAGE", `--tensor-type ${s}: expected REGEX=TYPE`);
+  let re: RegExp;
+  try {
+    re = new RegExp(s.slice(0, i));
+  } catch (e) {
+    throw new GgufyError("E_USAGE", `--tensor-type ${s}: bad regular expression (${(e as Error).message})`);
+  }
+  return [re, parseUserType(s.slice(i + 1), "--tensor-type")];
+}
+
+export function countParams(tensors: readonly OutputTensor[]): number {
+  let n = 0;
+  for (const t of tensors) n += t.ne.reduce((a, b) => a * b, 1);
+  return n;
+}
+
+export interface FilePlanInput {
+  model: ModelFile;
+  modelDir: string;
+  opts: PlanOptions;
+  /** the language model's base name, shared by the mmproj name */
+  baseName?: string;
+}
+
+/** Plan one output file: types, KVs in llama.cpp's order, header, path. */
+export function planFile({ model, modelDir, opts, baseName }: FilePlanInput): PlannedFile {
+  const choice = chooseTypes(model, opts);
+  for (let i = 0; i < choice.order.length; i++) {
+    const t = choice.order[i]!;
+    const type = choice.types[i]!;
+    if (t.ne[0]! % typeInfo(type).blockSize !== 0) throw new GgufyError("E_TYPE", `row length ${t.ne[0]} is not a multiple of ${typeName(type)}'s block size ${typeInfo(type).blockSize}`, { tensor: t.name });
+  }
+  const params = model.paramCount ?? countParams(model.tensors);
+  const name = opts.modelName ?? idToTitle(path.basename(path.resolve(modelDir)));
+  const kvs: GGUFKV[] = [kv.str("general.architecture", model.arch)];
+  if (model.role === "model") {
+    kvs.push(kv.str("general.type", "model"));
+    kvs.push(kv.str("general.name", name));
+    if (params > 0) kvs.push(kv.str("general.size_label", sizeLabel(params)));
+  }
+  kvs.push(...(model.generalKvs ?? []));
+  kvs.push(...model.kvs);
+  kvs.push(kv.u32("general.file_type", choice.ftype));
+  if (model.role === "model") kvs.push(kv.u32("general.quantization_version", 2));
+  if (model.vocab) kvs.push(...vocabToKvs(model.vocab));
+  for (const o of opts.overrides ?? []) {
+    const i = kvs.findIndex((k) => k.key === o.key);
+    if (i >= 0) kvs[i] = o;
+    else kvs.push(o);
+  }
+  const tensors: PlannedTensor[] = choice.order.map((out, i) => {
+    const type = choice.types[i]!;
+    const from = choice.fallbacks.get(out.name);
+    return { out, type, bytes: tensorBytes(type, out.ne), ...(from !== undefined ? { fallbackFrom: from } : {}) };
+  });
+  const header = encodeGgufHeader(kvs, tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
+  const base = baseName ?? conventionalName({ baseName: name, sizeLabel: params > 0 ? sizeLabel(params) : undefined, encoding: "" }).replace(/-$/, "");
+  const label = choice.label;
+  const defaultFile = model.role === "mmproj" ? `mmproj-${base}-${label.toLowerCase()}.gguf` : `${base}-${label.toUpperCase()}.gguf`;
+  const explicit = model.role === "mmproj" ? opts.mmprojOutfile : opts.outfile;
+  const p = explicit ? path.resolve(explicit.replace("{ftype}", label.toLowerCase())) : path.join(path.resolve(modelDir), defaultFile);
+  return { path: p, role: model.role, kvs, tensors, header, fileType: choice.ftype, typeLabel: label };
+}

@@ -1,0 +1,13 @@
+/**
+ * ggufy's library API. The CLI is a thin layer over these functions.
+ */
+export { convert, plan, DECODERS, type ConvertOptions, type ConvertResult, type Plan } from "./convert/convert.js";
+export type { PlanOptions, PlannedFile, PlannedTensor } from "./convert/plan.js";
+export type { ProgressEvent } from "./convert/pipeline.js";
+export { inspect, type InspectResult } from "./cli/inspect.js";
+export { SourceCheckpoint, type SourceTensor } from "./convert/source.js";
+export { GgufyError, ERROR_CODES, type ErrorCode } from "./errors.js";
+export { readGguf, readGgufTensorBytes, type GGUFFile, type GGUFTensorEntry } from "./formats/gguf/reader.js";
+export { GGMLType, typeName } from "./quant/ggml/types.js";
+export { codecFor } from "./quant/ggml/index.js";
+export { MODELS } from "./models/registry.js";
