@@ -1,11 +1,100 @@
+/**
+ * Q6_K: 256-value super-blocks of 16 × 16 with 6-bit levels (4 low bits in ql, 2 high in qh) and
+ * int8 scales, fp16 d (210 bytes: ql[128], qh[64], scales[16], d). Bit-exact with ggml's
+ * quantize_row_q6_K_ref and dequantize_row_q6_K.
+ */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
+import { EPS, F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQxQuants, nearestInt, putF16, qxTrialNumerators, toF16 } from "./kquant-common.js";
 
-// PLACEHOLDER: replaced by the bit-exact implementation.
+const QK = 256;
+const SIZE = 210;
+const TRIALS = qxTrialNumerators(32);
+const L = new Uint8Array(QK);
+const SC = new Float64Array(16);
+
 export const q6_k: BlockCodec = {
   type: GGMLType.Q6_K,
-  blockSize: 0,
-  typeSize: 0,
-  quantize() { throw new Error("Q6_K quantize not implemented yet"); },
-  dequantize() { throw new Error("Q6_K dequantize not implemented yet"); },
+  blockSize: QK,
+  typeSize: SIZE,
+  quantize(src, dst) {
+    const nb = checkQuantizeArgs("Q6_K", src, dst, QK, SIZE);
+    for (let b = 0; b < nb; ++b) {
+      const xo = b * QK;
+      const o = b * SIZE;
+      let maxScale = 0;
+      let maxAbs = 0;
+      for (let j = 0; j < 16; ++j) {
+        const s = makeQxQuants(src, xo + 16 * j, 16, 32, L, 16 * j, TRIALS);
+        SC[j] = s;
+        const as = Math.abs(s);
+        if (as > maxAbs) {
+          maxAbs = as;
+          maxScale = s;
+        }
+      }
+      if (maxAbs < EPS) {
+        dst.fill(0, o, o + SIZE);
+        continue;
+      }
+      const is = F(-128 / maxScale);
+      const dh = toF16(F(1 / is));
+      putF16(dst, o + 208, dh);
+      const d = H2F[dh]!;
+      for (let j = 0; j < 16; ++j) {
+        const v = nearestInt(F(is * SC[j]!));
+        dst[o + 192 + j] = (v < 127 ? v : 127) & 0xff;
+      }
+      for (let j = 0; j < 16; ++j) {
+        const dd = F(d * ((dst[o + 192 + j]! << 24) >> 24));
+        if (dd === 0) continue; // keep the search's levels
+        const go = xo + 16 * j;
+        for (let ii = 0; ii < 16; ++ii) {
+          let l = nearestInt(F(src[go + ii]! / dd));
+          if (l < -32) l = -32;
+          else if (l > 31) l = 31;
+          L[16 * j + ii] = l + 32;
+        }
+      }
+      for (let h = 0; h < 2; ++h) {
+        const bl = 128 * h;
+        const ql = o + 64 * h;
+        const qh = o + 128 + 32 * h;
+        for (let l = 0; l < 32; ++l) {
+          const a = L[bl + l]!;
+          const c = L[bl + 32 + l]!;
+          const e = L[bl + 64 + l]!;
+          const g = L[bl + 96 + l]!;
+          dst[ql + l] = (a & 15) | ((e & 15) << 4);
+          dst[ql + 32 + l] = (c & 15) | ((g & 15) << 4);
+          dst[qh + l] = (a >> 4) | ((c >> 4) << 2) | ((e >> 4) << 4) | ((g >> 4) << 6);
+        }
+      }
+    }
+  },
+  dequantize(src, dst) {
+    const nb = checkDequantizeArgs("Q6_K", src, dst, QK, SIZE);
+    for (let b = 0; b < nb; ++b) {
+      const o = b * SIZE;
+      const d = H2F[src[o + 208]! | (src[o + 209]! << 8)]!;
+      for (let h = 0; h < 2; ++h) {
+        const ql = o + 64 * h;
+        const qh = o + 128 + 32 * h;
+        const sc = o + 192 + 8 * h;
+        const y = b * QK + 128 * h;
+        for (let l = 0; l < 32; ++l) {
+          const is = l >> 4;
+          const hb = src[qh + l]!;
+          const q1 = ((src[ql + l]! & 15) | ((hb & 3) << 4)) - 32;
+          const q2 = ((src[ql + 32 + l]! & 15) | (((hb >> 2) & 3) << 4)) - 32;
+          const q3 = ((src[ql + l]! >> 4) | (((hb >> 4) & 3) << 4)) - 32;
+          const q4 = ((src[ql + 32 + l]! >> 4) | (((hb >> 6) & 3) << 4)) - 32;
+          dst[y + l] = F(d * ((src[sc + is]! << 24) >> 24)) * q1;
+          dst[y + 32 + l] = F(d * ((src[sc + is + 2]! << 24) >> 24)) * q2;
+          dst[y + 64 + l] = F(d * ((src[sc + is + 4]! << 24) >> 24)) * q3;
+          dst[y + 96 + l] = F(d * ((src[sc + is + 6]! << 24) >> 24)) * q4;
+        }
+      }
+    }
+  },
 };
