@@ -69,8 +69,10 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   const p = await plan(opts);
   try {
     const { makeEncoder } = await import("./workers.js");
-    const encoder = await makeEncoder(opts.threads);
-    const r = await runPlan(p.files, { ...opts, encoder });
+    const threads = opts.threads ?? (await import("node:os")).availableParallelism();
+    const encoder = await makeEncoder(threads);
+    // keep every worker busy: one chunk per worker plus read-ahead
+    const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1 });
     return { ...r, plan: p.files };
   } finally {
     await p.source.close();
