@@ -1,5 +1,6 @@
 /** `ggufy inspect`: what is in a GGUF file, a safetensors file or a model folder. */
 import { stat } from "node:fs/promises";
+import { GgufyError } from "../errors.js";
 import path from "node:path";
 import { readGguf } from "../formats/gguf/reader.js";
 import { GGUFValueType, type GGUFValue } from "../formats/gguf/types.js";
@@ -26,7 +27,9 @@ function jsonValue(v: GGUFValue, full: boolean): unknown {
 
 export async function inspect(target: string, opts: { full?: boolean } = {}): Promise<InspectResult> {
   const p = path.resolve(target);
-  const st = await stat(p);
+  const st = await stat(p).catch((e: Error) => {
+    throw new GgufyError("E_IO", `cannot read: ${e.message}`, { file: p });
+  });
   if (st.isDirectory()) {
     const src = await SourceCheckpoint.open(p, DECODERS);
     try {

@@ -54,9 +54,10 @@ test("GGUF writer: header, offsets and data read back by @huggingface/gguf and o
     await writeFile(file, bytes);
 
     const hf = await gguf(file, { allowLocalFile: true });
-    assert.equal(hf.metadata["general.architecture"], "llama");
-    assert.equal(hf.metadata["llama.block_count"], 2);
-    assert.deepEqual(hf.metadata["tokenizer.ggml.tokens"], ["<unk>", "a", "béta"]);
+    const md = hf.metadata as unknown as Record<string, unknown>;
+    assert.equal(md["general.architecture"], "llama");
+    assert.equal(md["llama.block_count"], 2);
+    assert.deepEqual(md["tokenizer.ggml.tokens"], ["<unk>", "a", "béta"]);
     assert.equal(hf.tensorInfos.length, 3);
     assert.deepEqual(hf.tensorInfos.map((t) => [t.name, t.shape.map(Number), t.dtype, Number(t.offset)]), [
       ["a.weight", [32, 3], GGMLType.Q8_0, 0],
