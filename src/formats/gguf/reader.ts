@@ -3,7 +3,7 @@
  * against caps and the file size before anything is allocated, tensor types and ranges are
  * validated, and nothing is read whole except the header.
  */
-import { open, type FileHandle } from "node:fs/promises";
+import { open, stat, type FileHandle } from "node:fs/promises";
 import { GgufyError } from "../../errors.js";
 import { GGUFValueType, GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, type GGUFScalar, type GGUFScalarType, type GGUFValue } from "./types.js";
 import { TYPE_INFO, tensorBytes, type GGMLType } from "../../quant/ggml/types.js";
@@ -109,8 +109,11 @@ function isScalarType(t: number): t is GGUFScalarType {
 export async function readGguf(path: string): Promise<GGUFFile> {
   let fh: FileHandle;
   try {
+    // a FIFO or device would block or never end: only regular files are opened
+    if (!(await stat(path)).isFile()) throw new GgufyError("E_IO", "is not a regular file", { file: path });
     fh = await open(path, "r");
   } catch (e) {
+    if (e instanceof GgufyError) throw e;
     throw new GgufyError("E_IO", (e as Error).message, { file: path, cause: e });
   }
   try {

@@ -2,12 +2,14 @@
  * A safetensors checkpoint: one file, or shards listed by model.safetensors.index.json.
  * Validates that the index and the shards agree and that no shard path leaves the folder.
  */
-import { readdir, readFile, realpath, access } from "node:fs/promises";
+import { readdir, readFile, realpath, access, stat } from "node:fs/promises";
 import path from "node:path";
-import { GgufyError } from "../../errors.js";
+import { GgufyError, jsonErrorDetail } from "../../errors.js";
 import { readSafetensorsHeader, FileReaderPool, type StTensorInfo } from "./reader.js";
 
 export const INDEX_FILE = "model.safetensors.index.json";
+/** an index lists names and file names only; real ones are well under 10 MB */
+export const MAX_INDEX_BYTES = 64 << 20;
 
 export class SafetensorsCheckpoint {
   private readonly pool = new FileReaderPool();
@@ -116,10 +118,20 @@ async function exists(p: string): Promise<boolean> {
 
 async function readIndex(indexPath: string): Promise<Map<string, string>> {
   let json: unknown;
+  let text: string;
   try {
-    json = JSON.parse(await readFile(indexPath, "utf8"));
+    const st = await stat(indexPath);
+    if (!st.isFile()) throw new GgufyError("E_INDEX", "is not a regular file", { file: indexPath });
+    if (st.size > MAX_INDEX_BYTES) throw new GgufyError("E_INDEX", `is ${st.size} bytes, over the ${MAX_INDEX_BYTES}-byte cap`, { file: indexPath });
+    text = await readFile(indexPath, "utf8");
   } catch (e) {
-    throw new GgufyError("E_INDEX", `not valid JSON (${(e as Error).message})`, { file: indexPath });
+    if (e instanceof GgufyError) throw e;
+    throw new GgufyError("E_IO", (e as Error).message, { file: indexPath, cause: e });
+  }
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new GgufyError("E_INDEX", `not valid JSON: ${jsonErrorDetail(text, e)}`, { file: indexPath });
   }
   const wm = (json as { weight_map?: unknown } | null)?.weight_map;
   if (wm === null || typeof wm !== "object" || Array.isArray(wm)) throw new GgufyError("E_INDEX", "has no weight_map object", { file: indexPath });
@@ -143,6 +155,21 @@ async function confineShard(indexPath: string, absDir: string, realDir: string, 
   } catch {
     throw new GgufyError("E_SHARD_MISSING", `shard '${shard}' does not exist`, ctx);
   }
-  if (real !== realDir && !real.startsWith(realDir + path.sep)) throw new GgufyError("E_SHARD_PATH", `shard '${shard}' resolves (through a link) outside the model folder`, ctx);
+  if (real !== realDir && !real.startsWith(realDir + path.sep) && !inHfCacheBlobs(realDir, real)) throw new GgufyError("E_SHARD_PATH", `shard '${shard}' resolves (through a link) outside the model folder`, ctx);
   return p;
+}
+
+/**
+ * The Hugging Face hub cache keeps files as links from models--org--name/snapshots/<rev>/ into
+ * models--org--name/blobs/; a shard resolving there stays inside the same cached repository.
+ */
+function inHfCacheBlobs(realDir: string, real: string): boolean {
+  let d = realDir;
+  while (path.basename(path.dirname(d)) !== "snapshots") {
+    const up = path.dirname(d);
+    if (up === d) return false;
+    d = up;
+  }
+  const blobs = path.join(path.dirname(path.dirname(d)), "blobs");
+  return path.basename(path.dirname(path.dirname(d))).startsWith("models--") && path.dirname(real) === blobs;
 }

@@ -3,7 +3,7 @@
  * serves tensor bytes with positioned reads. Never loads a whole file.
  */
 import { open, stat, type FileHandle } from "node:fs/promises";
-import { GgufyError } from "../../errors.js";
+import { GgufyError, brief, jsonErrorDetail } from "../../errors.js";
 import { ST_DTYPE_SIZE, isStDtype, type StDtype } from "./dtypes.js";
 
 export const ST_MAX_HEADER = 100_000_000;
@@ -31,11 +31,16 @@ export interface StHeader {
 export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, dataSize: number): StHeader {
   if (headerBytes.length === 0 || headerBytes[0] !== 0x7b) throw new GgufyError("E_ST_HEADER_START", "header does not start with '{'", { file });
   let json: unknown;
-  const text = new TextDecoder("utf-8", { fatal: false }).decode(headerBytes);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
+  } catch {
+    throw new GgufyError("E_ST_HEADER_JSON", "header is not valid UTF-8", { file });
+  }
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new GgufyError("E_ST_HEADER_JSON", `header is not valid JSON (${(e as Error).message})`, { file });
+    throw new GgufyError("E_ST_HEADER_JSON", `header is not valid JSON: ${jsonErrorDetail(text, e)}`, { file });
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) throw new GgufyError("E_ST_HEADER_JSON", "header is not a JSON object", { file });
   const tensors = new Map<string, StTensorInfo>();
@@ -53,22 +58,21 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, da
     }
     if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new GgufyError("E_ST_HEADER_JSON", "entry is not an object", { file, tensor: name });
     const { dtype, shape, data_offsets } = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (!isStDtype(dtype)) throw new GgufyError("E_ST_DTYPE", `unknown dtype ${JSON.stringify(dtype)}`, { file, tensor: name });
+    if (!isStDtype(dtype)) throw new GgufyError("E_ST_DTYPE", `unknown dtype ${brief(dtype)}`, { file, tensor: name });
     if (!Array.isArray(shape)) throw new GgufyError("E_ST_SHAPE", "shape is not an array", { file, tensor: name });
     let n = 1;
     for (const d of shape) {
-      if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) throw new GgufyError("E_ST_SHAPE", `shape ${JSON.stringify(shape)} has a dimension that is not a non-negative integer`, { file, tensor: name });
+      if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) throw new GgufyError("E_ST_SHAPE", `shape ${brief(shape)} has a dimension that is not a non-negative integer`, { file, tensor: name });
       n *= d;
-      if (!Number.isSafeInteger(n)) throw new GgufyError("E_ST_SHAPE", `shape ${JSON.stringify(shape)} has more than 2^53 elements`, { file, tensor: name });
+      if (!Number.isSafeInteger(n)) throw new GgufyError("E_ST_SHAPE", `shape ${brief(shape)} has more than 2^53 elements`, { file, tensor: name });
     }
     if (!Array.isArray(data_offsets) || data_offsets.length !== 2 || !data_offsets.every((o) => typeof o === "number" && Number.isSafeInteger(o) && o >= 0)) {
-      throw new GgufyError("E_ST_OFFSETS", `data_offsets ${JSON.stringify(data_offsets)} are not two non-negative integers`, { file, tensor: name });
+      throw new GgufyError("E_ST_OFFSETS", `data_offsets ${brief(data_offsets)} are not two non-negative integers`, { file, tensor: name });
     }
     const [begin, end] = data_offsets as [number, number];
     if (end < begin) throw new GgufyError("E_ST_OFFSETS", `data_offsets [${begin}, ${end}] end before they begin`, { file, tensor: name });
-    if (end > dataSize) throw new GgufyError("E_ST_OFFSETS", `data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes)`, { file, tensor: name });
     const size = n * ST_DTYPE_SIZE[dtype];
-    if (size !== end - begin) throw new GgufyError("E_ST_SIZE_MISMATCH", `shape ${JSON.stringify(shape)} × ${dtype} is ${size} bytes but data_offsets span ${end - begin}`, { file, tensor: name });
+    if (size !== end - begin) throw new GgufyError("E_ST_SIZE_MISMATCH", `shape ${brief(shape)} × ${dtype} is ${size} bytes but data_offsets span ${end - begin}`, { file, tensor: name });
     tensors.set(name, { name, dtype, shape: shape as number[], file, start: headerEnd + begin, byteLength: end - begin });
     spans.push({ name, begin, end });
   }
@@ -81,7 +85,8 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, da
   }
   if (cursor !== dataSize) {
     const last = spans.length ? spans[spans.length - 1]!.name : undefined;
-    throw new GgufyError(cursor < dataSize ? "E_ST_OFFSETS" : "E_ST_TRUNCATED", `tensors cover ${cursor} data bytes but the file holds ${dataSize}`, { file, ...(last ? { tensor: last } : {}) });
+    if (cursor < dataSize) throw new GgufyError("E_ST_OFFSETS", `tensors cover ${cursor} data bytes but the file holds ${dataSize} (trailing bytes)`, { file, ...(last ? { tensor: last } : {}) });
+    throw new GgufyError("E_ST_TRUNCATED", `tensors need ${cursor} data bytes but the file holds only ${dataSize}: it is truncated (an interrupted download?)`, { file, ...(last ? { tensor: last } : {}) });
   }
   return { tensors, metadata, order: spans.map((s) => s.name), fileSize: headerEnd + dataSize };
 }
@@ -90,6 +95,8 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, da
 export async function readSafetensorsHeader(file: string): Promise<StHeader> {
   let fh: FileHandle | undefined;
   try {
+    // a FIFO or device would block or never end: only regular files are opened
+    if (!(await stat(file)).isFile()) throw new GgufyError("E_IO", "is not a regular file", { file });
     fh = await open(file, "r");
     const size = (await fh.stat()).size;
     if (size < 8) throw new GgufyError("E_ST_HEADER_LENGTH", `file is ${size} bytes, too short for the 8-byte header length`, { file });
@@ -100,7 +107,11 @@ export async function readSafetensorsHeader(file: string): Promise<StHeader> {
     const hlen = Number(n);
     if (8 + hlen > size) throw new GgufyError("E_ST_HEADER_LENGTH", `header length ${hlen} runs past the end of the file (${size} bytes)`, { file });
     const header = Buffer.alloc(hlen);
-    await fh.read(header, 0, hlen, 8);
+    for (let done = 0; done < hlen; ) {
+      const { bytesRead } = await fh.read(header, done, hlen - done, 8 + done);
+      if (bytesRead === 0) throw new GgufyError("E_ST_HEADER_LENGTH", `file shrank while reading its header`, { file });
+      done += bytesRead;
+    }
     return parseSafetensorsHeader(file, header, size - 8 - hlen);
   } catch (e) {
     if (e instanceof GgufyError) throw e;
