@@ -1,0 +1,149 @@
+/**
+ * Pure bitsandbytes dequantization kernels, bit-exact with bitsandbytes' CUDA / CPU kernels:
+ *
+ *   4-bit:  out[i] = RNE_dtype( f32( CODE[nibble(i)] * absmax[i / blocksize] ) )
+ *   nested: absmax[b] = f32( RNE_nd( f32( NQM[q[b]] * nested_absmax[b / nbs] ) ) + offset )   (nd = nested dtype)
+ *   int8:   out[r,c] = RNE_dtype( f32( f32( CB[r,c] * SCB[r] ) * 0x3C010204 ) )
+ *
+ * JavaScript doubles hold the product (or sum) of two float32 values precisely enough (Figueroa: 53 ≥ 2·24+2 bits,
+ * so rounding the double result to float32 is the correctly rounded float32 operation); storing into a
+ * Float32Array performs that rounding. Nothing here clamps, takes abs or fuses operations.
+ */
+import { f32RowToBf16, bf16RowToF32, f32RowToF16, f16RowToF32 } from "../../formats/half.js";
+import { NF4_CODE, FP4_CODE, INT8_DEQUANT_SCALE } from "./tables.js";
+
+export type BnbDtype = "bf16" | "f16" | "f32";
+export type Bnb4bitType = "nf4" | "fp4";
+
+/** Round every element of a float32 array to `dtype` (IEEE round-to-nearest-even), keeping it widened to float32. */
+export function roundToDtypeInPlace(a: Float32Array, dtype: BnbDtype): Float32Array {
+  if (dtype === "f32" || a.length === 0) return a;
+  const CHUNK = 1 << 16;
+  const tmp = new Uint16Array(Math.min(CHUNK, a.length));
+  for (let s = 0; s < a.length; s += CHUNK) {
+    const part = a.subarray(s, Math.min(a.length, s + CHUNK));
+    const t = tmp.subarray(0, part.length);
+    if (dtype === "bf16") {
+      f32RowToBf16(part, t);
+      bf16RowToF32(t, part);
+    } else {
+      f32RowToF16(part, t);
+      f16RowToF32(t, part);
+    }
+  }
+  return a;
+}
+
+/** Round one number to float32 and then to `dtype`. */
+export function roundScalarToDtype(x: number, dtype: BnbDtype): number {
+  const a = new Float32Array([x]);
+  roundToDtypeInPlace(a, dtype);
+  return a[0]!;
+}
+
+export function codeFor(quantType: Bnb4bitType): Float32Array {
+  return quantType === "nf4" ? NF4_CODE : FP4_CODE;
+}
+
+/**
+ * Dequantize `count` consecutive 4-bit elements of the flat (row-major) weight, starting at element `elem0`.
+ *
+ * @param packed  packed bytes starting at byte floor(elem0 / 2) (at least ceil((elem0 % 2 + count) / 2) bytes)
+ * @param absmax  float32 scales of blocks `block0`, `block0 + 1`, … covering the range
+ * @returns float32 values rounded to `dtype` (f32 products when dtype is "f32")
+ */
+export function dequantize4bit(
+  packed: Uint8Array,
+  elem0: number,
+  count: number,
+  absmax: Float32Array,
+  block0: number,
+  blocksize: number,
+  quantType: Bnb4bitType,
+  dtype: BnbDtype,
+  out: Float32Array = new Float32Array(count),
+): Float32Array {
+  if (out.length < count) throw new RangeError(`dequantize4bit: output holds ${out.length} < ${count} values`);
+  const code = codeFor(quantType);
+  const parity = elem0 % 2;
+  if (packed.length < Math.ceil((parity + count) / 2)) throw new RangeError(`dequantize4bit: ${packed.length} packed bytes for ${count} elements`);
+  let k = 0;
+  while (k < count) {
+    const i = elem0 + k;
+    const b = Math.floor(i / blocksize);
+    const end = Math.min(count, (b + 1) * blocksize - elem0);
+    const scale = absmax[b - block0];
+    if (scale === undefined) throw new RangeError(`dequantize4bit: absmax for block ${b} not provided (have ${block0}..${block0 + absmax.length - 1})`);
+    for (; k < end; k++) {
+      const j = k + parity;
+      const byte = packed[j >> 1]!;
+      out[k] = code[(j & 1) === 0 ? byte >> 4 : byte & 0x0f]! * scale;
+    }
+  }
+  roundToDtypeInPlace(count === out.length ? out : out.subarray(0, count), dtype);
+  return out;
+}
+
+/**
+ * Reconstruct float32 absmax values of 4-bit blocks `block0 … block0 + q.length - 1` from their 8-bit codes
+ * (double quantization): `dequantize_blockwise(qabsmax, state2)` in `nestedDtype`, then `+= offset`, then
+ * `.float()`.
+ *
+ * @param q             8-bit codes of those blocks
+ * @param nestedAbsmax  float32 absmax of nested blocks `nestedBlock0 …` covering them
+ * @param nestedCode    the stored `nested_quant_map` (256 float32)
+ * @param offset        float32 `nested_offset`
+ */
+export function reconstructNestedAbsmax(
+  q: Uint8Array,
+  block0: number,
+  nestedAbsmax: Float32Array,
+  nestedBlock0: number,
+  nestedBlocksize: number,
+  nestedCode: Float32Array,
+  offset: number,
+  nestedDtype: BnbDtype = "f32",
+): Float32Array {
+  const out = new Float32Array(q.length);
+  for (let j = 0; j < q.length; j++) {
+    const nb = Math.floor((block0 + j) / nestedBlocksize) - nestedBlock0;
+    const s = nestedAbsmax[nb];
+    if (s === undefined) throw new RangeError(`reconstructNestedAbsmax: nested absmax ${nb + nestedBlock0} not provided`);
+    out[j] = nestedCode[q[j]!]! * s;
+  }
+  if (nestedDtype === "f32") {
+    const off = Math.fround(offset);
+    for (let j = 0; j < out.length; j++) out[j] = out[j]! + off;
+  } else {
+    // the product is stored in nested_dtype; the in-place add casts the f32 offset to that dtype, adds in
+    // float32 (opmath) and stores the sum in nested_dtype again.
+    roundToDtypeInPlace(out, nestedDtype);
+    const off = roundScalarToDtype(offset, nestedDtype);
+    for (let j = 0; j < out.length; j++) out[j] = out[j]! + off;
+    roundToDtypeInPlace(out, nestedDtype);
+  }
+  return out;
+}
+
+/**
+ * LLM.int8 rows: `int8_vectorwise_dequant` = `CB * SCB.view(-1, 1) * 7.874015718698502e-3` in float32,
+ * then cast to `dtype`.
+ *
+ * @param cb   int8 codes of `scb.length` rows of `cols` values
+ * @param scb  float32 per-row absmax of those rows
+ */
+export function dequantizeInt8Rows(cb: Int8Array, scb: Float32Array, cols: number, dtype: BnbDtype, out: Float32Array = new Float32Array(scb.length * cols)): Float32Array {
+  const n = scb.length * cols;
+  if (cb.length < n) throw new RangeError(`dequantizeInt8Rows: ${cb.length} codes for ${scb.length} rows × ${cols}`);
+  const tmp = new Float32Array(1);
+  for (let r = 0; r < scb.length; r++) {
+    const s = scb[r]!;
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) {
+      tmp[0] = cb[base + c]! * s;
+      out[base + c] = tmp[0]! * INT8_DEQUANT_SCALE;
+    }
+  }
+  roundToDtypeInPlace(n === out.length ? out : out.subarray(0, n), dtype);
+  return out;
+}
