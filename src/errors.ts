@@ -102,6 +102,8 @@ export function brief(v: unknown, max = 80): string {
       out += "]";
     } else if (x !== null && typeof x === "object") {
       out += depth > 3 ? "{…}" : `{${Object.keys(x).slice(0, 4).map((k) => JSON.stringify(k.slice(0, 40))).join(",")}${Object.keys(x).length > 4 ? ",…" : ""}}`;
+    } else if (x === undefined) {
+      out += "(missing)";
     } else if (typeof x === "string") {
       out += JSON.stringify(x.length > max ? x.slice(0, max) + "…" : x);
     } else out += String(x);

@@ -123,6 +123,7 @@ async function readIndex(indexPath: string): Promise<Map<string, string>> {
     const st = await stat(indexPath);
     if (!st.isFile()) throw new GgufyError("E_INDEX", "is not a regular file", { file: indexPath });
     if (st.size > MAX_INDEX_BYTES) throw new GgufyError("E_INDEX", `is ${st.size} bytes, over the ${MAX_INDEX_BYTES}-byte cap`, { file: indexPath });
+    if (st.size === 0) throw new GgufyError("E_INDEX", "is empty (an interrupted download?)", { file: indexPath });
     text = await readFile(indexPath, "utf8");
   } catch (e) {
     if (e instanceof GgufyError) throw e;
