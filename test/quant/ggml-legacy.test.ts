@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { codecFor, GGMLType, typeName } from "../../src/quant/ggml/index.js";
 import type { BlockCodec } from "../../src/quant/ggml/index.js";
 import { ggmlOracle } from "../support/ggml-oracle.js";
+import { quantizeQ4_0Scalar, Q4_0_WASM } from "../../src/quant/ggml/q4_0.js";
+import { quantizeQ8_0Scalar, Q8_0_WASM } from "../../src/quant/ggml/q8_0.js";
 
 const TYPES = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0, GGMLType.IQ4_NL, GGMLType.IQ4_XS];
 const ROW = 4096;
@@ -177,6 +179,54 @@ for (const t of TYPES) {
     }
   });
 }
+
+test("Q4_0 / Q8_0: the WebAssembly SIMD kernels are active and the scalar JS fallbacks are bit-exact too", () => {
+  assert.ok(Q4_0_WASM, "Q4_0 WebAssembly kernel failed to load");
+  assert.ok(Q8_0_WASM, "Q8_0 WebAssembly kernel failed to load");
+  const o = ggmlOracle();
+  for (const [t, scalar] of [[GGMLType.Q4_0, quantizeQ4_0Scalar], [GGMLType.Q8_0, quantizeQ8_0Scalar]] as const) {
+    const codec = codecFor(t);
+    for (const [name, make] of DATASETS) {
+      const x = make();
+      const ours = new Uint8Array((x.length / codec.blockSize) * codec.typeSize);
+      scalar(x, ours);
+      assertSameBytes(codec, ours, o.quantizeChunk(t, x, ROW), `${typeName(t)} scalar path, ${name}`);
+    }
+  }
+});
+
+/** Non-finite and extreme inputs: NaN / ±inf sprinkled in, NaN after large values, subnormals, ±3e38. */
+function nonFinite(n: number, seed: number): Float32Array {
+  const u = rng(seed);
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const blk = i >> 5;
+    const r = u();
+    switch (blk % 5) {
+      case 0: x[i] = r < 0.03 ? NaN : r < 0.05 ? Infinity : r < 0.07 ? -Infinity : (u() - 0.5) * 0.1; break;
+      case 1: x[i] = (i & 31) === 0 ? 1000 : (i & 31) === 1 ? -1000 : (i & 31) === 2 ? NaN : (u() - 0.5) * 0.01; break;
+      case 2: x[i] = (u() - 0.5) * 1e-42; break;
+      case 3: x[i] = (u() - 0.5) * 6e38; break;
+      default: x[i] = (u() - 0.5) * 3e-38; break;
+    }
+  }
+  return x;
+}
+
+test("non-finite and extreme inputs (NaN, ±inf, subnormals, ±3e38) give ggml's bytes, both Q4_0/Q8_0 paths", () => {
+  const o = ggmlOracle();
+  const x = nonFinite(N, 21);
+  for (const t of TYPES) {
+    const codec = codecFor(t);
+    assertSameBytes(codec, quantizeOurs(codec, x), o.quantizeChunk(t, x, ROW), `${typeName(t)} non-finite`);
+  }
+  for (const [t, scalar] of [[GGMLType.Q4_0, quantizeQ4_0Scalar], [GGMLType.Q8_0, quantizeQ8_0Scalar]] as const) {
+    const codec = codecFor(t);
+    const ours = new Uint8Array((x.length / codec.blockSize) * codec.typeSize);
+    scalar(x, ours);
+    assertSameBytes(codec, ours, o.quantizeChunk(t, x, ROW), `${typeName(t)} scalar path, non-finite`);
+  }
+});
 
 test("dequantizers equal ggml's to_float on random block bytes (finite fp16 scales)", () => {
   const o = ggmlOracle();

@@ -67,7 +67,8 @@ function signedAbsMax(src: Float32Array, si: Int32Array, x0: number): number {
   return max;
 }
 
-function quantize(src: Float32Array, dst: Uint8Array): void {
+/** Scalar JS path (used when WebAssembly SIMD is unavailable; exported for the tests). */
+export function quantizeQ4_0Scalar(src: Float32Array, dst: Uint8Array): void {
   const nb = (src.length / QK) | 0;
   const si = new Int32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0, x0 = 0, o = 0; i < nb; i++, x0 += QK, o += BYTES) {
@@ -89,6 +90,279 @@ function quantize(src: Float32Array, dst: Uint8Array): void {
       dst[q + 1] = Math.min(15, a1) | (Math.min(15, b1) << 4);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebAssembly SIMD kernel (the fast path). Wasm's f32 arithmetic is IEEE binary32 with
+// round-to-nearest-even, so f32x4.mul / f32x4.add are exactly C's float operations — no emulation
+// needed. The module is assembled below from our own opcode list (no build step, no dependency).
+
+/** Minimal WebAssembly code emitter: just what the kernels here need. */
+export class WasmCode {
+  readonly b: number[] = [];
+  private emit(...xs: number[]): this {
+    for (const x of xs) this.b.push(x);
+    return this;
+  }
+  static uleb(n: number): number[] {
+    const out: number[] = [];
+    do {
+      let byte = n & 0x7f;
+      n >>>= 7;
+      if (n !== 0) byte |= 0x80;
+      out.push(byte);
+    } while (n !== 0);
+    return out;
+  }
+  static sleb(n: number): number[] {
+    const out: number[] = [];
+    for (;;) {
+      const byte = n & 0x7f;
+      n >>= 7;
+      if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+        out.push(byte);
+        return out;
+      }
+      out.push(byte | 0x80);
+    }
+  }
+  op(...xs: number[]): this {
+    return this.emit(...xs);
+  }
+  get(i: number): this {
+    return this.emit(0x20, ...WasmCode.uleb(i));
+  }
+  set(i: number): this {
+    return this.emit(0x21, ...WasmCode.uleb(i));
+  }
+  tee(i: number): this {
+    return this.emit(0x22, ...WasmCode.uleb(i));
+  }
+  i32(v: number): this {
+    return this.emit(0x41, ...WasmCode.sleb(v | 0));
+  }
+  f32(v: number): this {
+    const u = new Uint8Array(new Float32Array([v]).buffer);
+    return this.emit(0x43, u[0]!, u[1]!, u[2]!, u[3]!);
+  }
+  /** 0xFD-prefixed (SIMD) instruction */
+  simd(code: number, ...imm: number[]): this {
+    return this.emit(0xfd, ...WasmCode.uleb(code), ...imm);
+  }
+  v128load(offset: number): this {
+    return this.simd(0x00, 0, ...WasmCode.uleb(offset));
+  }
+  v128store(offset: number): this {
+    return this.simd(0x0b, 0, ...WasmCode.uleb(offset));
+  }
+  v128const(lanes: readonly number[]): this {
+    const u = new Uint8Array(new Int32Array(lanes).buffer);
+    return this.simd(0x0c, ...u);
+  }
+  f32load(offset: number): this {
+    return this.emit(0x2a, 2, ...WasmCode.uleb(offset));
+  }
+  store16(offset: number): this {
+    return this.emit(0x3b, 1, ...WasmCode.uleb(offset));
+  }
+}
+
+/** Wasm opcodes used here. */
+export const W = {
+  block: [0x02, 0x40], loop: [0x03, 0x40], if: [0x04, 0x40], else: [0x05], end: [0x0b], br: 0x0c, brIf: 0x0d,
+  select: 0x1b,
+  i32eqz: 0x45, i32eq: 0x46, i32ne: 0x47, i32ltU: 0x49, i32gtU: 0x4b, i32geU: 0x4f, i32gtS: 0x4a,
+  f32ne: 0x5c, f32lt: 0x5d, f32gt: 0x5e,
+  i32ctz: 0x68, i32add: 0x6a, i32sub: 0x6b, i32and: 0x71, i32or: 0x72, i32shl: 0x74, i32shrU: 0x76,
+  f32abs: 0x8b, f32div: 0x95,
+  i32reinterpret: 0xbc, f32reinterpret: 0xbe,
+  // SIMD (after 0xFD)
+  i32x4splat: 0x11, f32x4splat: 0x13, i32x4extract: 0x1b, i32x4eq: 0x37, i32x4gtS: 0x3b,
+  v128and: 0x4e, v128andnot: 0x4f, v128or: 0x50, i8x16narrowU: 0x66, i16x8narrowU: 0x86, i32x4bitmask: 0xa4,
+  i32x4shl: 0xab, i32x4minS: 0xb6, i32x4maxS: 0xb8, i32x4maxU: 0xb9, f32x4add: 0xe4, f32x4mul: 0xe6,
+  i32x4truncSatF32x4S: 0xf8, f32x4trunc: 0x69, f32x4abs: 0xe0, f32x4sub: 0xe5, f32x4ge: 0x46,
+  i8x16narrowS: 0x65, i16x8narrowS: 0x85,
+} as const;
+
+/** A module with one exported memory "m" of `pages` pages and one exported function "q" (i32) → (). */
+export function wasmModule(pages: number, locals: ReadonlyArray<readonly [number, number]>, body: WasmCode): Uint8Array<ArrayBuffer> {
+  const { uleb } = WasmCode;
+  const section = (id: number, content: number[]): number[] => [id, ...uleb(content.length), ...content];
+  const str = (s: string): number[] => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
+  const localDecl: number[] = [...uleb(locals.length)];
+  for (const [count, type] of locals) localDecl.push(...uleb(count), type);
+  const fn = [...localDecl, ...body.b, 0x0b];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, 1, 0x7f, 0]), // type 0: (i32) -> ()
+    ...section(3, [1, 0]), // function 0 has type 0
+    ...section(5, [1, 0x00, ...uleb(pages)]), // memory 0, min pages
+    ...section(7, [2, ...str("q"), 0x00, 0, ...str("m"), 0x02, 0]),
+    ...section(10, [1, ...uleb(fn.length), ...fn]),
+  ]);
+}
+
+export const I32 = 0x7f;
+export const F32 = 0x7d;
+export const V128 = 0x7b;
+
+/**
+ * Emit: fp16 bits of the f32 whose bits are in local `u` → local `h` (same rules as half.ts's
+ * f32BitsToF16, i.e. ggml_compute_fp32_to_fp16). Uses locals a, s, e, mm, sh, q, rem as scratch.
+ */
+export function emitF16(c: WasmCode, L: { u: number; h: number; a: number; s: number; mm: number; sh: number; q: number; rem: number }): void {
+  c.get(L.u).i32(16).op(W.i32shrU).i32(0x8000).op(W.i32and).set(L.s);
+  c.get(L.u).i32(0x7fffffff).op(W.i32and).set(L.a);
+  c.get(L.a).i32(0x7f800000).op(W.i32gtU).op(...W.if);
+  c.get(L.s).i32(0x7e00).op(W.i32or).set(L.h);
+  c.op(...W.else);
+  c.get(L.a).i32(0x477ff000).op(W.i32geU).op(...W.if);
+  c.get(L.s).i32(0x7c00).op(W.i32or).set(L.h);
+  c.op(...W.else);
+  c.get(L.a).i32(0x38800000).op(W.i32geU).op(...W.if);
+  // normal: r = a - 0x38000000; h = s | (r + 0xfff + ((r >> 13) & 1)) >> 13
+  c.get(L.a).i32(0x38000000).op(W.i32sub).set(L.mm);
+  c.get(L.s);
+  c.get(L.mm).i32(0xfff).op(W.i32add).get(L.mm).i32(13).op(W.i32shrU).i32(1).op(W.i32and).op(W.i32add).i32(13).op(W.i32shrU);
+  c.op(W.i32or).set(L.h);
+  c.op(...W.else);
+  c.get(L.a).i32(0x33000001).op(W.i32ltU).op(...W.if);
+  c.get(L.s).set(L.h);
+  c.op(...W.else);
+  // subnormal half: mm = mantissa | implicit bit; sh = 126 - exponent; q = mm >> sh; rem = mm & ((1<<sh)-1)
+  c.get(L.a).i32(0x7fffff).op(W.i32and).i32(0x800000).op(W.i32or).set(L.mm);
+  c.i32(126).get(L.a).i32(23).op(W.i32shrU).op(W.i32sub).set(L.sh);
+  c.get(L.mm).get(L.sh).op(W.i32shrU).set(L.q);
+  c.get(L.mm).i32(1).get(L.sh).op(W.i32shl).i32(1).op(W.i32sub).op(W.i32and).set(L.rem);
+  // q += rem > half || (rem == half && q odd), half = 1 << (sh-1)
+  c.get(L.q);
+  c.get(L.rem).i32(1).get(L.sh).i32(1).op(W.i32sub).op(W.i32shl).op(W.i32gtU);
+  c.get(L.rem).i32(1).get(L.sh).i32(1).op(W.i32sub).op(W.i32shl).op(W.i32eq).get(L.q).i32(1).op(W.i32and).op(W.i32and);
+  c.op(W.i32or).op(W.i32add);
+  c.get(L.s).op(W.i32or).set(L.h);
+  c.op(...W.end, ...W.end, ...W.end, ...W.end);
+}
+
+// ---- the Q4_0 kernel: q(nb) quantizes nb blocks from memory[0..] into memory[OUT..] --------------
+
+const CHUNK = 16384; // floats per call (64 KiB in, 9 KiB out)
+const OUT = 65536;
+
+function buildKernel(): Uint8Array<ArrayBuffer> {
+  const c = new WasmCode();
+  // locals: 0 = nb (param); i32 1..14; f32 15..19; v128 20..32
+  const nb = 0, x = 1, o = 2, m = 3, t = 4, mask = 5, j = 6;
+  const F = { u: 7, h: 8, a: 9, s: 10, mm: 11, sh: 12, q: 13, rem: 14 };
+  const max = 15, amax = 16, d = 17, id = 18, v = 19;
+  const acc = 20, idv = 21, MASK = 22, C85 = 23, C15 = 24, C16 = 25, ZERO = 26, w0 = 27, mv = 31, vt = 32;
+  c.v128const([0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff]).set(MASK);
+  c.f32(8.5).simd(W.f32x4splat).set(C85);
+  c.i32(15).simd(W.i32x4splat).set(C15);
+  c.i32(16).simd(W.i32x4splat).set(C16);
+  c.i32(0).simd(W.i32x4splat).set(ZERO);
+  c.i32(0).set(x);
+  c.i32(OUT).set(o);
+  c.op(...W.block, ...W.loop);
+  c.get(nb).op(W.i32eqz).op(W.brIf, 1);
+  // m = max over the block of (bits & 0x7fffffff)
+  c.get(x).v128load(0).get(MASK).simd(W.v128and).set(acc);
+  for (let k = 1; k < 8; k++) c.get(acc).get(x).v128load(16 * k).get(MASK).simd(W.v128and).simd(W.i32x4maxU).set(acc);
+  c.get(acc).simd(W.i32x4extract, 0).set(m);
+  for (let lane = 1; lane < 4; lane++) {
+    c.get(acc).simd(W.i32x4extract, lane).tee(t).get(m).get(t).get(m).op(W.i32gtU).op(W.select).set(m);
+  }
+  // max = signed value of the first strictly largest |x|
+  c.get(m).i32(0x7f800000).op(W.i32gtU).op(...W.if);
+  {
+    // a NaN is present: the literal C loop (NaN never wins a strict comparison)
+    c.f32(0).set(amax).f32(0).set(max).i32(0).set(j);
+    c.op(...W.loop);
+    c.get(x).get(j).i32(2).op(W.i32shl).op(W.i32add).f32load(0).set(v);
+    c.get(amax).get(v).op(W.f32abs).op(W.f32lt).op(...W.if);
+    c.get(v).op(W.f32abs).set(amax).get(v).set(max);
+    c.op(...W.end);
+    c.get(j).i32(1).op(W.i32add).tee(j).i32(32).op(W.i32ltU).op(W.brIf, 0);
+    c.op(...W.end);
+  }
+  c.op(...W.else);
+  c.get(m).op(W.i32eqz).op(...W.if);
+  c.f32(0).set(max);
+  c.op(...W.else);
+  {
+    // first element whose |x| bits equal m: a 32-bit mask of the matches, count trailing zeros
+    c.get(m).simd(W.i32x4splat).set(mv);
+    c.i32(0).set(mask);
+    for (let k = 0; k < 8; k++) {
+      c.get(mask).get(x).v128load(16 * k).get(MASK).simd(W.v128and).get(mv).simd(W.i32x4eq).simd(W.i32x4bitmask);
+      if (k > 0) c.i32(4 * k).op(W.i32shl);
+      c.op(W.i32or).set(mask);
+    }
+    c.get(x).get(mask).op(W.i32ctz).i32(2).op(W.i32shl).op(W.i32add).f32load(0).set(max);
+  }
+  c.op(...W.end, ...W.end);
+  // d = max / -8; id = d ? 1/d : 0
+  c.get(max).f32(-8).op(W.f32div).set(d);
+  c.f32(1).get(d).op(W.f32div).f32(0).get(d).f32(0).op(W.f32ne).op(W.select).set(id);
+  c.get(d).op(W.i32reinterpret).set(F.u);
+  emitF16(c, F);
+  c.get(o).get(F.h).store16(0);
+  // levels: MIN(15, (int8_t)(x*id + 8.5f)). trunc_sat equals the C cast for t in (0, 17) and NaN;
+  // t = +inf (id = +inf) saturates to INT_MAX where gcc's cast gives 0 → masked by r > 16; -inf → max(0).
+  c.get(id).simd(W.f32x4splat).set(idv);
+  const level = (off: number): void => {
+    c.get(x).v128load(off).get(idv).simd(W.f32x4mul).get(C85).simd(W.f32x4add).simd(W.i32x4truncSatF32x4S);
+    c.tee(vt).get(C15).simd(W.i32x4minS).get(vt).get(C16).simd(W.i32x4gtS).simd(W.v128andnot).get(ZERO).simd(W.i32x4maxS);
+  };
+  for (let k = 0; k < 4; k++) {
+    level(16 * k);
+    level(64 + 16 * k);
+    c.i32(4).simd(W.i32x4shl).simd(W.v128or).set(w0 + k);
+  }
+  c.get(o);
+  c.get(w0).get(w0 + 1).simd(W.i16x8narrowU).get(w0 + 2).get(w0 + 3).simd(W.i16x8narrowU).simd(W.i8x16narrowU);
+  c.v128store(2);
+  c.get(x).i32(128).op(W.i32add).set(x);
+  c.get(o).i32(BYTES).op(W.i32add).set(o);
+  c.get(nb).i32(1).op(W.i32sub).set(nb);
+  c.op(W.br, 0);
+  c.op(...W.end, ...W.end);
+  return wasmModule(2, [[14, I32], [5, F32], [13, V128]], c);
+}
+
+interface Kernel {
+  run: (nb: number) => void;
+  in32: Float32Array;
+  out8: Uint8Array;
+}
+
+function loadKernel(): Kernel | null {
+  try {
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(buildKernel()), {});
+    const mem = inst.exports["m"] as WebAssembly.Memory;
+    return { run: inst.exports["q"] as (nb: number) => void, in32: new Float32Array(mem.buffer, 0, CHUNK), out8: new Uint8Array(mem.buffer, OUT, (CHUNK / QK) * BYTES) };
+  } catch {
+    return null; // no WebAssembly SIMD: the scalar path below is used
+  }
+}
+
+const kernel = loadKernel();
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20). */
+export const Q4_0_WASM = kernel !== null;
+
+function quantizeWasm(k: Kernel, src: Float32Array, dst: Uint8Array): void {
+  const n = src.length - (src.length % QK);
+  for (let off = 0; off < n; off += CHUNK) {
+    const len = Math.min(CHUNK, n - off);
+    k.in32.set(src.subarray(off, off + len));
+    const nbk = len / QK;
+    k.run(nbk);
+    dst.set(k.out8.subarray(0, nbk * BYTES), (off / QK) * BYTES);
+  }
+}
+
+function quantize(src: Float32Array, dst: Uint8Array): void {
+  if (kernel) quantizeWasm(kernel, src, dst);
+  else quantizeQ4_0Scalar(src, dst);
 }
 
 function dequantize(src: Uint8Array, dst: Float32Array): void {

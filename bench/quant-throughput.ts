@@ -1,0 +1,136 @@
+/**
+ * Quantization kernel throughput: ggufy's codecs against ggml's own ggml_quantize_chunk, one thread,
+ * same process (through the koffi oracle), same input.
+ *
+ *   node dist/bench/quant-throughput.js [--types q8_0,q4_0,...] [--mb 64] [--reps 5]
+ *
+ * For every quantized type in the registry that is implemented (placeholders throw and are skipped),
+ * times quantize() on N MB of float32 normal data (rows of 4096) and ggml_quantize_chunk on the same
+ * buffer, reports MB/s of float32 input for both (best of --reps runs after a warm-up) and checks that
+ * the bytes are identical.
+ */
+import { ggmlOracle } from "../test/support/ggml-oracle.js";
+import { codecFor, supportedTypes, typeInfo, parseTypeName, GGMLType } from "../src/quant/ggml/index.js";
+
+const ROW = 4096;
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** Seeded N(0, 0.02²) data (xorshift32 + Box–Muller). */
+function normalData(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  const next = (): number => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return (s + 0.5) / 4294967296;
+  };
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(next()));
+    const t = 2 * Math.PI * next();
+    out[i] = 0.02 * r * Math.cos(t);
+    if (i + 1 < n) out[i + 1] = 0.02 * r * Math.sin(t);
+  }
+  return out;
+}
+
+function main(): void {
+  const mb = Number(arg("mb") ?? 64);
+  const reps = Math.max(1, Number(arg("reps") ?? 5));
+  const typesArg = arg("types");
+  const nominal = Math.max(ROW, Math.floor((mb * 1024 * 1024) / 4 / ROW) * ROW);
+
+  let types: GGMLType[];
+  if (typesArg) {
+    types = typesArg.split(",").map((s) => {
+      const t = parseTypeName(s.trim());
+      if (t === undefined) throw new Error(`unknown type ${s}`);
+      return t;
+    });
+  } else {
+    types = supportedTypes().filter((t) => typeInfo(t).blockSize > 1);
+  }
+
+  const oracle = ggmlOracle();
+  // our own binding with a preallocated destination (no _Out_ copy), so both sides write in place
+  const quantizeChunk = oracle.lib.func(
+    "size_t ggml_quantize_chunk(int type, const float *src, uint8_t *dst, int64_t start, int64_t nrows, int64_t n_per_row, const float *imatrix)",
+  ) as (type: number, src: Float32Array, dst: Uint8Array, start: number, nrows: number, nPerRow: number, imatrix: null) => number | bigint;
+  const init = oracle.lib.func("void ggml_quantize_init(int type)") as (type: number) => void;
+
+  const x = normalData(nominal, 0x5eed);
+  const rows: string[][] = [];
+  console.log(`input: up to ${(nominal * 4 / 1048576).toFixed(0)} MiB of float32 N(0, 0.02²) data, rows of ${ROW}, best of ${reps} runs, 1 thread; MB = 10^6 bytes of float32 input`);
+
+  for (const t of types) {
+    const info = typeInfo(t);
+    const codec = codecFor(t);
+    // probe: placeholders throw
+    const probeDst = new Uint8Array((ROW / info.blockSize) * info.typeSize);
+    try {
+      codec.quantize(x.subarray(0, ROW), probeDst);
+    } catch (e) {
+      console.log(`${info.name}: skipped (${(e as Error).message})`);
+      continue;
+    }
+    init(t);
+    // slow kernels (IQ4 search) get a smaller input so one run stays around a second or two
+    const probeN = Math.min(nominal, 64 * ROW);
+    const probeOut = new Uint8Array((probeN / info.blockSize) * info.typeSize);
+    const p0 = performance.now();
+    quantizeChunk(t, x.subarray(0, probeN), probeOut, 0, probeN / ROW, ROW, null);
+    const perElemMs = (performance.now() - p0) / probeN;
+    const n = Math.max(ROW, Math.min(nominal, Math.floor(1500 / perElemMs / ROW) * ROW));
+    const src = x.subarray(0, n);
+    const bytes = (n / info.blockSize) * info.typeSize;
+    const ours = new Uint8Array(bytes);
+    const theirs = new Uint8Array(bytes);
+    // warm-up (JIT) on the first rows, then timed runs
+    codec.quantize(x.subarray(0, Math.min(n, 64 * ROW)), ours);
+    quantizeChunk(t, x.subarray(0, ROW), theirs, 0, 1, ROW, null);
+    let bestOurs = Infinity;
+    let bestGgml = Infinity;
+    for (let r = 0; r < reps; r++) {
+      let t0 = performance.now();
+      codec.quantize(src, ours);
+      bestOurs = Math.min(bestOurs, performance.now() - t0);
+      t0 = performance.now();
+      quantizeChunk(t, src, theirs, 0, n / ROW, ROW, null);
+      bestGgml = Math.min(bestGgml, performance.now() - t0);
+    }
+    let firstDiff = -1;
+    for (let i = 0; i < bytes; i++) {
+      if (ours[i] !== theirs[i]) {
+        firstDiff = i;
+        break;
+      }
+    }
+    const mbIn = (n * 4) / 1e6;
+    const oursMBs = mbIn / (bestOurs / 1000);
+    const ggmlMBs = mbIn / (bestGgml / 1000);
+    rows.push([
+      info.name,
+      ((n * 4) / 1048576).toFixed(0),
+      oursMBs.toFixed(1),
+      ggmlMBs.toFixed(1),
+      (oursMBs / ggmlMBs).toFixed(2),
+      firstDiff < 0 ? "yes" : `NO (first diff at byte ${firstDiff}, block ${Math.floor(firstDiff / info.typeSize)})`,
+    ]);
+  }
+
+  const head = ["type", "input MiB", "ours MB/s", "ggml MB/s", "ratio", "identical"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]): string => "| " + r.map((c, i) => c.padEnd(widths[i]!)).join(" | ") + " |";
+  console.log(line(head));
+  console.log("|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|");
+  for (const r of rows) console.log(line(r));
+  if (rows.some((r) => r[5] !== "yes")) process.exitCode = 1;
+}
+
+main();
