@@ -37,7 +37,6 @@ export class WorkerPoolEncoder implements ChunkEncoder {
         else p.resolve(m.bytes!);
       });
       w.on("error", (e) => this.fail(e));
-      w.unref();
       this.workers.push(w);
       this.idle.push(w);
     }
