@@ -6,6 +6,7 @@ import { kv } from "../formats/gguf/types.js";
 import type { SourceCheckpoint, SourceTensor } from "../convert/source.js";
 import { LLAMA_LIKE_NAMES, mapAll, textHparams, textKvs, toNe } from "./hf-text.js";
 import type { ConvertContext, ModelConverter, ModelFile, OutputTensor } from "./types.js";
+import { validateTextModel, validateVocab } from "./validate.js";
 import path from "node:path";
 
 /**
@@ -64,9 +65,11 @@ export const llama: ModelConverter = {
   async build(ctx: ConvertContext): Promise<ModelFile[]> {
     const file = path.join(ctx.dir, "config.json");
     const h = textHparams(ctx.config, file);
+    validateTextModel({ src: ctx.src, h, configFile: file, vocabOnly: ctx.vocabOnly === true, evenHeadDim: true });
     const arch = "llama";
     const kvs = textKvs(arch, h);
     const vocab = await ctx.loadVocab({ dir: ctx.dir, arch, config: ctx.config, ...(h.vocabSize !== undefined ? { vocabSize: h.vocabSize } : {}) });
+    validateVocab(vocab, { src: ctx.src, configFile: file, tokenizerDir: ctx.dir, vocabOnly: ctx.vocabOnly === true });
     kvs.push(kv.u32(`${arch}.vocab_size`, vocab.tokens.length));
     kvs.push(kv.u32(`${arch}.rope.dimension_count`, h.headDim ?? h.nEmbd / h.nHead));
     const tensors = ctx.vocabOnly ? [] : mapAll(ctx.src, LLAMA_LIKE_NAMES, {
