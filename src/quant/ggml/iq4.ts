@@ -82,6 +82,52 @@ function f16(d: number): number {
 
 const W = new Float64Array(32); // weights of the current sub-block (x², float32-rounded)
 const X = new Float64Array(32); // the current sub-block's values
+const IDS = new Float64Array(16); // inverse scales of the 16 passes: the initial one, then itry = -7..7
+const SQX = new Float64Array(16); // per pass: Σ w·q·x
+const SQ2 = new Float64Array(16); // per pass: Σ w·q·q
+
+/**
+ * Σ w·q·x and Σ w·q·q (float32, index order) for passes p..p+3. The four passes are independent, so
+ * they run interleaved: each sum is a serial chain of float32-rounded adds (a latency of several
+ * cycles per element in JS), and four side by side keep the core busy. The sums themselves are
+ * exactly the C ones — only unrelated work is interleaved.
+ */
+function passSums4(p: number): void {
+  const i0 = IDS[p]!;
+  const i1 = IDS[p + 1]!;
+  const i2 = IDS[p + 2]!;
+  const i3 = IDS[p + 3]!;
+  let x0 = 0, x1 = 0, x2 = 0, x3 = 0;
+  let y0 = 0, y1 = 0, y2 = 0, y3 = 0;
+  for (let j = 0; j < 32; j++) {
+    const x = X[j]!;
+    const w = W[j]!;
+    const q0 = bestValue(fr(i0 * x));
+    const q1 = bestValue(fr(i1 * x));
+    const q2 = bestValue(fr(i2 * x));
+    const q3 = bestValue(fr(i3 * x));
+    const w0 = fr(w * q0);
+    const w1 = fr(w * q1);
+    const w2 = fr(w * q2);
+    const w3 = fr(w * q3);
+    x0 = fr(x0 + fr(w0 * x));
+    x1 = fr(x1 + fr(w1 * x));
+    x2 = fr(x2 + fr(w2 * x));
+    x3 = fr(x3 + fr(w3 * x));
+    y0 = fr(y0 + fr(w0 * q0));
+    y1 = fr(y1 + fr(w1 * q1));
+    y2 = fr(y2 + fr(w2 * q2));
+    y3 = fr(y3 + fr(w3 * q3));
+  }
+  SQX[p] = x0;
+  SQX[p + 1] = x1;
+  SQX[p + 2] = x2;
+  SQX[p + 3] = x3;
+  SQ2[p] = y0;
+  SQ2[p + 1] = y1;
+  SQ2[p + 2] = y2;
+  SQ2[p + 3] = y3;
+}
 
 /**
  * The per-sub-block scale search of quantize_row_iq4_nl_impl without an imatrix (weights x²,
@@ -101,31 +147,21 @@ function searchScale(src: Float32Array, x0: number): number {
     }
   }
   if (amax < EPS) return 0;
-  // ntry > 0: d = -max / values[0]
-  let d = fr(-max / -127);
-  let id = fr(1 / d);
-  let sumqx = 0;
-  let sumq2 = 0;
-  for (let j = 0; j < 32; j++) {
-    const x = X[j]!;
-    const q = bestValue(fr(id * x));
-    const wq = fr(W[j]! * q);
-    sumqx = fr(sumqx + fr(wq * x));
-    sumq2 = fr(sumq2 + fr(wq * q));
-  }
-  d = sumq2 > 0 ? fr(sumqx / sumq2) : 0;
+  // first pass: d = -max / values[0] (ntry > 0), id = 1/d; then the 2·ntry + 1 trials id = (itry + values[0]) / max
+  IDS[0] = fr(1 / fr(-max / -127));
+  for (let itry = -NTRY; itry <= NTRY; itry++) IDS[itry + NTRY + 1] = fr((itry - 127) / max);
+  passSums4(0);
+  passSums4(4);
+  passSums4(8);
+  passSums4(12);
+  // the C order of decisions
+  let sumqx = SQX[0]!;
+  let sumq2 = SQ2[0]!;
+  let d = sumq2 > 0 ? fr(sumqx / sumq2) : 0;
   let best = fr(d * sumqx);
-  for (let itry = -NTRY; itry <= NTRY; itry++) {
-    id = fr((itry - 127) / max);
-    sumqx = 0;
-    sumq2 = 0;
-    for (let j = 0; j < 32; j++) {
-      const x = X[j]!;
-      const q = bestValue(fr(id * x));
-      const wq = fr(W[j]! * q);
-      sumqx = fr(sumqx + fr(wq * x));
-      sumq2 = fr(sumq2 + fr(wq * q));
-    }
+  for (let p = 1; p < 16; p++) {
+    sumqx = SQX[p]!;
+    sumq2 = SQ2[p]!;
     if (sumq2 > 0 && fr(sumqx * sumqx) > fr(best * sumq2)) {
       d = fr(sumqx / sumq2);
       best = fr(d * sumqx);
