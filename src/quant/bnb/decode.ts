@@ -9,7 +9,7 @@
  * so rounding the double result to float32 is the correctly rounded float32 operation); storing into a
  * Float32Array performs that rounding. Nothing here clamps, takes abs or fuses operations.
  */
-import { f32RowToBf16, bf16RowToF32, f32RowToF16, f16RowToF32 } from "../../formats/half.js";
+import { f32RowToF16, f16RowToF32 } from "../../formats/half.js";
 import { NF4_CODE, FP4_CODE, INT8_DEQUANT_SCALE } from "./tables.js";
 
 export type BnbDtype = "bf16" | "f16" | "f32";
@@ -18,18 +18,22 @@ export type Bnb4bitType = "nf4" | "fp4";
 /** Round every element of a float32 array to `dtype` (IEEE round-to-nearest-even), keeping it widened to float32. */
 export function roundToDtypeInPlace(a: Float32Array, dtype: BnbDtype): Float32Array {
   if (dtype === "f32" || a.length === 0) return a;
+  if (dtype === "bf16") {
+    // in place on the bit patterns: RNE on the low 16 bits; NaN keeps its sign and becomes quiet (as ggml)
+    const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
+    for (let i = 0; i < u.length; i++) {
+      const x = u[i]!;
+      u[i] = (x & 0x7fffffff) > 0x7f800000 ? (x | 0x00400000) & 0xffff0000 : ((x + 0x7fff + ((x >>> 16) & 1)) & 0xffff0000) >>> 0;
+    }
+    return a;
+  }
   const CHUNK = 1 << 16;
   const tmp = new Uint16Array(Math.min(CHUNK, a.length));
   for (let s = 0; s < a.length; s += CHUNK) {
     const part = a.subarray(s, Math.min(a.length, s + CHUNK));
     const t = tmp.subarray(0, part.length);
-    if (dtype === "bf16") {
-      f32RowToBf16(part, t);
-      bf16RowToF32(t, part);
-    } else {
-      f32RowToF16(part, t);
-      f16RowToF32(t, part);
-    }
+    f32RowToF16(part, t);
+    f16RowToF32(t, part);
   }
   return a;
 }
@@ -74,10 +78,20 @@ export function dequantize4bit(
     const end = Math.min(count, (b + 1) * blocksize - elem0);
     const scale = absmax[b - block0];
     if (scale === undefined) throw new RangeError(`dequantize4bit: absmax for block ${b} not provided (have ${block0}..${block0 + absmax.length - 1})`);
-    for (; k < end; k++) {
-      const j = k + parity;
-      const byte = packed[j >> 1]!;
-      out[k] = code[(j & 1) === 0 ? byte >> 4 : byte & 0x0f]! * scale;
+    // a leading odd element (low nibble), then whole bytes, then a trailing even element (high nibble)
+    if (k < end && ((k + parity) & 1) === 1) {
+      out[k] = code[packed[(k + parity) >> 1]! & 0x0f]! * scale;
+      k++;
+    }
+    let p = (k + parity) >> 1;
+    for (; k + 1 < end; k += 2, p++) {
+      const byte = packed[p]!;
+      out[k] = code[byte >> 4]! * scale;
+      out[k + 1] = code[byte & 0x0f]! * scale;
+    }
+    if (k < end) {
+      out[k] = code[packed[p]! >> 4]! * scale;
+      k++;
     }
   }
   roundToDtypeInPlace(count === out.length ? out : out.subarray(0, count), dtype);

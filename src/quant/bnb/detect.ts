@@ -273,8 +273,8 @@ export async function detectBnb(
       module: mod,
       kind,
       shape,
-      rows: shape[0]!,
-      cols: numelOf(shape.slice(1)),
+      rows: shape.length === 0 ? 1 : numelOf(shape.slice(0, -1)),
+      cols: shape.length === 0 ? 1 : shape[shape.length - 1]!,
       dtype,
       doubleQuant: nested !== undefined,
       storageDtype: wInfo.dtype,
@@ -315,7 +315,7 @@ export async function detectBnb(
       const v = readIntScalar(await readSmall(fk), fInfo.dtype);
       if (v !== 0) {
         const name = INT8_WEIGHT_FORMATS[v];
-        fail(mod, fk, name !== undefined ? `weight_format is '${name}' (${v}): only the 'row' layout can be decoded (re-save the model with bitsandbytes ≥ 0.43.1)` : `weight_format ${v} is unknown (0 = row, 1 = col32, 2 = col_turing, 3 = col_ampere)`);
+        fail(mod, fk, name !== undefined ? `weight_format is '${name}' (${v}): only the 'row' layout can be decoded (current bitsandbytes refuses these GPU tile layouts too)` : `weight_format ${v} is unknown (0 = row, 1 = col32, 2 = col_turing, 3 = col_ampere)`);
       }
     }
     const m: BnbInt8Module = {

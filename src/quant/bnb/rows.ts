@@ -31,7 +31,7 @@ async function blockAbsmax(m: Bnb4bitModule, read: BnbReadRange, b0: number, b1:
 }
 
 /**
- * Decode rows [row0, row0 + nRows) of the logical matrix (shape[0] rows of `cols` values each) to float32
+ * Decode rows [row0, row0 + nRows) of the logical matrix (`rows` rows of `cols` values each) to float32
  * values that carry the module's output dtype (`m.dtype`) exactly, in row-major order.
  */
 export async function decodeBnbRows(m: BnbModule, read: BnbReadRange, row0: number, nRows: number): Promise<Float32Array> {

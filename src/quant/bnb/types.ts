@@ -21,9 +21,9 @@ interface BnbModuleBase {
   readonly module: string;
   /** logical shape, [out, in] for a Linear (from the quant_state JSON for 4-bit, from the I8 tensor for int8) */
   readonly shape: readonly number[];
-  /** shape[0] */
+  /** product of all dimensions but the last (1 for a 1-D shape) */
   readonly rows: number;
-  /** product of shape[1..] (1 for a 1-D shape) */
+  /** the last dimension (row length) */
   readonly cols: number;
   /** dtype of the decoded values (returned widened to float32) */
   readonly dtype: BnbDtype;
