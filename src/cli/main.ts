@@ -3,7 +3,7 @@
  * exit non-zero with the code documented in the README.
  */
 import { parseArgs } from "node:util";
-import { GgufyError, isGgufyError } from "../errors.js";
+import { GgufyError, isGgufyError, oneLine } from "../errors.js";
 import { convert, plan } from "../convert/convert.js";
 import { typeName } from "../quant/ggml/types.js";
 import { inspect, formatInspect } from "./inspect.js";
@@ -55,7 +55,7 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
         out(USAGE);
         return cmd === undefined ? 64 : 0;
       default:
-        throw new GgufyError("E_USAGE", `unknown command '${cmd}'\n${USAGE}`);
+        throw new GgufyError("E_USAGE", `unknown command '${cmd}' (commands: convert, inspect; see ggufy --help)`);
     }
   } catch (e) {
     if (isGgufyError(e)) {
@@ -63,7 +63,7 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
       if (debug && e.stack) err(e.stack);
       return e.exitCode;
     }
-    err(`ggufy: internal error: ${(e as Error)?.message ?? String(e)}${debug ? "" : " (run with --debug for details)"}`);
+    err(`ggufy: internal error: ${oneLine(String((e as Error)?.message ?? e))}${debug ? "" : " (run with --debug for details)"}`);
     if (debug && (e as Error)?.stack) err((e as Error).stack!);
     return 70;
   }

@@ -4,6 +4,8 @@
  * ahead of encoding; memory is a few chunks whatever the model size. Outputs are committed
  * (renamed into place) only when every file is complete; on any error or abort all temp files go.
  */
+import { stat, statfs } from "node:fs/promises";
+import path from "node:path";
 import { GgufyError } from "../errors.js";
 import { GGUFStreamWriter } from "../formats/gguf/writer.js";
 import { rowBytes } from "../quant/ggml/types.js";
@@ -45,6 +47,39 @@ export interface RunOptions {
   opener?: FileOpener;
   /** how many chunks may be in flight at once (read-ahead and parallel encoding) */
   inflight?: number;
+  /** free bytes for unprivileged users where `dir` lives, undefined if unknown (tests inject a small disk) */
+  freeSpace?: (dir: string) => Promise<number | undefined>;
+}
+
+async function statfsFree(dir: string): Promise<number | undefined> {
+  try {
+    const s = await statfs(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return undefined; // not every platform or file system answers; the write itself still fails cleanly
+  }
+}
+
+function gb(n: number): string {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} kB`;
+}
+
+/** Refuse to start when the planned outputs do not fit on their file systems (grouped by device). */
+export async function checkFreeSpace(files: readonly PlannedFile[], freeSpace: (dir: string) => Promise<number | undefined> = statfsFree): Promise<void> {
+  const byDev = new Map<string, { dir: string; need: number; first: string }>();
+  for (const f of files) {
+    const dir = path.dirname(f.path);
+    const dev = await stat(dir).then((s) => String(s.dev), () => dir);
+    const e = byDev.get(dev) ?? { dir, need: 0, first: f.path };
+    e.need += f.header.fileSize;
+    byDev.set(dev, e);
+  }
+  for (const { dir, need, first } of byDev.values()) {
+    const free = await freeSpace(dir);
+    if (free !== undefined && need > free) {
+      throw new GgufyError("E_DISK_SPACE", `the output needs ${gb(need)} (${need} bytes) but only ${gb(free)} is free in ${dir}`, { file: first });
+    }
+  }
 }
 
 export interface RunResult {
@@ -80,7 +115,9 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
     if (opts.signal?.aborted) throw new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written");
   };
   try {
+    abortCheck();
     for (const f of files) outputs.push(await AtomicOutput.create(f.path, { ...(opts.force ? { force: true } : {}), ...(opts.opener ? { opener: opts.opener } : {}) }));
+    await checkFreeSpace(files, opts.freeSpace);
     for (let fi = 0; fi < files.length; fi++) {
       const f = files[fi]!;
       const out = outputs[fi]!;
