@@ -1,12 +1,135 @@
-// TEMPORARY stub written by the lead so the tree compiles while the tokenizer work is in progress.
-// The engineer who owns src/tokenizer replaces this file entirely (same two exports).
-import type { GGUFKV } from "../formats/gguf/types.js";
-import type { GGUFVocab } from "./types.js";
+/**
+ * Tokenizer export: a checkpoint folder's tokenizer files → GGUFVocab → `tokenizer.*` KVs, matching
+ * what llama.cpp's convert_hf_to_gguf writes (node-llama-cpp 3.21.1's bundled llama.cpp).
+ */
+import { GgufyError } from "../errors.js";
+import { kv, type GGUFKV } from "../formats/gguf/types.js";
+import type { GGUFVocab, SpecialTokens } from "./types.js";
+import { fileIn, maybeJsonObject, type JsonObject } from "./files.js";
+import { loadSentencePieceVocab } from "./sentencepiece.js";
+import { loadBpeVocab } from "./bpe.js";
 
-export async function loadVocab(_dir: string, _opts: { arch: string; vocabSize?: number; config: Record<string, unknown> }): Promise<GGUFVocab> {
-  throw new Error("tokenizer export not implemented yet");
+export { TokenType } from "./types.js";
+export type { GGUFVocab, SpecialTokens } from "./types.js";
+export { parseSentencePieceModel, loadSentencePieceVocab, SpmPieceType } from "./sentencepiece.js";
+export type { SpmModel, SpmPiece } from "./sentencepiece.js";
+export { loadBpeVocab, decidePreTokenizer, LLAMA_CPP_PRE_NAMES, QWEN2_PRE_REGEX, LLAMA3_PRE_REGEX } from "./bpe.js";
+export { loadSpecialVocab, readMergesTxt } from "./special.js";
+
+export interface LoadVocabOptions {
+  /** GGUF architecture ("qwen2", "llama") or HF architectures[0] ("Qwen2ForCausalLM", "MiniCPMV") */
+  arch?: string;
+  /** rows of the token embedding; default: config vocab_size (text_config merged over the root) */
+  vocabSize?: number;
+  /** parsed config.json (vocab_size, special ids); default: <dir>/config.json when present */
+  config?: Record<string, unknown>;
+  /** tokenizer.ggml.pre override for BPE vocabularies */
+  pre?: string;
+  /**
+   * true: resolve tokenizer_config.json `bos_token`… only against tokenizer.json `added_tokens`, as the
+   * converter does (without tokenizer.json only config.json ids are then found). Default false:
+   * without tokenizer.json, use tokenizer_config.json `added_tokens_decoder` / added_tokens.json as
+   * the list transformers would have written into tokenizer.json.
+   */
+  strictSpecialVocab?: boolean;
+  /** receives the converter's warnings (replaced tokens, skipped ids …) */
+  warn?: (msg: string) => void;
 }
 
-export function vocabToKvs(_v: GGUFVocab): GGUFKV[] {
-  throw new Error("tokenizer export not implemented yet");
+/**
+ * Build the vocabulary from the files in `dir`. Like the converter's Qwen2/Llama classes, a
+ * `tokenizer.model` means SentencePiece ("llama"); otherwise tokenizer.json or vocab.json means
+ * byte-level BPE ("gpt2").
+ */
+export async function loadVocab(dir: string, opts: LoadVocabOptions = {}): Promise<GGUFVocab> {
+  return loadVocabSync(dir, opts);
+}
+
+export function loadVocabSync(dir: string, opts: LoadVocabOptions = {}): GGUFVocab {
+  // the converter's hparams are config.json; read it when the caller did not pass it
+  const config = (opts.config as JsonObject | undefined) ?? maybeJsonObject(dir, "config.json")?.json;
+  const common = {
+    ...(opts.vocabSize !== undefined ? { vocabSize: opts.vocabSize } : {}),
+    ...(config ? { config } : {}),
+    ...(opts.strictSpecialVocab ? { strictSpecialVocab: true } : {}),
+    ...(opts.warn ? { warn: opts.warn } : {}),
+  };
+  if (fileIn(dir, "tokenizer.model")) {
+    if (opts.pre !== undefined && opts.pre !== "default") {
+      throw new GgufyError("E_USAGE", `tokenizer pre-type '${opts.pre}' given, but ${dir} has a SentencePiece tokenizer.model (always "default")`);
+    }
+    return loadSentencePieceVocab(dir, common);
+  }
+  if (fileIn(dir, "tokenizer.json") || fileIn(dir, "vocab.json")) {
+    return loadBpeVocab(dir, {
+      ...common,
+      ...(opts.arch !== undefined ? { arch: opts.arch } : {}),
+      ...(opts.pre !== undefined ? { pre: opts.pre } : {}),
+    });
+  }
+  throw new GgufyError("E_TOKENIZER", "no tokenizer.model, tokenizer.json or vocab.json", { file: dir });
+}
+
+const ID_KEY: Record<keyof SpecialTokens, string> = {
+  bos: "tokenizer.ggml.bos_token_id",
+  eos: "tokenizer.ggml.eos_token_id",
+  unknown: "tokenizer.ggml.unknown_token_id",
+  seperator: "tokenizer.ggml.seperator_token_id",
+  padding: "tokenizer.ggml.padding_token_id",
+  mask: "tokenizer.ggml.mask_token_id",
+  eot: "tokenizer.ggml.eot_token_id",
+  eom: "tokenizer.ggml.eom_token_id",
+};
+const DEFAULT_ID_ORDER: (keyof SpecialTokens)[] = ["bos", "eos", "unknown", "seperator", "padding", "mask", "eot", "eom"];
+
+/**
+ * The `tokenizer.*` KVs in the converter's write order and with llama.cpp's exact types:
+ * model, pre (STRING); tokens (ARRAY STRING); scores (ARRAY FLOAT32, SentencePiece only);
+ * token_type (ARRAY INT32); merges (ARRAY STRING); special ids (UINT32, discovery order);
+ * add_{bos,eos,sep}_token (BOOL); chat_template.<name> / chat_templates / chat_template;
+ * normalizer.lowercase / strip_accents (BOOL).
+ */
+export function vocabToKvs(v: GGUFVocab): GGUFKV[] {
+  const n = v.tokens.length;
+  if (n === 0) throw new GgufyError("E_TOKENIZER", "empty vocabulary");
+  if (v.tokenTypes.length !== n) throw new GgufyError("E_TOKENIZER", `${v.tokenTypes.length} token types for ${n} tokens`);
+  if (v.scores && v.scores.length !== n) throw new GgufyError("E_TOKENIZER", `${v.scores.length} scores for ${n} tokens`);
+  if (v.model === "gpt2" && (!v.merges || v.merges.length === 0)) throw new GgufyError("E_TOKENIZER", "a gpt2 vocabulary needs merges");
+
+  const out: GGUFKV[] = [];
+  out.push(kv.str("tokenizer.ggml.model", v.model));
+  out.push(kv.str("tokenizer.ggml.pre", v.pre ?? "default"));
+  out.push(kv.strs("tokenizer.ggml.tokens", v.tokens));
+  if (v.scores) out.push(kv.f32s("tokenizer.ggml.scores", v.scores));
+  out.push(kv.i32s("tokenizer.ggml.token_type", v.tokenTypes));
+  if (v.merges && v.merges.length > 0) out.push(kv.strs("tokenizer.ggml.merges", v.merges));
+
+  const order = [...(v.specialOrder ?? []), ...DEFAULT_ID_ORDER];
+  const done = new Set<keyof SpecialTokens>();
+  for (const key of order) {
+    if (done.has(key)) continue;
+    done.add(key);
+    const id = v.special[key];
+    if (id === undefined) continue;
+    if (!Number.isInteger(id) || id < 0 || id >= n) throw new GgufyError("E_TOKENIZER", `special token ${key} id ${id} is outside the ${n}-token vocabulary`);
+    out.push(kv.u32(ID_KEY[key], id));
+  }
+
+  const addVal = { bos: v.addBos, eos: v.addEos, sep: v.addSep };
+  const addDone = new Set<string>();
+  for (const key of [...(v.addOrder ?? []), "bos", "eos", "sep"] as ("bos" | "eos" | "sep")[]) {
+    if (addDone.has(key)) continue;
+    addDone.add(key);
+    const val = addVal[key];
+    if (val !== undefined) out.push(kv.bool(`tokenizer.ggml.add_${key}_token`, val));
+  }
+
+  if (v.chatTemplates && v.chatTemplates.length > 0) {
+    for (const t of v.chatTemplates) out.push(kv.str(`tokenizer.chat_template.${t.name}`, t.template));
+    out.push(kv.strs("tokenizer.chat_templates", v.chatTemplates.map((t) => t.name)));
+  }
+  if (v.chatTemplate !== undefined) out.push(kv.str("tokenizer.chat_template", v.chatTemplate));
+  if (v.normalizerLowercase !== undefined) out.push(kv.bool("tokenizer.ggml.normalizer.lowercase", v.normalizerLowercase));
+  if (v.normalizerStripAccents !== undefined) out.push(kv.bool("tokenizer.ggml.normalizer.strip_accents", v.normalizerStripAccents));
+  return out;
 }

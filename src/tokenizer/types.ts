@@ -17,6 +17,8 @@ export interface SpecialTokens {
   padding?: number;
   mask?: number;
   eot?: number;
+  /** end-of-message, set by llama.cpp's SpecialVocab only from a TemplateProcessing post-processor */
+  eom?: number;
 }
 
 export interface GGUFVocab {
@@ -35,5 +37,12 @@ export interface GGUFVocab {
   addBos?: boolean;
   addEos?: boolean;
   addSep?: boolean;
+  /** order in which add_{bos,eos,sep}_token flags were discovered (default: bos, eos, sep) */
+  addOrder?: ("bos" | "eos" | "sep")[];
   chatTemplate?: string;
+  /** named chat templates other than "default" (tokenizer.chat_template.<name> + tokenizer.chat_templates) */
+  chatTemplates?: { name: string; template: string }[];
+  /** tokenizer.ggml.normalizer.lowercase / strip_accents, from a tokenizer.json normalizer */
+  normalizerLowercase?: boolean;
+  normalizerStripAccents?: boolean;
 }

@@ -1,0 +1,94 @@
+/** Reading a checkpoint's tokenizer files, with every failure reported as E_TOKENIZER naming the file. */
+import fs from "node:fs";
+import path from "node:path";
+import { GgufyError, jsonErrorDetail } from "../errors.js";
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type JsonObject = { [k: string]: Json };
+
+export function isObject(v: unknown): v is JsonObject {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+export function fileIn(dir: string, name: string): string | undefined {
+  const p = path.join(dir, name);
+  try {
+    return fs.statSync(p).isFile() ? p : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+export function readBytes(file: string): Uint8Array {
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    throw new GgufyError("E_IO", `cannot read: ${(e as Error).message}`, { file, cause: e });
+  }
+}
+
+/** The file as UTF-8 text; invalid UTF-8 is an error (as Python's strict decoding makes it for the converter). */
+export function readText(file: string): string {
+  const bytes = readBytes(file);
+  try {
+    return UTF8.decode(bytes);
+  } catch (e) {
+    throw new GgufyError("E_TOKENIZER", "not valid UTF-8 text", { file, cause: e });
+  }
+}
+
+export function readJson(file: string): Json {
+  const text = readText(file);
+  try {
+    return JSON.parse(text) as Json;
+  } catch (e) {
+    throw new GgufyError("E_TOKENIZER", `not valid JSON: ${jsonErrorDetail(text, e)}`, { file, cause: e });
+  }
+}
+
+export function readJsonObject(file: string): JsonObject {
+  const v = readJson(file);
+  if (!isObject(v)) throw new GgufyError("E_TOKENIZER", "expected a JSON object at the top level", { file });
+  return v;
+}
+
+/** Optional JSON object file in `dir` (undefined when absent). */
+export function maybeJsonObject(dir: string, name: string): { file: string; json: JsonObject } | undefined {
+  const file = fileIn(dir, name);
+  return file ? { file, json: readJsonObject(file) } : undefined;
+}
+
+/**
+ * Python's `int` test as the converter applies it to JSON values: an integer number (JSON `true`
+ * would also pass in Python, but no tokenizer file uses booleans for ids).
+ */
+export function isInt(v: unknown): v is number {
+  return typeof v === "number" && Number.isInteger(v);
+}
+
+/**
+ * Characters Python's `str.isspace()` accepts; `str.strip()` / `str.split()` without arguments use
+ * this set, which is not JavaScript's `\s` (no U+FEFF, but U+001C–U+001F and U+0085 are included).
+ */
+const PY_WS = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const PY_STRIP = new RegExp(`^[${PY_WS}]+|[${PY_WS}]+$`, "g");
+const PY_SPLIT = new RegExp(`[${PY_WS}]+`);
+
+export function pyStrip(s: string): string {
+  return s.replace(PY_STRIP, "");
+}
+
+/** `s.split()` (no separator): split on runs of whitespace, dropping empty ends. */
+export function pySplit(s: string): string[] {
+  const t = pyStrip(s);
+  return t === "" ? [] : t.split(PY_SPLIT);
+}
+
+/** Python text-mode line iteration (universal newlines: \r\n, \r and \n all end a line). */
+export function pyLines(text: string): string[] {
+  const lines = text.split(/\r\n|\r|\n/);
+  if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
+  return lines;
+}
