@@ -114,6 +114,13 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
   const abortCheck = (): void => {
     if (opts.signal?.aborted) throw new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written");
   };
+  // an abort does not wait for the chunk being encoded (workers are terminated by encoder.close)
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written"));
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  aborted.catch(() => undefined);
   try {
     abortCheck();
     for (const f of files) outputs.push(await AtomicOutput.create(f.path, { ...(opts.force ? { force: true } : {}), ...(opts.opener ? { opener: opts.opener } : {}) }));
@@ -138,7 +145,15 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
               if (rows.length !== n * ne0) throw new Error(`${t.out.name}: read of rows [${r0}, ${r0 + n}) returned ${rows.length} values, expected ${n * ne0}`);
               if (opts.allowNonfinite) {
                 if (firstNonFinite(rows) >= 0) for (const v of rows) if (v - v !== 0) nonFinite++;
-              } else checkFinite(rows, t.out.name, r0 * ne0, f.path);
+              } else {
+                try {
+                  checkFinite(rows, t.out.name, r0 * ne0);
+                } catch (e) {
+                  // name the checkpoint tensor(s) too: the flat index is in the GGUF tensor's layout
+                  if (e instanceof GgufyError && t.out.sources.length) throw new GgufyError(e.code, `${e.detail}; made from ${t.out.sources.join(" + ")}`, { tensor: t.out.name });
+                  throw e;
+                }
+              }
               return encoder.encode(t.type, rows, ne0);
             })();
           p.catch(() => undefined); // rejections surface when awaited in order; never unhandled
@@ -147,7 +162,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         while (next < ranges.length && pending.length < inflight) launch();
         while (pending.length > 0) {
           abortCheck();
-          const bytes = await pending.shift()!;
+          const bytes = await (opts.signal ? Promise.race([pending.shift()!, aborted]) : pending.shift()!);
           if (next < ranges.length) launch();
           await w.write(bytes);
           bytesDone += bytes.length;
@@ -167,6 +182,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
     await Promise.all(outputs.map((o) => o.abort()));
     throw e;
   } finally {
+    if (onAbort) opts.signal?.removeEventListener("abort", onAbort);
     await encoder.close?.();
   }
 }
