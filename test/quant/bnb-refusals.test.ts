@@ -61,8 +61,18 @@ test("quant_state shape not matching the packed size", async () => {
   await refuses(withJson(nf4, "nf4", (j) => delete j["shape"]), "E_BNB", [MOD, "missing 'shape'"]);
   await refuses(withJson(nf4, "nf4", (j) => (j["dtype"] = "float64")), "E_BNB", [MOD, "dtype \"float64\""]);
   await refuses(withJson(nf4, "nf4", (j) => (j["blocksize"] = 0)), "E_BNB", [MOD, "blocksize 0"]);
-  await refuses(withJson(nf4, "nf4", (j) => (j["packing_format_for_cpu"] = true)), "E_BNB", [MOD, "unknown field 'packing_format_for_cpu'"]);
+  await refuses(withJson(nf4, "nf4", (j) => (j["packing_format_for_cpu"] = true)), "E_BNB", [MOD, 'unknown field "packing_format_for_cpu"']);
   await refuses(without(nf4, W), "E_BNB", [MOD, `packed weight '${W}' is missing`]);
+  // hostile values stay short in the message
+  const long = withJson(nf4, "nf4", (j) => (j["shape"] = Array.from({ length: 5000 }, () => 1)));
+  await refuses(long, "E_BNB", [MOD, /shape \[1,1,1.*…/]);
+  const mc = memoryCheckpoint(long);
+  const msg = await detectBnb(mc.infos, mc.readSmall).catch((e: Error) => e.message);
+  assert.ok(String(msg).length < 600, String(msg));
+  const huge = new Uint8Array(70000).fill(0x20);
+  huge[0] = 0x7b;
+  huge[huge.length - 1] = 0x7d;
+  await refuses(replace(nf4, `${W}.quant_state.bitsandbytes__nf4`, { shape: [huge.length], data: huge }), "E_BNB", [MOD, "70000 bytes", "limit"]);
 });
 
 test("absmax length or dtype not matching the block count", async () => {

@@ -2,7 +2,7 @@
  * Finds bitsandbytes-quantized modules from the checkpoint's own keys, validates their quant state and
  * cross-checks config.json's `quantization_config` when it is given.
  */
-import { GgufyError } from "../../errors.js";
+import { GgufyError, brief } from "../../errors.js";
 import type { BnbDtype, Bnb4bitType } from "./decode.js";
 import { NF4_CODE, FP4_CODE, INT8_WEIGHT_FORMATS } from "./tables.js";
 import type { BnbTensorInfo, BnbReadSmall, BnbModule, Bnb4bitModule, BnbInt8Module, BnbNestedState, DetectBnbOptions } from "./types.js";
@@ -12,6 +12,7 @@ const QS_PREFIX = ".quant_state.bitsandbytes__";
 const AUX_4BIT = [".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map"] as const;
 const JSON_FIELDS = new Set(["quant_type", "blocksize", "dtype", "shape", "nested_blocksize", "nested_dtype", "nested_offset"]);
 const NESTED_FIELDS = ["nested_blocksize", "nested_dtype", "nested_offset"] as const;
+const MAX_STATE_JSON = 1 << 16;
 
 const ITEMSIZE: Record<string, number> = { BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, F8_E8M0: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8 };
 const INT_DTYPES = new Set(["U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64"]);
@@ -65,7 +66,7 @@ function readQuantConfig(q: unknown, file: string | undefined): QuantConfigView 
   let method = c["quant_method"];
   if (method === undefined && ("load_in_4bit" in c || "load_in_8bit" in c || "bnb_4bit_quant_type" in c)) method = "bitsandbytes"; // configs older than quant_method
   if (method !== undefined && method !== "bitsandbytes") {
-    const name = typeof method === "string" ? method : JSON.stringify(method);
+    const name = typeof method === "string" ? method.slice(0, 60) : brief(method);
     throw new GgufyError("E_UNSUPPORTED_QUANT", `quantization_config.quant_method is '${name}': '${name}' checkpoints are not supported; ggufy converts full-precision and bitsandbytes (nf4, fp4, LLM.int8) checkpoints only`, file ? { file } : {});
   }
   const view: QuantConfigView = { bitsandbytes: method === "bitsandbytes" };
@@ -176,6 +177,7 @@ export async function detectBnb(
     const kind = suffix as Bnb4bitType;
     const stInfo = tensorInfos.get(stateKey)!;
     if (stInfo.dtype !== "U8") fail(mod, stateKey, `quant state '${stateKey}' is ${stInfo.dtype}, expected U8 (UTF-8 JSON bytes)`);
+    if (stInfo.byteLength > MAX_STATE_JSON) fail(mod, stateKey, `quant state '${stateKey}' is ${stInfo.byteLength} bytes; bitsandbytes writes about 200 (limit ${MAX_STATE_JSON})`);
     let json: unknown;
     try {
       json = parseStateJson(await readSmall(stateKey));
@@ -183,23 +185,23 @@ export async function detectBnb(
       fail(mod, stateKey, `quant state '${stateKey}' is not valid UTF-8 JSON (${(e as Error).message})`);
     }
     if (!isObject(json)) return fail(mod, stateKey, `quant state '${stateKey}' is not a JSON object`);
-    for (const k of Object.keys(json)) if (!JSON_FIELDS.has(k)) fail(mod, stateKey, `quant state has unknown field '${k}' (known: ${[...JSON_FIELDS].join(", ")})`);
+    for (const k of Object.keys(json)) if (!JSON_FIELDS.has(k)) fail(mod, stateKey, `quant state has unknown field ${brief(k)} (known: ${[...JSON_FIELDS].join(", ")})`);
     for (const k of ["quant_type", "blocksize", "dtype", "shape"]) if (!(k in json)) fail(mod, stateKey, `quant state JSON is missing '${k}'`);
     const qt = json["quant_type"];
-    if (qt !== "nf4" && qt !== "fp4") fail(mod, stateKey, `unknown quant_type ${JSON.stringify(qt)} (bitsandbytes 4-bit is nf4 or fp4)`);
+    if (qt !== "nf4" && qt !== "fp4") fail(mod, stateKey, `unknown quant_type ${brief(qt)} (bitsandbytes 4-bit is nf4 or fp4)`);
     if (qt !== kind) fail(mod, stateKey, `quant_type '${String(qt)}' in the quant state JSON contradicts the key suffix '__${kind}'`);
     const blocksize = json["blocksize"];
-    if (!isPosInt(blocksize)) return fail(mod, stateKey, `blocksize ${JSON.stringify(blocksize)} is not a positive integer`);
+    if (!isPosInt(blocksize)) return fail(mod, stateKey, `blocksize ${brief(blocksize)} is not a positive integer`);
     const dtypeName = json["dtype"];
     const dtype = typeof dtypeName === "string" ? TORCH_DTYPE[dtypeName] : undefined;
-    if (!dtype) return fail(mod, stateKey, `dtype ${JSON.stringify(dtypeName)} is not float32, float16 or bfloat16`);
+    if (!dtype) return fail(mod, stateKey, `dtype ${brief(dtypeName)} is not float32, float16 or bfloat16`);
     const shapeRaw = json["shape"];
     if (!Array.isArray(shapeRaw) || shapeRaw.length === 0 || !shapeRaw.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0)) {
-      return fail(mod, stateKey, `shape ${JSON.stringify(shapeRaw)} is not a list of non-negative integers`);
+      return fail(mod, stateKey, `shape ${brief(shapeRaw)} is not a list of non-negative integers`);
     }
     const shape = shapeRaw as number[];
     const numel = numelOf(shape);
-    if (!Number.isSafeInteger(numel)) fail(mod, stateKey, `shape ${JSON.stringify(shape)} has too many elements`);
+    if (!Number.isSafeInteger(numel)) fail(mod, stateKey, `shape ${brief(shape)} has too many elements`);
 
     // packed weight: raw bytes, whatever its dtype says
     const wInfo = tensorInfos.get(w);
@@ -208,7 +210,7 @@ export async function detectBnb(
     const need = Math.ceil(numel / 2);
     const item = ITEMSIZE[wInfo.dtype] ?? 1;
     if (wInfo.byteLength < need || wInfo.byteLength >= need + item) {
-      fail(mod, w, `quant_state shape ${JSON.stringify(shape)} (${numel} values) needs ${need} packed bytes but '${w}' holds ${wInfo.byteLength} (${wInfo.dtype} ${JSON.stringify(wInfo.shape)})`);
+      fail(mod, w, `quant_state shape ${brief(shape)} (${numel} values) needs ${need} packed bytes but '${w}' holds ${wInfo.byteLength} (${wInfo.dtype} ${brief(wInfo.shape)})`);
     }
 
     const numBlocks = Math.ceil(numel / blocksize);
@@ -230,16 +232,16 @@ export async function detectBnb(
     if (!aInfo) return fail(mod, absmaxKey, `'${absmaxKey}' is missing`);
     const wantAbsDtype = isNested ? "U8" : "F32";
     if (aInfo.dtype !== wantAbsDtype) {
-      fail(mod, absmaxKey, `'${absmaxKey}' is ${aInfo.dtype} ${JSON.stringify(aInfo.shape)}, expected ${wantAbsDtype} (${isNested ? "8-bit codes of the double-quantized absmax" : "float32 block absmax"}); CPU-packed bitsandbytes layouts are not supported`);
+      fail(mod, absmaxKey, `'${absmaxKey}' is ${aInfo.dtype} ${brief(aInfo.shape)}, expected ${wantAbsDtype} (${isNested ? "8-bit codes of the double-quantized absmax" : "float32 block absmax"}); CPU-packed bitsandbytes layouts are not supported`);
     }
     const absCount = aInfo.byteLength / (ITEMSIZE[aInfo.dtype] ?? 1);
-    if (absCount !== numBlocks) fail(mod, absmaxKey, `'${absmaxKey}' has ${absCount} values but shape ${JSON.stringify(shape)} with blocksize ${blocksize} has ${numBlocks} blocks`);
+    if (absCount !== numBlocks) fail(mod, absmaxKey, `'${absmaxKey}' has ${absCount} values but shape ${brief(shape)} with blocksize ${blocksize} has ${numBlocks} blocks`);
 
     // quant_map: informational, but bitsandbytes requires it
     const warnings: string[] = [];
     const mInfo = tensorInfos.get(quantMapKey);
     if (!mInfo) return fail(mod, quantMapKey, `'${quantMapKey}' is missing`);
-    if (mInfo.dtype !== "F32" || mInfo.byteLength !== 64) fail(mod, quantMapKey, `'${quantMapKey}' is ${mInfo.dtype} ${JSON.stringify(mInfo.shape)}, expected F32 [16]`);
+    if (mInfo.dtype !== "F32" || mInfo.byteLength !== 64) fail(mod, quantMapKey, `'${quantMapKey}' is ${mInfo.dtype} ${brief(mInfo.shape)}, expected F32 [16]`);
     {
       const stored = f32Values(await readSmall(quantMapKey));
       const table = kind === "nf4" ? NF4_CODE : FP4_CODE;
@@ -251,18 +253,18 @@ export async function detectBnb(
     let nested: BnbNestedState | undefined;
     if (isNested) {
       const nbs = json["nested_blocksize"];
-      if (!isPosInt(nbs)) return fail(mod, stateKey, `nested_blocksize ${JSON.stringify(nbs)} is not a positive integer`);
+      if (!isPosInt(nbs)) return fail(mod, stateKey, `nested_blocksize ${brief(nbs)} is not a positive integer`);
       const ndName = json["nested_dtype"];
       const nd = typeof ndName === "string" ? TORCH_DTYPE[ndName] : undefined;
-      if (!nd) return fail(mod, stateKey, `nested_dtype ${JSON.stringify(ndName)} is not float32, float16 or bfloat16`);
+      if (!nd) return fail(mod, stateKey, `nested_dtype ${brief(ndName)} is not float32, float16 or bfloat16`);
       const off = json["nested_offset"];
-      if (typeof off !== "number") return fail(mod, stateKey, `nested_offset ${JSON.stringify(off)} is not a number`);
+      if (typeof off !== "number") return fail(mod, stateKey, `nested_offset ${brief(off)} is not a number`);
       const nbCount = Math.ceil(numBlocks / nbs);
       const naInfo = tensorInfos.get(nAbsKey)!;
       if (naInfo.dtype !== "F32") fail(mod, nAbsKey, `'${nAbsKey}' is ${naInfo.dtype}, expected F32`);
       if (naInfo.byteLength / 4 !== nbCount) fail(mod, nAbsKey, `'${nAbsKey}' has ${naInfo.byteLength / 4} values but ${numBlocks} absmax blocks in nested blocks of ${nbs} need ${nbCount}`);
       const nmInfo = tensorInfos.get(nMapKey)!;
-      if (nmInfo.dtype !== "F32" || nmInfo.byteLength !== 1024) fail(mod, nMapKey, `'${nMapKey}' is ${nmInfo.dtype} ${JSON.stringify(nmInfo.shape)}, expected F32 [256]`);
+      if (nmInfo.dtype !== "F32" || nmInfo.byteLength !== 1024) fail(mod, nMapKey, `'${nMapKey}' is ${nmInfo.dtype} ${brief(nmInfo.shape)}, expected F32 [256]`);
       const quantMap = f32Values(await readSmall(nMapKey));
       nested = { absmaxKey: nAbsKey, quantMapKey: nMapKey, blocksize: nbs, dtype: nd, offset: Math.fround(off), quantMap, numBlocks: nbCount };
     }
@@ -302,16 +304,16 @@ export async function detectBnb(
     const wInfo = tensorInfos.get(w);
     if (!wInfo) return fail(mod, scbKey, `has '${scbKey}' but the int8 weight '${w}' is missing`);
     if (wInfo.dtype !== "I8") fail(mod, w, `'${w}' is ${wInfo.dtype}, expected I8 next to '${scbKey}'`);
-    if (wInfo.shape.length !== 2) fail(mod, w, `int8 weight shape ${JSON.stringify(wInfo.shape)} is not 2-D [out, in]`);
+    if (wInfo.shape.length !== 2) fail(mod, w, `int8 weight shape ${brief(wInfo.shape)} is not 2-D [out, in]`);
     const [rows, cols] = wInfo.shape as [number, number];
     const sInfo = tensorInfos.get(scbKey)!;
     if (sInfo.dtype !== "F32") fail(mod, scbKey, `'${scbKey}' is ${sInfo.dtype}, expected F32`);
     const scbCount = sInfo.byteLength / 4;
-    if (scbCount !== rows) fail(mod, scbKey, `'${scbKey}' has ${scbCount} values but '${w}' has ${rows} rows ${JSON.stringify(wInfo.shape)} (a col_turing/col_ampere tile layout?)`);
+    if (scbCount !== rows) fail(mod, scbKey, `'${scbKey}' has ${scbCount} values but '${w}' has ${rows} rows ${brief(wInfo.shape)} (a col_turing/col_ampere tile layout?)`);
     const fk = formatKeys.get(mod);
     if (fk !== undefined) {
       const fInfo = tensorInfos.get(fk)!;
-      if (!INT_DTYPES.has(fInfo.dtype) || fInfo.byteLength !== ITEMSIZE[fInfo.dtype]) fail(mod, fk, `'${fk}' is ${fInfo.dtype} ${JSON.stringify(fInfo.shape)}, expected one integer (0 = row)`);
+      if (!INT_DTYPES.has(fInfo.dtype) || fInfo.byteLength !== ITEMSIZE[fInfo.dtype]) fail(mod, fk, `'${fk}' is ${fInfo.dtype} ${brief(fInfo.shape)}, expected one integer (0 = row)`);
       const v = readIntScalar(await readSmall(fk), fInfo.dtype);
       if (v !== 0) {
         const name = INT8_WEIGHT_FORMATS[v];
@@ -344,7 +346,7 @@ export async function detectBnb(
       } else {
         if (cfg.load8 === true) fail(m.module, m.stateKey, `config.json says load_in_8bit but this module is 4-bit ${m.kind} (has '${m.stateKey}')`);
         if (cfg.load4 === true && cfg.quantType !== undefined && cfg.quantType !== m.kind) {
-          fail(m.module, m.stateKey, `quant state is ${m.kind} but config.json bnb_4bit_quant_type is '${cfg.quantType}'`);
+          fail(m.module, m.stateKey, `quant state is ${m.kind} but config.json bnb_4bit_quant_type is '${cfg.quantType.slice(0, 20)}'`);
         }
         if (cfg.load4 === true && cfg.doubleQuant === true && !m.doubleQuant) {
           fail(m.module, `${m.weight}.nested_absmax`, `config.json says bnb_4bit_use_double_quant but the nested keys '${m.weight}.nested_absmax' / '${m.weight}.nested_quant_map' are missing`);
@@ -356,7 +358,7 @@ export async function detectBnb(
       const mod = moduleOf(name);
       if (cfg.load8 === true && info.dtype === "I8") fail(mod, name, `'${name}' is an I8 (LLM.int8) weight but '${mod}.SCB' is missing: cannot dequantize int8 without SCB`);
       if (cfg.load4 === true && info.dtype === "U8" && info.shape.length === 2 && (info.shape[1] === 1 || info.shape[0] === 1)) {
-        fail(mod, name, `'${name}' looks like packed 4-bit data (U8 ${JSON.stringify(info.shape)}) but '${name}${QS_PREFIX}${cfg.quantType ?? "nf4"}' is missing`);
+        fail(mod, name, `'${name}' looks like packed 4-bit data (U8 ${brief(info.shape)}) but '${name}${QS_PREFIX}${cfg.quantType === "fp4" ? "fp4" : "nf4"}' is missing`);
       }
     }
   }
