@@ -9,10 +9,22 @@ import { codecFor, GGMLType, typeName } from "../../src/quant/ggml/index.js";
 import type { BlockCodec } from "../../src/quant/ggml/index.js";
 import { ggmlOracle } from "../support/ggml-oracle.js";
 import { quantizeQ4_0Scalar, Q4_0_WASM } from "../../src/quant/ggml/q4_0.js";
+import { quantizeQ4_1Scalar, Q4_1_WASM } from "../../src/quant/ggml/q4_1.js";
+import { quantizeQ5_0Scalar, Q5_0_WASM } from "../../src/quant/ggml/q5_0.js";
+import { quantizeQ5_1Scalar, Q5_1_WASM } from "../../src/quant/ggml/q5_1.js";
 import { quantizeQ8_0Scalar, Q8_0_WASM } from "../../src/quant/ggml/q8_0.js";
 
 const TYPES = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0, GGMLType.IQ4_NL, GGMLType.IQ4_XS];
 const ROW = 4096;
+
+/** The legacy types' WebAssembly flags and scalar JS fallbacks (the codecs use the kernels). */
+const SCALAR: ReadonlyArray<readonly [GGMLType, boolean, (src: Float32Array, dst: Uint8Array) => void]> = [
+  [GGMLType.Q4_0, Q4_0_WASM, quantizeQ4_0Scalar],
+  [GGMLType.Q4_1, Q4_1_WASM, quantizeQ4_1Scalar],
+  [GGMLType.Q5_0, Q5_0_WASM, quantizeQ5_0Scalar],
+  [GGMLType.Q5_1, Q5_1_WASM, quantizeQ5_1Scalar],
+  [GGMLType.Q8_0, Q8_0_WASM, quantizeQ8_0Scalar],
+];
 const ROWS = 4;
 const N = ROW * ROWS;
 
@@ -180,11 +192,10 @@ for (const t of TYPES) {
   });
 }
 
-test("Q4_0 / Q8_0: the WebAssembly SIMD kernels are active and the scalar JS fallbacks are bit-exact too", () => {
-  assert.ok(Q4_0_WASM, "Q4_0 WebAssembly kernel failed to load");
-  assert.ok(Q8_0_WASM, "Q8_0 WebAssembly kernel failed to load");
+test("legacy types: the WebAssembly SIMD kernels are active and the scalar JS fallbacks are bit-exact too", () => {
   const o = ggmlOracle();
-  for (const [t, scalar] of [[GGMLType.Q4_0, quantizeQ4_0Scalar], [GGMLType.Q8_0, quantizeQ8_0Scalar]] as const) {
+  for (const [t, wasm, scalar] of SCALAR) {
+    assert.ok(wasm, `${typeName(t)} WebAssembly kernel failed to load`);
     const codec = codecFor(t);
     for (const [name, make] of DATASETS) {
       const x = make();
@@ -213,14 +224,14 @@ function nonFinite(n: number, seed: number): Float32Array {
   return x;
 }
 
-test("non-finite and extreme inputs (NaN, ±inf, subnormals, ±3e38) give ggml's bytes, both Q4_0/Q8_0 paths", () => {
+test("non-finite and extreme inputs (NaN, ±inf, subnormals, ±3e38) give ggml's bytes, kernels and scalar paths", () => {
   const o = ggmlOracle();
   const x = nonFinite(N, 21);
   for (const t of TYPES) {
     const codec = codecFor(t);
     assertSameBytes(codec, quantizeOurs(codec, x), o.quantizeChunk(t, x, ROW), `${typeName(t)} non-finite`);
   }
-  for (const [t, scalar] of [[GGMLType.Q4_0, quantizeQ4_0Scalar], [GGMLType.Q8_0, quantizeQ8_0Scalar]] as const) {
+  for (const [t, , scalar] of SCALAR) {
     const codec = codecFor(t);
     const ours = new Uint8Array((x.length / codec.blockSize) * codec.typeSize);
     scalar(x, ours);

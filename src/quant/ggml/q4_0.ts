@@ -163,7 +163,10 @@ export class WasmCode {
     return this.emit(0x2a, 2, ...WasmCode.uleb(offset));
   }
   store16(offset: number): this {
-    return this.emit(0x3b, 1, ...WasmCode.uleb(offset));
+    return this.emit(0x3b, 0, ...WasmCode.uleb(offset));
+  }
+  store32(offset: number): this {
+    return this.emit(0x36, 0, ...WasmCode.uleb(offset));
   }
 }
 
@@ -172,16 +175,16 @@ export const W = {
   block: [0x02, 0x40], loop: [0x03, 0x40], if: [0x04, 0x40], else: [0x05], end: [0x0b], br: 0x0c, brIf: 0x0d,
   select: 0x1b,
   i32eqz: 0x45, i32eq: 0x46, i32ne: 0x47, i32ltU: 0x49, i32gtU: 0x4b, i32geU: 0x4f, i32gtS: 0x4a,
-  f32ne: 0x5c, f32lt: 0x5d, f32gt: 0x5e,
-  i32ctz: 0x68, i32add: 0x6a, i32sub: 0x6b, i32and: 0x71, i32or: 0x72, i32shl: 0x74, i32shrU: 0x76,
-  f32abs: 0x8b, f32div: 0x95,
+  i32ltS: 0x48, f32ne: 0x5c, f32lt: 0x5d, f32gt: 0x5e,
+  i32ctz: 0x68, i32add: 0x6a, i32sub: 0x6b, i32and: 0x71, i32or: 0x72, i32xor: 0x73, i32shl: 0x74, i32shrS: 0x75, i32shrU: 0x76,
+  f32abs: 0x8b, f32sub: 0x93, f32div: 0x95,
   i32reinterpret: 0xbc, f32reinterpret: 0xbe,
   // SIMD (after 0xFD)
   i32x4splat: 0x11, f32x4splat: 0x13, i32x4extract: 0x1b, i32x4eq: 0x37, i32x4gtS: 0x3b,
   v128and: 0x4e, v128andnot: 0x4f, v128or: 0x50, i8x16narrowU: 0x66, i16x8narrowU: 0x86, i32x4bitmask: 0xa4,
   i32x4shl: 0xab, i32x4minS: 0xb6, i32x4maxS: 0xb8, i32x4maxU: 0xb9, f32x4add: 0xe4, f32x4mul: 0xe6,
   i32x4truncSatF32x4S: 0xf8, f32x4trunc: 0x69, f32x4abs: 0xe0, f32x4sub: 0xe5, f32x4ge: 0x46,
-  i8x16narrowS: 0x65, i16x8narrowS: 0x85,
+  i8x16narrowS: 0x65, i16x8narrowS: 0x85, i32x4shrS: 0xac, v128xor: 0x51,
 } as const;
 
 /** A module with one exported memory "m" of `pages` pages and one exported function "q" (i32) → (). */
@@ -243,127 +246,210 @@ export function emitF16(c: WasmCode, L: { u: number; h: number; a: number; s: nu
   c.op(...W.end, ...W.end, ...W.end, ...W.end);
 }
 
-// ---- the Q4_0 kernel: q(nb) quantizes nb blocks from memory[0..] into memory[OUT..] --------------
+// ---- legacy 32-block kernels (Q4_0, Q5_0, Q4_1, Q5_1): q(nb) quantizes nb blocks from memory[0..]
+// into memory[OUT..]. One builder, parameterised by the block family. ------------------------------
 
-const CHUNK = 16384; // floats per call (64 KiB in, 9 KiB out)
+const CHUNK = 16384; // floats per call (64 KiB in, at most 12 KiB out)
 const OUT = 65536;
 
-function buildKernel(): Uint8Array<ArrayBuffer> {
+/** How one legacy 32-block type quantizes (spec §5.1–5.4). */
+export interface LegacySpec {
+  /** symmetric: d = max / div with max the signed first-largest |x|; asymmetric: d = (max - min) / div */
+  readonly asym: boolean;
+  readonly div: number;
+  /** added before the truncation: 8.5, 16.5 (symmetric) or 0.5 (asymmetric) */
+  readonly bias: number;
+  /** MIN(clamp, (int8_t)t) in C, or 0 for Q5_1's plain (uint8_t)t */
+  readonly clamp: number;
+  /** 5-bit levels: a u32 of high bits before qs */
+  readonly bits5: boolean;
+  readonly bytes: number;
+}
+
+function buildLegacyKernel(spec: LegacySpec): Uint8Array<ArrayBuffer> {
   const c = new WasmCode();
-  // locals: 0 = nb (param); i32 1..14; f32 15..19; v128 20..32
-  const nb = 0, x = 1, o = 2, m = 3, t = 4, mask = 5, j = 6;
+  // locals: 0 = nb (param); i32 1..16; f32 17..24; v128 25..
+  const nb = 0, x = 1, o = 2, m = 3, t = 4, mask = 5, j = 6, lo = 15, qh = 16;
   const F = { u: 7, h: 8, a: 9, s: 10, mm: 11, sh: 12, q: 13, rem: 14 };
-  const max = 15, amax = 16, d = 17, id = 18, v = 19;
-  const acc = 20, idv = 21, MASK = 22, C85 = 23, C15 = 24, C16 = 25, ZERO = 26, w0 = 27, mv = 31, vt = 32;
-  c.v128const([0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff]).set(MASK);
-  c.f32(8.5).simd(W.f32x4splat).set(C85);
-  c.i32(15).simd(W.i32x4splat).set(C15);
-  c.i32(16).simd(W.i32x4splat).set(C16);
+  const max = 17, amax = 18, d = 19, id = 20, v = 21, min = 22;
+  const acc = 25, idv = 26, MASK = 27, CB = 28, CC = 29, CC1 = 30, ZERO = 31, mv = 32, vt = 33, minv = 34, acc2 = 35, w0 = 36; // w0..w3
+  const qsOff = spec.asym ? (spec.bits5 ? 8 : 4) : spec.bits5 ? 6 : 2;
+  const qhOff = spec.asym ? 4 : 2;
+  c.i32(0x7fffffff).simd(W.i32x4splat).set(MASK);
+  c.f32(spec.bias).simd(W.f32x4splat).set(CB);
+  c.i32(spec.clamp > 0 ? spec.clamp : 31).simd(W.i32x4splat).set(CC);
+  c.i32(spec.clamp > 0 ? spec.clamp + 1 : 32).simd(W.i32x4splat).set(CC1);
   c.i32(0).simd(W.i32x4splat).set(ZERO);
   c.i32(0).set(x);
   c.i32(OUT).set(o);
   c.op(...W.block, ...W.loop);
   c.get(nb).op(W.i32eqz).op(W.brIf, 1);
-  // m = max over the block of (bits & 0x7fffffff)
-  c.get(x).v128load(0).get(MASK).simd(W.v128and).set(acc);
-  for (let k = 1; k < 8; k++) c.get(acc).get(x).v128load(16 * k).get(MASK).simd(W.v128and).simd(W.i32x4maxU).set(acc);
-  c.get(acc).simd(W.i32x4extract, 0).set(m);
-  for (let lane = 1; lane < 4; lane++) {
-    c.get(acc).simd(W.i32x4extract, lane).tee(t).get(m).get(t).get(m).op(W.i32gtU).op(W.select).set(m);
-  }
-  // max = signed value of the first strictly largest |x|
-  c.get(m).i32(0x7f800000).op(W.i32gtU).op(...W.if);
-  {
-    // a NaN is present: the literal C loop (NaN never wins a strict comparison)
-    c.f32(0).set(amax).f32(0).set(max).i32(0).set(j);
-    c.op(...W.loop);
-    c.get(x).get(j).i32(2).op(W.i32shl).op(W.i32add).f32load(0).set(v);
-    c.get(amax).get(v).op(W.f32abs).op(W.f32lt).op(...W.if);
-    c.get(v).op(W.f32abs).set(amax).get(v).set(max);
-    c.op(...W.end);
-    c.get(j).i32(1).op(W.i32add).tee(j).i32(32).op(W.i32ltU).op(W.brIf, 0);
-    c.op(...W.end);
-  }
-  c.op(...W.else);
-  c.get(m).op(W.i32eqz).op(...W.if);
-  c.f32(0).set(max);
-  c.op(...W.else);
-  {
-    // first element whose |x| bits equal m: a 32-bit mask of the matches, count trailing zeros
-    c.get(m).simd(W.i32x4splat).set(mv);
-    c.i32(0).set(mask);
-    for (let k = 0; k < 8; k++) {
-      c.get(mask).get(x).v128load(16 * k).get(MASK).simd(W.v128and).get(mv).simd(W.i32x4eq).simd(W.i32x4bitmask);
-      if (k > 0) c.i32(4 * k).op(W.i32shl);
-      c.op(W.i32or).set(mask);
+  if (!spec.asym) {
+    // m = max over the block of (bits & 0x7fffffff)
+    c.get(x).v128load(0).get(MASK).simd(W.v128and).set(acc);
+    for (let k = 1; k < 8; k++) c.get(acc).get(x).v128load(16 * k).get(MASK).simd(W.v128and).simd(W.i32x4maxU).set(acc);
+    c.get(acc).simd(W.i32x4extract, 0).set(m);
+    for (let lane = 1; lane < 4; lane++) {
+      c.get(acc).simd(W.i32x4extract, lane).tee(t).get(m).get(t).get(m).op(W.i32gtU).op(W.select).set(m);
     }
-    c.get(x).get(mask).op(W.i32ctz).i32(2).op(W.i32shl).op(W.i32add).f32load(0).set(max);
+    // max = signed value of the first strictly largest |x|
+    c.get(m).i32(0x7f800000).op(W.i32gtU).op(...W.if);
+    {
+      // a NaN is present: the literal C loop (NaN never wins a strict comparison)
+      c.f32(0).set(amax).f32(0).set(max).i32(0).set(j);
+      c.op(...W.loop);
+      c.get(x).get(j).i32(2).op(W.i32shl).op(W.i32add).f32load(0).set(v);
+      c.get(amax).get(v).op(W.f32abs).op(W.f32lt).op(...W.if);
+      c.get(v).op(W.f32abs).set(amax).get(v).set(max);
+      c.op(...W.end);
+      c.get(j).i32(1).op(W.i32add).tee(j).i32(32).op(W.i32ltU).op(W.brIf, 0);
+      c.op(...W.end);
+    }
+    c.op(...W.else);
+    c.get(m).op(W.i32eqz).op(...W.if);
+    c.f32(0).set(max);
+    c.op(...W.else);
+    {
+      // first element whose |x| bits equal m: a 32-bit mask of the matches, count trailing zeros
+      c.get(m).simd(W.i32x4splat).set(mv);
+      c.i32(0).set(mask);
+      for (let k = 0; k < 8; k++) {
+        c.get(mask).get(x).v128load(16 * k).get(MASK).simd(W.v128and).get(mv).simd(W.i32x4eq).simd(W.i32x4bitmask);
+        if (k > 0) c.i32(4 * k).op(W.i32shl);
+        c.op(W.i32or).set(mask);
+      }
+      c.get(x).get(mask).op(W.i32ctz).i32(2).op(W.i32shl).op(W.i32add).f32load(0).set(max);
+    }
+    c.op(...W.end, ...W.end);
+    c.get(max).f32(spec.div).op(W.f32div).set(d);
+  } else {
+    // min and max on the order-preserving integer image of the floats: t = b ^ ((b >> 31) & 0x7fffffff)
+    const key = (k: number): void => {
+      c.get(x).v128load(16 * k).tee(vt).get(vt).i32(31).simd(W.i32x4shrS).get(MASK).simd(W.v128and).simd(W.v128xor);
+    };
+    key(0);
+    c.tee(acc).set(acc2);
+    for (let k = 1; k < 8; k++) {
+      key(k);
+      c.tee(mv).get(acc).simd(W.i32x4maxS).set(acc);
+      c.get(mv).get(acc2).simd(W.i32x4minS).set(acc2);
+    }
+    c.get(acc).simd(W.i32x4extract, 0).set(m);
+    c.get(acc2).simd(W.i32x4extract, 0).set(lo);
+    for (let lane = 1; lane < 4; lane++) {
+      c.get(acc).simd(W.i32x4extract, lane).tee(t).get(m).get(t).get(m).op(W.i32gtS).op(W.select).set(m);
+      c.get(acc2).simd(W.i32x4extract, lane).tee(t).get(lo).get(t).get(lo).op(W.i32ltS).op(W.select).set(lo);
+    }
+    // A NaN (keys beyond ±inf's) or a ±0 extreme (C keeps the first of -0/+0) → the literal C loop:
+    // min = FLT_MAX, max = -FLT_MAX; if (v < min) min = v; if (v > max) max = v
+    c.get(m).i32(0x7f800000).op(W.i32gtS);
+    c.get(lo).i32(0x807fffff | 0).op(W.i32ltS).op(W.i32or);
+    c.get(m).i32(1).op(W.i32add).i32(2).op(W.i32ltU).op(W.i32or); // m ∈ {-1, 0}
+    c.get(lo).i32(1).op(W.i32add).i32(2).op(W.i32ltU).op(W.i32or); // lo ∈ {-1, 0}
+    c.op(...W.if);
+    {
+      c.f32(3.4028234663852886e38).set(min).f32(-3.4028234663852886e38).set(max).i32(0).set(j);
+      c.op(...W.loop);
+      c.get(x).get(j).i32(2).op(W.i32shl).op(W.i32add).f32load(0).set(v);
+      c.get(v).get(min).get(v).get(min).op(W.f32lt).op(W.select).set(min);
+      c.get(v).get(max).get(v).get(max).op(W.f32gt).op(W.select).set(max);
+      c.get(j).i32(1).op(W.i32add).tee(j).i32(32).op(W.i32ltU).op(W.brIf, 0);
+      c.op(...W.end);
+    }
+    c.op(...W.else);
+    c.get(m).get(m).i32(31).op(W.i32shrS).i32(0x7fffffff).op(W.i32and).op(W.i32xor).op(W.f32reinterpret).set(max);
+    c.get(lo).get(lo).i32(31).op(W.i32shrS).i32(0x7fffffff).op(W.i32and).op(W.i32xor).op(W.f32reinterpret).set(min);
+    c.op(...W.end);
+    c.get(max).get(min).op(W.f32sub).f32(spec.div).op(W.f32div).set(d);
   }
-  c.op(...W.end, ...W.end);
-  // d = max / -8; id = d ? 1/d : 0
-  c.get(max).f32(-8).op(W.f32div).set(d);
+  // id = d ? 1/d : 0
   c.f32(1).get(d).op(W.f32div).f32(0).get(d).f32(0).op(W.f32ne).op(W.select).set(id);
   c.get(d).op(W.i32reinterpret).set(F.u);
   emitF16(c, F);
   c.get(o).get(F.h).store16(0);
-  // levels: MIN(15, (int8_t)(x*id + 8.5f)). trunc_sat equals the C cast for t in (0, 17) and NaN;
-  // t = +inf (id = +inf) saturates to INT_MAX where gcc's cast gives 0 → masked by r > 16; -inf → max(0).
+  if (spec.asym) {
+    c.get(min).op(W.i32reinterpret).set(F.u);
+    emitF16(c, F);
+    c.get(o).get(F.h).store16(2);
+    c.get(min).simd(W.f32x4splat).set(minv);
+  }
+  // levels. t = x*id + bias (or (x - min)*id + 0.5) is in (0, clamp + 2) for every input without
+  // non-finite values in play (|x*id| stays within the scale up to rounding, also for subnormal d,
+  // where 1/d is either accurate or inf), else ±inf or NaN. trunc_sat equals gcc's cvttss2si there
+  // except +inf → INT_MAX (C: INT_MIN, low byte 0): lanes > clamp + 1 are zeroed, -inf/INT_MIN → max 0.
   c.get(id).simd(W.f32x4splat).set(idv);
   const level = (off: number): void => {
-    c.get(x).v128load(off).get(idv).simd(W.f32x4mul).get(C85).simd(W.f32x4add).simd(W.i32x4truncSatF32x4S);
-    c.tee(vt).get(C15).simd(W.i32x4minS).get(vt).get(C16).simd(W.i32x4gtS).simd(W.v128andnot).get(ZERO).simd(W.i32x4maxS);
+    c.get(x).v128load(off);
+    if (spec.asym) c.get(minv).simd(W.f32x4sub);
+    c.get(idv).simd(W.f32x4mul).get(CB).simd(W.f32x4add).simd(W.i32x4truncSatF32x4S).tee(vt);
+    if (spec.clamp > 0) c.get(CC).simd(W.i32x4minS);
+    c.get(vt).get(CC1).simd(W.i32x4gtS).simd(W.v128andnot).get(ZERO).simd(W.i32x4maxS);
   };
+  if (spec.bits5) c.i32(0).set(qh);
   for (let k = 0; k < 4; k++) {
     level(16 * k);
+    if (spec.bits5) {
+      // qh bits 4k..4k+3 = bit 4 of levels 4k..4k+3; bits 16+4k.. from the second half
+      c.tee(vt).i32(27).simd(W.i32x4shl).simd(W.i32x4bitmask).i32(4 * k).op(W.i32shl).get(qh).op(W.i32or).set(qh);
+      c.get(vt).i32(15).simd(W.i32x4splat).simd(W.v128and);
+    }
     level(64 + 16 * k);
+    if (spec.bits5) {
+      c.tee(vt).i32(27).simd(W.i32x4shl).simd(W.i32x4bitmask).i32(16 + 4 * k).op(W.i32shl).get(qh).op(W.i32or).set(qh);
+      c.get(vt).i32(15).simd(W.i32x4splat).simd(W.v128and);
+    }
     c.i32(4).simd(W.i32x4shl).simd(W.v128or).set(w0 + k);
   }
+  if (spec.bits5) c.get(o).get(qh).store32(qhOff);
   c.get(o);
   c.get(w0).get(w0 + 1).simd(W.i16x8narrowU).get(w0 + 2).get(w0 + 3).simd(W.i16x8narrowU).simd(W.i8x16narrowU);
-  c.v128store(2);
+  c.v128store(qsOff);
   c.get(x).i32(128).op(W.i32add).set(x);
-  c.get(o).i32(BYTES).op(W.i32add).set(o);
+  c.get(o).i32(spec.bytes).op(W.i32add).set(o);
   c.get(nb).i32(1).op(W.i32sub).set(nb);
   c.op(W.br, 0);
   c.op(...W.end, ...W.end);
-  return wasmModule(2, [[14, I32], [5, F32], [13, V128]], c);
+  return wasmModule(2, [[16, I32], [8, F32], [15, V128]], c);
 }
 
-interface Kernel {
-  run: (nb: number) => void;
-  in32: Float32Array;
-  out8: Uint8Array;
-}
-
-function loadKernel(): Kernel | null {
+/**
+ * The quantize function of a legacy 32-block type: the WebAssembly kernel over chunks of CHUNK floats
+ * (copied into and out of the module's memory), or `scalar` when WebAssembly SIMD is unavailable.
+ * `usesWasm` tells which one was chosen.
+ */
+export function legacyQuantizer(spec: LegacySpec, scalar: (src: Float32Array, dst: Uint8Array) => void): { quantize: (src: Float32Array, dst: Uint8Array) => void; usesWasm: boolean } {
+  let run: (nb: number) => void;
+  let in32: Float32Array;
+  let out8: Uint8Array;
   try {
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(buildKernel()), {});
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(buildLegacyKernel(spec)), {});
     const mem = inst.exports["m"] as WebAssembly.Memory;
-    return { run: inst.exports["q"] as (nb: number) => void, in32: new Float32Array(mem.buffer, 0, CHUNK), out8: new Uint8Array(mem.buffer, OUT, (CHUNK / QK) * BYTES) };
+    run = inst.exports["q"] as (nb: number) => void;
+    in32 = new Float32Array(mem.buffer, 0, CHUNK);
+    out8 = new Uint8Array(mem.buffer, OUT, (CHUNK / QK) * spec.bytes);
   } catch {
-    return null; // no WebAssembly SIMD: the scalar path below is used
+    return { quantize: scalar, usesWasm: false };
   }
+  const bytes = spec.bytes;
+  return {
+    usesWasm: true,
+    quantize(src: Float32Array, dst: Uint8Array): void {
+      const n = src.length - (src.length % QK);
+      for (let off = 0; off < n; off += CHUNK) {
+        const len = Math.min(CHUNK, n - off);
+        in32.set(src.subarray(off, off + len));
+        const nbk = len / QK;
+        run(nbk);
+        dst.set(out8.subarray(0, nbk * bytes), (off / QK) * bytes);
+      }
+    },
+  };
 }
 
-const kernel = loadKernel();
+const fast = legacyQuantizer({ asym: false, div: -8, bias: 8.5, clamp: 15, bits5: false, bytes: BYTES }, quantizeQ4_0Scalar);
 /** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20). */
-export const Q4_0_WASM = kernel !== null;
-
-function quantizeWasm(k: Kernel, src: Float32Array, dst: Uint8Array): void {
-  const n = src.length - (src.length % QK);
-  for (let off = 0; off < n; off += CHUNK) {
-    const len = Math.min(CHUNK, n - off);
-    k.in32.set(src.subarray(off, off + len));
-    const nbk = len / QK;
-    k.run(nbk);
-    dst.set(k.out8.subarray(0, nbk * BYTES), (off / QK) * BYTES);
-  }
-}
-
-function quantize(src: Float32Array, dst: Uint8Array): void {
-  if (kernel) quantizeWasm(kernel, src, dst);
-  else quantizeQ4_0Scalar(src, dst);
-}
+export const Q4_0_WASM = fast.usesWasm;
+const quantize = fast.quantize;
 
 function dequantize(src: Uint8Array, dst: Float32Array): void {
   const lut = f16Lut();

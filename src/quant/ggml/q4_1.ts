@@ -1,6 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { toF16, f16Lut } from "../../formats/half.js";
+import { legacyQuantizer } from "./q4_0.js";
 
 /**
  * Q4_1: 32 values per block, fp16 scale d + fp16 minimum m + 16 bytes of 4-bit levels (20 bytes).
@@ -63,7 +64,8 @@ function minMax(src: Float32Array, x0: number): void {
   bMax = hi;
 }
 
-function quantize(src: Float32Array, dst: Uint8Array): void {
+/** Scalar JS path (used when WebAssembly SIMD is unavailable; exported for the tests). */
+export function quantizeQ4_1Scalar(src: Float32Array, dst: Uint8Array): void {
   const nb = (src.length / QK) | 0;
   for (let i = 0, x0 = 0, o = 0; i < nb; i++, x0 += QK, o += BYTES) {
     minMax(src, x0);
@@ -85,6 +87,12 @@ function quantize(src: Float32Array, dst: Uint8Array): void {
     }
   }
 }
+
+// the WebAssembly SIMD kernel (built in q4_0.ts) when available
+const fast = legacyQuantizer({ asym: true, div: 15, bias: 0.5, clamp: 15, bits5: false, bytes: BYTES }, quantizeQ4_1Scalar);
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20). */
+export const Q4_1_WASM = fast.usesWasm;
+const quantize = fast.quantize;
 
 function dequantize(src: Uint8Array, dst: Float32Array): void {
   const lut = f16Lut();

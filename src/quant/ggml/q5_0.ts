@@ -1,6 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { toF16, f16Lut } from "../../formats/half.js";
+import { legacyQuantizer } from "./q4_0.js";
 
 /**
  * Q5_0: 32 values per block, fp16 scale + 32 high bits (u32 LE) + 16 bytes of low nibbles (22 bytes).
@@ -60,7 +61,8 @@ function signedAbsMax(src: Float32Array, si: Int32Array, x0: number): number {
   return max;
 }
 
-function quantize(src: Float32Array, dst: Uint8Array): void {
+/** Scalar JS path (used when WebAssembly SIMD is unavailable; exported for the tests). */
+export function quantizeQ5_0Scalar(src: Float32Array, dst: Uint8Array): void {
   const nb = (src.length / QK) | 0;
   const si = new Int32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0, x0 = 0, o = 0; i < nb; i++, x0 += QK, o += BYTES) {
@@ -84,6 +86,12 @@ function quantize(src: Float32Array, dst: Uint8Array): void {
     dst[o + 5] = qh >>> 24;
   }
 }
+
+// the WebAssembly SIMD kernel (built in q4_0.ts) when available
+const fast = legacyQuantizer({ asym: false, div: -16, bias: 16.5, clamp: 31, bits5: true, bytes: BYTES }, quantizeQ5_0Scalar);
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20). */
+export const Q5_0_WASM = fast.usesWasm;
+const quantize = fast.quantize;
 
 function dequantize(src: Uint8Array, dst: Float32Array): void {
   const lut = f16Lut();

@@ -1,6 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { toF16, f16Lut } from "../../formats/half.js";
+import { legacyQuantizer } from "./q4_0.js";
 
 /**
  * Q5_1: 32 values per block, fp16 scale d + fp16 minimum m + 32 high bits (u32 LE) + 16 bytes of low nibbles (24 bytes).
@@ -64,7 +65,8 @@ function minMax(src: Float32Array, x0: number): void {
   bMax = hi;
 }
 
-function quantize(src: Float32Array, dst: Uint8Array): void {
+/** Scalar JS path (used when WebAssembly SIMD is unavailable; exported for the tests). */
+export function quantizeQ5_1Scalar(src: Float32Array, dst: Uint8Array): void {
   const nb = (src.length / QK) | 0;
   for (let i = 0, x0 = 0, o = 0; i < nb; i++, x0 += QK, o += BYTES) {
     minMax(src, x0);
@@ -92,6 +94,12 @@ function quantize(src: Float32Array, dst: Uint8Array): void {
     dst[o + 7] = qh >>> 24;
   }
 }
+
+// the WebAssembly SIMD kernel (built in q4_0.ts) when available
+const fast = legacyQuantizer({ asym: true, div: 31, bias: 0.5, clamp: 0, bits5: true, bytes: BYTES }, quantizeQ5_1Scalar);
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20). */
+export const Q5_1_WASM = fast.usesWasm;
+const quantize = fast.quantize;
 
 function dequantize(src: Uint8Array, dst: Float32Array): void {
   const lut = f16Lut();
