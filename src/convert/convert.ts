@@ -5,6 +5,7 @@ import { GgufyError } from "../errors.js";
 import { findModel, MODELS } from "../models/registry.js";
 import type { ModelFile } from "../models/types.js";
 import { loadVocab } from "../tokenizer/index.js";
+import { bnbDecoder } from "../quant/bnb/index.js";
 import { SourceCheckpoint, readConfig, type DecoderFactory } from "./source.js";
 import { planFile, type PlanOptions, type PlannedFile } from "./plan.js";
 import { runPlan, type RunOptions, type RunResult } from "./pipeline.js";
@@ -26,7 +27,7 @@ export interface Plan {
 }
 
 /** Extra decoders (bitsandbytes …) are registered here, in order of preference. */
-export const DECODERS: DecoderFactory[] = [];
+export const DECODERS: DecoderFactory[] = [bnbDecoder];
 
 export async function plan(opts: ConvertOptions): Promise<Plan> {
   const dir = path.resolve(opts.input);
