@@ -13,6 +13,13 @@ import type { TextHparams } from "./hf-text.js";
 
 const U32_MAX = 0xffffffff;
 
+/** per-layer weights every llama.cpp decoder of this family loads as required (biases are optional here) */
+const LAYER_REQUIRED = [
+  "input_layernorm.weight", "post_attention_layernorm.weight",
+  "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+  "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+];
+
 function shapeStr(s: readonly number[]): string {
   return `[${s.join(", ")}]`;
 }
@@ -77,6 +84,7 @@ export function validateTextModel(c: TextModelCheck): void {
       throw new GgufyError("E_CONFIG", `shape is ${shapeStr(t.shape)} but config.json implies ${shapeStr(want)} (${why})`, { file, tensor: prefix + name });
     }
   };
+  if (!src.get(`${prefix}model.norm.weight`)) throw new GgufyError("E_MISSING_TENSOR", "the final norm is absent from the checkpoint; llama.cpp needs it to load the model", { file: src.dir, tensor: `${prefix}model.norm.weight` });
   expect("lm_head.weight", [rows, h.nEmbd], "token embedding rows × hidden_size");
   expect("model.norm.weight", [h.nEmbd], "hidden_size");
 
@@ -100,6 +108,9 @@ export function validateTextModel(c: TextModelCheck): void {
     const l = `model.layers.${i}.`;
     if (!src.get(`${prefix}${l}self_attn.q_proj.weight`)) {
       throw new GgufyError("E_MISSING_TENSOR", `num_hidden_layers is ${h.nLayer} but layer ${i} has no attention weights`, { file: src.dir, tensor: `${prefix}${l}self_attn.q_proj.weight` });
+    }
+    for (const part of LAYER_REQUIRED) {
+      if (!src.get(`${prefix}${l}${part}`)) throw new GgufyError("E_MISSING_TENSOR", "absent from the checkpoint; llama.cpp needs it to load the model", { file: src.dir, tensor: `${prefix}${l}${part}` });
     }
     expect(`${l}self_attn.q_proj.weight`, [q, h.nEmbd], `${heads} rows, hidden_size columns`);
     expect(`${l}self_attn.k_proj.weight`, [kv, h.nEmbd], `${kvHeads} rows, hidden_size columns`);
