@@ -122,6 +122,8 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
     nLayer: hparam(m, "block_count") ?? 0,
     nHead: hparam(m, "attention.head_count") ?? 1,
     nHeadKv: hparam(m, "attention.head_count_kv") ?? hparam(m, "attention.head_count") ?? 1,
+    nExpert: hparam(m, "expert_count") ?? 0,
+    arch: m.arch,
     ...(opts.pure ? { pure: true } : {}),
     ...(opts.leaveOutputTensor ? { leaveOutputTensor: true } : {}),
     ...(opts.outputTensorType ? { outputTensorType: parseUserType(opts.outputTensorType, "--output-tensor-type") } : {}),
