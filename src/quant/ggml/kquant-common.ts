@@ -40,6 +40,29 @@ export function nearestInt(v: number): number {
   return v > -4194303 && v < 4194303 ? F(v + 12582912) - 12582912 : nearestSlow(v);
 }
 
+/**
+ * MAX(0, MIN(hi, nearest_int(v))) for a float32 `v`, as a double. nearest_int is monotone where it
+ * is plain rounding, so in that range clamping first is the same; outside it (|v| ≥ 4194303, NaN,
+ * inf) the bit formula's wrap is reproduced.
+ */
+export function nearestClamped(v: number, hi: number): number {
+  if (v >= 0) {
+    if (v <= hi) return F(v + 12582912) - 12582912;
+    if (v < 4194303) return hi;
+  } else if (v > -4194303) return 0;
+  const l = nearestSlow(v);
+  return l < 0 ? 0 : l > hi ? hi : l;
+}
+
+/**
+ * Level-keeping window. For |q| < 64 (q exact in double), |f(q) − q| ≤ 2^-18; if q lies strictly
+ * inside (l − 0.5 + 2^-16, l + 0.5 − 2^-16) then f(q) lies strictly inside (l − 0.5, l + 0.5) and
+ * nearest_int(f(q)) = l. At the clamped ends the window extends to where nearest_int still clamps
+ * to the same value (it wraps beyond ±4194303).
+ */
+const WIN = 0.5 - 2 ** -16;
+const WRAP = 4194000;
+
 /** C `lroundf(v)` converted to `int` (x86-64 glibc: out-of-range/NaN → LONG_MIN → low 32 bits 0). */
 export function lroundInt(v: number): number {
   return (v < 0 ? -Math.floor(-v + 0.5) : Math.floor(v + 0.5)) | 0;
@@ -68,16 +91,28 @@ export function qxTrialNumerators(nmax: number): Float64Array {
   return Float64Array.from(out);
 }
 
-const qxW = new Float64Array(32); // x²
-const qxWX = new Float64Array(32); // f(x²·x)
-const qxA = new Int8Array(32); // trial levels (signed)
-const qxB = new Int8Array(32); // previous trial levels
+const qxA = new Float64Array(16); // levels of the current pass (signed)
+const qxB = new Float64Array(16); // levels of the last summed pass
+const qxS1 = new Float64Array(17); // prefix sums of that pass: Σ w·x·l and Σ w·l·l over elements < i
+const qxS2 = new Float64Array(17);
+const qxWX = new Float64Array(16);
+const qxX = new Float64Array(16);
+const qxLo = new Float64Array(16); // level-keeping windows, see WIN
+const qxHi = new Float64Array(16);
 
 /**
- * Symmetric search with weights x² (rmse_type 1, no imatrix). Writes L[lo..lo+n) in 0..2·nmax−1
- * (raw 0 for a group with max |x| < EPS) and returns the scale.
+ * make_qx_quants(n ≤ 16, nmax ≤ 32, x, L, rmse_type = 1, qw = NULL): symmetric search with
+ * weights x². Writes L[lo..lo+n) in 0..2·nmax−1 (raw 0 for a group with max |x| < EPS) and
+ * returns the scale. `trials` = qxTrialNumerators(nmax).
+ *
+ * Same float32 operations and order as the reference, minus provably redundant ones: a level
+ * whose q = iscale·x stays inside its window (see WIN) is known without rounding; a pass whose
+ * levels agree with the last summed pass on a prefix restarts its (sequential) sums after that
+ * prefix; a pass whose levels all agree is skipped — rejected then ⇒ `best` unchanged since ⇒
+ * rejected now; accepted then ⇒ accepting again rewrites the same L, scale and best.
  */
 export function makeQxQuants(x: Float32Array, xo: number, n: number, nmax: number, L: Uint8Array | Int8Array, lo: number, trials: Float64Array): number {
+  const F = Math.fround;
   let max = 0;
   let amax = 0;
   for (let i = 0; i < n; ++i) {
@@ -92,51 +127,73 @@ export function makeQxQuants(x: Float32Array, xo: number, n: number, nmax: numbe
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
     return 0;
   }
+  const X = qxX;
+  const WX = qxWX;
+  const A = qxA;
+  const B = qxB;
+  const S1 = qxS1;
+  const S2 = qxS2;
+  const Lo = qxLo;
+  const Hi = qxHi;
   const nmin = -nmax;
   const ntop = nmax - 1;
+  // initial pass: iscale = −nmax/max, always taken
   let iscale = F(nmin / max);
   let sumlx = 0;
   let suml2 = 0;
   for (let i = 0; i < n; ++i) {
     const v = x[xo + i]!;
+    X[i] = v;
     const w = F(v * v);
     const wx = F(w * v);
-    qxW[i] = w;
-    qxWX[i] = wx;
-    let l = nearestInt(F(iscale * v));
+    WX[i] = wx;
+    const q = F(iscale * v);
+    let l = q > -4194303 && q < 4194303 ? F(q + 12582912) - 12582912 : nearestSlow(q);
     if (l < nmin) l = nmin;
     else if (l > ntop) l = ntop;
-    qxB[i] = l;
+    A[i] = l;
+    B[i] = l;
+    Lo[i] = l === nmin ? -WRAP : l - WIN;
+    Hi[i] = l === ntop ? WRAP : l + WIN;
     L[lo + i] = l + nmax;
     sumlx = F(sumlx + F(wx * l));
     suml2 = F(suml2 + F(F(w * l) * l));
+    S1[i + 1] = sumlx;
+    S2[i + 1] = suml2;
   }
   let scale = suml2 !== 0 ? F(sumlx / suml2) : 0;
   let best = F(scale * sumlx);
   for (let t = 0; t < trials.length; ++t) {
     iscale = F(trials[t]! / max);
-    // Levels first. If they equal the previous pass's levels, the sums are identical: that pass
-    // either was rejected with the same `best` (nothing changed since) or was accepted, and
-    // accepting again would rewrite the same L, scale and best — so the pass can be skipped.
-    let same = true;
+    let p = n; // first element whose level differs from the last summed pass
     for (let i = 0; i < n; ++i) {
-      let l = nearestInt(F(iscale * x[xo + i]!));
-      if (l < nmin) l = nmin;
-      else if (l > ntop) l = ntop;
-      if (l !== qxB[i]) same = false;
-      qxA[i] = l;
+      const qd = iscale * X[i]!;
+      let l = A[i]!;
+      if (!(qd > Lo[i]! && qd < Hi[i]!)) {
+        const q = F(qd);
+        l = q > -4194303 && q < 4194303 ? F(q + 12582912) - 12582912 : nearestSlow(q);
+        if (l < nmin) l = nmin;
+        else if (l > ntop) l = ntop;
+        A[i] = l;
+        Lo[i] = l === nmin ? -WRAP : l - WIN;
+        Hi[i] = l === ntop ? WRAP : l + WIN;
+      }
+      if (p === n && l !== B[i]) p = i;
     }
-    if (same) continue;
-    sumlx = 0;
-    suml2 = 0;
-    for (let i = 0; i < n; ++i) {
-      const l = qxA[i]!;
-      qxB[i] = l;
-      sumlx = F(sumlx + F(qxWX[i]! * l));
-      suml2 = F(suml2 + F(F(qxW[i]! * l) * l));
+    if (p === n) continue;
+    sumlx = S1[p]!;
+    suml2 = S2[p]!;
+    for (let i = p; i < n; ++i) {
+      const l = A[i]!;
+      B[i] = l;
+      const v = X[i]!;
+      sumlx = F(sumlx + F(WX[i]! * l));
+      suml2 = F(suml2 + F(F(F(v * v) * l) * l));
+      S1[i + 1] = sumlx;
+      S2[i + 1] = suml2;
     }
     if (suml2 > 0 && F(sumlx * sumlx) > F(best * suml2)) {
-      for (let i = 0; i < n; ++i) L[lo + i] = qxA[i]! + nmax;
+      for (let i = 0; i < n; ++i) L[lo + i] = A[i]! + nmax;
       scale = F(sumlx / suml2);
       best = F(scale * sumlx);
     }
@@ -227,269 +284,185 @@ export function qkx2StepNumerators(nmax: number, rmin: number, rdelta: number, n
   return out;
 }
 
-/** Results of the last makeQkx2Pair call: [scale a, the_min a, scale b, the_min b] (the_min = −min, −0 for min = 0). */
-export const qkxOut = new Float64Array(4);
+/** the_min output of the last makeQkx2 call (= −min; −0 when min = 0). */
+export let qkxTheMin = 0;
 
-const kxM = new Float64Array(64); // f(x − min) for the current min; group a at 0, b at 32
-const kxA = new Uint8Array(64); // Laux of the current step
-const kxB = new Uint8Array(64); // levels of the previous evaluated step
-const kxT = new Float64Array(64); // f(f(s·l) + m) per level
-const kxS = new Float64Array(16); // per-group state after the first pass
+const kxX = new Float64Array(32); // the group's values
+const kxM = new Float64Array(32); // f(x − min) for the current min
+const kxA = new Float64Array(32); // Laux of the current step
+const kxB = new Float64Array(32); // levels of the last step whose sums were computed
+const kxS1 = new Float64Array(33); // prefix sums of that step: Σ w·l, Σ w·l·l, Σ w·l·x over elements < i
+const kxS2 = new Float64Array(33);
+const kxS3 = new Float64Array(33);
+const kxT = new Float64Array(32); // f(f(s·l) + m) per level
+const kxD = new Float64Array(32); // residuals f(f(f(s·l)+m) − x) of the current step
+const kxLo = new Float64Array(32); // A[i] is still the level while kxLo[i] < q < kxHi[i] (q = iscale·M[i], exact in double)
+const kxHi = new Float64Array(32);
+
+/** 2^-150: bound on the absolute rounding error of one float32 operation in the subnormal range. */
+const TINY = 2 ** -150;
 
 /**
- * First pass of make_qkx2_quants for one group: min/max, Σw, Σw·x, the initial levels and their
- * error. State written to kxS[so..]: min, max, sw, sx, best, scale, range, active.
+ * make_qkx2_quants(n ≤ 32, nmax ≤ 31, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad):
+ * weights w[0..n), levels written to L[lo..lo+n) in 0..nmax, scale returned, the_min left in
+ * `qkxTheMin`. `steps` = qkx2StepNumerators(…).
+ *
+ * Every float32 operation of the reference whose result can matter is performed exactly, in the
+ * reference order. Work is skipped only where its outcome is provably known:
+ * (1) A step's sums are sequential over the elements; when its levels agree with those of the last
+ *     summed step on a prefix, the partial sums over that prefix are the same numbers, so the
+ *     summation restarts at the first differing element.
+ * (2) Every quantity of a step (sums, D, fitted scale/min, error) is a function of its levels
+ *     alone. A step whose levels equal the last summed step's repeats a comparison that cannot
+ *     change anything (rejected then ⇒ rejected now, since best only decreases; accepted then ⇒
+ *     its error is best now and `<` fails): skipped.
+ * (3) Rejection test. The reference error is E = fl-sum of t_i = fl(w_i·fl(d_i²)) (or fl(w_i·|d_i|)),
+ *     all terms ≥ 0 (w ≥ 0). For z ≥ 0 a float32 rounding satisfies fl(z) ≥ z(1−u) − 2^-150
+ *     (u = 2^-24; the second term covers the subnormal range; overflow only rounds up), so
+ *     E ≥ (1−u)^(n+2)·Σ w_i·d_i² − (2·Σw + 4n)·2^-150. The residuals d_i are computed exactly
+ *     (float32), the sum e = Σ w_i·d_i² in double (relative error < (n+3)·2^-53). If
+ *     e ≥ (best + slack)·(1 + 40·2^-24) — which implies E ≥ best for n ≤ 32 — the step is rejected
+ *     without evaluating E; the partial sums of e are lower bounds too, so the test runs per
+ *     element. Otherwise E is evaluated exactly, stopping once its partial sum reaches best
+ *     (adding a non-negative term never decreases a rounded sum).
+ * (4) When nmax + 1 < n, f(f(s·l)+m) is tabulated per level (same values, fewer operations).
  */
-function qkx2Init(x: Float32Array, xo: number, n: number, nmax: number, w: Float64Array, wo: number, L: Uint8Array, lo: number, mo: number, useMad: boolean, so: number): void {
+export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w: Float64Array, L: Uint8Array, lo: number, steps: Float64Array, useMad: boolean): number {
+  const F = Math.fround;
+  const X = kxX;
   let min = x[xo]!;
   let max = min;
-  let sw = w[wo]!;
+  X[0] = min;
+  let sw = w[0]!;
   let sx = F(sw * min);
   for (let i = 1; i < n; ++i) {
     const v = x[xo + i]!;
+    X[i] = v;
     if (v < min) min = v;
     if (v > max) max = v;
-    const wi = w[wo + i]!;
+    const wi = w[i]!;
     sw = F(sw + wi);
     sx = F(sx + F(wi * v));
   }
   if (min > 0) min = 0;
-  const S = kxS;
-  S[so] = min;
   if (max === min) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
-    S[so + 5] = 0;
-    S[so + 7] = 0;
-    return;
+    qkxTheMin = -min;
+    return 0;
   }
-  const range = F(max - min);
-  const iscale = F(nmax / range);
-  const scale = F(1 / iscale);
+  const M = kxM;
+  const A = kxA;
+  const B = kxB;
+  const S1 = kxS1;
+  const S2 = kxS2;
+  const S3 = kxS3;
+  const T = kxT;
+  const Dv = kxD;
+  const Lo = kxLo;
+  const Hi = kxHi;
+  const slack = (2 * sw + 4 * n) * TINY;
+
+  let range = F(max - min);
+  let iscale = F(nmax / range);
+  let scale = F(1 / iscale);
   let best = 0;
   for (let i = 0; i < n; ++i) {
-    const v = x[xo + i]!;
+    const v = X[i]!;
     const xm = F(v - min);
-    kxM[mo + i] = xm;
-    let l = nearestInt(F(iscale * xm));
-    if (l < 0) l = 0;
-    else if (l > nmax) l = nmax;
+    M[i] = xm;
+    const q = F(iscale * xm);
+    const l = q >= 0 && q <= nmax ? F(q + 12582912) - 12582912 : nearestClamped(q, nmax);
     L[lo + i] = l;
+    A[i] = l;
+    Lo[i] = l === 0 ? -WRAP : l - WIN;
+    Hi[i] = l === nmax ? WRAP : l + WIN;
     let diff = F(F(F(scale * l) + min) - v);
     diff = useMad ? Math.abs(diff) : F(diff * diff);
-    best = F(best + F(w[wo + i]! * diff));
+    best = F(best + F(w[i]! * diff));
   }
-  S[so + 1] = max;
-  S[so + 2] = sw;
-  S[so + 3] = sx;
-  S[so + 4] = best;
-  S[so + 5] = scale;
-  S[so + 6] = range;
-  S[so + 7] = 1;
-}
-
-/**
- * make_qkx2_quants on two independent groups at once (a: x[xa..xa+n), weights w[0..n), levels
- * L[la..]; b: x[xb..], w[32..32+n), L[lb..]). Each group's arithmetic is exactly the reference
- * sequence; running the two in lockstep only interleaves their dependency chains of rounded
- * additions, which is where the time goes. Results in `qkxOut`.
- *
- * Skips that cannot change the result:
- * - Every quantity of a step (sums, D, fitted scale/min, error) is a function of the step's levels
- *   alone. A step whose levels equal those of the group's previous evaluated step repeats a
- *   comparison that cannot change anything (rejected then ⇒ rejected now, since best only
- *   decreases; accepted then ⇒ error equals best now, and `<` fails): not evaluated.
- * - The error is a sum of non-negative terms (w ≥ 0) and rounded addition of a non-negative term
- *   never decreases a sum: once the partial sum reaches best, the step is rejected.
- * - When nmax + 1 < n, f(f(s·l)+m) is tabulated per level (same values, fewer operations).
- * A group that needs no work in a step still runs through the shared loops; its values are unused.
- */
-export function makeQkx2Pair(
-  x: Float32Array,
-  xa: number,
-  xb: number,
-  n: number,
-  nmax: number,
-  w: Float64Array,
-  L: Uint8Array,
-  la: number,
-  lb: number,
-  steps: Float64Array,
-  useMad: boolean,
-): void {
-  qkx2Init(x, xa, n, nmax, w, 0, L, la, 0, useMad, 0);
-  qkx2Init(x, xb, n, nmax, w, 32, L, lb, 32, useMad, 8);
-  const S = kxS;
-  const activeA = S[7] !== 0;
-  const activeB = S[15] !== 0;
-  let minA = S[0]!;
-  let maxA = S[1]!;
-  let swA = S[2]!;
-  let sxA = S[3]!;
-  let bestA = S[4]!;
-  let scaleA = S[5]!;
-  let rangeA = S[6]!;
-  let minB = S[8]!;
-  let maxB = S[9]!;
-  let swB = S[10]!;
-  let sxB = S[11]!;
-  let bestB = S[12]!;
-  let scaleB = S[13]!;
-  let rangeB = S[14]!;
-  if (activeA || activeB) {
-    const useTable = nmax + 1 < n;
-    let prevA = false;
-    let prevB = false;
-    for (let k = 0; k < steps.length; ++k) {
-      const num = steps[k]!;
-      let needA = false;
-      let needB = false;
-      if (activeA) {
-        const is = F(num / rangeA);
-        let same = prevA;
-        for (let i = 0; i < n; ++i) {
-          let l = nearestInt(F(is * kxM[i]!));
-          if (l < 0) l = 0;
-          else if (l > nmax) l = nmax;
-          if (l !== kxB[i]) same = false;
-          kxA[i] = l;
-        }
-        needA = !same;
+  const useTable = nmax + 1 < n;
+  let summed = false; // B and S* hold a previous step
+  for (let k = 0; k < steps.length; ++k) {
+    iscale = F(steps[k]! / range);
+    let p = n; // first element whose level differs from the last summed step
+    for (let i = 0; i < n; ++i) {
+      const qd = iscale * M[i]!;
+      let l = A[i]!;
+      if (!(qd > Lo[i]! && qd < Hi[i]!)) {
+        const q = F(qd);
+        l = q >= 0 && q <= nmax ? F(q + 12582912) - 12582912 : nearestClamped(q, nmax);
+        A[i] = l;
+        Lo[i] = l === 0 ? -WRAP : l - WIN;
+        Hi[i] = l === nmax ? WRAP : l + WIN;
       }
-      if (activeB) {
-        const is = F(num / rangeB);
-        let same = prevB;
-        for (let i = 32; i < 32 + n; ++i) {
-          let l = nearestInt(F(is * kxM[i]!));
-          if (l < 0) l = 0;
-          else if (l > nmax) l = nmax;
-          if (l !== kxB[i]) same = false;
-          kxA[i] = l;
-        }
-        needB = !same;
+      if (p === n && l !== B[i]) p = i;
+    }
+    if (!summed) p = 0;
+    else if (p === n) continue; // (2)
+    summed = true;
+    let sl = S1[p]!; // (1)
+    let sl2 = S2[p]!;
+    let sxl = S3[p]!;
+    for (let i = p; i < n; ++i) {
+      const l = A[i]!;
+      B[i] = l;
+      const wl = F(w[i]! * l);
+      sl = F(sl + wl);
+      sl2 = F(sl2 + F(wl * l));
+      sxl = F(sxl + F(wl * X[i]!));
+      S1[i + 1] = sl;
+      S2[i + 1] = sl2;
+      S3[i + 1] = sxl;
+    }
+    const D = F(F(sw * sl2) - F(sl * sl));
+    if (!(D > 0)) continue;
+    let s = F(F(F(sw * sxl) - F(sx * sl)) / D);
+    let m = F(F(F(sl2 * sx) - F(sl * sxl)) / D);
+    if (m > 0) {
+      m = 0;
+      s = F(sxl / sl2);
+    }
+    // (3) residuals (exact) and the double-precision lower bound of the error
+    const thr = (best + slack) * 1.0000023841857910156; // 1 + 40·2^-24
+    let e = 0;
+    let i = 0;
+    if (useTable) {
+      for (let l = 0; l <= nmax; ++l) T[l] = F(F(s * l) + m);
+      for (; i < n; ++i) {
+        const d = F(T[A[i]!]! - X[i]!);
+        Dv[i] = d;
+        e += useMad ? w[i]! * Math.abs(d) : w[i]! * d * d;
+        if (e >= thr) break;
       }
-      if (!needA && !needB) continue;
-      let slA = 0;
-      let sl2A = 0;
-      let sxlA = 0;
-      let slB = 0;
-      let sl2B = 0;
-      let sxlB = 0;
-      for (let i = 0; i < n; ++i) {
-        const a = kxA[i]!;
-        kxB[i] = a;
-        const wa = F(w[i]! * a);
-        slA = F(slA + wa);
-        sl2A = F(sl2A + F(wa * a));
-        sxlA = F(sxlA + F(wa * x[xa + i]!));
-        const b = kxA[32 + i]!;
-        kxB[32 + i] = b;
-        const wb = F(w[32 + i]! * b);
-        slB = F(slB + wb);
-        sl2B = F(sl2B + F(wb * b));
-        sxlB = F(sxlB + F(wb * x[xb + i]!));
+    } else {
+      for (; i < n; ++i) {
+        const d = F(F(F(s * A[i]!) + m) - X[i]!);
+        Dv[i] = d;
+        e += useMad ? w[i]! * Math.abs(d) : w[i]! * d * d;
+        if (e >= thr) break;
       }
-      if (needA) prevA = true;
-      if (needB) prevB = true;
-      let evalA = false;
-      let sA = 0;
-      let mA = 0;
-      if (needA) {
-        const D = F(F(swA * sl2A) - F(slA * slA));
-        if (D > 0) {
-          evalA = true;
-          sA = F(F(F(swA * sxlA) - F(sxA * slA)) / D);
-          mA = F(F(F(sl2A * sxA) - F(slA * sxlA)) / D);
-          if (mA > 0) {
-            mA = 0;
-            sA = F(sxlA / sl2A);
-          }
-        }
-      }
-      let evalB = false;
-      let sB = 0;
-      let mB = 0;
-      if (needB) {
-        const D = F(F(swB * sl2B) - F(slB * slB));
-        if (D > 0) {
-          evalB = true;
-          sB = F(F(F(swB * sxlB) - F(sxB * slB)) / D);
-          mB = F(F(F(sl2B * sxB) - F(slB * sxlB)) / D);
-          if (mB > 0) {
-            mB = 0;
-            sB = F(sxlB / sl2B);
-          }
-        }
-      }
-      if (!evalA && !evalB) continue;
-      const thrA = evalA ? bestA : -Infinity;
-      const thrB = evalB ? bestB : -Infinity;
-      let eA = 0;
-      let eB = 0;
-      let i = 0;
-      if (useTable) {
-        for (let l = 0; l <= nmax; ++l) {
-          kxT[l] = F(F(sA * l) + mA);
-          kxT[32 + l] = F(F(sB * l) + mB);
-        }
-        if (useMad) {
-          for (; i < n; ++i) {
-            eA = F(eA + F(w[i]! * Math.abs(F(kxT[kxA[i]!]! - x[xa + i]!))));
-            eB = F(eB + F(w[32 + i]! * Math.abs(F(kxT[32 + kxA[32 + i]!]! - x[xb + i]!))));
-            if (eA >= thrA && eB >= thrB) break;
-          }
-        } else {
-          for (; i < n; ++i) {
-            const dA = F(kxT[kxA[i]!]! - x[xa + i]!);
-            eA = F(eA + F(w[i]! * F(dA * dA)));
-            const dB = F(kxT[32 + kxA[32 + i]!]! - x[xb + i]!);
-            eB = F(eB + F(w[32 + i]! * F(dB * dB)));
-            if (eA >= thrA && eB >= thrB) break;
-          }
-        }
-      } else if (useMad) {
-        for (; i < n; ++i) {
-          eA = F(eA + F(w[i]! * Math.abs(F(F(F(sA * kxA[i]!) + mA) - x[xa + i]!))));
-          eB = F(eB + F(w[32 + i]! * Math.abs(F(F(F(sB * kxA[32 + i]!) + mB) - x[xb + i]!))));
-          if (eA >= thrA && eB >= thrB) break;
-        }
-      } else {
-        for (; i < n; ++i) {
-          const dA = F(F(F(sA * kxA[i]!) + mA) - x[xa + i]!);
-          eA = F(eA + F(w[i]! * F(dA * dA)));
-          const dB = F(F(F(sB * kxA[32 + i]!) + mB) - x[xb + i]!);
-          eB = F(eB + F(w[32 + i]! * F(dB * dB)));
-          if (eA >= thrA && eB >= thrB) break;
-        }
-      }
-      if (i < n) continue; // both rejected
-      if (evalA && eA < bestA) {
-        for (let j = 0; j < n; ++j) L[la + j] = kxA[j]!;
-        bestA = eA;
-        scaleA = sA;
-        const moved = mA !== minA;
-        minA = mA;
-        if (moved) {
-          rangeA = F(maxA - minA);
-          for (let j = 0; j < n; ++j) kxM[j] = F(x[xa + j]! - minA);
-        }
-      }
-      if (evalB && eB < bestB) {
-        for (let j = 0; j < n; ++j) L[lb + j] = kxA[32 + j]!;
-        bestB = eB;
-        scaleB = sB;
-        const moved = mB !== minB;
-        minB = mB;
-        if (moved) {
-          rangeB = F(maxB - minB);
-          for (let j = 0; j < n; ++j) kxM[32 + j] = F(x[xb + j]! - minB);
-        }
+    }
+    if (i < n) continue; // error ≥ best: rejected
+    let err = 0;
+    for (i = 0; i < n; ++i) {
+      const d = Dv[i]!;
+      err = F(err + F(w[i]! * (useMad ? Math.abs(d) : F(d * d))));
+      if (err >= best) break;
+    }
+    if (i === n && err < best) {
+      for (let j = 0; j < n; ++j) L[lo + j] = A[j]!;
+      best = err;
+      scale = s;
+      const moved = m !== min;
+      min = m;
+      if (moved) {
+        range = F(max - min);
+        for (let j = 0; j < n; ++j) M[j] = F(X[j]! - min);
       }
     }
   }
-  qkxOut[0] = scaleA;
-  qkxOut[1] = -minA;
-  qkxOut[2] = scaleB;
-  qkxOut[3] = -minB;
+  qkxTheMin = -min;
+  return scale;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -550,7 +523,7 @@ export function checkDequantizeArgs(name: string, src: Uint8Array, dst: Float32A
 // Q4_K / Q5_K common first stage (spec §6.3–6.4): per 32-group weighted search, 6-bit scale/min
 // packing, fp16 d/dmin, then the final re-quantization with the fp16-rounded values.
 
-const k45W = new Float64Array(64);
+const k45W = new Float64Array(32);
 const k45S = new Float64Array(8);
 const k45M = new Float64Array(8);
 const k45LS = new Uint8Array(8);
@@ -564,32 +537,21 @@ export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, step
   let maxScale = 0;
   let maxMin = 0;
   const w = k45W;
-  for (let j = 0; j < 8; j += 2) {
-    const ga = xo + 32 * j;
-    const gb = ga + 32;
-    let sa = 0;
-    let sb = 0;
+  for (let j = 0; j < 8; ++j) {
+    const go = xo + 32 * j;
+    let sumX2 = 0;
     for (let l = 0; l < 32; ++l) {
-      const va = x[ga + l]!;
-      const vb = x[gb + l]!;
-      sa = F(sa + F(va * va));
-      sb = F(sb + F(vb * vb));
+      const v = x[go + l]!;
+      sumX2 = F(sumX2 + F(v * v));
     }
-    const ava = F(Math.sqrt(F(sa / 32)));
-    const avb = F(Math.sqrt(F(sb / 32)));
-    for (let l = 0; l < 32; ++l) {
-      w[l] = F(ava + Math.abs(x[ga + l]!));
-      w[32 + l] = F(avb + Math.abs(x[gb + l]!));
-    }
-    makeQkx2Pair(x, ga, gb, 32, nmax, w, L, 32 * j, 32 * j + 32, steps, false);
-    for (let g = 0; g < 2; ++g) {
-      const s = qkxOut[2 * g]!;
-      const m = qkxOut[2 * g + 1]!;
-      k45S[j + g] = s;
-      k45M[j + g] = m;
-      if (s > maxScale) maxScale = s;
-      if (m > maxMin) maxMin = m;
-    }
+    const av = F(Math.sqrt(F(sumX2 / 32)));
+    for (let l = 0; l < 32; ++l) w[l] = F(av + Math.abs(x[go + l]!));
+    const s = makeQkx2(x, go, 32, nmax, w, L, 32 * j, steps, false);
+    const m = qkxTheMin;
+    k45S[j] = s;
+    k45M[j] = m;
+    if (s > maxScale) maxScale = s;
+    if (m > maxMin) maxMin = m;
   }
   const invScale = maxScale > 0 ? F(63 / maxScale) : 0;
   const invMin = maxMin > 0 ? F(63 / maxMin) : 0;

@@ -5,13 +5,13 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQkx2Pair, nearestInt, pack2bit, putF16, qkx2StepNumerators, qkxOut, toF16 } from "./kquant-common.js";
+import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQkx2, nearestInt, pack2bit, putF16, qkx2StepNumerators, qkxTheMin, toF16 } from "./kquant-common.js";
 
 const QK = 256;
 const SIZE = 84;
 const STEPS = qkx2StepNumerators(3, -0.5, 0.1, 15);
 const L = new Uint8Array(QK);
-const W = new Float64Array(64); // weights of a pair of groups (a at 0, b at 32)
+const W = new Float64Array(16);
 const SC = new Float64Array(16);
 const MN = new Float64Array(16);
 
@@ -26,22 +26,15 @@ export const q2_k: BlockCodec = {
       const o = b * SIZE;
       let maxScale = 0;
       let maxMin = 0;
-      for (let j = 0; j < 16; j += 2) {
-        const ga = xo + 16 * j;
-        const gb = ga + 16;
-        for (let l = 0; l < 16; ++l) {
-          W[l] = Math.abs(src[ga + l]!);
-          W[32 + l] = Math.abs(src[gb + l]!);
-        }
-        makeQkx2Pair(src, ga, gb, 16, 3, W, L, 16 * j, 16 * j + 16, STEPS, true);
-        for (let g = 0; g < 2; ++g) {
-          const s = qkxOut[2 * g]!;
-          const m = qkxOut[2 * g + 1]!;
-          SC[j + g] = s;
-          MN[j + g] = m;
-          if (s > maxScale) maxScale = s;
-          if (m > maxMin) maxMin = m;
-        }
+      for (let j = 0; j < 16; ++j) {
+        const go = xo + 16 * j;
+        for (let l = 0; l < 16; ++l) W[l] = Math.abs(src[go + l]!);
+        const s = makeQkx2(src, go, 16, 3, W, L, 16 * j, STEPS, true);
+        const m = qkxTheMin;
+        SC[j] = s;
+        MN[j] = m;
+        if (s > maxScale) maxScale = s;
+        if (m > maxMin) maxMin = m;
       }
       let dh = 0;
       if (maxScale > 0) {
