@@ -13,17 +13,20 @@ import { quantizeQ4_1Scalar, Q4_1_WASM } from "../../src/quant/ggml/q4_1.js";
 import { quantizeQ5_0Scalar, Q5_0_WASM } from "../../src/quant/ggml/q5_0.js";
 import { quantizeQ5_1Scalar, Q5_1_WASM } from "../../src/quant/ggml/q5_1.js";
 import { quantizeQ8_0Scalar, Q8_0_WASM } from "../../src/quant/ggml/q8_0.js";
+import { quantizeIQ4_NLScalar, quantizeIQ4_XSScalar, IQ4_WASM } from "../../src/quant/ggml/iq4.js";
 
 const TYPES = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0, GGMLType.IQ4_NL, GGMLType.IQ4_XS];
 const ROW = 4096;
 
-/** The legacy types' WebAssembly flags and scalar JS fallbacks (the codecs use the kernels). */
+/** WebAssembly flags and the scalar JS fallbacks (the codecs use the kernels; for IQ4 the search). */
 const SCALAR: ReadonlyArray<readonly [GGMLType, boolean, (src: Float32Array, dst: Uint8Array) => void]> = [
   [GGMLType.Q4_0, Q4_0_WASM, quantizeQ4_0Scalar],
   [GGMLType.Q4_1, Q4_1_WASM, quantizeQ4_1Scalar],
   [GGMLType.Q5_0, Q5_0_WASM, quantizeQ5_0Scalar],
   [GGMLType.Q5_1, Q5_1_WASM, quantizeQ5_1Scalar],
   [GGMLType.Q8_0, Q8_0_WASM, quantizeQ8_0Scalar],
+  [GGMLType.IQ4_NL, IQ4_WASM, quantizeIQ4_NLScalar],
+  [GGMLType.IQ4_XS, IQ4_WASM, quantizeIQ4_XSScalar],
 ];
 const ROWS = 4;
 const N = ROW * ROWS;
@@ -192,7 +195,7 @@ for (const t of TYPES) {
   });
 }
 
-test("legacy types: the WebAssembly SIMD kernels are active and the scalar JS fallbacks are bit-exact too", () => {
+test("the WebAssembly kernels are active and the scalar JS fallbacks are bit-exact too", () => {
   const o = ggmlOracle();
   for (const [t, wasm, scalar] of SCALAR) {
     assert.ok(wasm, `${typeName(t)} WebAssembly kernel failed to load`);
@@ -259,6 +262,15 @@ test("dequantizers equal ggml's to_float on random block bytes (finite fp16 scal
     const y = new Float32Array(n);
     codec.dequantize(bytes, y);
     assertSameFloatBits(y, o.dequantize(t, bytes, n), `${typeName(t)} dequantize random bytes`);
+  }
+});
+
+test("inputs longer than one kernel chunk (10 rows × 4096 = 2.5 chunks of 16384) match ggml", () => {
+  const o = ggmlOracle();
+  const x = heavyTailed(10 * ROW, 31);
+  for (const t of TYPES) {
+    const codec = codecFor(t);
+    assertSameBytes(codec, quantizeOurs(codec, x), o.quantizeChunk(t, x, ROW), `${typeName(t)} 2.5 chunks`);
   }
 });
 

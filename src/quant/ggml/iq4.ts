@@ -1,6 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { toF16, f16Lut } from "../../formats/half.js";
+import { WasmCode, W, wasmModule, I32, F32 } from "./q4_0.js";
 
 /**
  * IQ4_NL (32-blocks) and IQ4_XS (256-blocks of eight 32-sub-blocks): 4-bit indices into the
@@ -80,7 +81,7 @@ function f16(d: number): number {
   return toF16(d);
 }
 
-const W = new Float64Array(32); // weights of the current sub-block (x², float32-rounded)
+const WT = new Float64Array(32); // weights of the current sub-block (x², float32-rounded)
 const X = new Float64Array(32); // the current sub-block's values
 const IDS = new Float64Array(16); // inverse scales of the 16 passes: the initial one, then itry = -7..7
 const SQX = new Float64Array(16); // per pass: Σ w·q·x
@@ -101,7 +102,7 @@ function passSums4(p: number): void {
   let y0 = 0, y1 = 0, y2 = 0, y3 = 0;
   for (let j = 0; j < 32; j++) {
     const x = X[j]!;
-    const w = W[j]!;
+    const w = WT[j]!;
     const q0 = bestValue(fr(i0 * x));
     const q1 = bestValue(fr(i1 * x));
     const q2 = bestValue(fr(i2 * x));
@@ -139,7 +140,7 @@ function searchScale(src: Float32Array, x0: number): number {
   for (let j = 0; j < 32; j++) {
     const v = src[x0 + j]!;
     X[j] = v;
-    W[j] = fr(v * v);
+    WT[j] = fr(v * v);
     const a = Math.abs(v);
     if (a > amax) {
       amax = a;
@@ -178,18 +179,162 @@ function packLevels(src: Float32Array, x0: number, id: number, dst: Uint8Array, 
 }
 
 // ---------------------------------------------------------------------------------------------
+// WebAssembly kernel for the scale search (the hot part: 16 passes over each sub-block). Wasm's f32
+// arithmetic is IEEE binary32, so the code below is the C search operation for operation, with the
+// same four-pass interleaving and the C decision order. s(nsub) reads nsub sub-blocks of 32 floats
+// from memory[0..] and writes one f32 scale per sub-block at SCALE_BASE, plus a flag at FLAG_BASE
+// for sub-blocks holding a NaN or ±inf, which are redone by searchScale() above (the table lookup is
+// only proven for non-NaN values).
+
+const CHUNK = 16384; // floats per call: 512 sub-blocks, 64 IQ4_XS super-blocks
+const LUTQ_BASE = 65536; // 1024 f32: kvalues[best index] by floor(2v) + 512
+const SCALE_BASE = LUTQ_BASE + 4096;
+const FLAG_BASE = SCALE_BASE + 4 * (CHUNK / 32);
+
+function buildSearchKernel(): Uint8Array<ArrayBuffer> {
+  const c = new WasmCode();
+  const nsub = 0, x = 1, out = 2, j = 3, k = 4, flag = 5, cond = 6; // i32 1..6
+  const amax = 7, max = 8, v = 9, xv = 10, w = 11, d = 12, best = 13, dn = 14, tt = 15, q = 16, wq = 17; // f32
+  const ID = 18, SX = 22, SY = 26; // f32 ×4 each: 18..29
+  // kvalues[bi(v)] for the f32 on the stack: table[clamp(floor(2v), -512, 511) + 512]
+  const lookup = (): void => {
+    c.tee(tt).get(tt).op(W.f32add).op(W.f32floor).op(...W.i32truncSatF32S).set(k);
+    c.get(k).i32(-512).get(k).i32(-512).op(W.i32gtS).op(W.select).tee(k);
+    c.i32(511).get(k).i32(511).op(W.i32ltS).op(W.select);
+    c.i32(512).op(W.i32add).i32(2).op(W.i32shl).f32load(LUTQ_BASE);
+  };
+  c.i32(0).set(x).i32(0).set(out);
+  c.op(...W.block, ...W.loop);
+  c.get(nsub).op(W.i32eqz).op(W.brIf, 1);
+  // first strictly largest |x| (signed value kept) and the non-finite flag
+  c.f32(0).set(amax).f32(0).set(max).i32(0).set(flag).i32(0).set(j);
+  c.op(...W.loop);
+  c.get(x).get(j).op(W.i32add).f32load(0).set(xv);
+  c.get(xv).op(W.i32reinterpret).i32(0x7f800000).op(W.i32and).i32(0x7f800000).op(W.i32eq).get(flag).op(W.i32or).set(flag);
+  c.get(xv).op(W.f32abs).tee(v).get(amax).op(W.f32gt).set(cond);
+  c.get(v).get(amax).get(cond).op(W.select).set(amax);
+  c.get(xv).get(max).get(cond).op(W.select).set(max);
+  c.get(j).i32(4).op(W.i32add).tee(j).i32(128).op(W.i32ltU).op(W.brIf, 0);
+  c.op(...W.end);
+  c.get(out).get(flag).store32(FLAG_BASE);
+  c.get(amax).f32(EPS).op(W.f32lt).op(...W.if);
+  c.get(out).f32(0).f32store(SCALE_BASE);
+  c.op(...W.else);
+  {
+    // pass 0: id = 1 / (-max / values[0]); passes 1..15: id = (itry + values[0]) / max, itry = -7..7
+    for (let g = 0; g < 4; g++) {
+      for (let l = 0; l < 4; l++) {
+        const p = 4 * g + l;
+        if (p === 0) c.f32(1).get(max).op(W.f32neg).f32(-127).op(W.f32div).op(W.f32div).set(ID);
+        else c.f32(p - 1 - NTRY - 127).get(max).op(W.f32div).set(ID + l);
+        c.f32(0).set(SX + l).f32(0).set(SY + l);
+      }
+      c.i32(0).set(j);
+      c.op(...W.loop);
+      c.get(x).get(j).op(W.i32add).f32load(0).tee(xv).get(xv).op(W.f32mul).set(w);
+      for (let l = 0; l < 4; l++) {
+        c.get(ID + l).get(xv).op(W.f32mul);
+        lookup();
+        c.set(q);
+        c.get(w).get(q).op(W.f32mul).set(wq);
+        c.get(SX + l).get(wq).get(xv).op(W.f32mul).op(W.f32add).set(SX + l);
+        c.get(SY + l).get(wq).get(q).op(W.f32mul).op(W.f32add).set(SY + l);
+      }
+      c.get(j).i32(4).op(W.i32add).tee(j).i32(128).op(W.i32ltU).op(W.brIf, 0);
+      c.op(...W.end);
+      // the C decisions, in pass order
+      for (let l = 0; l < 4; l++) {
+        if (g === 0 && l === 0) {
+          c.get(SX).get(SY).op(W.f32div).f32(0).get(SY).f32(0).op(W.f32gt).op(W.select).set(d);
+          c.get(d).get(SX).op(W.f32mul).set(best);
+        } else {
+          c.get(SX + l).get(SY + l).op(W.f32div).set(dn);
+          c.get(SY + l).f32(0).op(W.f32gt);
+          c.get(SX + l).get(SX + l).op(W.f32mul).get(best).get(SY + l).op(W.f32mul).op(W.f32gt);
+          c.op(W.i32and).set(cond);
+          c.get(dn).get(d).get(cond).op(W.select).set(d);
+          c.get(dn).get(SX + l).op(W.f32mul).get(best).get(cond).op(W.select).set(best);
+        }
+      }
+    }
+    c.get(out).get(d).f32store(SCALE_BASE);
+  }
+  c.op(...W.end);
+  c.get(x).i32(128).op(W.i32add).set(x);
+  c.get(out).i32(4).op(W.i32add).set(out);
+  c.get(nsub).i32(1).op(W.i32sub).set(nsub);
+  c.op(W.br, 0);
+  c.op(...W.end, ...W.end);
+  return wasmModule(2, [[6, I32], [23, F32]], c);
+}
+
+interface SearchKernel {
+  run: (nsub: number) => void;
+  in32: Float32Array;
+  scales: Float32Array;
+  flags: Int32Array;
+}
+
+function loadSearchKernel(): SearchKernel | null {
+  try {
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(buildSearchKernel()), {});
+    const mem = inst.exports["m"] as WebAssembly.Memory;
+    new Float32Array(mem.buffer, LUTQ_BASE, LUT_N).set(LUT_Q);
+    return {
+      run: inst.exports["q"] as (nsub: number) => void,
+      in32: new Float32Array(mem.buffer, 0, CHUNK),
+      scales: new Float32Array(mem.buffer, SCALE_BASE, CHUNK / 32),
+      flags: new Int32Array(mem.buffer, FLAG_BASE, CHUNK / 32),
+    };
+  } catch {
+    return null; // no WebAssembly: searchScale() in JS
+  }
+}
+
+const kernel = loadSearchKernel();
+/** Whether the WebAssembly search kernel is in use (tests assert it on Node ≥ 20). */
+export const IQ4_WASM = kernel !== null;
+
+const SC = new Float64Array(CHUNK / 32); // sub-block scales of the current chunk
+
+/** Scales of `nsub` (≤ CHUNK/32) consecutive sub-blocks starting at src[start] → SC[0..nsub). */
+function subScales(src: Float32Array, start: number, nsub: number, useWasm: boolean): void {
+  if (useWasm && kernel) {
+    kernel.in32.set(src.subarray(start, start + 32 * nsub));
+    kernel.run(nsub);
+    const { scales, flags } = kernel;
+    for (let i = 0; i < nsub; i++) SC[i] = flags[i] === 0 ? scales[i]! : searchScale(src, start + 32 * i);
+  } else {
+    for (let i = 0; i < nsub; i++) SC[i] = searchScale(src, start + 32 * i);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // IQ4_NL: 32 values, d f16 + qs[16] (18 bytes)
 
-function quantizeNL(src: Float32Array, dst: Uint8Array): void {
+function quantizeNLWith(src: Float32Array, dst: Uint8Array, useWasm: boolean): void {
   const nb = (src.length / 32) | 0;
-  for (let i = 0, x0 = 0, o = 0; i < nb; i++, x0 += 32, o += 18) {
-    const scale = searchScale(src, x0);
-    const h = f16(scale);
-    dst[o] = h;
-    dst[o + 1] = h >>> 8;
-    const id = scale !== 0 ? fr(1 / scale) : 0; // C: scales[0] ? 1/scales[0] : 0
-    packLevels(src, x0, id, dst, o + 2);
+  for (let b0 = 0; b0 < nb; b0 += CHUNK / 32) {
+    const cnt = Math.min(CHUNK / 32, nb - b0);
+    subScales(src, 32 * b0, cnt, useWasm);
+    for (let k = 0, x0 = 32 * b0, o = 18 * b0; k < cnt; k++, x0 += 32, o += 18) {
+      const scale = SC[k]!;
+      const h = f16(scale);
+      dst[o] = h;
+      dst[o + 1] = h >>> 8;
+      const id = scale !== 0 ? fr(1 / scale) : 0; // C: scales[0] ? 1/scales[0] : 0
+      packLevels(src, x0, id, dst, o + 2);
+    }
   }
+}
+
+function quantizeNL(src: Float32Array, dst: Uint8Array): void {
+  quantizeNLWith(src, dst, true);
+}
+
+/** IQ4_NL with the search in JS only (the fallback when WebAssembly is missing; exported for tests). */
+export function quantizeIQ4_NLScalar(src: Float32Array, dst: Uint8Array): void {
+  quantizeNLWith(src, dst, false);
 }
 
 function dequantizeNL(src: Uint8Array, dst: Float32Array): void {
@@ -210,13 +355,15 @@ function dequantizeNL(src: Uint8Array, dst: Float32Array): void {
 
 const SCALES = new Float64Array(8);
 
-function quantizeXS(src: Float32Array, dst: Uint8Array): void {
+function quantizeXSWith(src: Float32Array, dst: Uint8Array, useWasm: boolean): void {
   const nb = (src.length / 256) | 0;
   for (let i = 0, x0 = 0, o = 0; i < nb; i++, x0 += 256, o += 136) {
+    const k = i % (CHUNK / 256);
+    if (k === 0) subScales(src, x0, 8 * Math.min(CHUNK / 256, nb - i), useWasm);
     let amaxS = 0;
     let maxS = 0;
     for (let ib = 0; ib < 8; ib++) {
-      const s = searchScale(src, x0 + 32 * ib);
+      const s = SC[8 * k + ib]!;
       SCALES[ib] = s;
       const a = Math.abs(s);
       if (a > amaxS) {
@@ -245,6 +392,15 @@ function quantizeXS(src: Float32Array, dst: Uint8Array): void {
     dst[o + 2] = scalesH;
     dst[o + 3] = scalesH >>> 8;
   }
+}
+
+function quantizeXS(src: Float32Array, dst: Uint8Array): void {
+  quantizeXSWith(src, dst, true);
+}
+
+/** IQ4_XS with the search in JS only (the fallback when WebAssembly is missing; exported for tests). */
+export function quantizeIQ4_XSScalar(src: Float32Array, dst: Uint8Array): void {
+  quantizeXSWith(src, dst, false);
 }
 
 function dequantizeXS(src: Uint8Array, dst: Float32Array): void {

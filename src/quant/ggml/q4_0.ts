@@ -168,6 +168,9 @@ export class WasmCode {
   store32(offset: number): this {
     return this.emit(0x36, 0, ...WasmCode.uleb(offset));
   }
+  f32store(offset: number): this {
+    return this.emit(0x38, 0, ...WasmCode.uleb(offset));
+  }
 }
 
 /** Wasm opcodes used here. */
@@ -177,7 +180,8 @@ export const W = {
   i32eqz: 0x45, i32eq: 0x46, i32ne: 0x47, i32ltU: 0x49, i32gtU: 0x4b, i32geU: 0x4f, i32gtS: 0x4a,
   i32ltS: 0x48, f32ne: 0x5c, f32lt: 0x5d, f32gt: 0x5e,
   i32ctz: 0x68, i32add: 0x6a, i32sub: 0x6b, i32and: 0x71, i32or: 0x72, i32xor: 0x73, i32shl: 0x74, i32shrS: 0x75, i32shrU: 0x76,
-  f32abs: 0x8b, f32sub: 0x93, f32div: 0x95,
+  f32abs: 0x8b, f32neg: 0x8c, f32floor: 0x8e, f32add: 0x92, f32sub: 0x93, f32mul: 0x94, f32div: 0x95,
+  f32convertI32S: 0xb2, i32truncSatF32S: [0xfc, 0x00],
   i32reinterpret: 0xbc, f32reinterpret: 0xbe,
   // SIMD (after 0xFD)
   i32x4splat: 0x11, f32x4splat: 0x13, i32x4extract: 0x1b, i32x4eq: 0x37, i32x4gtS: 0x3b,
