@@ -10,6 +10,7 @@ import { SourceCheckpoint, readConfig, type DecoderFactory } from "./source.js";
 import { planFile, type PlanOptions, type PlannedFile } from "./plan.js";
 import { runPlan, type RunOptions, type RunResult } from "./pipeline.js";
 import path from "node:path";
+import { stat } from "node:fs/promises";
 
 export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder"> {
   /** model folder */
@@ -31,6 +32,8 @@ export const DECODERS: DecoderFactory[] = [bnbDecoder];
 
 export async function plan(opts: ConvertOptions): Promise<Plan> {
   const dir = path.resolve(opts.input);
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new GgufyError("E_IO", st ? "is not a folder (give the model folder, not a file in it)" : "model folder not found", { file: dir });
   const config = await readConfig(dir);
   const conv = findModel(config, path.join(dir, "config.json"), MODELS);
   const source = await SourceCheckpoint.open(dir, DECODERS);
