@@ -165,9 +165,9 @@ test("Qwen2 pre-tokenizer regexes are the ones ollama identifies by sha256", () 
 });
 
 /** A tokenizer.json for the Qwen2 files, the way transformers' fast tokenizer saves one. */
-function writeTokenizerJson(dir: string, opts: { pairs: boolean; regex?: string; added?: { id: number; content: string; special: boolean }[] }): void {
-  const vocab = readJsonFile(path.join(MINICPM, "vocab.json"));
-  const merges = readMergesTxt(path.join(MINICPM, "merges.txt"));
+function writeTokenizerJson(dir: string, opts: { pairs: boolean; regex?: string; added?: { id: number; content: string; special: boolean }[]; vocab?: Record<string, number>; merges?: string[] }): void {
+  const vocab = opts.vocab ?? readJsonFile(path.join(MINICPM, "vocab.json"));
+  const merges = opts.merges ?? readMergesTxt(path.join(MINICPM, "merges.txt"));
   const tj = {
     version: "1.0",
     truncation: null,
@@ -198,6 +198,14 @@ function writeTokenizerJson(dir: string, opts: { pairs: boolean; regex?: string;
   fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(tj));
 }
 
+/** A tiny byte-level BPE folder (slow files) for rule tests that do not need the real 151k vocabulary. */
+const TINY_VOCAB = { a: 0, b: 1, "\u0120": 2, ab: 3 };
+function tinyDir(dir: string, tokenizerConfig: Record<string, unknown> = {}): void {
+  fs.writeFileSync(path.join(dir, "vocab.json"), JSON.stringify(TINY_VOCAB));
+  fs.writeFileSync(path.join(dir, "merges.txt"), "#version: 0.2\na b\n");
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ tokenizer_class: "Qwen2Tokenizer", eos_token: "<|e|>", added_tokens_decoder: { "4": { content: "<|e|>", special: true } }, ...tokenizerConfig }));
+}
+
 test("tokenizer.json path (both merges formats) gives the same vocabulary as vocab.json + merges.txt", async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
@@ -213,21 +221,33 @@ test("tokenizer.json path (both merges formats) gives the same vocabulary as voc
     assert.deepEqual(fast.merges, slow.merges);
     assert.deepEqual([fast.special, fast.specialOrder, fast.pre], [slow.special, slow.specialOrder, slow.pre]);
   }
-  // pairs whose parts hold a literal space get it re-encoded as U+0120
-  writeTokenizerJson(dir, { pairs: true, added });
+});
+
+test("tokenizer.json merge pairs whose parts hold a literal space get it re-encoded as U+0120", async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  tinyDir(dir);
+  writeTokenizerJson(dir, { pairs: true, vocab: TINY_VOCAB, merges: ["a b"], added: [{ id: 4, content: "<|e|>", special: true }] });
   const tj = readJsonFile(path.join(dir, "tokenizer.json")) as { model: { merges: string[][] } };
-  tj.model.merges[0] = ["a b", "c"];
+  tj.model.merges.push(["a b", "c"]);
   fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(tj));
-  assert.equal((await loadVocab(dir, { arch: "qwen2" })).merges![0], "a\u0120b c");
+  const v = await loadVocab(dir, { arch: "qwen2" });
+  assert.deepEqual(v.merges, ["a b", "a\u0120b c"]);
+  // the tokenizer.json path resolves tokenizer_config's eos against its added_tokens
+  assert.deepEqual(v.special, { eos: 4 });
+  assert.equal(v.tokenTypes[4], TokenType.CONTROL);
 });
 
 test("pre-tokenizer: regex decides (Llama 3 → llama-bpe); unknown regex or tokenizer is an error; override is checked", async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
-  qwen25Dir(dir);
-  writeTokenizerJson(dir, { pairs: false, regex: LLAMA3_PRE_REGEX });
+  tinyDir(dir);
+  const tiny = { vocab: TINY_VOCAB, merges: ["a b"], added: [{ id: 4, content: "<|e|>", special: true }] };
+  writeTokenizerJson(dir, { pairs: false, regex: QWEN2_PRE_REGEX, ...tiny });
+  assert.equal((await loadVocab(dir, { arch: "llama" })).pre, "qwen2");
+  writeTokenizerJson(dir, { pairs: false, regex: LLAMA3_PRE_REGEX, ...tiny });
   assert.equal((await loadVocab(dir, { arch: "llama" })).pre, "llama-bpe");
-  writeTokenizerJson(dir, { pairs: false, regex: "\\p{N}+|\\s+" });
+  writeTokenizerJson(dir, { pairs: false, regex: "\\p{N}+|\\s+", ...tiny });
   await assert.rejects(loadVocab(dir, { arch: "qwen2" }), (e: unknown) => isGgufyError(e) && e.code === "E_TOKENIZER" && /unrecognized BPE pre-tokenizer/.test(e.detail));
   assert.equal((await loadVocab(dir, { arch: "qwen2", pre: "deepseek-r1-qwen" })).pre, "deepseek-r1-qwen");
   await assert.rejects(loadVocab(dir, { pre: "qwen-2" }), (e: unknown) => isGgufyError(e) && e.code === "E_USAGE");
@@ -254,7 +274,7 @@ test("merges.txt: optional #version line, blank and malformed lines skipped, CRL
 test("chat templates: named list (default + others), chat_template.jinja fallback, tokenizer_config wins", async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
-  qwen25Dir(dir);
+  tinyDir(dir);
   const cfg = readJsonFile(path.join(dir, "tokenizer_config.json"));
   fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ ...cfg, chat_template: [{ name: "tool use", template: "T" }, { name: "default", template: "D" }, { name: "rag", template: "R" }] }));
   const v = await loadVocab(dir, { arch: "qwen2" });
@@ -285,6 +305,12 @@ test("inconsistent BPE files are E_TOKENIZER naming the file and token id", asyn
   // fine at vocab_size 6: id 3 and 4 are padding
   const v = await loadVocab(dir, { arch: "qwen2", vocabSize: 6 });
   assert.deepEqual(v.tokens, ["a", "b", "Ġ", "[PAD3]", "[PAD4]", "<x>"]);
+  // an added token at an id that holds another BPE token replaces it (ids as written), with a warning
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ tokenizer_class: "Qwen2Tokenizer", added_tokens_decoder: { "1": { content: "<y>", special: false } } }));
+  const warnings: string[] = [];
+  const r = await loadVocab(dir, { arch: "qwen2", warn: (m) => warnings.push(m) });
+  assert.deepEqual([r.tokens, Array.from(r.tokenTypes)], [["a", "<y>", "Ġ"], [TokenType.NORMAL, TokenType.USER_DEFINED, TokenType.NORMAL]]);
+  assert.ok(warnings.some((w) => /token id 1: added token '<y>' .* replaces 'b'/.test(w)), warnings.join("\n"));
   // an added token that duplicates a BPE token under another id
   fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ tokenizer_class: "Qwen2Tokenizer", added_tokens_decoder: { "3": { content: "a", special: true } } }));
   await check(/token id 3: added token 'a' is already token 0/, "tokenizer_config.json");
