@@ -15,6 +15,10 @@ import { WasmCode, W, wasmModule, I32, F32 } from "./q4_0.js";
  * are integers that only depends on floor(2v); 2v + 512 is exact in double wherever floor(2v) sits
  * next to a midpoint, so `(v + v + 512) | 0` indexes a 1024-entry table. Anything outside the table
  * (and NaN) goes through a literal port of the C bisection. Scratch arrays are module-level.
+ *
+ * The search runs as a WebAssembly kernel when available (native binary32 arithmetic, same table,
+ * same order; see buildSearchKernel); the JS search is the fallback and redoes sub-blocks holding
+ * NaN or ±inf. Packing the final levels and IQ4_XS's scale quantization stay in JS (1/17 of the work).
  */
 
 const T = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113] as const;

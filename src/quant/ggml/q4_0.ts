@@ -7,10 +7,16 @@ import { toF16, f16Lut } from "../../formats/half.js";
  * Bit-exact port of ggml's quantize_row_q4_0_ref / dequantize_row_q4_0 (spec §5.1):
  *   max = signed value of the first strictly largest |x|; d = max / -8; id = d ? 1/d : 0;
  *   q = MIN(15, (int8)(x*id + 8.5f)); byte j = q[j] | q[j+16] << 4.
- * Every float32 operation is one Math.fround of the double result (exact emulation).
  *
- * Speed notes: the largest |x| is found on the float bit patterns (non-negative floats order like
- * their bits), then the first element with that |x| gives the signed max; NaN blocks take the C loop.
+ * This file also holds the WebAssembly machinery of the legacy 32-block quantizers (Q4_0, Q4_1,
+ * Q5_0, Q5_1; Q8_0 and the IQ4 search reuse the emitter): a minimal code emitter, one kernel builder
+ * parameterised by block family (`legacyQuantizer`), and the fp16 conversion in wasm. Wasm's f32
+ * arithmetic is IEEE binary32 with round-to-nearest-even, so the kernels perform the C float
+ * operations one for one. The scalar JS port below (every float32 operation one Math.fround of the
+ * double result) is the fallback when WebAssembly SIMD is missing, and is tested on its own.
+ *
+ * Scalar speed notes: the largest |x| is found on the float bit patterns (non-negative floats order
+ * like their bits), then the first element with that |x| gives the signed max; NaN blocks take the C loop.
  */
 
 const QK = 32;

@@ -7,10 +7,12 @@ import { WasmCode, W, wasmModule, emitF16, I32, F32, V128 } from "./q4_0.js";
  * Q8_0: 32 values per block, fp16 scale + 32 int8 levels (34 bytes).
  * Bit-exact port of ggml's quantize_row_q8_0_ref / dequantize_row_q8_0 (spec §5.5):
  *   amax = MAX-reduction of |x|; d = amax/127; id = d ? 1/d : 0; q = (int8) roundf(x*id).
- * Every float32 operation is one Math.fround of the double result (exact emulation).
+ * The quantizer runs as a WebAssembly SIMD kernel (emitter shared with q4_0.ts; wasm f32 arithmetic
+ * is IEEE binary32, so it performs the C operations one for one). The scalar JS port — every
+ * float32 operation one Math.fround of the double result — is the fallback and is tested too.
  *
- * Speed notes: the |x| maximum is taken on the float bit patterns (non-negative floats order like
- * their bits), falling back to the C loop when a NaN is present; roundf is done branch-free as
+ * Scalar speed notes: the |x| maximum is taken on the float bit patterns (non-negative floats order
+ * like their bits), falling back to the C loop when a NaN is present; roundf is done branch-free as
  * trunc(|v| + 0.5) with the input's sign bit reapplied (id ≥ 0, so sign(v) = sign(x)); the level
  * loop is unrolled by 4 (V8 does not unroll).
  */
