@@ -124,6 +124,27 @@ function uniformPositive(n: number, seed: number): Float32Array {
   return x;
 }
 
+/** Blocks of -0 and +0 in different orders, alone and as the minimum/maximum of other values. */
+function signedZeros(n: number, seed: number): Float32Array {
+  const u = rng(seed);
+  const x = new Float32Array(n);
+  for (let b = 0; b < n; b += 32) {
+    const kind = (b / 32) % 5;
+    for (let j = 0; j < 32; j++) {
+      let v: number;
+      switch (kind) {
+        case 0: v = -0; break;
+        case 1: v = j % 2 === 0 ? -0 : 0; break;
+        case 2: v = j === 0 ? 0 : j === 1 ? -0 : u() * 0.1; break; // min is ±0
+        case 3: v = j === 0 ? -0 : j === 5 ? 0 : -u() * 0.1; break; // max is ±0
+        default: v = j < 16 ? -0 : (u() - 0.5) * 0.1; break;
+      }
+      x[b + j] = v;
+    }
+  }
+  return x;
+}
+
 const DATASETS: ReadonlyArray<readonly [string, () => Float32Array]> = [
   ["normal σ=0.02", () => normal(N, 1)],
   ["normal σ=1", () => normal(N, 2, 1)],
@@ -135,6 +156,7 @@ const DATASETS: ReadonlyArray<readonly [string, () => Float32Array]> = [
   ["constant rows", () => constantRows(N)],
   ["exact half-steps / ties", () => halfSteps(N, 7)],
   ["uniform positive", () => uniformPositive(N, 8)],
+  ["signed zeros", () => signedZeros(N, 9)],
 ];
 
 // ---- comparison helpers ------------------------------------------------------------------------
