@@ -70,10 +70,11 @@ function main(): void {
 
   for (const t of types) {
     const info = typeInfo(t);
-    const codec = codecFor(t);
-    // probe: placeholders throw
+    // probe: types missing from the registry and placeholder codecs throw
     const probeDst = new Uint8Array((ROW / info.blockSize) * info.typeSize);
+    let codec;
     try {
+      codec = codecFor(t);
       codec.quantize(x.subarray(0, ROW), probeDst);
     } catch (e) {
       console.log(`${info.name}: skipped (${(e as Error).message})`);
