@@ -247,8 +247,8 @@ export function buildMinicpmvMmproj(ctx: ConvertContext): ModelFile {
   for (let i = 0; i < nLayers; i++) if (!layerIds.has(i)) throw new GgufyError("E_MISSING_TENSOR", `vision layer ${i} is missing (found ${nLayers} layers)`, { file: src.dir, tensor: `vpm.encoder.layers.${i}` });
   const cfgLayers = num(vc, "num_hidden_layers") ?? 27;
   const drop = ctx.config["drop_vision_last_layer"] === true;
-  if (nLayers === 0 && !ctx.vocabOnly) throw new GgufyError("E_MISSING_TENSOR", "no vision tower (vpm.encoder.layers.*) in the checkpoint", { file: src.dir });
-  if (nLayers !== 0 && nLayers !== cfgLayers && !(drop && nLayers === cfgLayers - 1)) {
+  if (nLayers === 0) throw new GgufyError("E_MISSING_TENSOR", "no vision tower (vpm.encoder.layers.*) in the checkpoint", { file: src.dir });
+  if (nLayers !== cfgLayers && !(drop && nLayers === cfgLayers - 1)) {
     throw new GgufyError("E_CONFIG", `vision_config.num_hidden_layers is ${cfgLayers}${drop ? " (drop_vision_last_layer)" : ""} but the checkpoint has ${nLayers} vision layers`, { file });
   }
   const dims: VisionDims = {
@@ -264,79 +264,77 @@ export function buildMinicpmvMmproj(ctx: ConvertContext): ModelFile {
 
   const tensors: OutputTensor[] = [];
   let queryNum = num(ctx.config, "query_num");
-  if (!ctx.vocabOnly) {
-    const expectShape = (t: SourceTensor, shape: number[]): void => {
-      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-        throw new GgufyError("E_CONFIG", `shape [${t.shape.join(", ")}] contradicts config.json (expected [${shape.join(", ")}])`, { file: src.dir, tensor: t.name });
-      }
-    };
-    const E = embDim;
-    const V = dims.hidden;
-    const pass = (name: string, gguf: string, shape: number[], extra: Partial<OutputTensor> = {}): void => {
-      const t = req(name);
-      expectShape(t, shape);
-      tensors.push({ ...passThrough(src, t, gguf), ...extra });
-    };
-
-    // resampler, in the script's (state-dict) order
-    const query = req("resampler.query");
-    queryNum ??= query.shape[0]!;
-    expectShape(query, [queryNum, E]);
-    tensors.push(passThrough(src, query, "resampler.query"));
-    const proj = req("resampler.proj");
-    expectShape(proj, [E, E]);
-    tensors.push(posEmbedK(E, MINICPMV_POS_GRID));
-    tensors.push(transposed(src, proj, "resampler.proj.weight"));
-    pass("resampler.kv_proj.weight", "resampler.kv.weight", [E, V]);
-    const inW = req("resampler.attn.in_proj_weight");
-    expectShape(inW, [3 * E, E]);
-    const inB = req("resampler.attn.in_proj_bias");
-    expectShape(inB, [3 * E]);
-    ["q", "k", "v"].forEach((p, i) => tensors.push(rowSlice(src, inW, `resampler.attn.${p}.weight`, i, 3)));
-    ["q", "k", "v"].forEach((p, i) => tensors.push(rowSlice(src, inB, `resampler.attn.${p}.bias`, i, 3)));
-    pass("resampler.attn.out_proj.weight", "resampler.attn.out.weight", [E, E]);
-    pass("resampler.attn.out_proj.bias", "resampler.attn.out.bias", [E]);
-    for (const ln of ["ln_q", "ln_kv", "ln_post"]) {
-      pass(`resampler.${ln}.weight`, `resampler.${ln}.weight`, [E]);
-      pass(`resampler.${ln}.bias`, `resampler.${ln}.bias`, [E]);
+  const expectShape = (t: SourceTensor, shape: number[]): void => {
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new GgufyError("E_CONFIG", `shape [${t.shape.join(", ")}] contradicts config.json (expected [${shape.join(", ")}])`, { file: src.dir, tensor: t.name });
     }
+  };
+  const E = embDim;
+  const V = dims.hidden;
+  const pass = (name: string, gguf: string, shape: number[], extra: Partial<OutputTensor> = {}): void => {
+    const t = req(name);
+    expectShape(t, shape);
+    tensors.push({ ...passThrough(src, t, gguf), ...extra });
+  };
 
-    // SigLIP, in the script's order (its SiglipAttention registers k, v, q, out)
-    // a Conv2d kernel [V, 3, p, p], written 4-D as it is (ne [p, p, 3, V]) and always F16
-    pass("vpm.embeddings.patch_embedding.weight", "v.patch_embd.weight", [V, 3, dims.patch, dims.patch], { forceType: G.F16 });
-    pass("vpm.embeddings.patch_embedding.bias", "v.patch_embd.bias", [V]);
-    const side = Math.floor((num(vc, "image_size") ?? 980) / dims.patch);
-    const posRows = side * side;
-    pass("vpm.embeddings.position_embedding.weight", "v.position_embd.weight", [posRows, V]);
-    for (let i = 0; i < nLayers; i++) {
-      const p = `vpm.encoder.layers.${i}.`;
-      const g = `v.blk.${i}.`;
-      for (const x of ["k", "v", "q"]) {
-        pass(`${p}self_attn.${x}_proj.weight`, `${g}attn_${x}.weight`, [V, V]);
-        pass(`${p}self_attn.${x}_proj.bias`, `${g}attn_${x}.bias`, [V]);
-      }
-      pass(`${p}self_attn.out_proj.weight`, `${g}attn_out.weight`, [V, V]);
-      pass(`${p}self_attn.out_proj.bias`, `${g}attn_out.bias`, [V]);
-      pass(`${p}layer_norm1.weight`, `${g}ln1.weight`, [V]);
-      pass(`${p}layer_norm1.bias`, `${g}ln1.bias`, [V]);
-      // legacy names: fc1 (V → ffn) is written as ffn_down, fc2 (ffn → V) as ffn_up
-      pass(`${p}mlp.fc1.weight`, `${g}ffn_down.weight`, [dims.ffn, V]);
-      pass(`${p}mlp.fc1.bias`, `${g}ffn_down.bias`, [dims.ffn]);
-      pass(`${p}mlp.fc2.weight`, `${g}ffn_up.weight`, [V, dims.ffn]);
-      pass(`${p}mlp.fc2.bias`, `${g}ffn_up.bias`, [V]);
-      pass(`${p}layer_norm2.weight`, `${g}ln2.weight`, [V]);
-      pass(`${p}layer_norm2.bias`, `${g}ln2.bias`, [V]);
-    }
-    pass("vpm.post_layernorm.weight", "v.post_ln.weight", [V]);
-    pass("vpm.post_layernorm.bias", "v.post_ln.bias", [V]);
+  // resampler, in the script's (state-dict) order
+  const query = req("resampler.query");
+  queryNum ??= query.shape[0]!;
+  expectShape(query, [queryNum, E]);
+  tensors.push(passThrough(src, query, "resampler.query"));
+  const proj = req("resampler.proj");
+  expectShape(proj, [E, E]);
+  tensors.push(posEmbedK(E, MINICPMV_POS_GRID));
+  tensors.push(transposed(src, proj, "resampler.proj.weight"));
+  pass("resampler.kv_proj.weight", "resampler.kv.weight", [E, V]);
+  const inW = req("resampler.attn.in_proj_weight");
+  expectShape(inW, [3 * E, E]);
+  const inB = req("resampler.attn.in_proj_bias");
+  expectShape(inB, [3 * E]);
+  ["q", "k", "v"].forEach((p, i) => tensors.push(rowSlice(src, inW, `resampler.attn.${p}.weight`, i, 3)));
+  ["q", "k", "v"].forEach((p, i) => tensors.push(rowSlice(src, inB, `resampler.attn.${p}.bias`, i, 3)));
+  pass("resampler.attn.out_proj.weight", "resampler.attn.out.weight", [E, E]);
+  pass("resampler.attn.out_proj.bias", "resampler.attn.out.bias", [E]);
+  for (const ln of ["ln_q", "ln_kv", "ln_post"]) {
+    pass(`resampler.${ln}.weight`, `resampler.${ln}.weight`, [E]);
+    pass(`resampler.${ln}.bias`, `resampler.${ln}.bias`, [E]);
+  }
 
-    // every vpm.* / resampler.* tensor must have been used
-    const used = new Set(tensors.flatMap((t) => t.sources));
-    for (const n of src.names()) {
-      if (!(n.startsWith("vpm.") || n.startsWith("resampler.")) || used.has(n)) continue;
-      if (n === "vpm.embeddings.position_ids") continue; // a buffer the script skips
-      throw new GgufyError("E_UNEXPECTED_TENSOR", "no GGUF name for this tensor in MiniCPM-V 2.6's vision projector", { file: src.dir, tensor: n });
+  // SigLIP, in the script's order (its SiglipAttention registers k, v, q, out)
+  // a Conv2d kernel [V, 3, p, p], written 4-D as it is (ne [p, p, 3, V]) and always F16
+  pass("vpm.embeddings.patch_embedding.weight", "v.patch_embd.weight", [V, 3, dims.patch, dims.patch], { forceType: G.F16 });
+  pass("vpm.embeddings.patch_embedding.bias", "v.patch_embd.bias", [V]);
+  const side = Math.floor((num(vc, "image_size") ?? 980) / dims.patch);
+  const posRows = side * side;
+  pass("vpm.embeddings.position_embedding.weight", "v.position_embd.weight", [posRows, V]);
+  for (let i = 0; i < nLayers; i++) {
+    const p = `vpm.encoder.layers.${i}.`;
+    const g = `v.blk.${i}.`;
+    for (const x of ["k", "v", "q"]) {
+      pass(`${p}self_attn.${x}_proj.weight`, `${g}attn_${x}.weight`, [V, V]);
+      pass(`${p}self_attn.${x}_proj.bias`, `${g}attn_${x}.bias`, [V]);
     }
+    pass(`${p}self_attn.out_proj.weight`, `${g}attn_out.weight`, [V, V]);
+    pass(`${p}self_attn.out_proj.bias`, `${g}attn_out.bias`, [V]);
+    pass(`${p}layer_norm1.weight`, `${g}ln1.weight`, [V]);
+    pass(`${p}layer_norm1.bias`, `${g}ln1.bias`, [V]);
+    // legacy names: fc1 (V → ffn) is written as ffn_down, fc2 (ffn → V) as ffn_up
+    pass(`${p}mlp.fc1.weight`, `${g}ffn_down.weight`, [dims.ffn, V]);
+    pass(`${p}mlp.fc1.bias`, `${g}ffn_down.bias`, [dims.ffn]);
+    pass(`${p}mlp.fc2.weight`, `${g}ffn_up.weight`, [V, dims.ffn]);
+    pass(`${p}mlp.fc2.bias`, `${g}ffn_up.bias`, [V]);
+    pass(`${p}layer_norm2.weight`, `${g}ln2.weight`, [V]);
+    pass(`${p}layer_norm2.bias`, `${g}ln2.bias`, [V]);
+  }
+  pass("vpm.post_layernorm.weight", "v.post_ln.weight", [V]);
+  pass("vpm.post_layernorm.bias", "v.post_ln.bias", [V]);
+
+  // every vpm.* / resampler.* tensor must have been used
+  const used = new Set(tensors.flatMap((t) => t.sources));
+  for (const n of src.names()) {
+    if (!(n.startsWith("vpm.") || n.startsWith("resampler.")) || used.has(n)) continue;
+    if (n === "vpm.embeddings.position_ids") continue; // a buffer the script skips
+    throw new GgufyError("E_UNEXPECTED_TENSOR", "no GGUF name for this tensor in MiniCPM-V 2.6's vision projector", { file: src.dir, tensor: n });
   }
 
   const { mean, std } = meanStd(ctx.dir);
@@ -353,7 +351,7 @@ export function buildMinicpmvMmproj(ctx: ConvertContext): ModelFile {
     kv.u32("clip.vision.projection_dim", 0),
     kv.u32("clip.vision.attention.head_count", dims.heads),
     kv.f32("clip.vision.attention.layer_norm_epsilon", LAYER_NORM_EPS),
-    kv.u32("clip.vision.block_count", dims.layers || cfgLayers),
+    kv.u32("clip.vision.block_count", dims.layers),
     kv.u32("clip.minicpmv_query_num", queryNum ?? 0),
     kv.f32s("clip.vision.image_mean", mean),
     kv.f32s("clip.vision.image_std", std),
@@ -379,6 +377,7 @@ export const minicpmv: ModelConverter = {
     }
     // the surgery script's net effect: the LLM is every llm.* tensor with the prefix stripped
     const llm = await buildQwen2(ctx, "llm.", ctx.dir);
-    return [llm, buildMinicpmvMmproj(ctx)];
+    // --vocab-only: the tokenizer lives in the LLM file; there is no vision projector to write
+    return ctx.vocabOnly ? [llm] : [llm, buildMinicpmvMmproj(ctx)];
   },
 };

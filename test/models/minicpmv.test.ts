@@ -124,6 +124,24 @@ function stored(x: number, dtype: number): number {
   return new Float32Array(new Uint32Array([f16ToF32Bits(b)]).buffer)[0]!;
 }
 
+type Source = Map<string, { shape: number[]; data: Float32Array }>;
+
+/** The source values of a mapped mmproj tensor, in GGUF element order (before rounding to the output type). */
+function sourceValues(s: ReturnType<typeof specMmprojTensors>[number], src: Source): Float32Array {
+  const from = src.get(s.source!)!;
+  if (s.how === "copy") return from.data;
+  if (s.how === "transpose") {
+    const [a, b] = from.shape as [number, number];
+    // GGUF row j (ne[0] = a elements) = column j of the source [a, b]
+    const out = new Float32Array(a * b);
+    for (let j = 0; j < b; j++) for (let i = 0; i < a; i++) out[j * a + i] = from.data[i * b + j]!;
+    return out;
+  }
+  const k = Number(s.how.slice(5));
+  const n = from.data.length / 3;
+  return from.data.slice(k * n, (k + 1) * n);
+}
+
 // ---- tests ---------------------------------------------------------------------------------------------------
 
 test("both files are planned: qwen2 LLM (27 tensors) and clip mmproj (55 tensors)", () => {
@@ -189,25 +207,14 @@ for (const ty of ["f16", "f32"] as const) {
         checked++;
         continue;
       }
-      const from = src.get(s.source!)!;
-      const want = new Float32Array(n);
-      if (s.how === "copy") {
-        assert.equal(from.data.length, n, t.name);
-        for (let i = 0; i < n; i++) want[i] = stored(from.data[i]!, t.dtype);
-      } else if (s.how === "transpose") {
-        const [a, b] = from.shape as [number, number];
-        // GGUF row j (ne[0] = a elements) = column j of the source [a, b]
-        for (let j = 0; j < b; j++) for (let i = 0; i < a; i++) want[j * a + i] = stored(from.data[i * b + j]!, t.dtype);
-      } else {
-        const k = Number(s.how.slice(5));
-        assert.equal(from.data.length, 3 * n, t.name);
-        for (let i = 0; i < n; i++) want[i] = stored(from.data[k * n + i]!, t.dtype);
-      }
+      const exact = sourceValues(s, src);
+      assert.equal(exact.length, n, t.name);
+      const want = exact.map((x) => stored(x, t.dtype));
       assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer), t.name);
       checked++;
     }
     assert.equal(checked, 55);
-    // the transpose is a real transpose, and q/k/v are different thirds
+    // the transpose is a real transpose (the tiny proj is not symmetric)
     const proj = src.get("resampler.proj")!.data;
     const pw = asF32(r.tensors.find((t) => t.name === "resampler.proj.weight")!);
     assert.equal(pw[1], stored(proj[E]!, r.tensors.find((t) => t.name === "resampler.proj.weight")!.dtype));
@@ -290,4 +297,34 @@ test("planned mmproj files follow --mmproj-type, and PlannedFile reports the fil
     assert.equal(f.fileType, ft);
     assert.equal(path.basename(f.path), `mmproj-Tiny-${ty}.gguf`);
   }
+});
+
+test("--vocab-only writes the language model's tokenizer only (no vision projector)", async () => {
+  const d = await small();
+  const files = await withCtx(d, (ctx) => minicpmv.build({ ...ctx, vocabOnly: true }));
+  assert.deepEqual(files.map((f) => [f.role, f.arch, f.tensors.length]), [["model", "qwen2", 0]]);
+});
+
+test("mmproj q8_0: Q8_0 tensors dequantize to their sources (per-block error ≤ 0.6·d)", async () => {
+  const r = await readBack(mmprojFiles.get("q8_0")!);
+  const src = await readSource(dir);
+  const spec = new Map(specMmprojTensors(D).map((s) => [s.name, s]));
+  let nq = 0;
+  for (const t of r.tensors) {
+    if (t.dtype !== 8) continue;
+    const x = sourceValues(spec.get(t.name)!, src);
+    const dv = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    for (let b = 0; b < x.length / 32; b++) {
+      const d = new Float32Array(new Uint32Array([f16ToF32Bits(dv.getUint16(b * 34, true))]).buffer)[0]!;
+      let amax = 0;
+      for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[b * 32 + i]!));
+      assert.ok(Math.abs(d - amax / 127) <= (amax / 127) * 2 ** -10, `${t.name} block ${b}: scale ${d} for amax ${amax}`);
+      for (let i = 0; i < 32; i++) {
+        const q = dv.getInt8(b * 34 + 2 + i);
+        assert.ok(Math.abs(q * d - x[b * 32 + i]!) <= 0.6 * d, `${t.name}[${b * 32 + i}]`);
+      }
+    }
+    nq++;
+  }
+  assert.equal(nq, 6 + 5 * D.vision.layers);
 });
