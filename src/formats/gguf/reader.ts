@@ -101,6 +101,33 @@ class Cursor {
   }
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** A numeric GGUF array from its little-endian bytes: a typed array over a copy (BOOL: booleans). */
+function numericArray(t: GGUFValueType, bytes: Uint8Array, n: number): ArrayLike<GGUFScalar> {
+  if (t === GGUFValueType.BOOL) return Array.from(bytes, (b) => b !== 0);
+  const own = new ArrayBuffer(bytes.length);
+  new Uint8Array(own).set(bytes);
+  const v = new DataView(own);
+  const fix = <T extends { [i: number]: number | bigint }>(a: T, get: (o: number) => number | bigint, size: number): T => {
+    if (!LITTLE_ENDIAN) for (let i = 0; i < n; i++) a[i] = get(i * size);
+    return a;
+  };
+  switch (t) {
+    case GGUFValueType.UINT8: return new Uint8Array(own);
+    case GGUFValueType.INT8: return new Int8Array(own);
+    case GGUFValueType.UINT16: return fix(new Uint16Array(own), (o) => v.getUint16(o, true), 2);
+    case GGUFValueType.INT16: return fix(new Int16Array(own), (o) => v.getInt16(o, true), 2);
+    case GGUFValueType.UINT32: return fix(new Uint32Array(own), (o) => v.getUint32(o, true), 4);
+    case GGUFValueType.INT32: return fix(new Int32Array(own), (o) => v.getInt32(o, true), 4);
+    case GGUFValueType.FLOAT32: return fix(new Float32Array(own), (o) => v.getFloat32(o, true), 4);
+    case GGUFValueType.UINT64: return fix(new BigUint64Array(own), (o) => v.getBigUint64(o, true), 8) as ArrayLike<bigint>;
+    case GGUFValueType.INT64: return fix(new BigInt64Array(own), (o) => v.getBigInt64(o, true), 8) as ArrayLike<bigint>;
+    case GGUFValueType.FLOAT64: return fix(new Float64Array(own), (o) => v.getFloat64(o, true), 8);
+    default: throw new Error(`internal: not a numeric GGUF type ${t}`);
+  }
+}
+
 function isScalarType(t: number): t is GGUFScalarType {
   return Number.isInteger(t) && t >= 0 && t <= 12 && t !== GGUFValueType.ARRAY;
 }
@@ -130,6 +157,8 @@ export async function readGguf(path: string): Promise<GGUFFile> {
     const nKv = await c.u64();
     if (nTensors > BigInt(MAX_TENSORS)) fail(`tensor count ${nTensors} is implausible`);
     if (nKv > BigInt(MAX_KV)) fail(`key/value count ${nKv} is implausible`);
+    // smallest possible entries: a key/value is ≥ 13 bytes, a tensor info ≥ 32
+    if (Number(nKv) * 13 + Number(nTensors) * 32 > size - c.pos) fail(`${nKv} key/value pairs and ${nTensors} tensor infos cannot fit in a ${size}-byte file`);
     const kvs = new Map<string, GGUFValue>();
     const keys: string[] = [];
     for (let i = 0; i < Number(nKv); i++) {
@@ -144,8 +173,15 @@ export async function readGguf(path: string): Promise<GGUFFile> {
         const n = await c.u64();
         const minSize = it === GGUFValueType.STRING ? 8 : SCALAR_SIZE[it as GGUFValueType]!;
         if (n > BigInt(MAX_ARRAY) || Number(n) * minSize > size - c.pos) fail(`key '${key}': array of ${n} elements does not fit in the file`);
-        const arr: GGUFScalar[] = new Array(Number(n));
-        for (let j = 0; j < Number(n); j++) arr[j] = await c.scalar(it as GGUFScalarType, `key '${key}'[${j}]`);
+        let arr: ArrayLike<GGUFScalar>;
+        if (it === GGUFValueType.STRING) {
+          const strs: string[] = new Array(Number(n));
+          for (let j = 0; j < Number(n); j++) strs[j] = await c.str(`key '${key}'[${j}]`);
+          arr = strs;
+        } else {
+          // numbers in one read, kept as a typed array: exactly the bytes the file holds, no per-element awaits
+          arr = numericArray(it as GGUFValueType, await c.need(Number(n) * minSize), Number(n));
+        }
         value = { type: GGUFValueType.ARRAY, itemType: it as GGUFScalarType, value: arr };
       } else if (isScalarType(t)) {
         value = { type: t, value: await c.scalar(t, `key '${key}'`) };
