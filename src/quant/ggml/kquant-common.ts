@@ -290,17 +290,21 @@ export let qkxTheMin = 0;
 const kxX = new Float64Array(32); // the group's values
 const kxM = new Float64Array(32); // f(x − min) for the current min
 const kxA = new Float64Array(32); // Laux of the current step
-const kxB = new Float64Array(32); // levels of the last step whose sums were computed
-const kxS1 = new Float64Array(33); // prefix sums of that step: Σ w·l, Σ w·l·l, Σ w·l·x over elements < i
+const kxS1 = new Float64Array(33); // prefix sums of the last float32-summed step: Σ w·l, Σ w·l·l, Σ w·l·x over elements < i
 const kxS2 = new Float64Array(33);
 const kxS3 = new Float64Array(33);
 const kxT = new Float64Array(32); // f(f(s·l) + m) per level
 const kxD = new Float64Array(32); // residuals f(f(f(s·l)+m) − x) of the current step
+const kxQ1 = new Float64Array(33); // prefix sums of the last double-summed step: Σ w·l, Σ w·l·l, Σ w·l·x
+const kxQ2 = new Float64Array(33);
+const kxQ3 = new Float64Array(33);
 const kxLo = new Float64Array(32); // A[i] is still the level while kxLo[i] < q < kxHi[i] (q = iscale·M[i], exact in double)
 const kxHi = new Float64Array(32);
 
 /** 2^-150: bound on the absolute rounding error of one float32 operation in the subnormal range. */
 const TINY = 2 ** -150;
+/** u' = 1.0001·2^-24 ≥ u(1+u)². */
+const U1 = 1.0001 * 2 ** -24;
 
 /**
  * make_qkx2_quants(n ≤ 32, nmax ≤ 31, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad):
@@ -326,6 +330,17 @@ const TINY = 2 ** -150;
  *     element. Otherwise E is evaluated exactly, stopping once its partial sum reaches best
  *     (adding a non-negative term never decreases a rounded sum).
  * (4) When nmax + 1 < n, f(f(s·l)+m) is tabulated per level (same values, fewer operations).
+ * (5) Least-squares rejection (use_mad = false only), before any float32 sum of the step: whatever
+ *     (s, m) the float32 fit produces, its exact residual r = s·l + m − x has ‖r‖² ≥ E* (weighted
+ *     norm), E* the unconstrained weighted least-squares minimum for these levels, computed in
+ *     double with a generous error allowance. The float32 residuals d obey
+ *     |d_i − r_i| ≤ u'(|s|·l_i + 2|r_i| + |x_i|) + 4·2^-150, and |s| ≤ (‖r‖ + ‖x‖)/‖l⊥‖ (l⊥ = l minus
+ *     its weighted mean), so ‖d‖ ≥ ‖r‖(1 − (κ+2)u') − u'(κ+1)‖x‖ − 4·2^-150·√Σw with
+ *     κ = ‖l‖/‖l⊥‖; with (3), E ≥ (1 − (n+4)u)·‖d‖² − slack. If that is ≥ best the step is rejected.
+ *     (D ≤ 0, a clamped m, and non-finite values all end in rejection in the reference too.)
+ * (6) Levels: a level is recomputed only when q = iscale·(x − min) leaves its window (see WIN).
+ *     "Changed since the last summed step" is tracked as a lowest dirty index: a safe (never
+ *     later) restart point for (1), and an exact test for (2).
  */
 export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w: Float64Array, L: Uint8Array, lo: number, steps: Float64Array, useMad: boolean): number {
   const F = Math.fround;
@@ -335,6 +350,9 @@ export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w
   X[0] = min;
   let sw = w[0]!;
   let sx = F(sw * min);
+  let dSw = sw; // double-precision Σw, Σw·x, Σw·x² for (5)
+  let dSx = sw * min;
+  let dSxx = dSx * min;
   for (let i = 1; i < n; ++i) {
     const v = x[xo + i]!;
     X[i] = v;
@@ -343,6 +361,9 @@ export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w
     const wi = w[i]!;
     sw = F(sw + wi);
     sx = F(sx + F(wi * v));
+    dSw += wi;
+    dSx += wi * v;
+    dSxx += wi * v * v;
   }
   if (min > 0) min = 0;
   if (max === min) {
@@ -352,7 +373,6 @@ export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w
   }
   const M = kxM;
   const A = kxA;
-  const B = kxB;
   const S1 = kxS1;
   const S2 = kxS2;
   const S3 = kxS3;
@@ -360,10 +380,16 @@ export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w
   const Dv = kxD;
   const Lo = kxLo;
   const Hi = kxHi;
+  const Q1 = kxQ1;
+  const Q2 = kxQ2;
+  const Q3 = kxQ3;
   const slack = (2 * sw + 4 * n) * TINY;
+  const useLs = !useMad && dSw > 0 && dSxx < 1e300;
+  const normX = Math.sqrt(dSxx) * 1.000001;
+  const tinyW = 4 * TINY * Math.sqrt(dSw) * 1.000001;
 
   let range = F(max - min);
-  let iscale = F(nmax / range);
+  const iscale = F(nmax / range);
   let scale = F(1 / iscale);
   let best = 0;
   for (let i = 0; i < n; ++i) {
@@ -381,31 +407,64 @@ export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w
     best = F(best + F(w[i]! * diff));
   }
   const useTable = nmax + 1 < n;
-  let summed = false; // B and S* hold a previous step
+  let dirty = 0; // no element before `dirty` changed level since the last float32-summed step
+  let dirtyD = 0; // … since the last double-summed step
   for (let k = 0; k < steps.length; ++k) {
-    iscale = F(steps[k]! / range);
-    let p = n; // first element whose level differs from the last summed step
+    // (6) levels: recomputed only when q leaves the element's window
+    const isc = F(steps[k]! / range);
     for (let i = 0; i < n; ++i) {
-      const qd = iscale * M[i]!;
-      let l = A[i]!;
-      if (!(qd > Lo[i]! && qd < Hi[i]!)) {
-        const q = F(qd);
-        l = q >= 0 && q <= nmax ? F(q + 12582912) - 12582912 : nearestClamped(q, nmax);
+      const qd = isc * M[i]!;
+      if (qd > Lo[i]! && qd < Hi[i]!) continue;
+      const q = F(qd);
+      const l = q >= 0 && q <= nmax ? F(q + 12582912) - 12582912 : nearestClamped(q, nmax);
+      if (l !== A[i]) {
         A[i] = l;
-        Lo[i] = l === 0 ? -WRAP : l - WIN;
-        Hi[i] = l === nmax ? WRAP : l + WIN;
+        if (i < dirty) dirty = i;
+        if (i < dirtyD) dirtyD = i;
       }
-      if (p === n && l !== B[i]) p = i;
+      Lo[i] = l === 0 ? -WRAP : l - WIN;
+      Hi[i] = l === nmax ? WRAP : l + WIN;
     }
-    if (!summed) p = 0;
-    else if (p === n) continue; // (2)
-    summed = true;
+    let p = dirty;
+    let pd = dirtyD;
+    if (useLs) {
+      if (pd === n) continue; // (2): that step was rejected or evaluated
+      dirtyD = n;
+      let a1 = Q1[pd]!;
+      let a2 = Q2[pd]!;
+      let a3 = Q3[pd]!;
+      for (let i = pd; i < n; ++i) {
+        const l = A[i]!;
+        const wl = w[i]! * l;
+        a1 += wl;
+        a2 += wl * l;
+        a3 += wl * X[i]!;
+        Q1[i + 1] = a1;
+        Q2[i + 1] = a2;
+        Q3[i + 1] = a3;
+      }
+      // (5)
+      const sllp = a2 - (a1 * a1) / dSw; // ‖l⊥‖²
+      if (sllp > 1e-6 * a2) {
+        const k2 = a2 / sllp; // κ²
+        const kw = dSw / sllp;
+        const sxlp = a3 - (a1 * dSx) / dSw;
+        const sxxp = dSxx - (dSx * dSx) / dSw;
+        const emin = sxxp - (sxlp * sxlp) / sllp - dSxx * (n + 16) * 9.094947017729282e-13 * (1 + k2 + nmax * Math.sqrt(kw)); // 2^-40
+        if (emin > 0) {
+          const kap = Math.sqrt(k2) * 1.000001;
+          const lbd = Math.sqrt(emin) * (1 - (kap + 2) * U1) - U1 * (kap + 1) * normX - tinyW;
+          if (lbd > 0 && lbd * lbd * (1 - (n + 4) * 5.960464477539063e-8) - slack >= best * (1 + 9.094947017729282e-13)) continue;
+        }
+      }
+    }
+    if (p === n) continue; // (2)
+    dirty = n;
     let sl = S1[p]!; // (1)
     let sl2 = S2[p]!;
     let sxl = S3[p]!;
     for (let i = p; i < n; ++i) {
       const l = A[i]!;
-      B[i] = l;
       const wl = F(w[i]! * l);
       sl = F(sl + wl);
       sl2 = F(sl2 + F(wl * l));
