@@ -6,6 +6,7 @@ export type { PlanOptions, PlannedFile, PlannedTensor } from "./convert/plan.js"
 export type { ProgressEvent } from "./convert/pipeline.js";
 export { inspect, type InspectResult } from "./cli/inspect.js";
 export { SourceCheckpoint, type SourceTensor } from "./convert/source.js";
+export { dequantize, planDequantize, runDequantize, openCheckpoint, type DequantizeOptions, type DequantizeResult, type DequantizePlan, type DequantizeDtype, type CheckpointTensor, type DecodedCheckpoint, type TensorDtype } from "./convert/dequantize.js";
 export { GgufyError, ERROR_CODES, type ErrorCode } from "./errors.js";
 export { readGguf, readGgufTensorBytes, type GGUFFile, type GGUFTensorEntry } from "./formats/gguf/reader.js";
 export { GGMLType, typeName } from "./quant/ggml/types.js";

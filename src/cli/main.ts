@@ -1,5 +1,5 @@
 /**
- * The ggufy command line: convert, inspect. Errors print as one line (stack with --debug) and
+ * The ggufy command line: convert, inspect, dequantize. Errors print as one line (stack with --debug) and
  * exit non-zero with the code documented in the README.
  */
 import { parseArgs } from "node:util";
@@ -10,10 +10,12 @@ import { inspect, formatInspect } from "./inspect.js";
 import { ProgressLine, formatBytes, formatDuration } from "./progress.js";
 import { parseIntFlag } from "./args.js";
 import type { PlannedFile } from "../convert/plan.js";
+import { cmdDequantize, DEQUANTIZE_USAGE } from "./dequantize.js";
 
 const USAGE = `usage:
   ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]
   ggufy inspect <file.gguf|file.safetensors|model-dir> [--json]
+  ggufy dequantize <bnb-model-dir> --outdir DIR [--dtype bf16|f16|f32|auto] [--max-shard-size 5GB]
 
 convert options:
   --outtype T            f32 | f16 | bf16 | q8_0 | auto (default) or a llama-quantize preset:
@@ -30,7 +32,9 @@ convert options:
   --allow-nonfinite      pass NaN/Inf through instead of refusing
   --force                overwrite existing outputs
   --quiet                no progress or summary
-  --debug                stack traces on errors`;
+  --debug                stack traces on errors
+
+${DEQUANTIZE_USAGE}`;
 
 export interface CliIO {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -48,6 +52,8 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
         return await cmdConvert(rest, out, err, io);
       case "inspect":
         return await cmdInspect(rest, out);
+      case "dequantize":
+        return await cmdDequantize(rest, out, err, io);
       case undefined:
       case "help":
       case "--help":
@@ -55,7 +61,7 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
         out(USAGE);
         return cmd === undefined ? 64 : 0;
       default:
-        throw new GgufyError("E_USAGE", `unknown command '${cmd}' (commands: convert, inspect; see ggufy --help)`);
+        throw new GgufyError("E_USAGE", `unknown command '${cmd}' (commands: convert, inspect, dequantize; see ggufy --help)`);
     }
   } catch (e) {
     if (isGgufyError(e)) {

@@ -1,0 +1,116 @@
+/**
+ * `ggufy dequantize <model-dir> --outdir <dir>`: a bitsandbytes checkpoint written back as a plain
+ * Hugging Face checkpoint (src/convert/dequantize.ts). Progress on a TTY, SIGINT/SIGTERM abort cleanly.
+ */
+import { parseArgs } from "node:util";
+import { GgufyError, isGgufyError } from "../errors.js";
+import { dequantize, planDequantize, type DequantizeOptions, type DequantizePlan, type DequantizeDtype } from "../convert/dequantize.js";
+import { ProgressLine, formatBytes, formatDuration } from "./progress.js";
+import type { CliIO } from "./main.js";
+
+export const DEQUANTIZE_USAGE = `dequantize options:
+  --outdir DIR           output folder (required)
+  --dtype T              bf16 | f16 | f32 | auto (default: config.json torch_dtype); an explicit dtype
+                         also casts the other floating-point tensors
+  --max-shard-size S     largest shard, e.g. 5GB (default), 500MB, 2GiB
+  --dry-run              print the shards and tensors without reading weights
+  --json                 machine-readable --dry-run
+  --force                replace an existing output folder
+  --quiet                no progress or summary`;
+
+export function formatDequantizePlan(p: DequantizePlan): string {
+  const lines: string[] = [];
+  const dt = p.restoredDtypes.length ? p.restoredDtypes.join("/") : "-";
+  lines.push(`checkpoint: ${p.outdir}  (${p.shards.reduce((a, s) => a + s.tensors.length, 0)} tensors in ${p.shards.length} shard(s), ${formatBytes(p.totalSize)}; ${p.restored.length} bitsandbytes module(s) restored as ${dt}, ${p.dropped.length} auxiliary key(s) dropped)`);
+  for (const s of p.shards) {
+    lines.push(`  ${s.file}  (${s.tensors.length} tensors, ${s.bytes} bytes)`);
+    const w = Math.max(4, ...s.tensors.map((t) => t.name.length));
+    for (const t of s.tensors) lines.push(`    ${t.name.padEnd(w)}  ${t.dtype.padEnd(4)} [${t.shape.join(", ")}]  ${t.bytes} B  ← ${t.encoding}${t.mode === "copy" ? " (copied)" : ""}`);
+  }
+  if (p.indexText !== undefined) lines.push(`  model.safetensors.index.json`);
+  lines.push(`  config.json (without quantization_config)`);
+  for (const f of p.copied) lines.push(`  ${f} (copied)`);
+  return lines.join("\n");
+}
+
+export function dequantizePlanJson(p: DequantizePlan): unknown {
+  return {
+    outdir: p.outdir,
+    totalSize: p.totalSize,
+    maxShardSize: p.maxShardSize,
+    restored: p.restored,
+    restoredDtypes: p.restoredDtypes,
+    dropped: p.dropped,
+    shards: p.shards.map((s) => ({ file: s.file, bytes: s.bytes, tensors: s.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: t.bytes, mode: t.mode, encoding: t.encoding })) })),
+    index: p.indexText !== undefined,
+    copied: ["config.json", ...p.copied],
+  };
+}
+
+export async function cmdDequantize(args: string[], out: (s: string) => void, err: (s: string) => void, io: CliIO): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        outdir: { type: "string" },
+        dtype: { type: "string" },
+        "max-shard-size": { type: "string" },
+        "dry-run": { type: "boolean" },
+        json: { type: "boolean" },
+        force: { type: "boolean" },
+        quiet: { type: "boolean" },
+        debug: { type: "boolean" },
+      },
+    });
+  } catch (e) {
+    throw new GgufyError("E_USAGE", (e as Error).message);
+  }
+  const v = parsed.values;
+  const input = parsed.positionals[0];
+  if (!input) throw new GgufyError("E_USAGE", "dequantize needs a model folder");
+  if (parsed.positionals.length > 1) throw new GgufyError("E_USAGE", `unexpected argument '${parsed.positionals[1]}'`);
+  if (!v.outdir) throw new GgufyError("E_USAGE", "dequantize needs --outdir DIR");
+  const dtype = (v.dtype ?? "auto").toLowerCase();
+  if (!["auto", "bf16", "f16", "f32"].includes(dtype)) throw new GgufyError("E_USAGE", `--dtype ${v.dtype}: expected bf16, f16, f32 or auto`);
+  const opts: DequantizeOptions = {
+    input,
+    outdir: v.outdir,
+    dtype: dtype as DequantizeDtype,
+    ...(v["max-shard-size"] !== undefined ? { maxShardSize: v["max-shard-size"] } : {}),
+    ...(v.force ? { force: true } : {}),
+  };
+  if (v["dry-run"]) {
+    const p = await planDequantize(opts);
+    await p.checkpoint.close();
+    out(v.json ? JSON.stringify(dequantizePlanJson(p), null, 2) : formatDequantizePlan(p));
+    return 0;
+  }
+  const progress = new ProgressLine(io.stderr, !v.quiet && io.stderr.isTTY === true);
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    ac.abort(sig);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const t0 = performance.now();
+  try {
+    const r = await dequantize({ ...opts, signal: ac.signal, onProgress: (e) => progress.update(e), onWarning: (m) => err(`ggufy: warning: ${m}`) });
+    progress.done();
+    if (!v.quiet) {
+      const bytes = r.shards.reduce((a, s) => a + s.bytes, 0);
+      out(`wrote ${r.outdir} (${r.tensors} tensors in ${r.shards.length} shard(s), ${formatBytes(bytes)}; ${r.copied.length} other file(s))`);
+      const dt = r.restoredDtypes.length ? ` as ${r.restoredDtypes.join("/")}` : "";
+      err(`ggufy: ${r.restored} bitsandbytes module(s) restored${dt}, ${r.dropped} auxiliary key(s) dropped, ${formatDuration((performance.now() - t0) / 1000)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
+    }
+    return 0;
+  } catch (e) {
+    progress.done();
+    if (ac.signal.aborted && !(isGgufyError(e) && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "dequantization interrupted; no output was written");
+    throw e;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
