@@ -274,6 +274,9 @@ const tok = (d: string): string => path.join(d, "tokenizer.model");
 
 const TOKENIZER_CASES: Case[] = [
   { name: "tokenizer files missing", setup: async (d) => unlink(tok(d)), code: "E_TOKENIZER", mentions: (d) => [d, "tokenizer.model"] },
+  { name: "tokenizer.model truncated", setup: async (d) => { const b = await readFile(tok(d)); await writeFile(tok(d), b.subarray(0, b.length >> 1)); }, code: "E_TOKENIZER", mentions: (d) => [tok(d)] },
+  { name: "tokenizer_config.json not JSON", setup: async (d) => writeFile(path.join(d, "tokenizer_config.json"), "{ x"), code: "E_TOKENIZER", mentions: (d) => [path.join(d, "tokenizer_config.json"), /line 1, column 3/] },
+  { name: "tokenizer_config.json not an object", setup: async (d) => writeFile(path.join(d, "tokenizer_config.json"), "[]"), code: "E_TOKENIZER", mentions: (d) => [path.join(d, "tokenizer_config.json")] },
   { name: "tokenizer.model is garbage", setup: async (d) => writeFile(tok(d), Buffer.from("\u0000\u00ff garbage ".repeat(40), "latin1")), code: "E_TOKENIZER", mentions: (d) => [tok(d)] },
   {
     name: "tokenizer has fewer tokens than embedding rows and config gives no vocab_size",
