@@ -200,7 +200,9 @@ export function mutateSafetensors(r: Rng, base: { bytes: Uint8Array; headerEnd: 
   const headerEnd = Math.min(base.headerEnd, b.length);
   const body = b.subarray(8, headerEnd);
   // structural mutations need the base's JSON intact, so a second, stacked mutation works on bytes
-  const kind = byteLevelOnly ? pick(r, [0, 1, 2, 3, 4, 9, 10]) : r.int(12);
+  let kind = byteLevelOnly ? pick(r, [0, 1, 2, 3, 4, 9, 10]) : r.int(12);
+  if (b.length < 9 && kind !== 3) kind = 4; // a (stacked) truncation left nothing to mutate in place: grow it
+
   switch (kind) {
     case 0: {
       // bit flips in the header
