@@ -10,11 +10,17 @@ import { inspect, formatInspect } from "./inspect.js";
 import { ProgressLine, formatBytes, formatDuration } from "./progress.js";
 import { parseIntFlag } from "./args.js";
 import type { PlannedFile } from "../convert/plan.js";
+import { diskUsage, type DiskUsage } from "../convert/pipeline.js";
+import { parseKvOverride } from "../convert/metadata.js";
+import { MODELS } from "../models/registry.js";
+import { parseSize } from "./args.js";
+import { cmdVerify, VERIFY_USAGE } from "./verify.js";
 import { cmdDequantize, DEQUANTIZE_USAGE } from "./dequantize.js";
 
 const USAGE = `usage:
   ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]
   ggufy inspect <file.gguf|file.safetensors|model-dir> [--json]
+  ggufy verify <file.gguf> <model-dir> [--outtype TYPE] [--json] [--exact]
   ggufy dequantize <bnb-model-dir> --outdir DIR [--dtype bf16|f16|f32|auto] [--max-shard-size 5GB]
 
 convert options:
@@ -26,6 +32,13 @@ convert options:
   --pure                 no k-quant mixture: the preset's type for every quantizable tensor
   --output-tensor-type T, --token-embedding-type T, --tensor-type REGEX=T (repeatable), --leave-output-tensor
   --model-name NAME      general.name
+  --metadata FILE.json   general.* overrides with llama.cpp's key names ("general.name", "general.tags" …)
+  --override-kv KEY=TYPE:VALUE  set a metadata key (TYPE: int, float, bool, str); repeatable
+  --split-max-size N     split the output into parts of at most N bytes of tensors (500M, 2G …)
+  --split-max-tensors N  split the output into parts of at most N tensors
+  --no-tensor-first-split  the first part holds only the metadata
+  --vocab-only           only the tokenizer and metadata
+  --print-supported-models  list the architectures ggufy converts
   --dry-run              print the plan (names, shapes, types, bytes) without reading weights
   --json                 machine-readable output (with --dry-run and inspect)
   --threads N            worker threads (default: number of cores)
@@ -33,6 +46,8 @@ convert options:
   --force                overwrite existing outputs
   --quiet                no progress or summary
   --debug                stack traces on errors
+
+${VERIFY_USAGE}
 
 ${DEQUANTIZE_USAGE}`;
 
@@ -52,6 +67,8 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
         return await cmdConvert(rest, out, err, io);
       case "inspect":
         return await cmdInspect(rest, out);
+      case "verify":
+        return await cmdVerify(rest, out, err, io);
       case "dequantize":
         return await cmdDequantize(rest, out, err, io);
       case undefined:
@@ -61,7 +78,7 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
         out(USAGE);
         return cmd === undefined ? 64 : 0;
       default:
-        throw new GgufyError("E_USAGE", `unknown command '${cmd}' (commands: convert, inspect, dequantize; see ggufy --help)`);
+        throw new GgufyError("E_USAGE", `unknown command '${cmd}' (commands: convert, inspect, verify, dequantize; see ggufy --help)`);
     }
   } catch (e) {
     if (isGgufyError(e)) {
@@ -93,25 +110,47 @@ async function cmdInspect(args: string[], out: (s: string) => void): Promise<num
   return 0;
 }
 
-export function formatPlan(files: readonly PlannedFile[]): string {
+/** Looks up checkpoint tensors, for their shapes in the plan listing (the plan's SourceCheckpoint). */
+export interface SourceShapes {
+  get(name: string): { readonly shape: readonly number[] } | undefined;
+}
+
+function splitLabel(f: PlannedFile): string {
+  return f.split ? `, part ${f.split.no + 1} of ${f.split.count}` : "";
+}
+
+export function formatPlan(files: readonly PlannedFile[], disk?: readonly DiskUsage[], source?: SourceShapes): string {
   const lines: string[] = [];
   for (const f of files) {
-    lines.push(`${f.role === "mmproj" ? "mmproj" : "model"}: ${f.path}  (${f.typeLabel}, ${f.tensors.length} tensors, ${formatBytes(f.header.fileSize)})`);
+    lines.push(`${f.role === "mmproj" ? "mmproj" : "model"}: ${f.path}  (${f.typeLabel}${splitLabel(f)}, ${f.tensors.length} tensors, ${f.kvs.length} keys, ${formatBytes(f.header.fileSize)})`);
+    if (f.metadata) {
+      const m = f.metadata;
+      lines.push(`  name ${JSON.stringify(m.name)}${m.basename !== undefined ? `, basename ${JSON.stringify(m.basename)}` : ""}${m.sizeLabel !== undefined ? `, size label ${m.sizeLabel}` : ""}${m.finetune !== undefined ? `, finetune ${JSON.stringify(m.finetune)}` : ""}${m.version !== undefined ? `, version ${JSON.stringify(m.version)}` : ""}`);
+    }
     const w = Math.max(...f.tensors.map((t) => t.out.name.length), 4);
     for (const t of f.tensors) {
       const fb = t.fallbackFrom !== undefined ? ` (fallback from ${typeName(t.fallbackFrom)})` : "";
-      lines.push(`  ${t.out.name.padEnd(w)}  ${typeName(t.type).padEnd(7)} [${t.out.ne.join(", ")}]  ${t.bytes} B  ← ${t.out.sources.join(" + ") || "(computed)"} (${t.out.encoding})${fb}`);
+      const src = t.out.sources.map((n) => {
+        const st = source?.get(n);
+        return st ? `${n} [${st.shape.join(", ")}]` : n;
+      });
+      lines.push(`  ${t.out.name.padEnd(w)}  ${typeName(t.type).padEnd(7)} [${t.out.ne.join(", ")}]  ${t.bytes} B  ← ${src.join(" + ") || "(computed)"} (${t.out.encoding})${fb}`);
     }
     const counts = new Map<string, number>();
     for (const t of f.tensors) counts.set(typeName(t.type), (counts.get(typeName(t.type)) ?? 0) + 1);
-    lines.push(`  types: ${[...counts].map(([k, n]) => `${n} ${k}`).join(", ")}; file size ${f.header.fileSize} bytes`);
+    lines.push(`  types: ${[...counts].map(([k, n]) => `${n} ${k}`).join(", ") || "none"}; header ${f.header.bytes.length} bytes; file size ${f.header.fileSize} bytes`);
   }
   const total = files.reduce((a, f) => a + f.header.fileSize, 0);
-  lines.push(`total: ${files.length} file(s), ${total} bytes (${formatBytes(total)})`);
+  const tensors = files.reduce((a, f) => a + f.tensors.length, 0);
+  lines.push(`total: ${files.length} file(s), ${tensors} tensors, ${total} bytes (${formatBytes(total)})`);
+  for (const d of disk ?? []) {
+    const verdict = d.free === undefined ? "free space unknown" : `${d.free} bytes (${formatBytes(d.free)}) free${d.needed > d.free ? " — NOT ENOUGH" : ""}`;
+    lines.push(`disk: ${d.dir}: needs ${d.needed} bytes (${formatBytes(d.needed)}), ${verdict}`);
+  }
   return lines.join("\n");
 }
 
-export function planJson(files: readonly PlannedFile[]): unknown {
+export function planJson(files: readonly PlannedFile[], disk?: readonly DiskUsage[], source?: SourceShapes): unknown {
   return {
     files: files.map((f) => ({
       path: f.path,
@@ -119,10 +158,30 @@ export function planJson(files: readonly PlannedFile[]): unknown {
       type: f.typeLabel,
       fileType: f.fileType,
       bytes: f.header.fileSize,
-      tensors: f.tensors.map((t) => ({ name: t.out.name, shape: t.out.ne, type: typeName(t.type), bytes: t.bytes, sources: t.out.sources, encoding: t.out.encoding, ...(t.fallbackFrom !== undefined ? { fallbackFrom: typeName(t.fallbackFrom) } : {}) })),
+      headerBytes: f.header.bytes.length,
+      keys: f.kvs.length,
+      ...(f.split ? { split: { no: f.split.no, count: f.split.count, tensorsTotal: f.split.tensorsTotal } } : {}),
+      ...(f.metadata ? { metadata: f.metadata } : {}),
+      tensors: f.tensors.map((t) => ({
+        name: t.out.name,
+        shape: t.out.ne,
+        type: typeName(t.type),
+        bytes: t.bytes,
+        sources: t.out.sources,
+        ...(source ? { sourceShapes: t.out.sources.map((n) => source.get(n)?.shape ?? null) } : {}),
+        encoding: t.out.encoding,
+        ...(t.fallbackFrom !== undefined ? { fallbackFrom: typeName(t.fallbackFrom) } : {}),
+      })),
     })),
     totalBytes: files.reduce((a, f) => a + f.header.fileSize, 0),
+    ...(disk ? { disk: disk.map((d) => ({ dir: d.dir, needed: d.needed, free: d.free ?? null })) } : {}),
   };
+}
+
+export function formatSupportedModels(): string {
+  const lines = ["TEXT models:"];
+  for (const m of MODELS) for (const a of [...m.hfArchitectures].sort()) lines.push(`  - ${a}  (${m.id})`);
+  return lines.join("\n");
 }
 
 async function cmdConvert(args: string[], out: (s: string) => void, err: (s: string) => void, io: CliIO): Promise<number> {
@@ -142,6 +201,13 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
         "tensor-type": { type: "string", multiple: true },
         "leave-output-tensor": { type: "boolean" },
         "model-name": { type: "string" },
+        metadata: { type: "string" },
+        "override-kv": { type: "string", multiple: true },
+        "split-max-size": { type: "string" },
+        "split-max-tensors": { type: "string" },
+        "no-tensor-first-split": { type: "boolean" },
+        "vocab-only": { type: "boolean" },
+        "print-supported-models": { type: "boolean" },
         "dry-run": { type: "boolean" },
         json: { type: "boolean" },
         threads: { type: "string" },
@@ -155,10 +221,18 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
     usageError(e);
   }
   const v = parsed.values;
+  if (v["print-supported-models"]) {
+    out(formatSupportedModels());
+    return 0;
+  }
   const input = parsed.positionals[0];
   if (!input) throw new GgufyError("E_USAGE", "convert needs a model folder");
   if (parsed.positionals.length > 1) throw new GgufyError("E_USAGE", `unexpected argument '${parsed.positionals[1]}'`);
   const threads = parseIntFlag(v.threads, "--threads");
+  const splitMaxSize = v["split-max-size"] !== undefined ? parseSize(v["split-max-size"], "--split-max-size") : undefined;
+  if (splitMaxSize !== undefined && splitMaxSize <= 0) throw new GgufyError("E_USAGE", `--split-max-size ${v["split-max-size"]}: must be positive`);
+  const splitMaxTensors = parseIntFlag(v["split-max-tensors"], "--split-max-tensors");
+  const kvOverrides = (v["override-kv"] ?? []).map(parseKvOverride);
   const opts = {
     input,
     ...(v.outtype ? { outtype: v.outtype } : {}),
@@ -171,14 +245,25 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
     ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"] } : {}),
     ...(v["leave-output-tensor"] ? { leaveOutputTensor: true } : {}),
     ...(v["model-name"] ? { modelName: v["model-name"] } : {}),
+    ...(v.metadata ? { metadata: v.metadata } : {}),
+    ...(kvOverrides.length ? { kvOverrides } : {}),
+    ...(splitMaxSize !== undefined ? { splitMaxSize } : {}),
+    ...(splitMaxTensors !== undefined ? { splitMaxTensors } : {}),
+    ...(v["no-tensor-first-split"] ? { noTensorFirstSplit: true } : {}),
+    ...(v["vocab-only"] ? { vocabOnly: true } : {}),
     ...(v["allow-nonfinite"] ? { allowNonfinite: true } : {}),
     ...(v.force ? { force: true } : {}),
     ...(threads ? { threads } : {}),
   };
   if (v["dry-run"]) {
     const p = await plan(opts);
-    await p.source.close();
-    out(v.json ? JSON.stringify(planJson(p.files), null, 2) : formatPlan(p.files));
+    try {
+      // what the outputs need on each file system, and what is free there (fs.statfs)
+      const disk = await diskUsage(p.files);
+      out(v.json ? JSON.stringify(planJson(p.files, disk, p.source), null, 2) : formatPlan(p.files, disk, p.source));
+    } finally {
+      await p.close();
+    }
     return 0;
   }
   const progress = new ProgressLine(io.stderr, !v.quiet && io.stderr.isTTY === true);

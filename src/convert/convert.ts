@@ -7,7 +7,9 @@ import type { ModelFile } from "../models/types.js";
 import { loadVocab } from "../tokenizer/index.js";
 import { bnbDecoder } from "../quant/bnb/index.js";
 import { SourceCheckpoint, readConfig, type DecoderFactory } from "./source.js";
-import { planFile, type PlanOptions, type PlannedFile } from "./plan.js";
+import { countParams, planFile, type PlanOptions, type PlannedFile } from "./plan.js";
+import { loadMetadata } from "./metadata.js";
+import { splitPlannedFile, wantsSplit } from "./split.js";
 import { runPlan, type RunOptions, type RunResult } from "./pipeline.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
@@ -22,9 +24,13 @@ export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder">
 }
 
 export interface Plan {
+  /** every output file in write order (the parts of a split output are separate files) */
   files: PlannedFile[];
+  /** the open checkpoint the plan reads from: close it (or call close()) when done */
   source: SourceCheckpoint;
   models: ModelFile[];
+  /** release the checkpoint's file handles */
+  close(): Promise<void>;
 }
 
 /** Extra decoders (bitsandbytes …) are registered here, in order of preference. */
@@ -46,19 +52,31 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
       loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}) }),
     });
     const llm = models.find((m) => m.role === "model");
+    if (opts.vocabOnly && wantsSplit(opts)) throw new GgufyError("E_USAGE", "a vocabulary-only file cannot be split");
+    // general.* as llama.cpp's converter fills it: model card, config _name_or_path, folder name, --metadata, --model-name
+    const metadata = llm
+      ? await loadMetadata({
+          dir,
+          config,
+          totalParams: llm.paramCount ?? countParams(llm.tensors),
+          ...(opts.metadata !== undefined ? { metadata: opts.metadata } : {}),
+          ...(opts.modelName !== undefined ? { modelName: opts.modelName } : {}),
+        })
+      : undefined;
     const files: PlannedFile[] = [];
     let baseName: string | undefined;
-    for (const m of models) {
-      const f = planFile({ model: m, modelDir: dir, opts, ...(baseName ? { baseName } : {}) });
+    for (const m of opts.vocabOnly ? models.filter((x) => x === llm) : models) {
+      const f = planFile({ model: m, modelDir: dir, opts, ...(baseName ? { baseName } : {}), ...(m === llm && metadata ? { metadata } : {}), ...(opts.vocabOnly ? { vocabOnly: true } : {}) });
       if (m === llm) baseName = path.basename(f.path).replace(/-[^-]+\.gguf$/, "");
-      files.push(f);
+      // --split-max-size / --split-max-tensors: the language model in llama.cpp's split format
+      files.push(...(m === llm ? splitPlannedFile(f, opts) : [f]));
     }
     const seen = new Set<string>();
     for (const f of files) {
       if (seen.has(f.path)) throw new GgufyError("E_USAGE", "two outputs would have the same path", { file: f.path });
       seen.add(f.path);
     }
-    return { files, source, models };
+    return { files, source, models, close: () => source.close() };
   } catch (e) {
     await source.close();
     throw e;

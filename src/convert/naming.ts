@@ -1,40 +1,216 @@
-/** GGUF naming convention and general.* metadata helpers (gguf-py utility.naming_convention). */
+/**
+ * The GGUF naming convention and its pieces, as gguf-py computes them (`utility.py`
+ * model_weight_count_rounded_notation / size_label / naming_convention / fill_templated_filename and
+ * `metadata.py` id_to_title / get_model_id_components), written for ggufy from llama.cpp v0.4.0's behaviour.
+ *
+ *   <BaseName>-<SizeLabel>-<FineTune>-<Version>-<Encoding>[-vocab|-LoRA].gguf
+ */
 
-/** "7.6B", "260K", "35M": parameter count rounded to 2 significant-ish digits like gguf-py. */
-export function sizeLabel(params: number): string {
-  const units: [number, string][] = [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e3, "K"]];
-  for (const [scale, suffix] of units) {
-    if (params >= scale) return `${formatScaled(params / scale)}${suffix}`;
+/**
+ * Python's `f"{x:.{digits}f}"`: the exact binary value rounded half to even. JavaScript's toFixed rounds
+ * exact ties up instead, so ties are detected on the exact decimal expansion and settled like Python.
+ */
+export function pyFixed(x: number, digits: number): string {
+  const s = x.toFixed(digits);
+  if (!Number.isFinite(x)) return s;
+  const exact = Math.abs(x).toFixed(100); // every double's expansion ends well within 100 digits at these magnitudes
+  const dot = exact.indexOf(".");
+  const rest = exact.slice(dot + 1 + digits);
+  if (!/^50*$/.test(rest)) return s;
+  // a tie: round the truncated value to even
+  const kept = exact.slice(0, dot + 1 + digits).replace(/\.$/, "");
+  const lastDigit = Number(kept.replace(".", "").slice(-1));
+  if (lastDigit % 2 === 0) return (x < 0 ? "-" : "") + kept;
+  return s;
+}
+
+/** Python's round() (half to even) for the magnitudes used here. */
+function pyRound(x: number): number {
+  return Number(pyFixed(x, 0));
+}
+
+/** gguf-py model_weight_count_rounded_notation: 7_615_616_512 → "7.6B", 494_032_768 → "494M", 260_000 → "260K". */
+export function weightCountNotation(params: number, minDigits = 2): string {
+  let scaled: number;
+  let suffix: string;
+  if (params >= 1e12) [scaled, suffix] = [params * 1e-12, "T"];
+  else if (params >= 1e9) [scaled, suffix] = [params * 1e-9, "B"];
+  else if (params >= 1e6) [scaled, suffix] = [params * 1e-6, "M"];
+  else [scaled, suffix] = [params * 1e-3, "K"];
+  const intDigits = String(pyRound(scaled)).replace(/^0+/, "").length;
+  const fix = Math.max(minDigits - intDigits, 0);
+  return `${pyFixed(scaled, fix)}${suffix}`;
+}
+
+/**
+ * gguf-py size_label: the rounded parameter count, or `<experts>x<per-expert size>` for mixtures of
+ * experts (shared + one expert's parameters).
+ */
+export function sizeLabel(totalParams: number, shared = totalParams, expertParams = 0, expertCount = 0): string {
+  if (expertCount > 0) return `${expertCount}x${weightCountNotation(Math.abs(shared) + Math.abs(expertParams))}`;
+  return weightCountNotation(Math.abs(totalParams));
+}
+
+/** Python str.title(): a cased letter is upper after a non-letter, lower after a letter. */
+function pyTitle(w: string): string {
+  let out = "";
+  let prevCased = false;
+  for (const ch of w) {
+    const cased = ch.toLowerCase() !== ch.toUpperCase();
+    out += cased ? (prevCased ? ch.toLowerCase() : ch.toUpperCase()) : ch;
+    prevCased = cased;
   }
-  return `${params}`;
+  return out;
 }
 
-function formatScaled(v: number): string {
-  // gguf-py: round to min_digits=2 significant digits before the point, keeping one decimal when < 10
-  if (v >= 10) return `${Math.round(v)}`;
-  return `${Math.round(v * 10) / 10}`.replace(/\.0$/, "");
+/** Python str.islower(): at least one cased character and none upper case. */
+function pyIsLower(w: string): boolean {
+  let cased = false;
+  for (const ch of w) {
+    if (ch.toLowerCase() === ch.toUpperCase()) continue;
+    cased = true;
+    if (ch !== ch.toLowerCase()) return false;
+  }
+  return cased;
 }
 
-/** "my-model_dir" → "My Model Dir" (gguf-py id_to_title). */
+/** gguf-py Metadata.id_to_title: "qwen2.5-coder-7b" → "Qwen2.5 Coder 7b"; acronyms, versions and numbers kept. */
 export function idToTitle(s: string): string {
   return s
-    .replace(/[-_]+/g, " ")
-    .split(" ")
+    .trim()
+    .replace(/-/g, " ")
+    .split(/\s+/)
     .filter(Boolean)
-    .map((w) => (/^[a-z]/.test(w) && !/\d/.test(w) ? w[0]!.toUpperCase() + w.slice(1) : w))
+    .map((w) => (pyIsLower(w) && !/^(v\d+(?:\.\d+)*|\d.*)$/s.test(w) ? pyTitle(w) : w))
     .join(" ");
 }
 
+export interface ModelIdComponents {
+  /** the model part of "org/model" (or the whole id) */
+  fullName?: string;
+  organization?: string;
+  basename?: string;
+  finetune?: string;
+  version?: string;
+  sizeLabel?: string;
+}
+
+const isAlpha = (c: string | undefined): boolean => c !== undefined && /^\p{L}$/u.test(c);
+const isDecimal = (c: string | undefined): boolean => c !== undefined && /^\p{Nd}$/u.test(c);
+
+/**
+ * gguf-py Metadata.get_model_id_components: split a Hugging Face id ("Qwen/Qwen2.5-7B-Instruct") or a
+ * folder name into base name, size label, fine-tune and version. `totalParams` (> 0) rejects size-like
+ * parts far from the real size (e.g. "32k" context lengths, which become fine-tune parts, lower-cased).
+ */
+export function modelIdComponents(modelId: string | undefined, totalParams = 0): ModelIdComponents {
+  if (modelId === undefined) return {};
+  if (modelId.includes(" ")) return { fullName: modelId };
+  let org: string | undefined;
+  let full: string;
+  const slash = modelId.indexOf("/");
+  if (slash >= 0) {
+    org = modelId.slice(0, slash);
+    full = modelId.slice(slash + 1);
+  } else full = modelId;
+  if (org !== undefined && org.startsWith(".")) org = undefined;
+  const parts = full.split("-").filter((p) => p.length > 0);
+  const types = parts.map(() => new Set<"basename" | "size_label" | "finetune" | "version" | "type">());
+  for (let i = 0; i < parts.length; i++) {
+    let part = parts[i]!;
+    const t = types[i]!;
+    if (/^(v|iter)?\d+([.]\d+)*$/i.test(part)) {
+      t.add("version");
+    } else if (/^(i?q\d(_[\p{L}\p{N}_])*|b?fp?(16|32))$/iu.test(part)) {
+      t.add("type");
+      parts[i] = part.toUpperCase();
+    } else if (i > 0 && /^(([A]|\d+[x])?\d+([._]\d+)?[KMBT][\d]?|small|mini|medium|large|x?xl)$/i.test(part)) {
+      part = part.replace(/_/g, ".");
+      if (isDecimal(part.at(-1))) part = part.slice(0, -2) + "." + part.at(-1)! + part.at(-2)!; // bloom-7b1 → 7.1b
+      if (part.length > 1 && isDecimal(part.at(-2)) && "kmbt".includes(part.at(-1)!)) part = part.slice(0, -1) + part.at(-1)!.toUpperCase();
+      if (totalParams !== 0) {
+        const num = part.slice(0, -1);
+        // Python float(): a plain decimal number (ValueError otherwise: the label is used as is)
+        if (/^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(num)) {
+          const labelParams = Number(num) * Math.pow(1000, " KMBT".indexOf(part.at(-1)!));
+          const abs = Math.abs(totalParams);
+          if ((totalParams < 0 && labelParams < Math.floor(abs / 8)) || (totalParams > 0 && Math.abs(labelParams - totalParams) > Math.floor((7 * totalParams) / 8))) {
+            t.add("finetune"); // most likely a context length
+            part = part.slice(0, -1) + part.at(-1)!.toLowerCase();
+          }
+        }
+      }
+      if (t.size === 0) t.add("size_label");
+      parts[i] = part;
+    } else if (i > 0 && /^(chat|instruct|vision|lora)$/i.test(part)) {
+      if (totalParams < 0 && part.toLowerCase() === "lora") t.add("type");
+      else t.add("finetune");
+    }
+  }
+  // word-based size labels are dropped when a number-based one is present
+  if (parts.some((p, i) => types[i]!.has("size_label") && [...p].some((c) => isDecimal(c)))) {
+    parts.forEach((p, i) => {
+      if (types[i]!.has("size_label") && [...p].every((c) => isAlpha(c))) types[i]!.delete("size_label");
+    });
+  }
+  let atStart = true;
+  parts.forEach((p, i) => {
+    const t = types[i]!;
+    if (atStart && ((t.size === 0 && isAlpha([...p][0])) || t.has("version"))) t.add("basename");
+    else {
+      atStart = false;
+      if (t.size === 0) t.add("finetune");
+    }
+  });
+  // a trailing version is not part of the base name
+  for (let i = parts.length - 1; i >= 0; i--) {
+    const t = types[i]!;
+    if (t.has("basename") && t.size > 1) t.delete("basename");
+    else break;
+  }
+  const pick = (k: "basename" | "size_label" | "finetune" | "version", exclude?: "basename"): string[] => parts.filter((_, i) => types[i]!.has(k) && !(exclude && types[i]!.has(exclude)));
+  let basename: string | undefined = pick("basename").join("-") || undefined;
+  const sizeLabel = [...new Set(pick("size_label"))].join("-") || undefined;
+  const finetune = pick("finetune").join("-") || undefined;
+  const version = pick("version", "basename").join("-") || undefined;
+  if (sizeLabel === undefined && finetune === undefined && version === undefined) basename = undefined; // too ambiguous
+  return {
+    fullName: full,
+    ...(org !== undefined ? { organization: org } : {}),
+    ...(basename !== undefined ? { basename } : {}),
+    ...(finetune !== undefined ? { finetune } : {}),
+    ...(version !== undefined ? { version } : {}),
+    ...(sizeLabel !== undefined ? { sizeLabel } : {}),
+  };
+}
+
 export interface NameParts {
-  baseName: string;
+  /** general.name (used when there is no base name) */
+  name?: string;
+  /** general.basename */
+  baseName?: string;
   sizeLabel?: string;
   fineTune?: string;
   version?: string;
-  encoding: string;
+  /** "Q4_K_M", "F16" … (upper-cased) */
+  encoding?: string;
+  /** "vocab" for --vocab-only files, "LoRA" for adapters */
+  kind?: "vocab" | "LoRA";
 }
 
-/** <BaseName>-<SizeLabel>-<FineTune>-<Version>-<Encoding>, spaces turned into dashes. */
+/** gguf-py naming_convention: <BaseName>-<SizeLabel>-<FineTune>-<Version>-<Encoding>[-<Kind>] (no extension). */
 export function conventionalName(p: NameParts): string {
-  const parts = [p.baseName, p.sizeLabel, p.fineTune, p.version, p.encoding].filter((x): x is string => !!x && x.length > 0);
-  return parts.map((s) => s.trim().replace(/\s+/g, "-")).join("-");
+  const name = p.baseName !== undefined ? p.baseName.trim().replace(/ /g, "-").replace(/\//g, "-") : p.name !== undefined ? p.name.trim().replace(/ /g, "-").replace(/\//g, "-") : "ggml-model";
+  const dash = (s: string | undefined, upper = false): string => (s !== undefined ? `-${upper ? s.trim().replace(/ /g, "-").toUpperCase() : s.trim().replace(/ /g, "-")}` : "");
+  return `${name}${p.sizeLabel !== undefined ? `-${p.sizeLabel}` : ""}${dash(p.fineTune)}${dash(p.version)}${dash(p.encoding, true)}${dash(p.kind)}`;
+}
+
+/**
+ * gguf-py fill_templated_filename: "{ftype}"/"{outtype}" → lower-case type, "{FTYPE}"/"{OUTTYPE}" → upper case,
+ * "{}" → lower case. Other braces are left alone (Python would raise).
+ */
+export function fillTemplatedFilename(name: string, outputType: string): string {
+  const lower = outputType.toLowerCase();
+  const upper = outputType.toUpperCase();
+  return name.replace(/\{(ftype|outtype|FTYPE|OUTTYPE|)\}/g, (_, k: string) => (k === "FTYPE" || k === "OUTTYPE" ? upper : lower));
 }

@@ -64,8 +64,19 @@ function gb(n: number): string {
   return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(1)} kB`;
 }
 
-/** Refuse to start when the planned outputs do not fit on their file systems (grouped by device). */
-export async function checkFreeSpace(files: readonly PlannedFile[], freeSpace: (dir: string) => Promise<number | undefined> = statfsFree): Promise<void> {
+/** Disk space a plan needs on each file system it writes to, and what is free there (undefined if unknown). */
+export interface DiskUsage {
+  /** the output folder of the first file on that device */
+  dir: string;
+  /** bytes the outputs on that device will take */
+  needed: number;
+  free: number | undefined;
+  /** the first output on that device */
+  first: string;
+}
+
+/** Group the planned outputs by device (fs.stat dev) and ask each for its free space (fs.statfs). */
+export async function diskUsage(files: readonly PlannedFile[], freeSpace: (dir: string) => Promise<number | undefined> = statfsFree): Promise<DiskUsage[]> {
   const byDev = new Map<string, { dir: string; need: number; first: string }>();
   for (const f of files) {
     const dir = path.dirname(f.path);
@@ -74,8 +85,19 @@ export async function checkFreeSpace(files: readonly PlannedFile[], freeSpace: (
     e.need += f.header.fileSize;
     byDev.set(dev, e);
   }
+  const out: DiskUsage[] = [];
   for (const { dir, need, first } of byDev.values()) {
-    const free = await freeSpace(dir);
+    // a folder that does not exist yet: its nearest existing parent tells the file system
+    let probe = dir;
+    while (!(await stat(probe).then(() => true, () => false)) && path.dirname(probe) !== probe) probe = path.dirname(probe);
+    out.push({ dir, needed: need, free: await freeSpace(probe), first });
+  }
+  return out;
+}
+
+/** Refuse to start when the planned outputs do not fit on their file systems (grouped by device). */
+export async function checkFreeSpace(files: readonly PlannedFile[], freeSpace: (dir: string) => Promise<number | undefined> = statfsFree): Promise<void> {
+  for (const { dir, needed: need, free, first } of await diskUsage(files, freeSpace)) {
     if (free !== undefined && need > free) {
       throw new GgufyError("E_DISK_SPACE", `the output needs ${gb(need)} (${need} bytes) but only ${gb(free)} is free in ${dir}`, { file: first });
     }

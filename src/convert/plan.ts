@@ -3,6 +3,7 @@
  * from headers alone. The header can then be written before any weight is read, dry runs print
  * it, and the pipeline executes it.
  */
+import { statSync } from "node:fs";
 import path from "node:path";
 import { GgufyError } from "../errors.js";
 import { kv, type GGUFKV } from "../formats/gguf/types.js";
@@ -12,9 +13,11 @@ import { supportedTypes } from "../quant/ggml/index.js";
 import { findPreset, IMATRIX_PRESETS, presetTypes, quantizeOrder, fallbackType, type Preset, type PresetOptions } from "../quant/presets.js";
 import type { ModelFile, OutputTensor } from "../models/types.js";
 import { vocabToKvs } from "../tokenizer/index.js";
-import { conventionalName, idToTitle, sizeLabel } from "./naming.js";
+import { conventionalName, fillTemplatedFilename } from "./naming.js";
+import { applyKvOverrides, metadataFromFolder, metadataKvs, type KvOverride, type ModelMetadata } from "./metadata.js";
+import type { SplitInfo, SplitOptions } from "./split.js";
 
-export interface PlanOptions {
+export interface PlanOptions extends SplitOptions {
   /** f32 | f16 | bf16 | q8_0 | tq1_0 | tq2_0 | auto, or a llama-quantize preset (Q4_K_M …) */
   outtype?: string;
   outfile?: string;
@@ -26,9 +29,14 @@ export interface PlanOptions {
   tokenEmbeddingType?: string;
   tensorTypes?: readonly string[];
   leaveOutputTensor?: boolean;
+  /** general.name (wins over every other source) */
   modelName?: string;
+  /** --metadata: a JSON file (or the parsed object) with llama.cpp's general.* key names */
+  metadata?: string | Record<string, unknown>;
   /** extra/overriding KVs, applied last */
   overrides?: readonly GGUFKV[];
+  /** --override-kv KEY=TYPE:VALUE, applied after `overrides` (see metadata.ts parseKvOverride) */
+  kvOverrides?: readonly KvOverride[];
 }
 
 export interface PlannedTensor {
@@ -47,6 +55,10 @@ export interface PlannedFile {
   readonly header: EncodedHeader;
   readonly fileType: number;
   readonly typeLabel: string;
+  /** general.* metadata of a language-model file */
+  readonly metadata?: ModelMetadata;
+  /** set when this file is one part of a split output */
+  readonly split?: SplitInfo;
 }
 
 const CONVERT_TYPES: Record<string, { ftype: number; type: G }> = {
@@ -165,10 +177,14 @@ export interface FilePlanInput {
   opts: PlanOptions;
   /** the language model's base name, shared by the mmproj name */
   baseName?: string;
+  /** general.* metadata (default: from the folder name alone; plan() reads the model card and --metadata) */
+  metadata?: ModelMetadata;
+  /** a --vocab-only file: named <name>-vocab.gguf */
+  vocabOnly?: boolean;
 }
 
 /** Plan one output file: types, KVs in llama.cpp's order, header, path. */
-export function planFile({ model, modelDir, opts, baseName }: FilePlanInput): PlannedFile {
+export function planFile({ model, modelDir, opts, baseName, metadata, vocabOnly }: FilePlanInput): PlannedFile {
   const choice = chooseTypes(model, opts);
   for (let i = 0; i < choice.order.length; i++) {
     const t = choice.order[i]!;
@@ -176,33 +192,42 @@ export function planFile({ model, modelDir, opts, baseName }: FilePlanInput): Pl
     if (t.ne[0]! % typeInfo(type).blockSize !== 0) throw new GgufyError("E_TYPE", `row length ${t.ne[0]} is not a multiple of ${typeName(type)}'s block size ${typeInfo(type).blockSize}`, { tensor: t.name });
   }
   const params = model.paramCount ?? countParams(model.tensors);
-  const name = opts.modelName ?? idToTitle(path.basename(path.resolve(modelDir)));
-  const kvs: GGUFKV[] = [kv.str("general.architecture", model.arch)];
-  if (model.role === "model") {
+  const md = model.role === "model" ? (metadata ?? metadataFromFolder(modelDir, params, opts.modelName)) : undefined;
+  let kvs: GGUFKV[] = [kv.str("general.architecture", model.arch)];
+  if (md) {
     kvs.push(kv.str("general.type", "model"));
-    kvs.push(kv.str("general.name", name));
-    if (params > 0) kvs.push(kv.str("general.size_label", sizeLabel(params)));
+    kvs.push(...metadataKvs(md));
   }
   kvs.push(...(model.generalKvs ?? []));
   kvs.push(...model.kvs);
   kvs.push(kv.u32("general.file_type", choice.ftype));
   if (model.role === "model") kvs.push(kv.u32("general.quantization_version", 2));
   if (model.vocab) kvs.push(...vocabToKvs(model.vocab));
-  for (const o of opts.overrides ?? []) {
-    const i = kvs.findIndex((k) => k.key === o.key);
-    if (i >= 0) kvs[i] = o;
-    else kvs.push(o);
-  }
+  kvs = applyKvOverrides(kvs, opts.overrides, opts.kvOverrides);
   const tensors: PlannedTensor[] = choice.order.map((out, i) => {
     const type = choice.types[i]!;
     const from = choice.fallbacks.get(out.name);
     return { out, type, bytes: tensorBytes(type, out.ne), ...(from !== undefined ? { fallbackFrom: from } : {}) };
   });
   const header = encodeGgufHeader(kvs, tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
-  const base = baseName ?? conventionalName({ baseName: name, sizeLabel: params > 0 ? sizeLabel(params) : undefined, encoding: "" }).replace(/-$/, "");
   const label = choice.label;
-  const defaultFile = model.role === "mmproj" ? `mmproj-${base}-${label.toLowerCase()}.gguf` : `${base}-${label.toUpperCase()}.gguf`;
+  // the GGUF naming convention (gguf-py naming_convention), as convert_hf_to_gguf names its default output
+  const parts = md ? { ...(md.name !== undefined ? { name: md.name } : {}), ...(md.basename !== undefined ? { baseName: md.basename } : {}), ...(md.finetune !== undefined ? { fineTune: md.finetune } : {}), ...(md.version !== undefined ? { version: md.version } : {}) } : {};
+  const base = baseName ?? conventionalName({ ...parts, ...(md?.sizeLabel !== undefined ? { sizeLabel: md.sizeLabel } : {}) });
+  const defaultFile =
+    model.role === "mmproj" ? `mmproj-${base}-${label.toLowerCase()}.gguf` : vocabOnly ? `${conventionalName({ ...parts, kind: "vocab" })}.gguf` : `${conventionalName({ ...parts, ...(md?.sizeLabel !== undefined ? { sizeLabel: md.sizeLabel } : {}), encoding: label })}.gguf`;
   const explicit = model.role === "mmproj" ? opts.mmprojOutfile : opts.outfile;
-  const p = explicit ? path.resolve(explicit.replace("{ftype}", label.toLowerCase())) : path.join(path.resolve(modelDir), defaultFile);
-  return { path: p, role: model.role, kvs, tensors, header, fileType: choice.ftype, typeLabel: label };
+  let p = path.join(path.resolve(modelDir), defaultFile);
+  if (explicit) {
+    // an existing folder gets the default name inside it; otherwise the name is a template ({ftype} …)
+    const asDir = (() => {
+      try {
+        return statSync(explicit).isDirectory();
+      } catch {
+        return false;
+      }
+    })();
+    p = asDir ? path.join(path.resolve(explicit), defaultFile) : path.resolve(path.dirname(explicit), fillTemplatedFilename(path.basename(explicit), label));
+  }
+  return { path: p, role: model.role, kvs, tensors, header, fileType: choice.ftype, typeLabel: label, ...(md ? { metadata: md } : {}) };
 }

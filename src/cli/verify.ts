@@ -1,0 +1,98 @@
+/** `ggufy verify <out.gguf> <model-dir>`: the GGUF against a fresh plan and the decoded checkpoint. */
+import { parseArgs } from "node:util";
+import { GgufyError } from "../errors.js";
+import { verify, verifyError, type VerifyOptions, type VerifyResult } from "../convert/verify.js";
+import { ProgressLine } from "./progress.js";
+
+export const VERIFY_USAGE = `verify options (ggufy verify <file.gguf> <model-dir>):
+  --outtype T            the type the file was converted to (default: from general.file_type)
+  --mmproj-type T, --pure, --output-tensor-type T, --token-embedding-type T, --tensor-type REGEX=T,
+  --leave-output-tensor  as given to convert, when the file was made with them
+  --exact                also quantize the source again and compare bytes
+  --json                 machine-readable report
+  --quiet                only the verdict`;
+
+const fmt = (x: number, digits = 3): string => (x === 0 ? "0" : Number.isFinite(x) ? x.toExponential(digits - 1) : String(x));
+
+export function formatVerify(r: VerifyResult, full = true): string {
+  const lines: string[] = [];
+  lines.push(`verify: ${r.parts.length > 1 ? `${r.parts.length} parts from ` : ""}${r.file} against ${r.modelDir} (planned as ${r.outtype}${r.fileType !== undefined ? `, file type ${r.fileType}` : ""})`);
+  if (full && r.tensors.length) {
+    const w = Math.max(4, ...r.tensors.map((t) => t.name.length));
+    lines.push(`  ${"tensor".padEnd(w)}  ${"type".padEnd(7)} ${"rel RMSE".padStart(9)} ${"max |err|".padStart(9)} ${"cosine".padStart(10)}  status`);
+    for (const t of r.tensors) {
+      const cos = Number.isFinite(t.cosine) ? t.cosine.toFixed(7) : String(t.cosine);
+      lines.push(`  ${t.name.padEnd(w)}  ${t.type.padEnd(7)} ${fmt(t.relRmse).padStart(9)} ${fmt(t.maxAbsErr).padStart(9)} ${cos.padStart(10)}  ${t.ok ? (t.exact ? "ok (exact)" : "ok") : "FAIL: " + t.problems.join("; ")}`);
+    }
+  }
+  for (const n of r.missing) lines.push(`  ${n}: MISSING from the file`);
+  for (const n of r.unexpected) lines.push(`  ${n}: UNEXPECTED (not in the plan)`);
+  lines.push("summary by type:");
+  for (const s of r.summary) {
+    lines.push(`  ${s.type.padEnd(7)} ${String(s.tensors).padStart(4)} tensors  rel RMSE mean ${fmt(s.meanRelRmse)} max ${fmt(s.maxRelRmse)}  rel max err ${fmt(s.maxRelMaxAbs)}  min cosine ${Number.isFinite(s.minCosine) ? s.minCosine.toFixed(7) : s.minCosine}${s.failed ? `  ${s.failed} FAILED` : ""}`);
+  }
+  if (r.kvDifferences.length) {
+    lines.push(`metadata differing from the plan (${r.kvDifferences.length}; informational):`);
+    for (const d of r.kvDifferences.slice(0, 20)) lines.push(`  ${d}`);
+    if (r.kvDifferences.length > 20) lines.push(`  … ${r.kvDifferences.length - 20} more`);
+  }
+  lines.push(r.ok ? `OK: ${r.tensors.length} tensors match the plan and are within their type's error bounds` : `FAILED: ${r.failures.length} problem(s)`);
+  return lines.join("\n");
+}
+
+export async function cmdVerify(args: string[], out: (s: string) => void, err: (s: string) => void, io: { stderr: NodeJS.WriteStream }): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        outtype: { type: "string" },
+        "mmproj-type": { type: "string" },
+        pure: { type: "boolean" },
+        "output-tensor-type": { type: "string" },
+        "token-embedding-type": { type: "string" },
+        "tensor-type": { type: "string", multiple: true },
+        "leave-output-tensor": { type: "boolean" },
+        exact: { type: "boolean" },
+        json: { type: "boolean" },
+        quiet: { type: "boolean" },
+        debug: { type: "boolean" },
+      },
+    });
+  } catch (e) {
+    throw new GgufyError("E_USAGE", (e as Error).message);
+  }
+  const v = parsed.values;
+  const [gguf, dir, extra] = parsed.positionals;
+  if (!gguf || !dir) throw new GgufyError("E_USAGE", "verify needs a GGUF file and the model folder it was converted from");
+  if (extra !== undefined) throw new GgufyError("E_USAGE", `unexpected argument '${extra}'`);
+  const progress = new ProgressLine(io.stderr, !v.quiet && !v.json && io.stderr.isTTY === true);
+  const ac = new AbortController();
+  const onSignal = (): void => ac.abort();
+  process.once("SIGINT", onSignal);
+  const opts: VerifyOptions = {
+    ...(v.outtype ? { outtype: v.outtype } : {}),
+    ...(v["mmproj-type"] ? { mmprojType: v["mmproj-type"] } : {}),
+    ...(v.pure ? { pure: true } : {}),
+    ...(v["output-tensor-type"] ? { outputTensorType: v["output-tensor-type"] } : {}),
+    ...(v["token-embedding-type"] ? { tokenEmbeddingType: v["token-embedding-type"] } : {}),
+    ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"] } : {}),
+    ...(v["leave-output-tensor"] ? { leaveOutputTensor: true } : {}),
+    ...(v.exact ? { exact: true } : {}),
+    signal: ac.signal,
+    onProgress: (e) => progress.update({ file: gguf, tensor: e.tensor, tensorIndex: e.tensorIndex, tensorCount: e.tensorCount, bytesDone: e.bytesDone, bytesTotal: e.bytesTotal }),
+  };
+  let r: VerifyResult;
+  try {
+    r = await verify(gguf, dir, opts);
+  } finally {
+    progress.done();
+    process.off("SIGINT", onSignal);
+  }
+  if (v.json) out(JSON.stringify(r, (_k, x: unknown) => (typeof x === "number" && !Number.isFinite(x) ? String(x) : x), 2));
+  else if (!v.quiet) out(formatVerify(r));
+  if (!r.ok) throw verifyError(r);
+  if (v.quiet && !v.json) err(`ggufy: verify: OK (${r.tensors.length} tensors)`);
+  return 0;
+}
