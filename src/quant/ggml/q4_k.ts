@@ -5,6 +5,7 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
+import { k45WasmQuantizer } from "./kquant-wasm.js";
 import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, minK4, qkx2StepNumerators, quantizeK45Block, scaleK4 } from "./kquant-common.js";
 
 const QK = 256;
@@ -12,20 +13,35 @@ const SIZE = 144;
 const STEPS = qkx2StepNumerators(15, -1, 0.1, 20);
 const L = new Uint8Array(QK);
 
+/** The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input). */
+export function quantizeQ4KScalar(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkQuantizeArgs("Q4_K", src, dst, QK, SIZE);
+  for (let b = 0; b < nb; ++b) {
+    const o = b * SIZE;
+    quantizeK45Block(src, b * QK, 15, STEPS, L, dst, o);
+    pack(L, dst, o);
+  }
+}
+
+function pack(L: Uint8Array, dst: Uint8Array, o: number): void {
+  const q = o + 16;
+  for (let c = 0; c < 4; ++c) {
+    for (let l = 0; l < 32; ++l) dst[q + 32 * c + l] = L[64 * c + l]! | (L[64 * c + 32 + l]! << 4);
+  }
+}
+
+const fast = k45WasmQuantizer(15, STEPS, SIZE, pack);
+/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use. */
+export const Q4_K_WASM = fast !== undefined;
+
 export const q4_k: BlockCodec = {
   type: GGMLType.Q4_K,
   blockSize: QK,
   typeSize: SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("Q4_K", src, dst, QK, SIZE);
-    for (let b = 0; b < nb; ++b) {
-      const o = b * SIZE;
-      quantizeK45Block(src, b * QK, 15, STEPS, L, dst, o);
-      const q = o + 16;
-      for (let c = 0; c < 4; ++c) {
-        for (let l = 0; l < 32; ++l) dst[q + 32 * c + l] = L[64 * c + l]! | (L[64 * c + 32 + l]! << 4);
-      }
-    }
+    if (fast && fast(src.subarray(0, nb * QK), dst)) return;
+    quantizeQ4KScalar(src, dst);
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("Q4_K", src, dst, QK, SIZE);

@@ -4,6 +4,7 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
+import { k45WasmQuantizer } from "./kquant-wasm.js";
 import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, minK4, qkx2StepNumerators, quantizeK45Block, scaleK4 } from "./kquant-common.js";
 
 const QK = 256;
@@ -11,36 +12,51 @@ const SIZE = 176;
 const STEPS = qkx2StepNumerators(31, -0.5, 0.1, 15);
 const L = new Uint8Array(QK);
 
+/** The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input). */
+export function quantizeQ5KScalar(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkQuantizeArgs("Q5_K", src, dst, QK, SIZE);
+  for (let b = 0; b < nb; ++b) {
+    const o = b * SIZE;
+    quantizeK45Block(src, b * QK, 31, STEPS, L, dst, o);
+    pack(L, dst, o);
+  }
+}
+
+function pack(L: Uint8Array, dst: Uint8Array, o: number): void {
+  const qh = o + 16;
+  const ql = o + 48;
+  for (let l = 0; l < 32; ++l) dst[qh + l] = 0;
+  for (let c = 0; c < 4; ++c) {
+    const m1 = 1 << (2 * c);
+    const m2 = m1 << 1;
+    for (let l = 0; l < 32; ++l) {
+      let a = L[64 * c + l]!;
+      if (a > 15) {
+        a -= 16;
+        dst[qh + l] |= m1;
+      }
+      let b2 = L[64 * c + 32 + l]!;
+      if (b2 > 15) {
+        b2 -= 16;
+        dst[qh + l] |= m2;
+      }
+      dst[ql + 32 * c + l] = a | (b2 << 4);
+    }
+  }
+}
+
+const fast = k45WasmQuantizer(31, STEPS, SIZE, pack);
+/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use. */
+export const Q5_K_WASM = fast !== undefined;
+
 export const q5_k: BlockCodec = {
   type: GGMLType.Q5_K,
   blockSize: QK,
   typeSize: SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("Q5_K", src, dst, QK, SIZE);
-    for (let b = 0; b < nb; ++b) {
-      const o = b * SIZE;
-      quantizeK45Block(src, b * QK, 31, STEPS, L, dst, o);
-      const qh = o + 16;
-      const ql = o + 48;
-      for (let l = 0; l < 32; ++l) dst[qh + l] = 0;
-      for (let c = 0; c < 4; ++c) {
-        const m1 = 1 << (2 * c);
-        const m2 = m1 << 1;
-        for (let l = 0; l < 32; ++l) {
-          let a = L[64 * c + l]!;
-          if (a > 15) {
-            a -= 16;
-            dst[qh + l] |= m1;
-          }
-          let b2 = L[64 * c + 32 + l]!;
-          if (b2 > 15) {
-            b2 -= 16;
-            dst[qh + l] |= m2;
-          }
-          dst[ql + 32 * c + l] = a | (b2 << 4);
-        }
-      }
-    }
+    if (fast && fast(src.subarray(0, nb * QK), dst)) return;
+    quantizeQ5KScalar(src, dst);
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("Q5_K", src, dst, QK, SIZE);

@@ -5,6 +5,7 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
+import { q6kWasmQuantizer } from "./kquant-wasm.js";
 import { EPS, F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQxQuants, nearestInt, putF16, qxTrialNumerators, toF16 } from "./kquant-common.js";
 
 const QK = 256;
@@ -13,64 +14,79 @@ const TRIALS = qxTrialNumerators(32);
 const L = new Uint8Array(QK);
 const SC = new Float64Array(16);
 
+/** The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input). */
+export function quantizeQ6KScalar(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkQuantizeArgs("Q6_K", src, dst, QK, SIZE);
+  for (let b = 0; b < nb; ++b) {
+    const xo = b * QK;
+    const o = b * SIZE;
+    let maxScale = 0;
+    let maxAbs = 0;
+    for (let j = 0; j < 16; ++j) {
+      const s = makeQxQuants(src, xo + 16 * j, 16, 32, L, 16 * j, TRIALS);
+      SC[j] = s;
+      const as = Math.abs(s);
+      if (as > maxAbs) {
+        maxAbs = as;
+        maxScale = s;
+      }
+    }
+    if (maxAbs < EPS) {
+      dst.fill(0, o, o + SIZE);
+      continue;
+    }
+    const is = F(-128 / maxScale);
+    const dh = toF16(F(1 / is));
+    putF16(dst, o + 208, dh);
+    const d = H2F[dh]!;
+    for (let j = 0; j < 16; ++j) {
+      const v = nearestInt(F(is * SC[j]!));
+      dst[o + 192 + j] = (v < 127 ? v : 127) & 0xff;
+    }
+    for (let j = 0; j < 16; ++j) {
+      const dd = F(d * ((dst[o + 192 + j]! << 24) >> 24));
+      if (dd === 0) continue; // keep the search's levels
+      const go = xo + 16 * j;
+      for (let ii = 0; ii < 16; ++ii) {
+        let l = nearestInt(F(src[go + ii]! / dd));
+        if (l < -32) l = -32;
+        else if (l > 31) l = 31;
+        L[16 * j + ii] = l + 32;
+      }
+    }
+    pack(L, dst, o);
+  }
+}
+
+function pack(L: Uint8Array, dst: Uint8Array, o: number): void {
+  for (let h = 0; h < 2; ++h) {
+    const bl = 128 * h;
+    const ql = o + 64 * h;
+    const qh = o + 128 + 32 * h;
+    for (let l = 0; l < 32; ++l) {
+      const a = L[bl + l]!;
+      const c = L[bl + 32 + l]!;
+      const e = L[bl + 64 + l]!;
+      const g = L[bl + 96 + l]!;
+      dst[ql + l] = (a & 15) | ((e & 15) << 4);
+      dst[ql + 32 + l] = (c & 15) | ((g & 15) << 4);
+      dst[qh + l] = (a >> 4) | ((c >> 4) << 2) | ((e >> 4) << 4) | ((g >> 4) << 6);
+    }
+  }
+}
+
+const fast = q6kWasmQuantizer(TRIALS, pack);
+/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use. */
+export const Q6_K_WASM = fast !== undefined;
+
 export const q6_k: BlockCodec = {
   type: GGMLType.Q6_K,
   blockSize: QK,
   typeSize: SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("Q6_K", src, dst, QK, SIZE);
-    for (let b = 0; b < nb; ++b) {
-      const xo = b * QK;
-      const o = b * SIZE;
-      let maxScale = 0;
-      let maxAbs = 0;
-      for (let j = 0; j < 16; ++j) {
-        const s = makeQxQuants(src, xo + 16 * j, 16, 32, L, 16 * j, TRIALS);
-        SC[j] = s;
-        const as = Math.abs(s);
-        if (as > maxAbs) {
-          maxAbs = as;
-          maxScale = s;
-        }
-      }
-      if (maxAbs < EPS) {
-        dst.fill(0, o, o + SIZE);
-        continue;
-      }
-      const is = F(-128 / maxScale);
-      const dh = toF16(F(1 / is));
-      putF16(dst, o + 208, dh);
-      const d = H2F[dh]!;
-      for (let j = 0; j < 16; ++j) {
-        const v = nearestInt(F(is * SC[j]!));
-        dst[o + 192 + j] = (v < 127 ? v : 127) & 0xff;
-      }
-      for (let j = 0; j < 16; ++j) {
-        const dd = F(d * ((dst[o + 192 + j]! << 24) >> 24));
-        if (dd === 0) continue; // keep the search's levels
-        const go = xo + 16 * j;
-        for (let ii = 0; ii < 16; ++ii) {
-          let l = nearestInt(F(src[go + ii]! / dd));
-          if (l < -32) l = -32;
-          else if (l > 31) l = 31;
-          L[16 * j + ii] = l + 32;
-        }
-      }
-      for (let h = 0; h < 2; ++h) {
-        const bl = 128 * h;
-        const ql = o + 64 * h;
-        const qh = o + 128 + 32 * h;
-        for (let l = 0; l < 32; ++l) {
-          const a = L[bl + l]!;
-          const c = L[bl + 32 + l]!;
-          const e = L[bl + 64 + l]!;
-          const g = L[bl + 96 + l]!;
-          dst[ql + l] = (a & 15) | ((e & 15) << 4);
-          dst[ql + 32 + l] = (c & 15) | ((g & 15) << 4);
-          dst[qh + l] = (a >> 4) | ((c >> 4) << 2) | ((e >> 4) << 4) | ((g >> 4) << 6);
-        }
-      }
-    }
+    if (fast && fast(src.subarray(0, nb * QK), dst)) return;
+    quantizeQ6KScalar(src, dst);
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("Q6_K", src, dst, QK, SIZE);
