@@ -10,7 +10,7 @@ import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import { encodeGgufHeader, type EncodedHeader } from "../formats/gguf/writer.js";
 import { GGMLType as G, parseTypeName, tensorBytes, typeInfo, typeName } from "../quant/ggml/types.js";
 import { supportedTypes } from "../quant/ggml/index.js";
-import { findPreset, IMATRIX_PRESETS, presetTypes, quantizeOrder, fallbackType, type Preset, type PresetOptions } from "../quant/presets.js";
+import { findPreset, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, type Preset, type PresetOptions } from "../quant/presets.js";
 import type { ModelFile, OutputTensor } from "../models/types.js";
 import { vocabToKvs } from "../tokenizer/index.js";
 import { conventionalName, fillTemplatedFilename } from "./naming.js";
@@ -126,6 +126,9 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
     const c = lower === "auto" ? autoType(m) : { ...CONVERT_TYPES[lower]!, label: lower };
     const types = m.tensors.map((t) => convertRuleType(t, c.type));
     return { types, order: m.tensors, ftype: c.ftype, label: lower === "auto" ? c.label : lower, fallbacks };
+  }
+  if (UNSUPPORTED_PRESETS.includes(requested.toUpperCase())) {
+    throw new GgufyError("E_USAGE", `${requested.toUpperCase()} is a llama-quantize preset ggufy cannot produce yet (no codec for its types) — choose IQ4_XS, Q3_K_M, Q4_K_M or another type`);
   }
   const preset: Preset | undefined = findPreset(requested);
   if (!preset) throw new GgufyError("E_USAGE", `--outtype ${requested}: not a known type or preset (try f32, f16, bf16, q8_0, auto, Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0 …)`);

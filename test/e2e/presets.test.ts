@@ -12,6 +12,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { convert, type ConvertOptions } from "../../src/index.js";
 import { readGguf, type GGUFFile } from "../../src/formats/gguf/reader.js";
@@ -235,6 +236,17 @@ for (const p of ["Q4_K_M", "Q3_K_M", "Q2_K", "IQ4_NL", "Q8_0", "F16"]) {
     await compare("B", await modelB(), p);
   });
 }
+
+test("imatrix-only presets and presets without codecs are refused before anything is written", async () => {
+  const m = await modelA();
+  for (const p of ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S"]) {
+    await assert.rejects(convert({ input: m.dir, outtype: p, outfile: path.join(tmp, "refused.gguf"), force: true }), { code: "E_IMATRIX_REQUIRED" }, p);
+  }
+  for (const p of ["IQ3_S", "IQ3_M", "MXFP4_MOE", "Q1_0", "Q2_0"]) {
+    await assert.rejects(convert({ input: m.dir, outtype: p, outfile: path.join(tmp, "refused.gguf"), force: true }), { code: "E_USAGE" }, p);
+  }
+  assert.equal(existsSync(path.join(tmp, "refused.gguf")), false);
+});
 
 // ---- the options --------------------------------------------------------------------------------------
 
