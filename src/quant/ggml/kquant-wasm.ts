@@ -21,7 +21,7 @@
  * here; the per-super-block tails (6-/8-bit scales, fp16 d, re-quantization, packing) are the same
  * TypeScript as the reference, applied to the searches' outputs.
  */
-import { WasmCode, wasmModule, I32, V128 } from "./q4_0.js";
+import { WasmCode, I32, V128 } from "./q4_0.js";
 import { EPS, F, H2F, nearestInt, packScaleMinK4, putF16, toF16 } from "./kquant-common.js";
 
 const QK = 256;
@@ -35,7 +35,10 @@ const TBL = AT + 1024; // step numerators (f32)
 const OUT_S = TBL + 256; // scales, f32 [KW_BLOCKS][16]
 const OUT_M = OUT_S + KW_BLOCKS * 16 * 4; // the_min, f32 [KW_BLOCKS][8]
 const OUT_L = OUT_M + KW_BLOCKS * 8 * 4; // search levels, u8 [KW_BLOCKS][256], transposed (element i of sub-block j at i·G + j)
-const END = OUT_L + KW_BLOCKS * QK;
+const DD = OUT_L + KW_BLOCKS * QK; // re-quantization: per sub-block d·scale (f32 [KW_BLOCKS][16]) …
+const DM = DD + KW_BLOCKS * 16 * 4; // … and dmin·min (Q4_K/Q5_K)
+const LN = DM + KW_BLOCKS * 16 * 4; // final levels, u8 [KW_BLOCKS][256], natural order
+const END = LN + KW_BLOCKS * QK;
 
 /** SIMD opcodes (after 0xFD) used here. */
 const S = {
@@ -105,9 +108,88 @@ class Emit {
     this.c.v128load(addr);
     return this;
   }
-  finish(): Uint8Array<ArrayBuffer> {
-    return wasmModule(Math.ceil(END / 65536), [[this.nI32 - 1, I32], [this.v128s.length, V128]], this.c);
+  /** the function body: local declarations and code */
+  body(): number[] {
+    const { uleb } = WasmCode;
+    return [2, ...uleb(this.nI32 - 1), I32, ...uleb(this.v128s.length), V128, ...this.c.b, 0x0b];
   }
+}
+
+/** A module exporting memory "m" and two (i32) → () functions: "q" (the search) and "r" (the re-quantization). */
+function kernelModule(search: Emit, requant: Emit): Uint8Array<ArrayBuffer> {
+  const { uleb } = WasmCode;
+  const section = (id: number, content: number[]): number[] => [id, ...uleb(content.length), ...content];
+  const str = (x: string): number[] => [...uleb(x.length), ...Array.from(x, (ch) => ch.charCodeAt(0))];
+  const f0 = search.body();
+  const f1 = requant.body();
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, 1, 0x7f, 0]),
+    ...section(3, [2, 0, 0]),
+    ...section(5, [1, 0x00, ...uleb(Math.ceil(END / 65536))]),
+    ...section(7, [3, ...str("q"), 0x00, 0, ...str("r"), 0x00, 1, ...str("m"), 0x02, 0]),
+    ...section(10, [2, ...uleb(f0.length), ...f0, ...uleb(f1.length), ...f1]),
+  ]);
+}
+
+/**
+ * Re-quantization kernel: r(nb) sets, for every sub-block j (of n values, G = 256/n per block) of
+ * nb super-blocks, LN[…] = clamp(nearest_int(f(f(x + DM_j) / DD_j)), lo, hi) + add (Q4_K/Q5_K:
+ * withMin, 0..nmax; Q6_K: nearest_int(f(x / DD_j)) in −32..31, + 32). A sub-block with DD_j = 0 gets
+ * garbage here and is overwritten with the search's levels by the caller (C's `if (!d) continue`).
+ */
+function buildRequant(n: number, withMin: boolean, lo: number, hi: number, add: number): Emit {
+  const e = new Emit();
+  const nb = 0;
+  const b = e.i32(), xb = e.i32(), pb = e.i32(), lb = e.i32();
+  const K = { magic: e.v(), m23: e.v(), off: e.v(), lo: e.v(), hi: e.v() };
+  const ADD = e.v(), dd = e.v(), dm = e.v(), v0 = e.v(), v1 = e.v(), v2 = e.v();
+  const G = QK / n;
+  e.constF(K.magic, 12582912).constI(K.m23, 0x7fffff).constI(K.off, 0x400000).constI(K.lo, lo).constI(K.hi, hi).constI(ADD, add);
+  e.c.i32(0).set(b);
+  e.op(0x02, 0x40, 0x03, 0x40);
+  e.get(b).get(nb).op(0x4f).op(0x0d, 1);
+  e.get(b).c.i32(QK * 4);
+  e.op(0x6c).set(xb);
+  e.get(b).c.i32(64);
+  e.op(0x6c).set(pb);
+  e.get(b).c.i32(QK);
+  e.op(0x6c).set(lb);
+  const level = (j: number, i: number): void => {
+    e.load(xb, IN + 4 * (j * n + i));
+    if (withMin) e.get(dm).s(S.f32add);
+    e.get(dd).s(S.f32div);
+    emitNearestClamp(e, K);
+    if (add) e.get(ADD).s(S.i32add);
+  };
+  for (let j = 0; j < G; j++) {
+    e.get(pb);
+    e.c.f32load(DD + 4 * j);
+    e.s(S.splatF32).set(dd);
+    if (withMin) {
+      e.get(pb);
+      e.c.f32load(DM + 4 * j);
+      e.s(S.splatF32).set(dm);
+    }
+    for (let i = 0; i < n; i += 16) {
+      level(j, i);
+      e.set(v0);
+      level(j, i + 4);
+      e.set(v1);
+      level(j, i + 8);
+      e.set(v2);
+      e.get(lb);
+      e.get(v0).get(v1).s(S.narrowI32U);
+      e.get(v2);
+      level(j, i + 12);
+      e.s(S.narrowI32U).s(S.narrowI16U);
+      e.c.v128store(LN + j * n + i);
+    }
+  }
+  e.get(b).c.i32(1);
+  e.op(0x6a).set(b);
+  e.op(0x0c, 0, 0x0b, 0x0b);
+  return e;
 }
 
 /**
@@ -137,7 +219,7 @@ function emitNearestClamp(e: Emit, K: { magic: number; m23: number; off: number;
  * super-blocks at IN and writes scale (OUT_S, 8 per block), the_min (OUT_M) and the search's levels
  * (OUT_L, transposed). The step numerators f(f(rmin + f(0.1·k)) + nmax), k = 0..nstep, are read from TBL.
  */
-function buildQkx2Kernel(nmax: number, nstep: number): Uint8Array<ArrayBuffer> {
+function buildQkx2Kernel(nmax: number, nstep: number): Emit {
   const e = new Emit();
   const nb = 0;
   const b = e.i32(), xb = e.i32(), k = e.i32(), ob = e.i32();
@@ -282,7 +364,7 @@ function buildQkx2Kernel(nmax: number, nstep: number): Uint8Array<ArrayBuffer> {
   e.get(b).c.i32(1);
   e.op(0x6a).set(b);
   e.op(0x0c, 0, 0x0b, 0x0b); // br loop, end loop, end block
-  return e.finish();
+  return e;
 }
 
 /**
@@ -290,7 +372,7 @@ function buildQkx2Kernel(nmax: number, nstep: number): Uint8Array<ArrayBuffer> {
  * of nb super-blocks: scales to OUT_S (16 per block), levels 0..63 (0 for a group with max |x| < EPS)
  * to OUT_L, transposed (element i of sub-block j at i·16 + j). Trial numerators from TBL (18).
  */
-function buildQxKernel(): Uint8Array<ArrayBuffer> {
+function buildQxKernel(): Emit {
   const e = new Emit();
   const nb = 0;
   const b = e.i32(), xb = e.i32(), k = e.i32(), ob = e.i32();
@@ -391,14 +473,22 @@ function buildQxKernel(): Uint8Array<ArrayBuffer> {
   e.get(b).c.i32(1);
   e.op(0x6a).set(b);
   e.op(0x0c, 0, 0x0b, 0x0b);
-  return e.finish();
+  return e;
 }
 
 interface Kernel {
+  /** copy super-blocks [b0, b0 + nb) of src in and run the search */
   run(src: Float32Array, b0: number, nb: number): void;
+  /** re-quantize the nb super-blocks in memory with dd / dm into final */
+  requant(nb: number): void;
   scales: Float32Array;
   mins: Float32Array;
+  /** search levels, transposed */
   levels: Uint8Array;
+  dd: Float32Array;
+  dm: Float32Array;
+  /** final levels, natural order */
+  final: Uint8Array;
 }
 
 function instantiate(bytes: Uint8Array<ArrayBuffer>, table: Float64Array): Kernel | undefined {
@@ -407,6 +497,7 @@ function instantiate(bytes: Uint8Array<ArrayBuffer>, table: Float64Array): Kerne
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
     const mem = inst.exports["m"] as WebAssembly.Memory;
     const q = inst.exports["q"] as (nb: number) => void;
+    const r = inst.exports["r"] as (nb: number) => void;
     const buf = mem.buffer;
     const input = new Float32Array(buf, IN, KW_BLOCKS * QK);
     new Float32Array(buf, TBL, table.length).set(table);
@@ -417,7 +508,11 @@ function instantiate(bytes: Uint8Array<ArrayBuffer>, table: Float64Array): Kerne
       },
       scales: new Float32Array(buf, OUT_S, KW_BLOCKS * 16),
       mins: new Float32Array(buf, OUT_M, KW_BLOCKS * 8),
+      requant: r,
       levels: new Uint8Array(buf, OUT_L, KW_BLOCKS * QK),
+      dd: new Float32Array(buf, DD, KW_BLOCKS * 16),
+      dm: new Float32Array(buf, DM, KW_BLOCKS * 16),
+      final: new Uint8Array(buf, LN, KW_BLOCKS * QK),
     };
   } catch {
     return undefined;
@@ -444,12 +539,11 @@ export function k45WasmQuantizer(
   nmax: number,
   steps: Float64Array,
   size: number,
-  pack: (L: Uint8Array, dst: Uint8Array, o: number) => void,
+  pack: (L: Uint8Array, lo: number, dst: Uint8Array, o: number) => void,
 ): ((src: Float32Array, dst: Uint8Array) => boolean) | undefined {
-  const kern = instantiate(buildQkx2Kernel(nmax, steps.length - 1), steps);
+  const kern = instantiate(kernelModule(buildQkx2Kernel(nmax, steps.length - 1), buildRequant(32, true, 0, nmax, 0)), steps);
   if (!kern) return undefined;
-  const L = new Uint8Array(QK);
-  const { scales, mins, levels } = kern;
+  const { scales, mins, levels, dd: DDv, dm: DMv, final } = kern;
   return (src, dst) => {
     if (!allFinite(src)) return false;
     const nb = src.length / QK;
@@ -457,9 +551,7 @@ export function k45WasmQuantizer(
       const n = Math.min(KW_BLOCKS, nb - b0);
       kern.run(src, b0, n);
       for (let bi = 0; bi < n; bi++) {
-        const b = b0 + bi;
-        const o = b * size;
-        const xo = b * QK;
+        const o = (b0 + bi) * size;
         const so = bi * 8;
         let maxScale = 0;
         let maxMin = 0;
@@ -486,23 +578,17 @@ export function k45WasmQuantizer(
         const d = H2F[dh]!;
         const dmin = H2F[mh]!;
         for (let j = 0; j < 8; ++j) {
-          const dd = F(d * k45LS[j]!);
-          const lo = 32 * j;
-          if (dd === 0) {
-            // keep the search's levels (transposed in the kernel's output)
-            for (let ii = 0; ii < 32; ++ii) L[lo + ii] = levels[bi * QK + ii * 8 + j]!;
-            continue;
-          }
-          const dm = F(dmin * k45LM[j]!);
-          const go = xo + lo;
-          for (let ii = 0; ii < 32; ++ii) {
-            let l = nearestInt(F(F(src[go + ii]! + dm) / dd));
-            if (l < 0) l = 0;
-            else if (l > nmax) l = nmax;
-            L[lo + ii] = l;
-          }
+          DDv[bi * 16 + j] = F(d * k45LS[j]!);
+          DMv[bi * 16 + j] = F(dmin * k45LM[j]!);
         }
-        pack(L, dst, o);
+      }
+      kern.requant(n);
+      for (let bi = 0; bi < n; bi++) {
+        for (let j = 0; j < 8; ++j) {
+          // C: if (!dd) continue — keep the search's levels (transposed in the kernel's output)
+          if (DDv[bi * 16 + j] === 0) for (let ii = 0; ii < 32; ++ii) final[bi * QK + 32 * j + ii] = levels[bi * QK + ii * 8 + j]!;
+        }
+        pack(final, bi * QK, dst, (b0 + bi) * size);
       }
     }
     return true;
@@ -513,12 +599,12 @@ export function k45WasmQuantizer(
  * Q6_K quantizer: the wasm search, then quantize_row_q6_K_ref's tail as in q6_k.ts and `pack`.
  * Returns undefined when WebAssembly SIMD is unavailable.
  */
-export function q6kWasmQuantizer(trials: Float64Array, pack: (L: Uint8Array, dst: Uint8Array, o: number) => void): ((src: Float32Array, dst: Uint8Array) => boolean) | undefined {
-  const kern = instantiate(buildQxKernel(), trials);
+export function q6kWasmQuantizer(trials: Float64Array, pack: (L: Uint8Array, lo: number, dst: Uint8Array, o: number) => void): ((src: Float32Array, dst: Uint8Array) => boolean) | undefined {
+  const kern = instantiate(kernelModule(buildQxKernel(), buildRequant(16, false, -32, 31, 32)), trials);
   if (!kern) return undefined;
-  const L = new Uint8Array(QK);
-  const { scales, levels } = kern;
+  const { scales, levels, dd: DDv, final } = kern;
   const SIZE = 210;
+  const zero = new Uint8Array(KW_BLOCKS);
   return (src, dst) => {
     if (!allFinite(src)) return false;
     const nb = src.length / QK;
@@ -526,9 +612,7 @@ export function q6kWasmQuantizer(trials: Float64Array, pack: (L: Uint8Array, dst
       const n = Math.min(KW_BLOCKS, nb - b0);
       kern.run(src, b0, n);
       for (let bi = 0; bi < n; bi++) {
-        const b = b0 + bi;
-        const o = b * SIZE;
-        const xo = b * QK;
+        const o = (b0 + bi) * SIZE;
         const so = bi * 16;
         let maxScale = 0;
         let maxAbs = 0;
@@ -540,8 +624,10 @@ export function q6kWasmQuantizer(trials: Float64Array, pack: (L: Uint8Array, dst
             maxScale = s;
           }
         }
-        if (maxAbs < EPS) {
+        zero[bi] = maxAbs < EPS ? 1 : 0;
+        if (zero[bi]) {
           dst.fill(0, o, o + SIZE);
+          for (let j = 0; j < 16; ++j) DDv[so + j] = 1; // any value: the block is not packed
           continue;
         }
         const is = F(-128 / maxScale);
@@ -551,23 +637,17 @@ export function q6kWasmQuantizer(trials: Float64Array, pack: (L: Uint8Array, dst
         for (let j = 0; j < 16; ++j) {
           const v = nearestInt(F(is * scales[so + j]!));
           dst[o + 192 + j] = (v < 127 ? v : 127) & 0xff;
+          DDv[so + j] = F(d * ((dst[o + 192 + j]! << 24) >> 24));
         }
+      }
+      kern.requant(n);
+      for (let bi = 0; bi < n; bi++) {
+        if (zero[bi]) continue;
         for (let j = 0; j < 16; ++j) {
-          const dd = F(d * ((dst[o + 192 + j]! << 24) >> 24));
-          const lo = 16 * j;
-          if (dd === 0) {
-            for (let ii = 0; ii < 16; ++ii) L[lo + ii] = levels[bi * QK + ii * 16 + j]!;
-            continue;
-          }
-          const go = xo + lo;
-          for (let ii = 0; ii < 16; ++ii) {
-            let l = nearestInt(F(src[go + ii]! / dd));
-            if (l < -32) l = -32;
-            else if (l > 31) l = 31;
-            L[lo + ii] = l + 32;
-          }
+          // C: if (!d) continue — keep the search's levels (transposed in the kernel's output)
+          if (DDv[bi * 16 + j] === 0) for (let ii = 0; ii < 16; ++ii) final[bi * QK + 16 * j + ii] = levels[bi * QK + ii * 16 + j]!;
         }
-        pack(L, dst, o);
+        pack(final, bi * QK, dst, (b0 + bi) * SIZE);
       }
     }
     return true;

@@ -19,14 +19,14 @@ export function quantizeQ4KScalar(src: Float32Array, dst: Uint8Array): void {
   for (let b = 0; b < nb; ++b) {
     const o = b * SIZE;
     quantizeK45Block(src, b * QK, 15, STEPS, L, dst, o);
-    pack(L, dst, o);
+    pack(L, 0, dst, o);
   }
 }
 
-function pack(L: Uint8Array, dst: Uint8Array, o: number): void {
+function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
   const q = o + 16;
   for (let c = 0; c < 4; ++c) {
-    for (let l = 0; l < 32; ++l) dst[q + 32 * c + l] = L[64 * c + l]! | (L[64 * c + 32 + l]! << 4);
+    for (let l = 0; l < 32; ++l) dst[q + 32 * c + l] = L[lo + 64 * c + l]! | (L[lo + 64 * c + 32 + l]! << 4);
   }
 }
 

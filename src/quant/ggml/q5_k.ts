@@ -18,11 +18,11 @@ export function quantizeQ5KScalar(src: Float32Array, dst: Uint8Array): void {
   for (let b = 0; b < nb; ++b) {
     const o = b * SIZE;
     quantizeK45Block(src, b * QK, 31, STEPS, L, dst, o);
-    pack(L, dst, o);
+    pack(L, 0, dst, o);
   }
 }
 
-function pack(L: Uint8Array, dst: Uint8Array, o: number): void {
+function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
   const qh = o + 16;
   const ql = o + 48;
   for (let l = 0; l < 32; ++l) dst[qh + l] = 0;
@@ -30,12 +30,12 @@ function pack(L: Uint8Array, dst: Uint8Array, o: number): void {
     const m1 = 1 << (2 * c);
     const m2 = m1 << 1;
     for (let l = 0; l < 32; ++l) {
-      let a = L[64 * c + l]!;
+      let a = L[lo + 64 * c + l]!;
       if (a > 15) {
         a -= 16;
         dst[qh + l] |= m1;
       }
-      let b2 = L[64 * c + 32 + l]!;
+      let b2 = L[lo + 64 * c + 32 + l]!;
       if (b2 > 15) {
         b2 -= 16;
         dst[qh + l] |= m2;

@@ -54,20 +54,20 @@ export function quantizeQ6KScalar(src: Float32Array, dst: Uint8Array): void {
         L[16 * j + ii] = l + 32;
       }
     }
-    pack(L, dst, o);
+    pack(L, 0, dst, o);
   }
 }
 
-function pack(L: Uint8Array, dst: Uint8Array, o: number): void {
+function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
   for (let h = 0; h < 2; ++h) {
     const bl = 128 * h;
     const ql = o + 64 * h;
     const qh = o + 128 + 32 * h;
     for (let l = 0; l < 32; ++l) {
-      const a = L[bl + l]!;
-      const c = L[bl + 32 + l]!;
-      const e = L[bl + 64 + l]!;
-      const g = L[bl + 96 + l]!;
+      const a = L[lo + bl + l]!;
+      const c = L[lo + bl + 32 + l]!;
+      const e = L[lo + bl + 64 + l]!;
+      const g = L[lo + bl + 96 + l]!;
       dst[ql + l] = (a & 15) | ((e & 15) << 4);
       dst[ql + 32 + l] = (c & 15) | ((g & 15) << 4);
       dst[qh + l] = (a >> 4) | ((c >> 4) << 2) | ((e >> 4) << 4) | ((g >> 4) << 6);
