@@ -219,7 +219,7 @@ function candidateOuttypes(g: OpenedGguf, role: "model" | "mmproj"): string[] {
   return [...new Set(out)];
 }
 
-/** How far a plan is from the file: missing, unexpected and mistyped/mis-shaped tensors. */
+/** How far a plan is from the file: missing, unexpected and mistyped/mis-shaped tensors (+ a fraction for order). */
 function mismatchScore(f: PlannedFile, g: OpenedGguf): number {
   let score = 0;
   const planned = new Set<string>();
@@ -230,7 +230,11 @@ function mismatchScore(f: PlannedFile, g: OpenedGguf): number {
     else if (e.entry.type !== t.type || e.entry.ne.join(",") !== t.out.ne.join(",")) score++;
   }
   for (const n of g.tensors.keys()) if (!planned.has(n)) score++;
-  return score;
+  // tensor order breaks ties (convert's `q8_0` and llama-quantize's `Q8_0` choose the same types, in different orders)
+  const names = f.tensors.map((t) => t.out.name);
+  let moved = 0;
+  g.order.forEach((n, i) => void (names[i] !== n && moved++));
+  return score + moved / (names.length + g.order.length + 1);
 }
 
 function fmtValue(v: GGUFValue | undefined): string {
@@ -302,7 +306,7 @@ export async function verify(gguf: string, modelDir: string, opts: VerifyOptions
       if (best) await best.p.close();
       best = { p, f, score, outtype: c };
     } else await p.close();
-    if (score === 0) break;
+    if (score === 0) break; // a perfect match
   }
   if (!best) throw new GgufyError("E_VERIFY", `no conversion of ${modelDir} could be planned for output types ${candidates.join(", ")}`, { file: g.parts[0]!.path });
 

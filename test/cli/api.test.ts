@@ -101,3 +101,14 @@ test("verify(): per-type bounds can be tightened; an abort signal stops it", asy
   ac.abort();
   await assert.rejects(verify(written, STORIES, { signal: ac.signal }), (e: unknown) => e instanceof GgufyError && e.code === "E_INTERRUPTED");
 });
+
+test("verify(): convert's q8_0 and llama-quantize's Q8_0 share general.file_type 7; the tensor order tells them apart", async () => {
+  for (const outtype of ["q8_0", "Q8_0"]) {
+    const file = path.join(tmp, `order-${outtype}.gguf`);
+    await convert({ input: STORIES, outtype, outfile: file, threads: 1 });
+    const r = await verify(file, STORIES);
+    assert.equal(r.ok, true, r.failures.join("\n"));
+    assert.equal(r.fileType, 7);
+    assert.equal(r.outtype, outtype);
+  }
+});
