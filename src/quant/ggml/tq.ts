@@ -21,15 +21,41 @@ function blockAmax(x: Float32Array, xo: number): number {
   return amax;
 }
 
-/** C: `uint8_t q = 0; for n: q *= 3; q += xi;` then `q = ((uint16_t)q * 256 + 242) / 243`. */
-function packTrits(x: Float32Array, p: number, stride: number, count: number, id: number): number {
-  let q = 0;
-  for (let n = 0; n < count; ++n) {
-    const xi = lroundInt(F(x[p + n * stride]! * id)) + 1;
-    q = (q * 3 + xi) & 0xff;
+/**
+ * Trits t = lroundf(f(x·id)) + 1 of one block into TRIT[0..256). With a finite id, |f(x·id)| < 1.5
+ * and lroundf only compares with ±0.5; f(p) ≥ 0.5 exactly when p ≥ 0.5 − 2^-26 (the midpoint
+ * below 0.5 rounds to the even 0.5), and p = x·id is exact in double, so no rounding is needed.
+ * Otherwise (id = inf or NaN) the general C semantics are used: lroundf(±inf/NaN) → LONG_MIN → 0.
+ */
+const TRIT = new Int32Array(QK);
+const HALF_BELOW = 0.5 - 2 ** -26;
+function trits(x: Float32Array, xo: number, id: number): void {
+  if (id < Infinity) {
+    for (let j = 0; j < QK; ++j) {
+      const p = x[xo + j]! * id;
+      TRIT[j] = p >= HALF_BELOW ? 2 : p > -HALF_BELOW ? 1 : 0;
+    }
+  } else {
+    for (let j = 0; j < QK; ++j) TRIT[j] = lroundInt(F(x[xo + j]! * id)) + 1;
   }
+}
+
+/** ceil(q·256/243) for q = 0..255, as `((uint16_t)q * 256 + 242) / 243` truncated to uint8. */
+const CEIL243 = Uint8Array.from({ length: 256 }, (_, q) => ((q * 256 + 242) / 243) | 0);
+
+/** C: `uint8_t q = 0; for n: q *= 3; q += xi;` (uint8 wrap) over TRIT[p + n·stride]. */
+function packTrits(p: number, stride: number, count: number): number {
+  let q = 0;
+  for (let n = 0; n < count; ++n) q = (q * 3 + TRIT[p + n * stride]!) & 0xff;
   return q;
 }
+
+/** Trit n (0..4) of byte B: ((uint8_t)(B·3^n) · 3) >> 8, tabulated at [n·256 + B]. */
+const TRIT_OF = new Uint8Array(5 * 256);
+for (let n = 0, p = 1; n < 5; ++n, p *= 3) for (let B = 0; B < 256; ++B) TRIT_OF[(n << 8) | B] = (((B * p) & 0xff) * 3) >> 8;
+/** (trit − 1)·d of the current block (float32, exact: a product with −1, 0 or 1). */
+const TQ_VALS = new Float32Array(3);
+const TQ2_VALS = new Float32Array(4);
 
 export const tq1_0: BlockCodec = {
   type: GGMLType.TQ1_0,
@@ -43,34 +69,33 @@ export const tq1_0: BlockCodec = {
       const d = blockAmax(src, xo);
       const id = d !== 0 ? F(1 / d) : 0;
       putF16(dst, o + 52, toF16(d));
-      for (let m = 0; m < 32; ++m) {
-        const q = packTrits(src, xo + m, 32, 5, id);
-        dst[o + m] = ((q * 256 + 242) / 243) | 0;
-      }
-      for (let m = 0; m < 16; ++m) {
-        const q = packTrits(src, xo + 160 + m, 16, 5, id);
-        dst[o + 32 + m] = ((q * 256 + 242) / 243) | 0;
-      }
-      for (let j = 0; j < 4; ++j) {
-        const q = (packTrits(src, xo + 240 + j, 4, 4, id) * 3) & 0xff;
-        dst[o + 48 + j] = ((q * 256 + 242) / 243) | 0;
-      }
+      trits(src, xo, id);
+      for (let m = 0; m < 32; ++m) dst[o + m] = CEIL243[packTrits(m, 32, 5)]!;
+      for (let m = 0; m < 16; ++m) dst[o + 32 + m] = CEIL243[packTrits(160 + m, 16, 5)]!;
+      for (let j = 0; j < 4; ++j) dst[o + 48 + j] = CEIL243[(packTrits(240 + j, 4, 4) * 3) & 0xff]!;
     }
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
+    const V = TQ_VALS;
     for (let b = 0; b < nb; ++b) {
       const o = b * TQ1_SIZE;
       const d = H2F[src[o + 52]! | (src[o + 53]! << 8)]!;
+      V[0] = -1 * d;
+      V[1] = 0 * d; // −0 for a negative d, as in C
+      V[2] = d;
       let y = b * QK;
-      for (let p = 1, n = 0; n < 5; ++n, p *= 3) {
-        for (let m = 0; m < 32; ++m) dst[y++] = ((((src[o + m]! * p) & 0xff) * 3 >> 8) - 1) * d;
+      for (let n = 0; n < 5; ++n) {
+        const t = n << 8;
+        for (let m = 0; m < 32; ++m) dst[y++] = V[TRIT_OF[t | src[o + m]!]!]!;
       }
-      for (let p = 1, n = 0; n < 5; ++n, p *= 3) {
-        for (let m = 0; m < 16; ++m) dst[y++] = ((((src[o + 32 + m]! * p) & 0xff) * 3 >> 8) - 1) * d;
+      for (let n = 0; n < 5; ++n) {
+        const t = n << 8;
+        for (let m = 0; m < 16; ++m) dst[y++] = V[TRIT_OF[t | src[o + 32 + m]!]!]!;
       }
-      for (let p = 1, n = 0; n < 4; ++n, p *= 3) {
-        for (let j = 0; j < 4; ++j) dst[y++] = ((((src[o + 48 + j]! * p) & 0xff) * 3 >> 8) - 1) * d;
+      for (let n = 0; n < 4; ++n) {
+        const t = n << 8;
+        for (let j = 0; j < 4; ++j) dst[y++] = V[TRIT_OF[t | src[o + 48 + j]!]!]!;
       }
     }
   },
@@ -88,13 +113,11 @@ export const tq2_0: BlockCodec = {
       const d = blockAmax(src, xo);
       const id = d !== 0 ? F(1 / d) : 0;
       putF16(dst, o + 64, toF16(d));
+      trits(src, xo, id);
       for (let c = 0; c < 2; ++c) {
+        const t = 128 * c;
         for (let m = 0; m < 32; ++m) {
-          let q = 0;
-          for (let n = 0; n < 4; ++n) {
-            const xi = lroundInt(F(src[xo + 128 * c + 32 * n + m]! * id)) + 1;
-            q += (xi & 3) << (2 * n);
-          }
+          const q = (TRIT[t + m]! & 3) + ((TRIT[t + 32 + m]! & 3) << 2) + ((TRIT[t + 64 + m]! & 3) << 4) + ((TRIT[t + 96 + m]! & 3) << 6);
           dst[o + 32 * c + m] = q & 0xff;
         }
       }
@@ -105,11 +128,16 @@ export const tq2_0: BlockCodec = {
     for (let b = 0; b < nb; ++b) {
       const o = b * TQ2_SIZE;
       const d = H2F[src[o + 64]! | (src[o + 65]! << 8)]!;
+      const V = TQ2_VALS;
+      V[0] = -1 * d;
+      V[1] = 0 * d;
+      V[2] = d;
+      V[3] = 2 * d; // code 3 is never written by the quantizer, but decodes as (3 − 1)·d
       let y = b * QK;
       for (let c = 0; c < 2; ++c) {
         for (let n = 0; n < 4; ++n) {
           const sh = 2 * n;
-          for (let m = 0; m < 32; ++m) dst[y++] = (((src[o + 32 * c + m]! >> sh) & 3) - 1) * d;
+          for (let m = 0; m < 32; ++m) dst[y++] = V[(src[o + 32 * c + m]! >> sh) & 3]!;
         }
       }
     }
