@@ -125,6 +125,33 @@ export function chunkRanges(t: PlannedTensor, chunkElements: number): [number, n
   return out;
 }
 
+/**
+ * `p`, or a rejection as soon as `signal` aborts. Nothing is kept once `p` settles: a Promise.race
+ * against one long-lived "aborted" promise would leave a reaction on it per chunk, each holding that
+ * race's result — every chunk's output bytes — until the conversion ends (memory grew with the model).
+ */
+function untilAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written"));
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = {}): Promise<RunResult> {
   const encoder = opts.encoder ?? inlineEncoder;
   const chunkElements = opts.chunkElements ?? 4 << 20;
@@ -136,13 +163,6 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
   const abortCheck = (): void => {
     if (opts.signal?.aborted) throw new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written");
   };
-  // an abort does not wait for the chunk being encoded (workers are terminated by encoder.close)
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written"));
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-  });
-  aborted.catch(() => undefined);
   try {
     abortCheck();
     for (const f of files) outputs.push(await AtomicOutput.create(f.path, { ...(opts.force ? { force: true } : {}), ...(opts.opener ? { opener: opts.opener } : {}) }));
@@ -184,7 +204,8 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         while (next < ranges.length && pending.length < inflight) launch();
         while (pending.length > 0) {
           abortCheck();
-          const bytes = await (opts.signal ? Promise.race([pending.shift()!, aborted]) : pending.shift()!);
+          // an abort does not wait for the chunk being encoded (workers are terminated by encoder.close)
+          const bytes = await untilAbort(pending.shift()!, opts.signal);
           if (next < ranges.length) launch();
           await w.write(bytes);
           bytesDone += bytes.length;
@@ -204,7 +225,6 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
     await Promise.all(outputs.map((o) => o.abort()));
     throw e;
   } finally {
-    if (onAbort) opts.signal?.removeEventListener("abort", onAbort);
     await encoder.close?.();
   }
 }
