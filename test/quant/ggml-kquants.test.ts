@@ -8,6 +8,16 @@ import assert from "node:assert/strict";
 import { codecFor, GGMLType, typeName } from "../../src/quant/ggml/index.js";
 import type { BlockCodec } from "../../src/quant/ggml/codec.js";
 import { ggmlOracle } from "../support/ggml-oracle.js";
+import { quantizeQ4KScalar } from "../../src/quant/ggml/q4_k.js";
+import { quantizeQ5KScalar } from "../../src/quant/ggml/q5_k.js";
+import { quantizeQ6KScalar } from "../../src/quant/ggml/q6_k.js";
+
+/** The TypeScript search paths, checked on their own even where the codec uses a WebAssembly kernel. */
+const SCALAR: Partial<Record<GGMLType, (src: Float32Array, dst: Uint8Array) => void>> = {
+  [GGMLType.Q4_K]: quantizeQ4KScalar,
+  [GGMLType.Q5_K]: quantizeQ5KScalar,
+  [GGMLType.Q6_K]: quantizeQ6KScalar,
+};
 
 const TYPES = [GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.TQ1_0, GGMLType.TQ2_0];
 const ROWS = 4;
@@ -120,6 +130,12 @@ for (const type of TYPES) {
       const ours = new Uint8Array(ref.length);
       codec.quantize(x, ours);
       assertBytes(label, codec, x, ours, ref);
+      const scalar = SCALAR[type];
+      if (scalar) {
+        const s = new Uint8Array(ref.length);
+        scalar(x, s);
+        assertBytes(`${label} (TypeScript path)`, codec, x, s, ref);
+      }
       const y = new Float32Array(N);
       codec.dequantize(ours, y);
       assertFloatBits(`${label} (dequantize)`, codec.blockSize, y, o.dequantize(type, ref, N));
