@@ -65,7 +65,8 @@ test("Q4_K_M: 339 LLM tensors (29 q6_K, 169 q4_K, 141 f32) and 455 mmproj tensor
   assert.deepEqual(tally(mm), { f32: 285, f16: 170 });
   assert.equal(llm.fileType, 15);
   assert.equal(mm.fileType, 1);
-  assert.match(path.basename(llm.path), /-7\.6B-Q4_K_M\.gguf$/);
+  // naming is plan.ts's (gguf-py convention); here only: size label 7.6B, preset suffix, mmproj beside it
+  assert.match(path.basename(llm.path), /-7\.6B-(.*-)?Q4_K_M\.gguf$/);
   assert.equal(path.basename(mm.path), "mmproj-" + path.basename(llm.path).replace(/-Q4_K_M\.gguf$/, "-f16.gguf"));
   // q6_K exactly on attn_v / ffn_down of the use_more_bits layers, and output.weight
   const more = new Set([0, 1, 2, 5, 8, 11, 14, 17, 20, 23, 24, 25, 26, 27]);
