@@ -86,15 +86,15 @@ export const q3_k: BlockCodec = {
       }
       let y = b * QK;
       let is = 0;
-      let m = 1;
       for (let h = 0; h < 2; ++h) {
         const q = o + 32 + 32 * h;
-        for (let shift = 0; shift < 8; shift += 2) {
+        for (let j = 0; j < 4; ++j) {
+          const shift = 2 * j;
+          const hb = 4 * h + j; // hmask bit of this quarter
           let dl = F(d * SCL[is++]!);
-          for (let l = 0; l < 16; ++l) dst[y++] = dl * (((src[q + l]! >> shift) & 3) - (src[o + l]! & m ? 0 : 4));
+          for (let l = 0; l < 16; ++l) dst[y++] = dl * ((((src[q + l]! >> shift) & 3) | (((src[o + l]! >> hb) & 1) << 2)) - 4);
           dl = F(d * SCL[is++]!);
-          for (let l = 0; l < 16; ++l) dst[y++] = dl * (((src[q + 16 + l]! >> shift) & 3) - (src[o + 16 + l]! & m ? 0 : 4));
-          m <<= 1;
+          for (let l = 0; l < 16; ++l) dst[y++] = dl * ((((src[q + 16 + l]! >> shift) & 3) | (((src[o + 16 + l]! >> hb) & 1) << 2)) - 4);
         }
       }
     }

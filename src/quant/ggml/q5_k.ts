@@ -71,11 +71,11 @@ export const q5_k: BlockCodec = {
         const m1 = F(min * minK4(src, o + 4, 2 * c));
         const d2 = F(d * scaleK4(src, o + 4, 2 * c + 1));
         const m2 = F(min * minK4(src, o + 4, 2 * c + 1));
-        const u1 = 1 << (2 * c);
-        const u2 = u1 << 1;
+        const sh1 = 2 * c;
+        const sh2 = sh1 + 1;
         const q = o + 48 + 32 * c;
-        for (let l = 0; l < 32; ++l) dst[y + l] = F(d1 * ((src[q + l]! & 15) + (src[qh + l]! & u1 ? 16 : 0))) - m1;
-        for (let l = 0; l < 32; ++l) dst[y + 32 + l] = F(d2 * ((src[q + l]! >> 4) + (src[qh + l]! & u2 ? 16 : 0))) - m2;
+        for (let l = 0; l < 32; ++l) dst[y + l] = F(d1 * ((src[q + l]! & 15) | (((src[qh + l]! >> sh1) & 1) << 4))) - m1;
+        for (let l = 0; l < 32; ++l) dst[y + 32 + l] = F(d2 * ((src[q + l]! >> 4) | (((src[qh + l]! >> sh2) & 1) << 4))) - m2;
         y += 64;
       }
     }
