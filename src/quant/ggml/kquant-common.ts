@@ -1,6 +1,6 @@
 /**
  * Shared helpers of the K-quant and ternary codecs, emulating ggml-quants.c's float32 code exactly
- * (spec docs/ggml-quants.md §1 and §4). Every float operation is one IEEE binary32 operation: the
+ * (spec ggml-quants.md §1 and §4). Every float operation is one IEEE binary32 operation: the
  * double result of a single + − × ÷ sqrt is rounded with Math.fround right away, in the reference
  * order, never reassociated and never fused.
  *
@@ -8,7 +8,12 @@
  * - no allocation per block: module-level scratch typed arrays;
  * - per-group invariants hoisted (x², w·x, x − min);
  * - data-independent constants precomputed (the trial numerators of the scale searches);
- * - work whose result is provably unused is skipped (documented at each place).
+ * - work whose outcome is provably known is skipped (documented with its proof at each place);
+ *   every float32 value that reaches the output is computed exactly as the reference computes it.
+ *
+ * Note on nearest_int: the arithmetic form f(v + 12582912) − 12582912 equals ggml's bit formula
+ * only for |v| < 4194303.5 (at 4194303.5 and 4194303.75 the sum rounds to 2^24, whose mantissa
+ * bits give −4194304); the fast paths here use |v| < 4194303 and fall back to the bit formula.
  */
 import { f16Lut, toF16 } from "../../formats/half.js";
 
