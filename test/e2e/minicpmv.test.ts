@@ -19,8 +19,8 @@ import { bnbDecoder } from "../../src/quant/bnb/index.js";
 import { writeTinyMinicpmv, writeTinyMinicpmvInt4 } from "../../fixtures/minicpmv.js";
 import { withModel, tokenize, vocabSize, nextTokenLogProbs, disposeTestLlama } from "../support/llama.js";
 
-// the converter reads bitsandbytes checkpoints through this decoder (registered once in src/convert/convert.ts)
-if (!DECODERS.includes(bnbDecoder)) DECODERS.push(bnbDecoder);
+// bitsandbytes checkpoints are read through the decoder registered in src/convert/convert.ts
+assert.ok(DECODERS.includes(bnbDecoder), "bnbDecoder is registered in DECODERS");
 
 /** MiniCPM-V 2.6's added tokens (added_tokens.json) that mtmd and the chat format rely on. */
 const SPECIAL: Record<string, number> = {

@@ -17,8 +17,8 @@ import { f32BitsToF16 } from "../../src/formats/half.js";
 import { bnbDecoder, decodeBnb, detectBnb, type BnbModule } from "../../src/quant/bnb/index.js";
 import { TINY_MINICPMV_DIMS, specLlmTensors, specMmprojTensors, specPosEmbedK, writeTinyMinicpmv, writeTinyMinicpmvInt4 } from "../../fixtures/minicpmv.js";
 
-// the converter reads bitsandbytes checkpoints through this decoder (registered once in src/convert/convert.ts)
-if (!DECODERS.includes(bnbDecoder)) DECODERS.push(bnbDecoder);
+// bitsandbytes checkpoints are read through the decoder registered in src/convert/convert.ts
+assert.ok(DECODERS.includes(bnbDecoder), "bnbDecoder is registered in DECODERS");
 
 const D = TINY_MINICPMV_DIMS;
 let tmp = "";
