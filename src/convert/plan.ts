@@ -202,8 +202,11 @@ export function planFile({ model, modelDir, opts, baseName, metadata, vocabOnly 
     kvs.push(...metadataKvs(md));
   }
   kvs.push(...(model.generalKvs ?? []));
-  kvs.push(...model.kvs);
-  kvs.push(kv.u32("general.file_type", choice.ftype));
+  // a model may place general.file_type itself (the mmproj script writes it mid-list); the value is ours
+  const fileType = kv.u32("general.file_type", choice.ftype);
+  const placed = model.kvs.findIndex((k) => k.key === fileType.key);
+  kvs.push(...model.kvs.map((k, i) => (i === placed ? fileType : k)));
+  if (placed < 0) kvs.push(fileType);
   if (model.role === "model") kvs.push(kv.u32("general.quantization_version", 2));
   if (model.vocab) kvs.push(...vocabToKvs(model.vocab));
   kvs = applyKvOverrides(kvs, opts.overrides, opts.kvOverrides);

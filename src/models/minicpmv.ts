@@ -342,6 +342,9 @@ export function buildMinicpmvMmproj(ctx: ConvertContext): ModelFile {
     kv.bool("clip.has_text_encoder", false),
     kv.bool("clip.has_vision_encoder", true),
     kv.bool("clip.has_minicpmv_projector", true),
+    // the legacy script's order: file_type (value set by the plan) and description come here
+    kv.u32("general.file_type", 1),
+    kv.str("general.description", "image encoder for MiniCPM-V"),
     kv.str("clip.projector_type", "resampler"),
     kv.i32("clip.minicpmv_version", MINICPMV_26_VERSION),
     kv.u32("clip.vision.image_size", imageSize),
@@ -360,7 +363,6 @@ export function buildMinicpmvMmproj(ctx: ConvertContext): ModelFile {
   return {
     role: "mmproj",
     arch: "clip",
-    generalKvs: [kv.str("general.description", "image encoder for MiniCPM-V")],
     kvs,
     tensors,
     chooseType: mmprojTensorType,
