@@ -711,7 +711,7 @@ export async function runDequantize(p: DequantizePlan, opts: Omit<DequantizeOpti
   const written: DequantizeResult["shards"] = [];
   try {
     // room for the shards, the index, config and copied files
-    let need = bytesTotal + (p.indexText?.length ?? 0) + p.configText.length;
+    let need = bytesTotal + Buffer.byteLength(p.indexText ?? "") + Buffer.byteLength(p.configText);
     for (const f of p.copied) need += (await stat(path.join(p.input, f))).size;
     const free = await (opts.freeSpace ?? statfsFree)(parent);
     if (free !== undefined && need > free) {
