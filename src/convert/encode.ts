@@ -1,9 +1,13 @@
 /**
- * The per-chunk work: float32 rows → bytes of the target type. Pure, so it can run in a worker.
+ * The per-chunk work: float32 rows (or the stored bytes of plain float rows) → bytes of the target
+ * type, with the NaN/Inf check. Pure, so it can run in a worker.
  */
 import { GgufyError } from "../errors.js";
 import { codecFor } from "../quant/ggml/index.js";
-import { rowBytes, type GGMLType } from "../quant/ggml/types.js";
+import { GGMLType, rowBytes } from "../quant/ggml/types.js";
+import { bf16ToF16Bytes, f32ToF16Bytes, rawAllFinite } from "../quant/ggml/float-wasm.js";
+import { f16Lut } from "../formats/half.js";
+import type { FloatDtype } from "./source.js";
 
 /** Index of the first NaN/Inf in `x`, or -1. */
 export function firstNonFinite(x: Float32Array): number {
@@ -22,7 +26,84 @@ export function encodeRows(type: GGMLType, rows: Float32Array, rowLength: number
   return out;
 }
 
+export function nonFiniteError(value: number, tensor: string, flatIndex: number, file?: string): GgufyError {
+  return new GgufyError("E_NONFINITE", `value ${value} at flat index ${flatIndex} (pass --allow-nonfinite to keep it)`, { tensor, ...(file ? { file } : {}) });
+}
+
 export function checkFinite(rows: Float32Array, tensor: string, firstElement: number, file?: string): void {
   const i = firstNonFinite(rows);
-  if (i >= 0) throw new GgufyError("E_NONFINITE", `value ${rows[i]} at flat index ${firstElement + i} (pass --allow-nonfinite to keep it)`, { tensor, ...(file ? { file } : {}) });
+  if (i >= 0) throw nonFiniteError(rows[i]!, tensor, firstElement + i, file);
+}
+
+/** The stored bytes of plain float rows (read without widening; see OutputTensor.readRaw). */
+export interface RawChunk {
+  dtype: FloatDtype;
+  bytes: Uint8Array;
+}
+
+/** "reject": report the first NaN/Inf; "count": count them and encode anyway (--allow-nonfinite). */
+export type FiniteMode = "reject" | "count";
+
+export interface EncodeResult {
+  bytes: Uint8Array;
+  /** "reject": index within the chunk and value of the first NaN/Inf (bytes are then empty) */
+  firstBad?: number;
+  badValue?: number;
+  /** "count": how many NaN/Inf values were encoded */
+  nonFinite?: number;
+}
+
+let scratch = new Float32Array(0);
+
+/** Widen stored f32/f16/bf16 bytes to float32 (exactly) into a scratch array reused across calls. */
+export function widenRaw(raw: RawChunk): Float32Array {
+  const size = raw.dtype === "f32" ? 4 : 2;
+  const n = raw.bytes.length / size;
+  if (scratch.length < n) scratch = new Float32Array(n);
+  const out = scratch.subarray(0, n);
+  if (raw.dtype === "f32") {
+    new Uint8Array(out.buffer, 0, n * 4).set(raw.bytes);
+    return out;
+  }
+  const h = raw.bytes.byteOffset % 2 === 0 ? new Uint16Array(raw.bytes.buffer, raw.bytes.byteOffset, n) : new Uint16Array(raw.bytes.slice().buffer);
+  if (raw.dtype === "bf16") {
+    const u = new Int32Array(out.buffer, 0, n);
+    for (let i = 0; i < n; i++) u[i] = h[i]! << 16;
+  } else {
+    const lut = f16Lut();
+    for (let i = 0; i < n; i++) out[i] = lut[h[i]!]!;
+  }
+  return out;
+}
+
+/** Check (per `mode`) and encode float32 rows. */
+export function encodeChecked(type: GGMLType, rows: Float32Array, rowLength: number, mode: FiniteMode, into?: Uint8Array): EncodeResult {
+  const bad = firstNonFinite(rows);
+  if (bad >= 0) {
+    if (mode === "reject") return { bytes: new Uint8Array(0), firstBad: bad, badValue: rows[bad]! };
+    let count = 0;
+    for (let i = bad; i < rows.length; i++) if (rows[i]! - rows[i]! !== 0) count++;
+    return { bytes: encodeRows(type, rows, rowLength, into), nonFinite: count };
+  }
+  return { bytes: encodeRows(type, rows, rowLength, into) };
+}
+
+/**
+ * Check and encode stored float rows. Plain copies (bf16 → BF16, f16 → F16, f32 → F32) return the
+ * input bytes themselves after a SIMD scan; bf16/f32 → F16 convert in one SIMD pass; anything else
+ * widens into a reused scratch array and takes encodeChecked. Any non-finite value sends the chunk
+ * through encodeChecked too, which reports or counts it exactly as for decoded rows.
+ */
+export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array): EncodeResult {
+  const size = raw.dtype === "f32" ? 4 : 2;
+  const n = raw.bytes.length / size;
+  const same = (raw.dtype === "f32" && type === GGMLType.F32) || (raw.dtype === "f16" && type === GGMLType.F16) || (raw.dtype === "bf16" && type === GGMLType.BF16);
+  if (same) {
+    if (rawAllFinite(raw.dtype, raw.bytes) === true) return { bytes: raw.bytes };
+  } else if (type === GGMLType.F16 && (raw.dtype === "bf16" || (raw.dtype === "f32" && raw.bytes.byteOffset % 4 === 0))) {
+    const out = into && into.length >= n * 2 ? into.subarray(0, n * 2) : new Uint8Array(n * 2);
+    const finite = raw.dtype === "bf16" ? bf16ToF16Bytes(raw.bytes, out) : f32ToF16Bytes(new Float32Array(raw.bytes.buffer, raw.bytes.byteOffset, n), out);
+    if (finite === true) return { bytes: out };
+  }
+  return encodeChecked(type, widenRaw(raw), rowLength, mode, into);
 }

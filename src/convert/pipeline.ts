@@ -10,7 +10,7 @@ import { GgufyError } from "../errors.js";
 import { GGUFStreamWriter } from "../formats/gguf/writer.js";
 import { rowBytes } from "../quant/ggml/types.js";
 import { AtomicOutput, type FileOpener } from "./output.js";
-import { checkFinite, encodeRows, firstNonFinite } from "./encode.js";
+import { checkFinite, encodeChecked, encodeRaw, encodeRows, firstNonFinite, nonFiniteError, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
 import type { PlannedFile, PlannedTensor } from "./plan.js";
 
 export interface ProgressEvent {
@@ -26,11 +26,52 @@ export interface ProgressEvent {
 /** Encodes chunks; the default runs in this thread, the worker pool implements the same shape. */
 export interface ChunkEncoder {
   encode(type: PlannedTensor["type"], rows: Float32Array, rowLength: number): Promise<Uint8Array>;
+  /** check (per mode) and encode float32 rows where the encoding runs; `spare` is a buffer free for reuse */
+  encodeChecked?(type: PlannedTensor["type"], rows: Float32Array, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }>;
+  /** widen, check and encode the stored bytes of plain float rows */
+  encodeRaw?(type: PlannedTensor["type"], raw: RawChunk, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }>;
+  /** chunk buffers for reuse (read targets, encode targets) */
+  readonly pool?: BufferPool;
   close?(): Promise<void>;
 }
 
+/**
+ * A few chunk-sized buffers kept for reuse: a fresh 16 MB buffer per chunk costs thousands of page
+ * faults (and GC of external memory) on every chunk. take() hands out the smallest one that fits.
+ */
+export class BufferPool {
+  private readonly bufs: Uint8Array[] = [];
+  constructor(private readonly max = 8) {}
+  take(n: number): Uint8Array | undefined {
+    let best = -1;
+    for (let i = 0; i < this.bufs.length; i++) if (this.bufs[i]!.length >= n && (best < 0 || this.bufs[i]!.length < this.bufs[best]!.length)) best = i;
+    if (best < 0) return undefined;
+    return this.bufs.splice(best, 1)[0]!;
+  }
+  give(b: Uint8Array): void {
+    if (b.buffer.byteLength < 1 << 16 || this.bufs.length >= this.max || this.bufs.some((x) => x.buffer === b.buffer)) return;
+    this.bufs.push(new Uint8Array(b.buffer as ArrayBuffer));
+  }
+  clear(): void {
+    this.bufs.length = 0;
+  }
+}
+
+const inlinePool = new BufferPool(4);
+
+/** Encodes in this thread (--threads 1). */
 export const inlineEncoder: ChunkEncoder = {
   encode: async (type, rows, rowLength) => encodeRows(type, rows, rowLength),
+  encodeChecked: async (type, rows, rowLength, mode) => encodeChecked(type, rows, rowLength, mode, inlinePool.take(rowBytes(type, rowLength) * (rows.length / rowLength))),
+  encodeRaw: async (type, raw, rowLength, mode) => {
+    const n = raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
+    const into = inlinePool.take(rowBytes(type, rowLength) * (n / rowLength));
+    const r = encodeRaw(type, raw, rowLength, mode, into);
+    if (into && into.buffer !== r.bytes.buffer) inlinePool.give(into);
+    return r.bytes.buffer === raw.bytes.buffer ? r : { ...r, spare: raw.bytes };
+  },
+  pool: inlinePool,
+  close: async () => inlinePool.clear(),
 };
 
 export interface RunOptions {
@@ -180,23 +221,44 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         // a sliding window of chunks in flight: read and encode ahead, write strictly in order
         const pending: Promise<Uint8Array>[] = [];
         let next = 0;
+        const mode: FiniteMode = opts.allowNonfinite ? "count" : "reject";
+        // name the checkpoint tensor(s) too: the flat index is in the GGUF tensor's layout
+        const named = (e: unknown): unknown => (e instanceof GgufyError && t.out.sources.length ? new GgufyError(e.code, `${e.detail}; made from ${t.out.sources.join(" + ")}`, { tensor: t.out.name }) : e);
         const launch = (): void => {
           const [r0, n] = ranges[next++]!;
           const p = (async () => {
-              const rows = await t.out.read(r0, n);
-              if (rows.length !== n * ne0) throw new Error(`${t.out.name}: read of rows [${r0}, ${r0 + n}) returned ${rows.length} values, expected ${n * ne0}`);
-              if (opts.allowNonfinite) {
-                if (firstNonFinite(rows) >= 0) for (const v of rows) if (v - v !== 0) nonFinite++;
-              } else {
-                try {
-                  checkFinite(rows, t.out.name, r0 * ne0);
-                } catch (e) {
-                  // name the checkpoint tensor(s) too: the flat index is in the GGUF tensor's layout
-                  if (e instanceof GgufyError && t.out.sources.length) throw new GgufyError(e.code, `${e.detail}; made from ${t.out.sources.join(" + ")}`, { tensor: t.out.name });
-                  throw e;
+              let res: (EncodeResult & { spare?: Uint8Array }) | undefined;
+              if (t.out.readRaw && encoder.encodeRaw) {
+                // plain float rows: the stored bytes go to the encoder, which widens and checks them off this thread
+                const into = encoder.pool?.take(n * ne0 * (t.out.dtype === "f32" ? 4 : 2));
+                const raw = await t.out.readRaw(r0, n, into);
+                if (raw) {
+                  const got = raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
+                  if (got !== n * ne0) throw new Error(`${t.out.name}: raw read of rows [${r0}, ${r0 + n}) returned ${got} values, expected ${n * ne0}`);
+                  res = await encoder.encodeRaw(t.type, raw, ne0, mode);
+                } else if (into) encoder.pool!.give(into);
+              }
+              if (!res) {
+                const rows = await t.out.read(r0, n);
+                if (rows.length !== n * ne0) throw new Error(`${t.out.name}: read of rows [${r0}, ${r0 + n}) returned ${rows.length} values, expected ${n * ne0}`);
+                if (encoder.encodeChecked) res = await encoder.encodeChecked(t.type, rows, ne0, mode);
+                else {
+                  if (opts.allowNonfinite) {
+                    if (firstNonFinite(rows) >= 0) for (const v of rows) if (v - v !== 0) nonFinite++;
+                  } else {
+                    try {
+                      checkFinite(rows, t.out.name, r0 * ne0);
+                    } catch (e) {
+                      throw named(e);
+                    }
+                  }
+                  res = { bytes: await encoder.encode(t.type, rows, ne0) };
                 }
               }
-              return encoder.encode(t.type, rows, ne0);
+              if (res.spare) encoder.pool?.give(res.spare);
+              if (res.firstBad !== undefined) throw named(nonFiniteError(res.badValue!, t.out.name, r0 * ne0 + res.firstBad));
+              if (res.nonFinite) nonFinite += res.nonFinite;
+              return res.bytes;
             })();
           p.catch(() => undefined); // rejections surface when awaited in order; never unhandled
           pending.push(p);
@@ -208,6 +270,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
           const bytes = await untilAbort(pending.shift()!, opts.signal);
           if (next < ranges.length) launch();
           await w.write(bytes);
+          encoder.pool?.give(bytes); // written (or copied into the output buffer): free for reuse
           bytesDone += bytes.length;
           opts.onProgress?.({ file: f.path, tensor: t.out.name, tensorIndex: ti, tensorCount: f.tensors.length, bytesDone, bytesTotal });
         }

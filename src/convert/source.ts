@@ -137,6 +137,23 @@ export class SourceCheckpoint {
     return decodePlainRows(this.st, info, t.rowLength, row0, nRows);
   }
 
+  /**
+   * The stored bytes of rows [row0, row0+nRows) of a plain F32/F16/BF16 tensor (read into `into` when
+   * it is large enough), or undefined for a decoded (bitsandbytes) tensor. For the pipeline, which
+   * widens them in its workers.
+   */
+  async readRawRows(name: string, row0: number, nRows: number, into?: Uint8Array): Promise<{ dtype: FloatDtype; bytes: Uint8Array } | undefined> {
+    const t = this.require(name);
+    if (row0 < 0 || nRows < 0 || row0 + nRows > t.rows) throw new RangeError(`${name}: rows [${row0}, ${row0 + nRows}) outside ${t.rows}`);
+    const info = this.st.get(name);
+    const dtype = info ? PLAIN[info.dtype] : undefined;
+    if (!info || dtype === undefined || (this.decoder && !this.isPlain(name))) return undefined;
+    const size = dtype === "f32" ? 4 : 2;
+    const len = t.rowLength * nRows * size;
+    const buf = into && into.length >= len ? into.subarray(0, len) : undefined;
+    return { dtype, bytes: await this.st.read(info.name, row0 * t.rowLength * size, len, buf) };
+  }
+
   private isPlain(name: string): boolean {
     const t = this.tensors.get(name)!;
     return t.encoding === t.dtype;

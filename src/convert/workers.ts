@@ -1,40 +1,48 @@
 /**
  * Chunk encoders: inline (one thread) or a small pool of worker_threads. Our own pool rather than
  * a library: the job is one message shape with transferable buffers, results are awaited in
- * order by the pipeline, and a dependency would add more surface than these 60 lines.
+ * order by the pipeline, and a dependency would add more surface than these lines.
+ *
+ * Work that moves to the workers with each chunk: the NaN/Inf check, and for plain float tensors
+ * the widening of the stored bytes (bf16/f16 → f32). Buffers travel by transfer, and come back:
+ * the worker hands its input buffer back with the answer and the pipeline recycles written output
+ * buffers, so a conversion reuses a handful of chunk buffers instead of allocating (and page-faulting
+ * in) fresh ones for every chunk.
  */
 import { Worker } from "node:worker_threads";
 import { availableParallelism } from "node:os";
-import { inlineEncoder, type ChunkEncoder } from "./pipeline.js";
-import type { GGMLType } from "../quant/ggml/types.js";
+import { BufferPool, inlineEncoder, type ChunkEncoder } from "./pipeline.js";
+import type { EncodeResult, FiniteMode, RawChunk } from "./encode.js";
+import type { Answer, Job } from "./worker.js";
+import { rowBytes, type GGMLType } from "../quant/ggml/types.js";
 
 interface Pending {
-  resolve: (b: Uint8Array) => void;
+  resolve: (r: Answer) => void;
   reject: (e: Error) => void;
 }
 
 export class WorkerPoolEncoder implements ChunkEncoder {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
-  private readonly queue: { id: number; type: GGMLType; rows: Float32Array; rowLength: number }[] = [];
+  private readonly queue: { job: Job; transfer: ArrayBuffer[] }[] = [];
   private readonly pending = new Map<number, Pending>();
-  private readonly busy = new Map<Worker, number>();
   private nextId = 0;
   private failed: Error | undefined;
+  readonly pool = new BufferPool();
 
   constructor(readonly size: number) {
     const url = new URL("./worker.js", import.meta.url);
     for (let i = 0; i < size; i++) {
       const w = new Worker(url);
-      w.on("message", (m: { id: number; bytes?: Uint8Array; error?: string }) => {
+      w.on("message", (m: Answer) => {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
-        this.busy.delete(w);
         this.idle.push(w);
         this.pump();
+        if (m.unused) this.pool.give(m.unused);
         if (!p) return;
         if (m.error !== undefined) p.reject(new Error(m.error));
-        else p.resolve(m.bytes!);
+        else p.resolve(m);
       });
       w.on("error", (e) => this.fail(e));
       this.workers.push(w);
@@ -48,24 +56,46 @@ export class WorkerPoolEncoder implements ChunkEncoder {
     this.pending.clear();
   }
 
-  encode(type: GGMLType, rows: Float32Array, rowLength: number): Promise<Uint8Array> {
+  private submit(job: Omit<Job, "id" | "into">, input: Uint8Array, outBytes: number): Promise<Answer> {
     if (this.failed) return Promise.reject(this.failed);
-    // transfer needs a buffer of its own
-    const own = rows.byteOffset === 0 && rows.buffer.byteLength === rows.byteLength ? rows : rows.slice();
     const id = this.nextId++;
+    const into = this.pool.take(outBytes);
+    const full: Job = { ...job, id, ...(into ? { into } : {}) };
+    const transfer = [input.buffer as ArrayBuffer];
+    if (into) transfer.push(into.buffer as ArrayBuffer);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.queue.push({ id, type, rows: own, rowLength });
+      this.queue.push({ job: full, transfer });
       this.pump();
     });
+  }
+
+  /** transfer needs a buffer of its own */
+  private static own(rows: Float32Array): Float32Array {
+    return rows.byteOffset === 0 && rows.buffer.byteLength === rows.byteLength ? rows : rows.slice();
+  }
+
+  async encode(type: GGMLType, rows: Float32Array, rowLength: number): Promise<Uint8Array> {
+    const own = WorkerPoolEncoder.own(rows);
+    const a = await this.submit({ type, rows: own, rowLength }, new Uint8Array(own.buffer), rowBytes(type, rowLength) * (rows.length / rowLength));
+    return a.bytes!;
+  }
+
+  async encodeChecked(type: GGMLType, rows: Float32Array, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }> {
+    const own = WorkerPoolEncoder.own(rows);
+    return (await this.submit({ type, rows: own, rowLength, mode }, new Uint8Array(own.buffer), rowBytes(type, rowLength) * (rows.length / rowLength))) as EncodeResult;
+  }
+
+  async encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }> {
+    const n = raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
+    return (await this.submit({ type, raw, rowLength, mode }, raw.bytes, rowBytes(type, rowLength) * (n / rowLength))) as EncodeResult;
   }
 
   private pump(): void {
     while (this.idle.length > 0 && this.queue.length > 0) {
       const w = this.idle.pop()!;
-      const job = this.queue.shift()!;
-      this.busy.set(w, job.id);
-      w.postMessage(job, [job.rows.buffer as ArrayBuffer]);
+      const { job, transfer } = this.queue.shift()!;
+      w.postMessage(job, transfer);
     }
   }
 

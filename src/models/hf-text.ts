@@ -109,6 +109,7 @@ export function passThrough(src: SourceCheckpoint, t: SourceTensor, ggufName: st
     encoding: t.encoding,
     dtype: t.dtype,
     read: (row0, nRows) => src.readRows(t.name, row0, nRows),
+    readRaw: (row0, nRows, into) => src.readRawRows(t.name, row0, nRows, into),
   };
 }
 

@@ -1,6 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { f32RowToF16, f32RowToBf16, f16RowToF32, bf16RowToF32 } from "../../formats/half.js";
+import { f32RowToBf16, f16RowToF32, bf16RowToF32 } from "../../formats/half.js";
+import { f32ToF16Bytes } from "./float-wasm.js";
 
 /** F32 / F16 / BF16 as "block codecs" of block size 1, so the pipeline treats every type alike. */
 
@@ -27,12 +28,8 @@ export const f16: BlockCodec = {
   blockSize: 1,
   typeSize: 2,
   quantize(src, dst) {
-    if (dst.byteOffset % 2 === 0) f32RowToF16(src, new Uint16Array(dst.buffer, dst.byteOffset, src.length));
-    else {
-      const tmp = new Uint16Array(src.length);
-      f32RowToF16(src, tmp);
-      dst.set(new Uint8Array(tmp.buffer));
-    }
+    // WebAssembly SIMD (float-wasm.ts; f32RowToF16 is its reference and fallback)
+    f32ToF16Bytes(src, dst.subarray(0, src.length * 2));
   },
   dequantize(src, dst) {
     f16RowToF32(u16View(src, dst.length), dst);

@@ -1,0 +1,81 @@
+/**
+ * The WebAssembly SIMD float conversions (src/quant/ggml/float-wasm.ts) against half.ts's reference:
+ * f32 → f16 on a stride through all 2^32 bit patterns plus every pattern near the f16 boundaries
+ * (an exhaustive run found no difference either), bf16 → f16 on all 65,536 patterns, and the
+ * non-finite scans; plus the chunk encoder's raw path (encodeRaw) against widen-then-encode.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { bf16ToF16Bytes, f32ToF16Bytes, floatWasmAvailable, rawAllFinite } from "../../src/quant/ggml/float-wasm.js";
+import { f32RowToF16 } from "../../src/formats/half.js";
+import { encodeRaw, encodeRows } from "../../src/convert/encode.js";
+import { GGMLType } from "../../src/quant/ggml/index.js";
+
+test("f32 → f16: same bits as the reference on a stride of all patterns and around the f16 boundaries", () => {
+  assert.equal(floatWasmAvailable(), true);
+  const N = 1 << 20;
+  const u = new Uint32Array(N);
+  const f = new Float32Array(u.buffer);
+  const ours = new Uint8Array(2 * N);
+  const ref = new Uint16Array(N);
+  const check = (): void => {
+    f32ToF16Bytes(f, ours);
+    f32RowToF16(f, ref);
+    assert.ok(Buffer.from(ours).equals(Buffer.from(ref.buffer)), `first pattern 0x${u[0]!.toString(16)}`);
+  };
+  for (let base = 0; base < 2 ** 32; base += N * 4093) {
+    for (let i = 0; i < N; i++) u[i] = (base + i * 4093) >>> 0;
+    check();
+  }
+  // every pattern within 2^18 of the subnormal/normal/overflow/inf/NaN edges, both signs
+  for (const edge of [0x33000000, 0x38800000, 0x477fe000, 0x477ff000, 0x7f800000]) {
+    for (const s of [0, 0x80000000]) {
+      for (let i = 0; i < N; i++) u[i] = ((edge - N / 2 + i) | s) >>> 0;
+      check();
+    }
+  }
+});
+
+test("bf16 → f16 on every bf16 pattern; non-finite scans", () => {
+  const h = Uint16Array.from({ length: 65536 }, (_, i) => i);
+  const out = new Uint8Array(2 * 65536);
+  assert.equal(bf16ToF16Bytes(new Uint8Array(h.buffer), out), false, "the patterns include inf and NaN");
+  const wide = new Float32Array(65536);
+  new Uint32Array(wide.buffer).forEach((_, i, a) => (a[i] = i << 16));
+  const ref = new Uint16Array(65536);
+  f32RowToF16(wide, ref);
+  assert.ok(Buffer.from(out).equals(Buffer.from(ref.buffer)));
+  const f32 = (xs: number[]): Uint8Array => new Uint8Array(new Float32Array(xs).buffer);
+  const u16 = (xs: number[]): Uint8Array => new Uint8Array(new Uint16Array(xs).buffer);
+  assert.equal(rawAllFinite("f32", f32([1, -2, 3e38, 1e-45, 0, -0, 5, 6, 7])), true);
+  assert.equal(rawAllFinite("f32", f32([1, 2, 3, 4, 5, 6, 7, 8, NaN])), false, "a NaN in the tail after a whole vector");
+  assert.equal(rawAllFinite("f32", f32([-Infinity])), false);
+  assert.equal(rawAllFinite("f16", u16([0x3c00, 0x7bff, 0xfbff])), true);
+  assert.equal(rawAllFinite("f16", u16([0x3c00, 0xfc00])), false);
+  assert.equal(rawAllFinite("bf16", u16([0x3f80, 0x7f7f])), true);
+  assert.equal(rawAllFinite("bf16", u16([0x3f80, 0x7fc0])), false);
+});
+
+test("encodeRaw: same bytes as widening then encoding; NaN reported (index, value) or counted", () => {
+  const n = 4096 * 3;
+  const h = new Uint16Array(n);
+  for (let i = 0; i < n; i++) h[i] = 0x3c00 + ((i * 7919) % 0x3000) - 0x1800; // bf16 around ±1 … small
+  const bytes = new Uint8Array(h.buffer);
+  const wide = new Float32Array(n);
+  new Uint32Array(wide.buffer).forEach((_, i, a) => (a[i] = h[i]! << 16));
+  for (const type of [GGMLType.F16, GGMLType.BF16, GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K]) {
+    const r = encodeRaw(type, { dtype: "bf16", bytes: bytes.slice() }, 4096, "reject");
+    assert.ok(Buffer.from(r.bytes).equals(Buffer.from(encodeRows(type, wide, 4096))), `type ${type}`);
+  }
+  const f32 = new Uint8Array(wide.slice().buffer);
+  assert.ok(Buffer.from(encodeRaw(GGMLType.F16, { dtype: "f32", bytes: f32 }, 4096, "reject").bytes).equals(Buffer.from(encodeRows(GGMLType.F16, wide, 4096))));
+  const bad = h.slice();
+  bad[5000] = 0x7fc0;
+  bad[6000] = 0xff80;
+  const r1 = encodeRaw(GGMLType.F16, { dtype: "bf16", bytes: new Uint8Array(bad.buffer) }, 4096, "reject");
+  assert.equal(r1.firstBad, 5000);
+  assert.ok(Number.isNaN(r1.badValue));
+  const r2 = encodeRaw(GGMLType.BF16, { dtype: "bf16", bytes: new Uint8Array(bad.slice().buffer) }, 4096, "count");
+  assert.equal(r2.nonFinite, 2);
+  assert.equal(r2.bytes.length, 2 * n);
+});
