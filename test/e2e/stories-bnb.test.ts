@@ -1,0 +1,108 @@
+/**
+ * bitsandbytes end to end on the real stories260K: quantized by the fixture encoder to NF4 + double
+ * quantization, FP4 and LLM.int8, converted with `--outtype f32`. Every tensor of the GGUF must equal,
+ * bit for bit, the bnb decoder's output (with Q/K rows permuted the way llama.cpp's converter does,
+ * recomputed here from the reshape/swapaxes definition), and the NF4 model must load and generate.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import path from "node:path";
+import { convert, readGguf, readGgufTensorBytes, GGMLType, typeName } from "../../src/index.js";
+import { SafetensorsCheckpoint } from "../../src/formats/safetensors/index.js";
+import { detectBnb, decodeBnb } from "../../src/quant/bnb/index.js";
+import { quantizeCheckpointToBnb } from "../../fixtures/bnb.js";
+import { scratchDir } from "../../fixtures/qwen2.js";
+import { withModel, greedyTokens, disposeTestLlama } from "../support/llama.js";
+import { STORIES260K_HF_DIR } from "../support/reference-llama.js";
+import { main } from "../../src/cli/main.js";
+
+const tmp = await scratchDir("ggufy-e2e-stories-bnb-");
+after(async () => {
+  await disposeTestLlama();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** numpy: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2).reshape(rows, cols) */
+function permuteRows(w: Float32Array, rows: number, cols: number, nHead: number): Float32Array {
+  const out = new Float32Array(w.length);
+  const d = rows / nHead;
+  let o = 0;
+  for (let h = 0; h < nHead; h++)
+    for (let i = 0; i < d / 2; i++)
+      for (let j = 0; j < 2; j++, o++) out.set(w.subarray((h * d + j * (d / 2) + i) * cols, (h * d + j * (d / 2) + i + 1) * cols), o * cols);
+  return out;
+}
+
+const GGUF_NAME: [RegExp, string][] = [
+  [/^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$/, "blk.$1.attn_q.weight"],
+  [/^model\.layers\.(\d+)\.self_attn\.k_proj\.weight$/, "blk.$1.attn_k.weight"],
+  [/^model\.layers\.(\d+)\.self_attn\.v_proj\.weight$/, "blk.$1.attn_v.weight"],
+  [/^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$/, "blk.$1.attn_output.weight"],
+  [/^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/, "blk.$1.ffn_gate.weight"],
+  [/^model\.layers\.(\d+)\.mlp\.up_proj\.weight$/, "blk.$1.ffn_up.weight"],
+  [/^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/, "blk.$1.ffn_down.weight"],
+];
+
+const VARIANTS = [
+  { id: "nf4-dq", opts: { method: "nf4" as const, doubleQuant: true, blocksize: 64 } },
+  { id: "fp4", opts: { method: "fp4" as const, doubleQuant: false, blocksize: 64 } },
+  { id: "int8", opts: { method: "int8" as const } },
+];
+
+for (const v of VARIANTS) {
+  test(`stories260K → bnb ${v.id} → GGUF f32: every tensor equals the bnb decoder bit for bit`, async () => {
+    const dir = path.join(tmp, v.id);
+    await quantizeCheckpointToBnb(STORIES260K_HF_DIR(), dir, v.opts);
+    const outfile = path.join(tmp, `${v.id}.gguf`);
+    await convert({ input: dir, outfile, outtype: "f32" });
+    const g = await readGguf(outfile);
+    const byName = new Map(g.tensors.map((t) => [t.name, t]));
+
+    const st = await SafetensorsCheckpoint.open(dir);
+    try {
+      const mods = await detectBnb(st.tensors, (n) => st.read(n), undefined, dir);
+      assert.equal(mods.size, 5 * 7, "every linear layer of the 5 blocks is quantized");
+      const read = (n: string, o: number, l: number): Promise<Uint8Array> => st.read(n, o, l);
+      for (const [w, m] of mods) {
+        const [re, to] = GGUF_NAME.find(([re]) => re.test(w))!;
+        const t = byName.get(w.replace(re, to))!;
+        assert.ok(t, `${w} has a GGUF tensor`);
+        assert.equal(t.type, GGMLType.F32);
+        assert.deepEqual(t.ne, [m.shape[1], m.shape[0]]);
+        let want = await decodeBnb(m, read);
+        if (/q_proj/.test(w)) want = permuteRows(want, m.shape[0]!, m.shape[1]!, 8);
+        if (/k_proj/.test(w)) want = permuteRows(want, m.shape[0]!, m.shape[1]!, 4);
+        const got = await readGgufTensorBytes(g, t);
+        assert.deepEqual(got, new Uint8Array(want.buffer), `${t.name} bytes`);
+      }
+    } finally {
+      await st.close();
+    }
+    if (v.id === "nf4-dq") {
+      await withModel(outfile, async (model) => {
+        const r = await greedyTokens(model, "Once upon a time", 32);
+        assert.ok(r.tokens.length > 0 && r.text.trim().length > 0, "the NF4 model generates text");
+      });
+    }
+  });
+}
+
+test("stories260K → Q4_K_M and Q8_0: load in llama.cpp, produce text; inspect lists per-tensor types", async () => {
+  for (const outtype of ["Q4_K_M", "Q8_0"]) {
+    const outfile = path.join(tmp, `stories-${outtype}.gguf`);
+    await convert({ input: STORIES260K_HF_DIR(), outfile, outtype });
+    await withModel(outfile, async (model) => {
+      const r = await greedyTokens(model, "Once upon a time", 32);
+      assert.ok(r.text.trim().length > 0, `${outtype} generates text`);
+    });
+    let text = "";
+    const io = { stdout: { write: (s: string) => ((text += s), true) } as unknown as NodeJS.WritableStream, stderr: process.stderr };
+    assert.equal(await main(["inspect", outfile], io), 0);
+    // every tensor is listed with the type the file holds (stories260K's 64/172 widths force llama-quantize's fallbacks)
+    const g = await readGguf(outfile);
+    for (const t of g.tensors) assert.match(text, new RegExp(`\\n\\s+${t.name.replace(/\./g, "\\.")}\\s+${typeName(t.type)}\\s`), `inspect lists ${t.name} as ${typeName(t.type)}`);
+    assert.ok(new Set(g.tensors.map((t) => t.type)).size >= 2, "a mixture of types");
+    assert.match(text, /token_embd\.weight\s+\S+/);
+  }
+});
