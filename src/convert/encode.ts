@@ -5,7 +5,7 @@
 import { GgufyError } from "../errors.js";
 import { codecFor } from "../quant/ggml/index.js";
 import { GGMLType, rowBytes } from "../quant/ggml/types.js";
-import { bf16ToF16Bytes, f32ToF16Bytes, rawAllFinite } from "../quant/ggml/float-wasm.js";
+import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite } from "../quant/ggml/float-wasm.js";
 import { f16Lut } from "../formats/half.js";
 import type { FloatDtype } from "./source.js";
 
@@ -104,6 +104,12 @@ export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode
     const out = into && into.length >= n * 2 ? into.subarray(0, n * 2) : new Uint8Array(n * 2);
     const finite = raw.dtype === "bf16" ? bf16ToF16Bytes(raw.bytes, out) : f32ToF16Bytes(new Float32Array(raw.bytes.buffer, raw.bytes.byteOffset, n), out);
     if (finite === true) return { bytes: out };
+  }
+  if (raw.dtype === "bf16" && !same) {
+    // widen and scan in one SIMD pass; a finite chunk skips the scalar scan
+    if (scratch.length < n) scratch = new Float32Array(n);
+    const wide = scratch.subarray(0, n);
+    if (bf16ToF32(raw.bytes, wide) === true) return { bytes: encodeRows(type, wide, rowLength, into) };
   }
   return encodeChecked(type, widenRaw(raw), rowLength, mode, into);
 }

@@ -79,3 +79,15 @@ test("encodeRaw: same bytes as widening then encoding; NaN reported (index, valu
   assert.equal(r2.nonFinite, 2);
   assert.equal(r2.bytes.length, 2 * n);
 });
+
+test("bf16 → f32 widening (all 65,536 patterns) with the scan", async () => {
+  const { bf16ToF32 } = await import("../../src/quant/ggml/float-wasm.js");
+  const h = Uint16Array.from({ length: 65536 }, (_, i) => i);
+  const out = new Float32Array(65536);
+  assert.equal(bf16ToF32(new Uint8Array(h.buffer), out), false);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < 65536; i++) assert.equal(u[i], (i << 16) >>> 0);
+  const fin = new Float32Array(13);
+  assert.equal(bf16ToF32(new Uint8Array(h.subarray(0x3f00, 0x3f0d).slice().buffer), fin), true);
+  assert.equal(new Uint32Array(fin.buffer)[12], (0x3f0c << 16) >>> 0);
+});

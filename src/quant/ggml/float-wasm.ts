@@ -1,8 +1,8 @@
 /**
  * WebAssembly SIMD fast paths of the float conversions on the F16/BF16/F32 output paths:
  *
- *   f32 → f16, bf16 → f16 (both with a non-finite scan), and non-finite scans of f32 / f16 / bf16
- *   data that is copied unchanged.
+ *   f32 → f16, bf16 → f16, bf16 → f32 (each with a non-finite scan), and non-finite scans of
+ *   f32 / f16 / bf16 data that is copied unchanged.
  *
  * The f32 → f16 rounding is ggml_compute_fp32_to_fp16's branch-free form (the FP16 library's
  * fp32_to_fp16: scale to inf and back to zero, add the rounding bias, take exponent + mantissa bits;
@@ -17,8 +17,8 @@ import { f32RowToF16 } from "../../formats/half.js";
 /** elements per kernel call */
 const CH = 65536;
 const IN = 0; // up to CH f32
-const OUT = CH * 4; // up to CH u16
-const PAGES = Math.ceil((OUT + CH * 2) / 65536);
+const OUT = CH * 4; // up to CH u16 or f32
+const PAGES = Math.ceil((OUT + CH * 4) / 65536);
 
 const S = {
   splatI16: 0x10, splatI32: 0x11, i16eq: 0x2d, i32eq: 0x37, i32gtU: 0x3c,
@@ -27,8 +27,8 @@ const S = {
   f32abs: 0xe0, f32add: 0xe4, f32mul: 0xe6,
 } as const;
 
-type Mode = "f32tof16" | "bf16tof16" | "checkf32" | "checkf16" | "checkbf16";
-const MODES: Mode[] = ["f32tof16", "bf16tof16", "checkf32", "checkf16", "checkbf16"];
+type Mode = "f32tof16" | "bf16tof16" | "checkf32" | "checkf16" | "checkbf16" | "bf16tof32";
+const MODES: Mode[] = ["f32tof16", "bf16tof16", "checkf32", "checkf16", "checkbf16", "bf16tof32"];
 
 /** one (i32 n) → i32 function: n elements at IN (n a multiple of 8); returns 1 if any is NaN/±inf */
 function body(mode: Mode): number[] {
@@ -94,6 +94,16 @@ function body(mode: Mode): number[] {
       c.simd(S.narrowI32U).v128store(OUT);
     }
     c.get(p).i32(32).op(0x6a).set(p);
+  } else if (mode === "bf16tof32") {
+    c.get(p).v128load(IN).set(t);
+    c.get(t).simd(S.extLoU).i32(16).simd(S.shl).set(lo);
+    c.get(t).simd(S.extHiU).i32(16).simd(S.shl).set(hi);
+    check32(lo);
+    check32(hi);
+    c.get(o).get(lo).v128store(OUT);
+    c.get(o).get(hi).v128store(OUT + 16);
+    c.get(p).i32(16).op(0x6a).set(p);
+    c.get(o).i32(16).op(0x6a).set(o); // 32 bytes out per 8 values (16 more below)
   } else if (mode === "bf16tof16") {
     c.get(p).v128load(IN).set(t);
     c.get(t).simd(S.extLoU).i32(16).simd(S.shl).set(lo);
@@ -160,7 +170,7 @@ export function floatWasmAvailable(): boolean {
   return get() !== null;
 }
 
-function run(mode: Mode, src: Uint8Array, inSize: number, dst: Uint8Array | undefined): boolean {
+function run(mode: Mode, src: Uint8Array, inSize: number, dst: Uint8Array | undefined, outSize = 2): boolean {
   const k = get()!;
   const n = src.length / inSize;
   let bad = false;
@@ -170,9 +180,18 @@ function run(mode: Mode, src: Uint8Array, inSize: number, dst: Uint8Array | unde
     k.u8.set(src.subarray(s * inSize, (s + len) * inSize), IN);
     if (padded > len) k.u8.fill(0, IN + len * inSize, IN + padded * inSize);
     if (k.fns[mode](padded)) bad = true;
-    if (dst) dst.set(k.u8.subarray(OUT, OUT + len * 2), s * 2);
+    if (dst) dst.set(k.u8.subarray(OUT, OUT + len * outSize), s * outSize);
   }
   return !bad;
+}
+
+/**
+ * bf16 bytes → float32 values (exact) into `dst`, with the non-finite scan in the same pass.
+ * @returns whether every value is finite, or undefined without the kernel
+ */
+export function bf16ToF32(src: Uint8Array, dst: Float32Array): boolean | undefined {
+  if (!get()) return undefined;
+  return run("bf16tof32", src, 2, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), 4);
 }
 
 /**
