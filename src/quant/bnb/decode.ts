@@ -71,6 +71,10 @@ export function dequantize4bit(
   const code = codeFor(quantType);
   const parity = elem0 % 2;
   if (packed.length < Math.ceil((parity + count) / 2)) throw new RangeError(`dequantize4bit: ${packed.length} packed bytes for ${count} elements`);
+  // Per block, the 16 possible outputs RNE_dtype(f32(CODE[q] * scale)) are tabulated once (the same
+  // product, rounded by the same rule as roundToDtypeInPlace), then every element is a table lookup.
+  const tb = TB;
+  const tu = TBU;
   let k = 0;
   while (k < count) {
     const i = elem0 + k;
@@ -78,25 +82,35 @@ export function dequantize4bit(
     const end = Math.min(count, (b + 1) * blocksize - elem0);
     const scale = absmax[b - block0];
     if (scale === undefined) throw new RangeError(`dequantize4bit: absmax for block ${b} not provided (have ${block0}..${block0 + absmax.length - 1})`);
+    for (let q = 0; q < 16; q++) tb[q] = code[q]! * scale;
+    if (dtype === "bf16") {
+      for (let q = 0; q < 16; q++) {
+        const x = tu[q]!;
+        tu[q] = (x & 0x7fffffff) > 0x7f800000 ? (x | 0x00400000) & 0xffff0000 : ((x + 0x7fff + ((x >>> 16) & 1)) & 0xffff0000) >>> 0;
+      }
+    } else if (dtype === "f16") roundToDtypeInPlace(tb, "f16");
     // a leading odd element (low nibble), then whole bytes, then a trailing even element (high nibble)
     if (k < end && ((k + parity) & 1) === 1) {
-      out[k] = code[packed[(k + parity) >> 1]! & 0x0f]! * scale;
+      out[k] = tb[packed[(k + parity) >> 1]! & 0x0f]!;
       k++;
     }
     let p = (k + parity) >> 1;
     for (; k + 1 < end; k += 2, p++) {
       const byte = packed[p]!;
-      out[k] = code[byte >> 4]! * scale;
-      out[k + 1] = code[byte & 0x0f]! * scale;
+      out[k] = tb[byte >> 4]!;
+      out[k + 1] = tb[byte & 0x0f]!;
     }
     if (k < end) {
-      out[k] = code[packed[p]! >> 4]! * scale;
+      out[k] = tb[packed[p]! >> 4]!;
       k++;
     }
   }
-  roundToDtypeInPlace(count === out.length ? out : out.subarray(0, count), dtype);
   return out;
 }
+
+/** dequantize4bit's per-block table of the 16 decoded values */
+const TB = new Float32Array(16);
+const TBU = new Uint32Array(TB.buffer);
 
 /**
  * Reconstruct float32 absmax values of 4-bit blocks `block0 … block0 + q.length - 1` from their 8-bit codes
