@@ -214,68 +214,75 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
       const w = new GGUFStreamWriter(out, f.kvs, f.tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
       await w.start();
       bytesDone += f.header.bytes.length;
+      // One sliding window of chunks in flight over the whole file — it runs on across tensor
+      // boundaries, so the workers never wait for the last chunk of a tensor (k/v projections are a
+      // single chunk) — reading and encoding ahead, writing strictly in order.
+      const chunks: { ti: number; r0: number; n: number; last: boolean }[] = [];
       for (let ti = 0; ti < f.tensors.length; ti++) {
         const t = f.tensors[ti]!;
-        const ne0 = t.out.ne[0]!;
+        if (rowBytes(t.type, t.out.ne[0]!) * rowsOf(t) !== t.bytes) throw new Error(`internal: size mismatch for ${t.out.name}`);
         const ranges = chunkRanges(t, chunkElements);
-        // a sliding window of chunks in flight: read and encode ahead, write strictly in order
-        const pending: Promise<Uint8Array>[] = [];
-        let next = 0;
-        const mode: FiniteMode = opts.allowNonfinite ? "count" : "reject";
+        ranges.forEach(([r0, n], k) => chunks.push({ ti, r0, n, last: k === ranges.length - 1 }));
+      }
+      const mode: FiniteMode = opts.allowNonfinite ? "count" : "reject";
+      const encodeChunk = async (t: PlannedTensor, r0: number, n: number): Promise<Uint8Array> => {
+        const ne0 = t.out.ne[0]!;
         // name the checkpoint tensor(s) too: the flat index is in the GGUF tensor's layout
         const named = (e: unknown): unknown => (e instanceof GgufyError && t.out.sources.length ? new GgufyError(e.code, `${e.detail}; made from ${t.out.sources.join(" + ")}`, { tensor: t.out.name }) : e);
-        const launch = (): void => {
-          const [r0, n] = ranges[next++]!;
-          const p = (async () => {
-              let res: (EncodeResult & { spare?: Uint8Array }) | undefined;
-              if (t.out.readRaw && encoder.encodeRaw) {
-                // plain float rows: the stored bytes go to the encoder, which widens and checks them off this thread
-                const into = encoder.pool?.take(n * ne0 * (t.out.dtype === "f32" ? 4 : 2));
-                const raw = await t.out.readRaw(r0, n, into);
-                if (raw) {
-                  const got = raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
-                  if (got !== n * ne0) throw new Error(`${t.out.name}: raw read of rows [${r0}, ${r0 + n}) returned ${got} values, expected ${n * ne0}`);
-                  res = await encoder.encodeRaw(t.type, raw, ne0, mode);
-                } else if (into) encoder.pool!.give(into);
-              }
-              if (!res) {
-                const rows = await t.out.read(r0, n);
-                if (rows.length !== n * ne0) throw new Error(`${t.out.name}: read of rows [${r0}, ${r0 + n}) returned ${rows.length} values, expected ${n * ne0}`);
-                if (encoder.encodeChecked) res = await encoder.encodeChecked(t.type, rows, ne0, mode);
-                else {
-                  if (opts.allowNonfinite) {
-                    if (firstNonFinite(rows) >= 0) for (const v of rows) if (v - v !== 0) nonFinite++;
-                  } else {
-                    try {
-                      checkFinite(rows, t.out.name, r0 * ne0);
-                    } catch (e) {
-                      throw named(e);
-                    }
-                  }
-                  res = { bytes: await encoder.encode(t.type, rows, ne0) };
-                }
-              }
-              if (res.spare) encoder.pool?.give(res.spare);
-              if (res.firstBad !== undefined) throw named(nonFiniteError(res.badValue!, t.out.name, r0 * ne0 + res.firstBad));
-              if (res.nonFinite) nonFinite += res.nonFinite;
-              return res.bytes;
-            })();
-          p.catch(() => undefined); // rejections surface when awaited in order; never unhandled
-          pending.push(p);
-        };
-        while (next < ranges.length && pending.length < inflight) launch();
-        while (pending.length > 0) {
-          abortCheck();
-          // an abort does not wait for the chunk being encoded (workers are terminated by encoder.close)
-          const bytes = await untilAbort(pending.shift()!, opts.signal);
-          if (next < ranges.length) launch();
-          await w.write(bytes);
-          encoder.pool?.give(bytes); // written (or copied into the output buffer): free for reuse
-          bytesDone += bytes.length;
-          opts.onProgress?.({ file: f.path, tensor: t.out.name, tensorIndex: ti, tensorCount: f.tensors.length, bytesDone, bytesTotal });
+        let res: (EncodeResult & { spare?: Uint8Array }) | undefined;
+        if (t.out.readRaw && encoder.encodeRaw) {
+          // plain float rows: the stored bytes go to the encoder, which widens and checks them off this thread
+          const into = encoder.pool?.take(n * ne0 * (t.out.dtype === "f32" ? 4 : 2));
+          const raw = await t.out.readRaw(r0, n, into);
+          if (raw) {
+            const got = raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
+            if (got !== n * ne0) throw new Error(`${t.out.name}: raw read of rows [${r0}, ${r0 + n}) returned ${got} values, expected ${n * ne0}`);
+            res = await encoder.encodeRaw(t.type, raw, ne0, mode);
+          } else if (into) encoder.pool!.give(into);
         }
-        bytesDone += (Math.ceil(t.bytes / 32) * 32 - t.bytes);
-        if (rowBytes(t.type, ne0) * rowsOf(t) !== t.bytes) throw new Error(`internal: size mismatch for ${t.out.name}`);
+        if (!res) {
+          const rows = await t.out.read(r0, n);
+          if (rows.length !== n * ne0) throw new Error(`${t.out.name}: read of rows [${r0}, ${r0 + n}) returned ${rows.length} values, expected ${n * ne0}`);
+          if (encoder.encodeChecked) res = await encoder.encodeChecked(t.type, rows, ne0, mode);
+          else {
+            if (opts.allowNonfinite) {
+              if (firstNonFinite(rows) >= 0) for (const v of rows) if (v - v !== 0) nonFinite++;
+            } else {
+              try {
+                checkFinite(rows, t.out.name, r0 * ne0);
+              } catch (e) {
+                throw named(e);
+              }
+            }
+            res = { bytes: await encoder.encode(t.type, rows, ne0) };
+          }
+        }
+        if (res.spare) encoder.pool?.give(res.spare);
+        if (res.firstBad !== undefined) throw named(nonFiniteError(res.badValue!, t.out.name, r0 * ne0 + res.firstBad));
+        if (res.nonFinite) nonFinite += res.nonFinite;
+        return res.bytes;
+      };
+      const pending: Promise<Uint8Array>[] = [];
+      let next = 0;
+      const launch = (): void => {
+        const c = chunks[next++]!;
+        const p = encodeChunk(f.tensors[c.ti]!, c.r0, c.n);
+        p.catch(() => undefined); // rejections surface when awaited in order; never unhandled
+        pending.push(p);
+      };
+      while (next < chunks.length && pending.length < inflight) launch();
+      for (let k = 0; k < chunks.length; k++) {
+        abortCheck();
+        const c = chunks[k]!;
+        const t = f.tensors[c.ti]!;
+        // an abort does not wait for the chunk being encoded (workers are terminated by encoder.close)
+        const bytes = await untilAbort(pending.shift()!, opts.signal);
+        if (next < chunks.length) launch();
+        await w.write(bytes);
+        encoder.pool?.give(bytes); // written (or copied into the output buffer): free for reuse
+        bytesDone += bytes.length;
+        if (c.last) bytesDone += Math.ceil(t.bytes / 32) * 32 - t.bytes;
+        opts.onProgress?.({ file: f.path, tensor: t.out.name, tensorIndex: c.ti, tensorCount: f.tensors.length, bytesDone, bytesTotal });
       }
       w.finish();
       await out.flush();
