@@ -10,7 +10,7 @@ import { GgufyError } from "../errors.js";
 import { GGUFStreamWriter } from "../formats/gguf/writer.js";
 import { rowBytes } from "../quant/ggml/types.js";
 import { AtomicOutput, type FileOpener } from "./output.js";
-import { checkFinite, encodeChecked, encodeRaw, encodeRows, firstNonFinite, nonFiniteError, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
+import { checkFinite, encodeChecked, encodeRaw, encodeRows, firstNonFinite, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
 import type { PlannedFile, PlannedTensor } from "./plan.js";
 
 export interface ProgressEvent {
@@ -64,7 +64,7 @@ export const inlineEncoder: ChunkEncoder = {
   encode: async (type, rows, rowLength) => encodeRows(type, rows, rowLength),
   encodeChecked: async (type, rows, rowLength, mode) => encodeChecked(type, rows, rowLength, mode, inlinePool.take(rowBytes(type, rowLength) * (rows.length / rowLength))),
   encodeRaw: async (type, raw, rowLength, mode) => {
-    const n = raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
+    const n = rawCount(raw);
     const into = inlinePool.take(rowBytes(type, rowLength) * (n / rowLength));
     const r = encodeRaw(type, raw, rowLength, mode, into);
     if (into && into.buffer !== r.bytes.buffer) inlinePool.give(into);
@@ -234,11 +234,12 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
           // plain float rows: the stored bytes go to the encoder, which widens and checks them off this thread
           const into = encoder.pool?.take(n * ne0 * (t.out.dtype === "f32" ? 4 : 2));
           const raw = await t.out.readRaw(r0, n, into);
+          if (into && raw?.bytes.buffer !== into.buffer) encoder.pool!.give(into); // not used for this read
           if (raw) {
-            const got = raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
+            const got = rawCount(raw);
             if (got !== n * ne0) throw new Error(`${t.out.name}: raw read of rows [${r0}, ${r0 + n}) returned ${got} values, expected ${n * ne0}`);
             res = await encoder.encodeRaw(t.type, raw, ne0, mode);
-          } else if (into) encoder.pool!.give(into);
+          }
         }
         if (!res) {
           const rows = await t.out.read(r0, n);

@@ -8,6 +8,7 @@ import path from "node:path";
 import { GgufyError } from "../errors.js";
 import { SafetensorsCheckpoint, type StTensorInfo } from "../formats/safetensors/index.js";
 import { f16Lut } from "../formats/half.js";
+import type { Bnb4Encoded } from "../quant/bnb/rows.js";
 
 export type FloatDtype = "f32" | "f16" | "bf16";
 
@@ -31,6 +32,18 @@ export interface TensorDecoder {
   /** raw checkpoint keys it consumes (packed weights, absmax, quant_state …) */
   consumedKeys(): Iterable<string>;
   readRows(name: string, row0: number, nRows: number): Promise<Float32Array>;
+  /** optional: the rows still encoded (4-bit bitsandbytes: packed bytes + absmax), to be decoded elsewhere */
+  readEncoded?(name: string, row0: number, nRows: number): Promise<Bnb4Encoded | undefined>;
+}
+
+/**
+ * Rows as stored: plain float bytes (`bytes`), or for a 4-bit bitsandbytes tensor its packed bytes
+ * with what dequantize4bit needs (`bnb4`; `dtype` is then the decoded values' dtype).
+ */
+export interface RawRows {
+  dtype: FloatDtype;
+  bytes: Uint8Array;
+  bnb4?: Omit<Bnb4Encoded, "packed">;
 }
 
 export type DecoderFactory = (st: SafetensorsCheckpoint, config: Record<string, unknown>, dir: string) => Promise<TensorDecoder | undefined>;
@@ -139,15 +152,20 @@ export class SourceCheckpoint {
 
   /**
    * The stored bytes of rows [row0, row0+nRows) of a plain F32/F16/BF16 tensor (read into `into` when
-   * it is large enough), or undefined for a decoded (bitsandbytes) tensor. For the pipeline, which
-   * widens them in its workers.
+   * it is large enough), the encoded form of a 4-bit bitsandbytes tensor, or undefined (LLM.int8).
+   * For the pipeline, which widens / decodes them in its workers.
    */
-  async readRawRows(name: string, row0: number, nRows: number, into?: Uint8Array): Promise<{ dtype: FloatDtype; bytes: Uint8Array } | undefined> {
+  async readRawRows(name: string, row0: number, nRows: number, into?: Uint8Array): Promise<RawRows | undefined> {
     const t = this.require(name);
     if (row0 < 0 || nRows < 0 || row0 + nRows > t.rows) throw new RangeError(`${name}: rows [${row0}, ${row0 + nRows}) outside ${t.rows}`);
     const info = this.st.get(name);
     const dtype = info ? PLAIN[info.dtype] : undefined;
-    if (!info || dtype === undefined || (this.decoder && !this.isPlain(name))) return undefined;
+    if (!info || dtype === undefined || (this.decoder && !this.isPlain(name))) {
+      const enc = this.decoder?.readEncoded ? await this.decoder.readEncoded(name, row0, nRows) : undefined;
+      if (!enc) return undefined;
+      const { packed, ...bnb4 } = enc;
+      return { dtype: t.dtype, bytes: packed, bnb4 };
+    }
     const size = dtype === "f32" ? 4 : 2;
     const len = t.rowLength * nRows * size;
     const buf = into && into.length >= len ? into.subarray(0, len) : undefined;

@@ -12,7 +12,7 @@
 import { Worker } from "node:worker_threads";
 import { availableParallelism } from "node:os";
 import { BufferPool, inlineEncoder, type ChunkEncoder } from "./pipeline.js";
-import type { EncodeResult, FiniteMode, RawChunk } from "./encode.js";
+import { rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
 import type { Answer, Job } from "./worker.js";
 import { rowBytes, type GGMLType } from "../quant/ggml/types.js";
 
@@ -56,12 +56,12 @@ export class WorkerPoolEncoder implements ChunkEncoder {
     this.pending.clear();
   }
 
-  private submit(job: Omit<Job, "id" | "into">, input: Uint8Array, outBytes: number): Promise<Answer> {
+  private submit(job: Omit<Job, "id" | "into">, input: Uint8Array, outBytes: number, more: ArrayBuffer[] = []): Promise<Answer> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
     const into = this.pool.take(outBytes);
     const full: Job = { ...job, id, ...(into ? { into } : {}) };
-    const transfer = [input.buffer as ArrayBuffer];
+    const transfer = [input.buffer as ArrayBuffer, ...more.filter((b) => b !== input.buffer)];
     if (into) transfer.push(into.buffer as ArrayBuffer);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -87,8 +87,8 @@ export class WorkerPoolEncoder implements ChunkEncoder {
   }
 
   async encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }> {
-    const n = raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
-    return (await this.submit({ type, raw, rowLength, mode }, raw.bytes, rowBytes(type, rowLength) * (n / rowLength))) as EncodeResult;
+    const n = rawCount(raw);
+    return (await this.submit({ type, raw, rowLength, mode }, raw.bytes, rowBytes(type, rowLength) * (n / rowLength), raw.bnb4 ? [raw.bnb4.absmax.buffer as ArrayBuffer] : [])) as EncodeResult;
   }
 
   private pump(): void {

@@ -6,7 +6,7 @@
 import type { GGUFKV } from "../formats/gguf/types.js";
 import type { GGMLType } from "../quant/ggml/types.js";
 import type { GGUFVocab } from "../tokenizer/types.js";
-import type { FloatDtype, SourceCheckpoint } from "../convert/source.js";
+import type { FloatDtype, RawRows, SourceCheckpoint } from "../convert/source.js";
 
 export interface OutputTensor {
   /** GGUF tensor name */
@@ -22,11 +22,11 @@ export interface OutputTensor {
   /** rows [row0, row0+nRows) as float32; a row is ne[0] elements, there are ne[1]·ne[2]·ne[3] rows */
   read(row0: number, nRows: number): Promise<Float32Array>;
   /**
-   * Optional: the same rows as their stored bytes when they are plain f32/f16/bf16 values passed
-   * through unchanged (undefined otherwise), read into `into` when it is large enough. Lets the
-   * pipeline widen and check them in its worker threads instead of on the main thread.
+   * Optional: the same rows as stored when they pass through unchanged — plain f32/f16/bf16 bytes
+   * (read into `into` when it is large enough) or 4-bit bitsandbytes packed bytes + absmax — or
+   * undefined. Lets the pipeline widen / decode and check them in its worker threads.
    */
-  readRaw?(row0: number, nRows: number, into?: Uint8Array): Promise<{ dtype: FloatDtype; bytes: Uint8Array } | undefined>;
+  readRaw?(row0: number, nRows: number, into?: Uint8Array): Promise<RawRows | undefined>;
   /** reads should start at multiples of this many rows (e.g. one attention head); default 1 */
   readonly rowAlign?: number;
   /** a type the architecture requires regardless of --outtype (e.g. F16 for a conv kernel) */

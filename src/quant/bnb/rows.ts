@@ -51,6 +51,36 @@ export async function decodeBnbRows(m: BnbModule, read: BnbReadRange, row0: numb
   return dequantize4bit(packed, e0, count, absmax, b0, m.blocksize, m.kind, m.dtype);
 }
 
+/**
+ * The encoded form of rows [row0, row0 + nRows) of a 4-bit module — exactly the arguments
+ * `dequantize4bit` takes (packed bytes from floor(elem0 / 2), the blocks' float32 absmax) — so that
+ * the decoding itself can run elsewhere (the converter's worker threads). undefined for LLM.int8.
+ */
+export interface Bnb4Encoded {
+  packed: Uint8Array;
+  elem0: number;
+  count: number;
+  absmax: Float32Array;
+  block0: number;
+  blocksize: number;
+  quantType: "nf4" | "fp4";
+  dtype: "bf16" | "f16" | "f32";
+}
+
+export async function readBnb4Encoded(m: BnbModule, read: BnbReadRange, row0: number, nRows: number): Promise<Bnb4Encoded | undefined> {
+  if (m.kind === "int8") return undefined;
+  if (!Number.isSafeInteger(row0) || !Number.isSafeInteger(nRows) || row0 < 0 || nRows <= 0 || row0 + nRows > m.rows) return undefined;
+  const count = nRows * m.cols;
+  const e0 = row0 * m.cols;
+  const e1 = e0 + count;
+  const b0 = Math.floor(e0 / m.blocksize);
+  const b1 = Math.ceil(e1 / m.blocksize);
+  const absmax = await blockAbsmax(m, read, b0, b1);
+  const byte0 = Math.floor(e0 / 2);
+  const packed = await readExact(read, m, m.weight, byte0, Math.ceil(e1 / 2) - byte0);
+  return { packed, elem0: e0, count, absmax, block0: b0, blocksize: m.blocksize, quantType: m.kind, dtype: m.dtype };
+}
+
 async function decodeInt8(m: BnbInt8Module, read: BnbReadRange, row0: number, nRows: number): Promise<Float32Array> {
   const scb = f32Values(await readExact(read, m, m.scbKey, row0 * 4, nRows * 4));
   const bytes = await readExact(read, m, m.weight, row0 * m.cols, nRows * m.cols);

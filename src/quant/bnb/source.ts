@@ -5,7 +5,7 @@
  */
 import type { DecoderFactory, SourceTensor, TensorDecoder } from "../../convert/source.js";
 import { detectBnb, describeBnb } from "./detect.js";
-import { decodeBnbRows } from "./rows.js";
+import { decodeBnbRows, readBnb4Encoded } from "./rows.js";
 
 export const bnbDecoder: DecoderFactory = async (st, config, dir): Promise<TensorDecoder | undefined> => {
   const mods = await detectBnb(st.tensors, (n) => st.read(n), config, dir);
@@ -21,6 +21,10 @@ export const bnbDecoder: DecoderFactory = async (st, config, dir): Promise<Tenso
       const m = mods.get(name);
       if (!m) throw new Error(`bnbDecoder: ${name} is not a bitsandbytes module`);
       return decodeBnbRows(m, read, row0, nRows);
+    },
+    readEncoded: async (name, row0, nRows) => {
+      const m = mods.get(name);
+      return m ? readBnb4Encoded(m, read, row0, nRows) : undefined;
     },
   };
 };
