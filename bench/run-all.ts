@@ -20,6 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { llamaQuantize } from "../test/support/llama-quantize.js";
+import { readGguf, readGgufTensorBytes } from "../src/formats/gguf/reader.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const cli = path.join(root, "bin", "ggufy.js");
@@ -116,6 +117,32 @@ function dirBytes(dir: string, filter: (f: string) => boolean): number {
   return readdirSync(dir).filter(filter).reduce((a, f) => a + statSync(path.join(dir, f)).size, 0);
 }
 
+/** Compare two GGUF files tensor by tensor (name, type, shape, data bytes). */
+async function compareTensors(a: string, b: string): Promise<string> {
+  const fa = await readGguf(a);
+  const fb = await readGguf(b);
+  const byName = new Map(fb.tensors.map((t) => [t.name, t] as const));
+  let same = 0;
+  const diff: string[] = [];
+  for (const t of fa.tensors) {
+    const u = byName.get(t.name);
+    if (!u || u.type !== t.type || u.ne.join() !== t.ne.join() || u.bytes !== t.bytes) {
+      diff.push(`${t.name} (type/shape)`);
+      continue;
+    }
+    let equal = true;
+    for (let off = 0; off < t.bytes && equal; off += 64 << 20) {
+      const len = Math.min(64 << 20, t.bytes - off);
+      const x = await readGgufTensorBytes(fa, t, off, len);
+      const y = await readGgufTensorBytes(fb, u, off, len);
+      equal = Buffer.from(x.buffer, x.byteOffset, x.length).equals(Buffer.from(y.buffer, y.byteOffset, y.length));
+    }
+    if (equal) same++;
+    else diff.push(t.name);
+  }
+  return `${same} of ${fa.tensors.length} tensors byte-identical (llama's file has ${fb.tensors.length})${diff.length ? `; differ: ${diff.slice(0, 8).join(", ")}${diff.length > 8 ? " …" : ""}` : ""}`;
+}
+
 async function main(): Promise<void> {
   const full = path.join(data, "minicpmv-int4");
   const half = path.join(data, "minicpmv-int4-half");
@@ -128,11 +155,13 @@ async function main(): Promise<void> {
     rm(r.mmproj);
   }
   let q4: Timed | undefined;
+  let q4file: string | undefined;
   if (only.has("q4km")) {
     const r = await ggufy("int4-q4km-t2", full, "Q4_K_M", ["--threads", "2"]);
     q4 = r.t;
+    q4file = r.outfile;
     log(`  - output ${(statSync(r.outfile).size / 1e9).toFixed(3)} GB + mmproj ${(statSync(r.mmproj).size / 1e9).toFixed(3)} GB`);
-    rm(r.outfile, r.mmproj);
+    rm(r.mmproj);
   }
   if (only.has("llama")) {
     const dst = path.join(out, "llama-q4km.gguf");
@@ -142,8 +171,10 @@ async function main(): Promise<void> {
     const wall = (performance.now() - t0) / 1000;
     log(`- llama_model_quantize (koffi, nthread 2) llm-f16.gguf → Q4_K_M: wall ${wall.toFixed(1)} s, load ${load0} → ${load()}; output ${(statSync(dst).size / 1e9).toFixed(3)} GB`);
     if (q4) log(`  - **ggufy int4 → Q4_K_M (LLM + mmproj) / llama_model_quantize F16 → Q4_K_M (LLM) wall-time ratio: ${(q4.wall / wall).toFixed(2)}** (< 1 means ggufy is faster)`);
+    if (q4file && existsSync(q4file)) log(`  - tensor data, ggufy vs llama_model_quantize: ${await compareTensors(q4file, dst)}`);
     rm(dst);
   }
+  if (q4file) rm(q4file);
   if (only.has("threads1")) {
     const r = await ggufy("int4-q4km-t1", full, "Q4_K_M", ["--threads", "1"]);
     rm(r.outfile, r.mmproj);
