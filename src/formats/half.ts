@@ -48,6 +48,21 @@ export function toF16(x: number): number {
   return f32BitsToF16(u32[0]!);
 }
 
+/**
+ * number → fp16 bits, with an inline path for results that are normal halves (the common case for
+ * quantization scales); the rest goes through f32BitsToF16. Same bits as toF16 for every input.
+ */
+export function toF16Fast(x: number): number {
+  f32[0] = x;
+  const u = u32[0]!;
+  const a = u & 0x7fffffff;
+  if (a >= 0x38800000 && a < 0x477ff000) {
+    const r = a - 0x38000000;
+    return ((u >>> 16) & 0x8000) | ((r + 0xfff + ((r >>> 13) & 1)) >>> 13);
+  }
+  return f32BitsToF16(u);
+}
+
 /** fp32 bits → bf16 bits: RNE, NaN truncated with the quiet bit forced (ggml_compute_fp32_to_bf16). */
 export function f32BitsToBf16(u: number): number {
   if ((u & 0x7fffffff) > 0x7f800000) return ((u >>> 16) | 0x0040) & 0xffff;

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { f32RowToF16, f32RowToBf16, f16ToF32Bits, f32BitsToF16 } from "../../src/formats/half.js";
+import { f32RowToF16, f32RowToBf16, f16ToF32Bits, f32BitsToF16, toF16Fast } from "../../src/formats/half.js";
 import { ggmlOracle } from "../support/ggml-oracle.js";
 
 /** Random float32 bit patterns plus edge cases, compared with ggml's own row converters. */
@@ -43,4 +43,10 @@ test("f16→f32 is exact for every finite half and round-trips", () => {
     assert.equal(f16ToF32Bits(h), refBits[h], `half ${h.toString(16)}`);
     assert.equal(f32BitsToF16(f16ToF32Bits(h)), h);
   }
+});
+
+test("toF16Fast (the quantizers' scale conversion) equals ggml_fp32_to_fp16_row", () => {
+  const x = samples(1 << 20, 4242);
+  const ref = ggmlOracle().fp32ToFp16Row(x);
+  for (let i = 0; i < x.length; i++) if (toF16Fast(x[i]!) !== ref[i]) assert.fail(`index ${i}: ours ${toF16Fast(x[i]!).toString(16)} ggml ${ref[i]!.toString(16)}`);
 });

@@ -1,6 +1,6 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { toF16, f16Lut } from "../../formats/half.js";
+import { f16Lut, toF16Fast } from "../../formats/half.js";
 import { WasmCode, W, wasmModule, I32, F32 } from "./q4_0.js";
 
 /**
@@ -73,17 +73,8 @@ function nearestInt(v: number): number {
   return (sI[0]! & 0x007fffff) - 0x00400000;
 }
 
-/** fp16 bits of a float32 value: inline fast path for normal results, half.ts's toF16 otherwise. */
-function f16(d: number): number {
-  sF[0] = d;
-  const u = sI[0]!;
-  const a = u & 0x7fffffff;
-  if (a >= 0x38800000 && a < 0x477ff000) {
-    const r = a - 0x38000000;
-    return ((u >>> 16) & 0x8000) | ((r + 0xfff + ((r >>> 13) & 1)) >>> 13);
-  }
-  return toF16(d);
-}
+/** fp16 bits of a float32 value (half.ts, fast path for normal halves). */
+const f16 = toF16Fast;
 
 const WT = new Float64Array(32); // weights of the current sub-block (x², float32-rounded)
 const X = new Float64Array(32); // the current sub-block's values

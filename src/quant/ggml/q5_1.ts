@@ -1,6 +1,6 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { toF16, f16Lut } from "../../formats/half.js";
+import { f16Lut, toF16Fast } from "../../formats/half.js";
 import { legacyQuantizer } from "./q4_0.js";
 
 /**
@@ -20,17 +20,8 @@ const FLT_MAX = 3.4028234663852886e38;
 const sF = new Float32Array(1);
 const sI = new Int32Array(sF.buffer);
 
-/** fp16 bits of a float32 value: inline fast path for normal results, half.ts's toF16 otherwise. */
-function f16(d: number): number {
-  sF[0] = d;
-  const u = sI[0]!;
-  const a = u & 0x7fffffff;
-  if (a >= 0x38800000 && a < 0x477ff000) {
-    const r = a - 0x38000000;
-    return ((u >>> 16) & 0x8000) | ((r + 0xfff + ((r >>> 13) & 1)) >>> 13);
-  }
-  return toF16(d);
-}
+/** fp16 bits of a float32 value (half.ts, fast path for normal halves). */
+const f16 = toF16Fast;
 
 // block minimum and maximum, written by minMax()
 let bMin = 0;
