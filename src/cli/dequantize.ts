@@ -102,7 +102,8 @@ export async function cmdDequantize(args: string[], out: (s: string) => void, er
       const bytes = r.shards.reduce((a, s) => a + s.bytes, 0);
       out(`wrote ${r.outdir} (${r.tensors} tensors in ${r.shards.length} shard(s), ${formatBytes(bytes)}; ${r.copied.length} other file(s))`);
       const dt = r.restoredDtypes.length ? ` as ${r.restoredDtypes.join("/")}` : "";
-      err(`ggufy: ${r.restored} bitsandbytes module(s) restored${dt}, ${r.dropped} auxiliary key(s) dropped, ${formatDuration((performance.now() - t0) / 1000)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
+      // the summary is for people watching a terminal; scripts get only the `wrote` lines and errors
+      if (io.stderr.isTTY === true) err(`ggufy: ${r.restored} bitsandbytes module(s) restored${dt}, ${r.dropped} auxiliary key(s) dropped, ${formatDuration((performance.now() - t0) / 1000)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
     }
     return 0;
   } catch (e) {

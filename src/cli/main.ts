@@ -282,7 +282,8 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
     const bytesOut = r.files.reduce((a, f) => a + f.bytes, 0);
     if (!v.quiet) {
       for (const f of r.files) out(`wrote ${f.path} (${f.tensors} tensors, ${formatBytes(f.bytes)})`);
-      err(`ggufy: ${r.files.reduce((a, f) => a + f.tensors, 0)} tensors, ${formatBytes(bytesIn)} as f32 in, ${formatBytes(bytesOut)} out, ${formatDuration(secs)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
+      // the summary is for people watching a terminal; scripts get only the `wrote` lines and errors
+      if (io.stderr.isTTY === true) err(`ggufy: ${r.files.reduce((a, f) => a + f.tensors, 0)} tensors, ${formatBytes(bytesIn)} as f32 in, ${formatBytes(bytesOut)} out, ${formatDuration(secs)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
     }
     return 0;
   } catch (e) {
