@@ -3,7 +3,7 @@
  * xoshiro128** stream, floats as random windows of a small pool of normals):
  *
  *   node dist/bench/gen-fullsize.js --out DIR [--layers N] [--seed S]
- *     MiniCPM-V-2_6-int4: the real 789 bf16 keys (shared/data/minicpm-v-2_6/derived index) and shapes,
+ *     MiniCPM-V-2_6-int4: the real 789 bf16 keys (test/data/minicpm-v-2_6/derived index) and shapes,
  *     every Linear that openbmb/MiniCPM-V-2_6-int4 quantizes (spec bnb-format.md §7: LLM q/k/v/o/gate/
  *     up/down, SigLIP q/k/v/fc1/fc2) stored as NF4 with double quant (blocksize 64, nested 256, bf16
  *     quant-state dtype, u8 storage) — random packed nibbles, absmax codes and nested absmax taken
@@ -25,7 +25,7 @@ import path from "node:path";
 import { safetensorsHeader, stByteLength, type StEntry, type StDtype } from "../src/formats/safetensors/index.js";
 import { f32RowToBf16 } from "../src/formats/half.js";
 import { Rng } from "../fixtures/rng.js";
-import { sharedData } from "../fixtures/paths.js";
+import { testData } from "../fixtures/paths.js";
 import {
   MINICPMV_26_DIMS,
   MINICPMV_INT4_BNB,
@@ -264,7 +264,7 @@ async function genMinicpmvInt4(dir: string, llmLayers: number, seed: number): Pr
     }
   }
   // side files
-  const tok = sharedData("minicpm-v-2_6");
+  const tok = testData("minicpm-v-2_6");
   for (const f of MINICPMV_TOKENIZER_FILES) await writeFile(path.join(dir, f), await readFile(path.join(tok, f)));
   const config = minicpmvConfig(d) as { [k: string]: PyJson };
   config["quantization_config"] = bnbQuantizationConfig({ method: "nf4", doubleQuant: true, quantStorage: "uint8", computeDtype: "bfloat16", skipModules: skip });

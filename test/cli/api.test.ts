@@ -8,10 +8,10 @@ import { rm, stat } from "node:fs/promises";
 import path from "node:path";
 import * as api from "../../src/index.js";
 import { convert, plan, inspect, verify, GgufyError, type ConvertOptions, type ProgressEvent, type VerifyProgress } from "../../src/index.js";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 
-const STORIES = sharedData("tinyllamas-stories260K", "derived-hf-llama");
+const STORIES = testData("tinyllamas-stories260K", "derived-hf-llama");
 const tmp = await scratchDir("ggufy-api-");
 after(async () => {
   await rm(tmp, { recursive: true, force: true });

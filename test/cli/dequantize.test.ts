@@ -14,11 +14,11 @@ import { convert, dequantize, openCheckpoint, readGguf, readGgufTensorBytes, Ggu
 import { SafetensorsCheckpoint, writeSafetensors, type StTensor } from "../../src/formats/safetensors/index.js";
 import { main } from "../../src/cli/main.js";
 import type { FileOpener } from "../../src/convert/output.js";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { quantizeCheckpointToBnb, bnbModuleTensors, type QuantizeCheckpointOptions } from "../../fixtures/bnb.js";
 
-const SRC = sharedData("tinyllamas-stories260K", "derived-hf-llama");
+const SRC = testData("tinyllamas-stories260K", "derived-hf-llama");
 const PROJ = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
 const LINEAR = Array.from({ length: 5 }, (_, l) => PROJ.map((p) => `model.layers.${l}.${p}.weight`)).flat().sort();
 

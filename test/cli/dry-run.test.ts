@@ -9,11 +9,11 @@ import path from "node:path";
 import { MODELS } from "../../src/index.js";
 import { readGguf } from "../../src/formats/gguf/reader.js";
 import { typeName } from "../../src/quant/ggml/types.js";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { cli } from "./helpers.js";
 
-const STORIES = sharedData("tinyllamas-stories260K", "derived-hf-llama");
+const STORIES = testData("tinyllamas-stories260K", "derived-hf-llama");
 const tmp = await scratchDir("ggufy-dryrun-");
 after(async () => {
   await rm(tmp, { recursive: true, force: true });

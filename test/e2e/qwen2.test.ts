@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { convert } from "../../src/index.js";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { writeTinyQwen2, scratchDir, type TinyQwen2Options } from "../../fixtures/qwen2.js";
 import { withModel, logProbsAt, tokenize, vocabSize, disposeTestLlama } from "../support/llama.js";
 import { ReferenceDecoder, maxAbsDiff, logSoftmax } from "../support/reference-qwen2.js";
@@ -69,7 +69,7 @@ async function readVocabTests(base: string): Promise<{ text: string; ids: number
 }
 
 test("tiny Qwen2 → f32: llama.cpp tokenizes every ggml-vocab-qwen2 test string like test-tokenizer-0 expects", async (t) => {
-  const cases = await readVocabTests(sharedData("llama.cpp-vocab", "ggml-vocab-qwen2.gguf"));
+  const cases = await readVocabTests(testData("llama.cpp-vocab", "ggml-vocab-qwen2.gguf"));
   assert.ok(cases.length >= 40, `${cases.length} cases`);
   const { gguf } = await tinyQwen2("main", MAIN);
   await withModel(gguf, async (model) => {

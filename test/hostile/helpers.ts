@@ -8,12 +8,12 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { Rng } from "../../fixtures/rng.js";
 import { writeSafetensors, type StTensor } from "../../src/formats/safetensors/writer.js";
 import { main } from "../../src/cli/main.js";
 
-export const STORIES = sharedData("tinyllamas-stories260K", "derived-hf-llama");
+export const STORIES = testData("tinyllamas-stories260K", "derived-hf-llama");
 export const STORIES_FILES = ["config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"];
 
 export async function scratch(prefix = "ggufy-hostile-"): Promise<string> {

@@ -10,10 +10,10 @@ import path from "node:path";
 import { SafetensorsCheckpoint, writeSafetensors, type StTensor } from "../../src/formats/safetensors/index.js";
 import { detectBnb, decodeBnbRows, describeBnb, bnbAuxKeys, bnbDecoder, type BnbModule } from "../../src/quant/bnb/index.js";
 import { SourceCheckpoint } from "../../src/convert/source.js";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { quantizeCheckpointToBnb, isSkippedModule, type QuantizeCheckpointOptions } from "../../fixtures/bnb.js";
 
-const SRC = sharedData("tinyllamas-stories260K", "derived-hf-llama");
+const SRC = testData("tinyllamas-stories260K", "derived-hf-llama");
 const PROJ = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
 const LINEAR = Array.from({ length: 5 }, (_, l) => PROJ.map((p) => `model.layers.${l}.${p}.weight`)).flat().sort();
 

@@ -4,12 +4,12 @@
  * The forward pass itself is the shared one in reference-qwen2.ts (same HF equations; biases only when present).
  */
 import { readFile } from "node:fs/promises";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { ReferenceDecoder } from "./reference-qwen2.js";
 
 export { ReferenceDecoder } from "./reference-qwen2.js";
 
-export const STORIES260K_HF_DIR = (): string => sharedData("tinyllamas-stories260K", "derived-hf-llama");
+export const STORIES260K_HF_DIR = (): string => testData("tinyllamas-stories260K", "derived-hf-llama");
 
 export async function loadLlamaReference(dir: string): Promise<ReferenceDecoder> {
   return ReferenceDecoder.load(dir);
@@ -17,11 +17,11 @@ export async function loadLlamaReference(dir: string): Promise<ReferenceDecoder>
 
 /**
  * The greedy (temperature 0) llama2.c sample of stories260K as quoted in
- * shared/data/tinyllamas-stories260K/PROVENANCE.md: the text inside `("…")`, without the trailing ellipsis.
+ * test/data/tinyllamas-stories260K/PROVENANCE.md: the text inside `("…")`, without the trailing ellipsis.
  * It is the start of the sample printed in llama2.c's doc/stories260K.md.
  */
 export async function stories260kSamplePrefix(): Promise<string> {
-  const md = await readFile(sharedData("tinyllamas-stories260K", "PROVENANCE.md"), "utf8");
+  const md = await readFile(testData("tinyllamas-stories260K", "PROVENANCE.md"), "utf8");
   const m = /\("(Once upon a time[^"]*?)\s*…"\)/s.exec(md);
   if (!m) throw new Error("PROVENANCE.md no longer quotes the stories260K greedy sample");
   return m[1]!.replace(/\s+/g, " ").trim();
@@ -41,7 +41,7 @@ export const STORIES260K_DOC_SAMPLE =
 export class Llama2cTokenizer {
   private constructor(readonly pieces: Uint8Array[]) {}
 
-  static async load(file = sharedData("tinyllamas-stories260K", "tok512.bin"), vocabSize = 512): Promise<Llama2cTokenizer> {
+  static async load(file = testData("tinyllamas-stories260K", "tok512.bin"), vocabSize = 512): Promise<Llama2cTokenizer> {
     const b = await readFile(file);
     let off = 4; // int32 max_token_length
     const pieces: Uint8Array[] = [];

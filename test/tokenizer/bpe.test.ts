@@ -4,15 +4,15 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { gguf } from "@huggingface/gguf";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { loadVocab, vocabToKvs, TokenType, QWEN2_PRE_REGEX, LLAMA3_PRE_REGEX, readMergesTxt, type GGUFVocab } from "../../src/tokenizer/index.js";
 import { GGUFValueType } from "../../src/formats/gguf/types.js";
 import { isGgufyError } from "../../src/errors.js";
 import { copyInto, goJsonIntsSha256, goJsonStringsSha256, llamaBundleFile, tempDir } from "./support.js";
 
-const MINICPM = sharedData("minicpm-v-2_6");
-const QWEN25 = sharedData("hf-configs-resaved", "Qwen2.5-0.5B-Instruct");
-const OLLAMA = sharedData("ollama-convert-reference");
+const MINICPM = testData("minicpm-v-2_6");
+const QWEN25 = testData("hf-configs-resaved", "Qwen2.5-0.5B-Instruct");
+const OLLAMA = testData("ollama-convert-reference");
 
 const readJsonFile = (f: string) => JSON.parse(fs.readFileSync(f, "utf8")) as Record<string, unknown>;
 const minicpmConfig = () => readJsonFile(path.join(MINICPM, "rkllm-llm-extract", "config.json"));
@@ -155,7 +155,7 @@ test("Qwen2.5-0.5B-Instruct: tokens, merges and token types hash like ollama's c
   assert.deepEqual(v.specialOrder, ["eos", "padding", "bos"]);
   assert.equal(v.special.bos, 151643);
   assert.deepEqual([v.addBos, v.addOrder], [false, ["bos"]]);
-  assert.equal(v.chatTemplate, fs.readFileSync(sharedData("chat-templates", "llama.cpp-models-templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8"));
+  assert.equal(v.chatTemplate, fs.readFileSync(testData("chat-templates", "llama.cpp-models-templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8"));
 });
 
 test("Qwen2 pre-tokenizer regexes are the ones ollama identifies by sha256", () => {

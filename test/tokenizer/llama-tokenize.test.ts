@@ -8,13 +8,13 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { loadVocab, vocabToKvs, type GGUFVocab } from "../../src/tokenizer/index.js";
 import { encodeGgufHeader } from "../../src/formats/gguf/writer.js";
 import { kv, type GGUFKV } from "../../src/formats/gguf/types.js";
 import { readVocabTests, tempDir } from "./support.js";
 
-const VOCAB_TESTS = sharedData("llama.cpp-vocab");
+const VOCAB_TESTS = testData("llama.cpp-vocab");
 
 let llamaP: Promise<Llama> | undefined;
 const llama = () => (llamaP ??= getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, progressLogs: false }));
@@ -62,8 +62,8 @@ function compare(name: string, tests: { text: string; ids: number[] }[], got: nu
 }
 
 test("Qwen2 vocab from MiniCPM-V 2.6's files: llama.cpp loads it, tokenizes its qwen2 test set as expected and parses the special tokens", async () => {
-  const cfg = JSON.parse(fs.readFileSync(sharedData("minicpm-v-2_6", "rkllm-llm-extract", "config.json"), "utf8")) as Record<string, unknown>;
-  const v = await loadVocab(sharedData("minicpm-v-2_6"), { arch: "qwen2", config: cfg });
+  const cfg = JSON.parse(fs.readFileSync(testData("minicpm-v-2_6", "rkllm-llm-extract", "config.json"), "utf8")) as Record<string, unknown>;
+  const v = await loadVocab(testData("minicpm-v-2_6"), { arch: "qwen2", config: cfg });
   const tests = readVocabTests(path.join(VOCAB_TESTS, "ggml-vocab-qwen2.gguf.inp"), path.join(VOCAB_TESTS, "ggml-vocab-qwen2.gguf.out"));
   assert.equal(tests.length, 46);
   await withVocabModel(v, "qwen2", (model) => {
@@ -75,7 +75,7 @@ test("Qwen2 vocab from MiniCPM-V 2.6's files: llama.cpp loads it, tokenizes its 
 });
 
 test("Llama 2 SentencePiece vocab: llama.cpp loads it and tokenizes its llama-spm test set as expected", async () => {
-  const v = await loadVocab(sharedData("llama2-tokenizer-llama2c"), { config: { vocab_size: 32000, bos_token_id: 1, eos_token_id: 2 } });
+  const v = await loadVocab(testData("llama2-tokenizer-llama2c"), { config: { vocab_size: 32000, bos_token_id: 1, eos_token_id: 2 } });
   const tests = readVocabTests(path.join(VOCAB_TESTS, "ggml-vocab-llama-spm.gguf.inp"), path.join(VOCAB_TESTS, "ggml-vocab-llama-spm.gguf.out"));
   await withVocabModel(v, "llama", (model) => compare("llama-spm", tests, tests.map((t) => model.tokenize(t.text, false).map(Number))));
 });

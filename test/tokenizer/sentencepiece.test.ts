@@ -3,17 +3,17 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { gguf } from "@huggingface/gguf";
-import { sharedData } from "../../fixtures/paths.js";
+import { testData } from "../../fixtures/paths.js";
 import { loadVocab, vocabToKvs, parseSentencePieceModel, TokenType } from "../../src/tokenizer/index.js";
 import { ProtoReader, fieldInt32 } from "../../src/tokenizer/protobuf.js";
 import { GGUFValueType } from "../../src/formats/gguf/types.js";
 import { isGgufyError } from "../../src/errors.js";
 import { copyInto, tempDir } from "./support.js";
 
-const LLAMA2 = sharedData("llama2-tokenizer-llama2c");
-const STORIES = sharedData("tinyllamas-stories260K");
-const STORIES_HF = sharedData("tinyllamas-stories260K", "derived-hf-llama");
-const SPM_REF = sharedData("llama.cpp-vocab", "ggml-vocab-llama-spm.gguf");
+const LLAMA2 = testData("llama2-tokenizer-llama2c");
+const STORIES = testData("tinyllamas-stories260K");
+const STORIES_HF = testData("tinyllamas-stories260K", "derived-hf-llama");
+const SPM_REF = testData("llama.cpp-vocab", "ggml-vocab-llama-spm.gguf");
 
 /** llama2.c's tokenizer.bin: int32 max_token_length, then per token float32 score, int32 length, bytes. */
 function readLlama2cTokenizer(file: string, n: number): { pieces: Buffer[]; scores: Float32Array } {

@@ -9,7 +9,7 @@ import { repoRoot } from "../../fixtures/paths.js";
 /**
  * A file of the llama.cpp source bundled inside node-llama-cpp (llama/gitRelease.bundle, the
  * llama.cpp our GGUFs must load in), extracted with git into a cache under the OS temp folder.
- * Used for `models/ggml-vocab-qwen2.gguf`, which the shared data lacks. Undefined when git or the
+ * Used for `models/ggml-vocab-qwen2.gguf`, which the repository data lacks. Undefined when git or the
  * bundle is unavailable (the test then skips).
  */
 export function llamaBundleFile(rel: string): string | undefined {
