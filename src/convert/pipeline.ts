@@ -162,7 +162,12 @@ export function chunkRanges(t: PlannedTensor, chunkElements: number): [number, n
   let per = Math.max(1, Math.floor(chunkElements / ne0));
   per = Math.max(align, per - (per % align));
   const out: [number, number][] = [];
-  for (let r = 0; r < rows; r += per) out.push([r, Math.min(per, rows - r)]);
+  // a stacked MoE tensor: chunks end at each expert's last row, so each reads from one source tensor
+  const boundary = t.out.rowBoundary ?? rows;
+  for (let b = 0; b < rows; b += boundary) {
+    const end = Math.min(rows, b + boundary);
+    for (let r = b; r < end; r += per) out.push([r, Math.min(per, end - r)]);
+  }
   return out;
 }
 

@@ -134,10 +134,10 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
   if (!preset) throw new GgufyError("E_USAGE", `--outtype ${requested}: not a known type or preset (try f32, f16, bf16, q8_0, auto, Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0 …)`);
   const order = quantizeOrder(m.tensors);
   const popts: PresetOptions = {
-    nLayer: hparam(m, "block_count") ?? 0,
-    nHead: hparam(m, "attention.head_count") ?? 1,
-    nHeadKv: hparam(m, "attention.head_count_kv") ?? hparam(m, "attention.head_count") ?? 1,
-    nExpert: hparam(m, "expert_count") ?? 0,
+    nLayer: m.hparams?.nLayer ?? hparam(m, "block_count") ?? 0,
+    nHead: m.hparams?.nHead ?? hparam(m, "attention.head_count") ?? 1,
+    nHeadKv: m.hparams?.nHeadKv ?? hparam(m, "attention.head_count_kv") ?? hparam(m, "attention.head_count") ?? 1,
+    nExpert: m.hparams?.nExpert ?? hparam(m, "expert_count") ?? 0,
     arch: m.arch,
     ...(opts.pure ? { pure: true } : {}),
     ...(opts.leaveOutputTensor ? { leaveOutputTensor: true } : {}),

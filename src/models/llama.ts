@@ -1,84 +1,45 @@
 /**
- * Llama (LlamaForCausalLM and friends). llama.cpp's converter un-permutes Q and K rows because HF
- * stores them for rotate_half RoPE while llama.cpp's LLAMA graph uses the interleaved (NORM) form.
+ * Llama family → GGUF `llama` (conversion/llama.py LlamaModel): LlamaForCausalLM (Llama 1–3.3),
+ * MistralForCausalLM (Mistral v0.1–v0.3, Mistral-Nemo: explicit head_dim) and MixtralForCausalLM
+ * (experts stacked into ffn_{gate,up,down}_exps). Q and K rows are un-permuted: HF stores them for
+ * rotate_half RoPE, llama.cpp's LLAMA graph uses the interleaved (NORM) form. Llama 3.1+'s
+ * `rope_type: llama3` becomes the `rope_freqs.weight` factors (LlamaModel.generate_extra_tensors).
+ * Mistral's `sliding_window` is not written: llama.cpp's `llama` architecture has no sliding window
+ * (its converter writes none either), so a prompt beyond the window is attended in full there.
  */
-import { kv } from "../formats/gguf/types.js";
-import type { SourceCheckpoint, SourceTensor } from "../convert/source.js";
-import { LLAMA_LIKE_NAMES, mapAll, textHparams, textKvs, toNe } from "./hf-text.js";
-import type { ConvertContext, ModelConverter, ModelFile, OutputTensor } from "./types.js";
-import { validateTextModel, validateVocab } from "./validate.js";
-import path from "node:path";
+import { TENSOR } from "../formats/gguf/keys.js";
+import { llama3RopeFactors } from "./rope.js";
+import { constTensor, llamaKvs, textDecoder, type DecoderSpec } from "./text-decoder.js";
 
-/**
- * Row index permutation of llama.cpp's `permute(w, n_head)`: within each head of `d` rows,
- * reshape(2, d/2).swapaxes → output row i*2+j comes from source row j*(d/2)+i.
- */
-export function permutedSourceRow(outRow: number, headRows: number): number {
-  const h = Math.floor(outRow / headRows);
-  const r = outRow - h * headRows;
-  const half = headRows / 2;
-  const i = r >> 1;
-  const j = r & 1;
-  return h * headRows + j * half + i;
-}
+export { permutedSourceRow } from "./tensors.js";
 
-/** Q/K output tensor with rows permuted per head; reads whole heads (rowAlign) so chunks stay local. */
-export function permutedRows(src: SourceCheckpoint, t: SourceTensor, ggufName: string, nHead: number): OutputTensor {
-  const is1d = t.shape.length === 1;
-  const total = is1d ? t.shape[0]! : t.shape[0]!;
-  const headRows = total / nHead;
-  if (!Number.isInteger(headRows) || headRows % 2 !== 0) throw new Error(`${t.name}: ${total} rows do not split into ${nHead} heads of even size`);
-  if (is1d) {
-    // a bias: one GGUF row of `total` elements, permuted element-wise
-    return {
-      name: ggufName, ne: toNe(t.shape), sources: [t.name], encoding: t.encoding, dtype: t.dtype,
-      read: async (row0, nRows) => {
-        if (nRows === 0) return new Float32Array(0);
-        const v = await src.readAll(t.name);
-        const out = new Float32Array(total);
-        for (let r = 0; r < total; r++) out[r] = v[permutedSourceRow(r, headRows)]!;
-        return out;
-      },
-    };
-  }
-  const cols = t.shape[1]!;
-  return {
-    name: ggufName, ne: toNe(t.shape), sources: [t.name], encoding: t.encoding, dtype: t.dtype, rowAlign: headRows,
-    read: async (row0, nRows) => {
-      const out = new Float32Array(nRows * cols);
-      if (nRows === 0) return out;
-      const first = Math.floor(row0 / headRows) * headRows;
-      const last = Math.ceil((row0 + nRows) / headRows) * headRows;
-      const block = await src.readRows(t.name, first, last - first);
-      for (let r = 0; r < nRows; r++) {
-        const s = permutedSourceRow(row0 + r, headRows) - first;
-        out.set(block.subarray(s * cols, (s + 1) * cols), r * cols);
-      }
-      return out;
-    },
-  };
-}
+export const LLAMA_TENSORS = [
+  TENSOR.TOKEN_EMBD, TENSOR.OUTPUT_NORM, TENSOR.OUTPUT, TENSOR.ROPE_FREQS,
+  TENSOR.ATTN_NORM, TENSOR.ATTN_Q, TENSOR.ATTN_K, TENSOR.ATTN_V, TENSOR.ATTN_OUT,
+  TENSOR.FFN_GATE_INP, TENSOR.FFN_NORM, TENSOR.FFN_GATE, TENSOR.FFN_DOWN, TENSOR.FFN_UP,
+  TENSOR.FFN_GATE_EXP, TENSOR.FFN_DOWN_EXP, TENSOR.FFN_UP_EXP,
+] as const;
 
-export const llama: ModelConverter = {
+export const llamaSpec: DecoderSpec = {
   id: "llama",
-  hfArchitectures: ["LlamaForCausalLM", "LLaMAForCausalLM", "MistralForCausalLM"],
-  async build(ctx: ConvertContext): Promise<ModelFile[]> {
-    const file = path.join(ctx.dir, "config.json");
-    const h = textHparams(ctx.config, file);
-    validateTextModel({ src: ctx.src, h, configFile: file, vocabOnly: ctx.vocabOnly === true, evenHeadDim: true });
-    const arch = "llama";
-    const kvs = textKvs(arch, h);
-    const vocab = await ctx.loadVocab({ dir: ctx.dir, arch, config: ctx.config, ...(h.vocabSize !== undefined ? { vocabSize: h.vocabSize } : {}) });
-    validateVocab(vocab, { src: ctx.src, configFile: file, tokenizerDir: ctx.dir, vocabOnly: ctx.vocabOnly === true });
-    kvs.push(kv.u32(`${arch}.vocab_size`, vocab.tokens.length));
-    kvs.push(kv.u32(`${arch}.rope.dimension_count`, h.headDim ?? h.nEmbd / h.nHead));
-    const tensors = ctx.vocabOnly ? [] : mapAll(ctx.src, LLAMA_LIKE_NAMES, {
-      transform: (t, g) => {
-        if (/\.attn_q\.(weight|bias)$/.test(g)) return permutedRows(ctx.src, t, g, h.nHead);
-        if (/\.attn_k\.(weight|bias)$/.test(g)) return permutedRows(ctx.src, t, g, h.nHeadKv);
-        return undefined;
-      },
-    });
-    return [{ role: "model", arch, kvs, tensors, vocab }];
+  hfArchitectures: ["LlamaForCausalLM", "LLaMAForCausalLM", "MistralForCausalLM", "MixtralForCausalLM"],
+  arch: "llama",
+  tensors: LLAMA_TENSORS,
+  permuteQK: true,
+  // MoE layers (Mixtral) have no dense MLP
+  layerRequired: ["input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight"],
+  experts: {
+    pattern: /^model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$/,
+    to: { w1: TENSOR.FFN_GATE_EXP, w2: TENSOR.FFN_DOWN_EXP, w3: TENSOR.FFN_UP_EXP },
+  },
+  kvs: (_cfg, h, out, { nVocab }) => llamaKvs(h, out, nVocab),
+  extraTensors: (_cfg, h) => {
+    const s = h.rope.scaling;
+    if (s.type !== "llama3") return [];
+    const dim = h.headDim ?? h.nEmbd / h.nHead;
+    const f = llama3RopeFactors(s, h.ropeTheta ?? 10000, dim);
+    return [constTensor("rope_freqs.weight", [f.length], f)];
   },
 };
+
+export const llama = textDecoder(llamaSpec);

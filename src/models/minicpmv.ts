@@ -22,7 +22,7 @@ import { GgufyError } from "../errors.js";
 import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import { GGMLType as G, typeInfo } from "../quant/ggml/types.js";
 import type { SourceCheckpoint, SourceTensor } from "../convert/source.js";
-import { passThrough, toNe } from "./hf-text.js";
+import { passThrough, toNe } from "./tensors.js";
 import { buildQwen2 } from "./qwen2.js";
 import type { ConvertContext, ModelConverter, ModelFile, OutputTensor } from "./types.js";
 

@@ -1,30 +1,27 @@
 /**
- * Qwen2 (Qwen2ForCausalLM). NEOX RoPE, so no Q/K permutation; q/k/v biases; rope.freq_base is
- * always written because llama.cpp would otherwise default it to 10000 (Qwen2 uses 1e6).
+ * Qwen2 / Qwen2.5 (Qwen2ForCausalLM) → GGUF `qwen2` (conversion/qwen.py Qwen2Model): NEOX RoPE, so
+ * no Q/K permutation; q/k/v biases; YaRN rope_scaling (Qwen2.5 long context) through the base.
+ * rope.freq_base is always written (Qwen2 uses 1e6; llama.cpp would otherwise assume 10000).
  */
-import type { SourceCheckpoint } from "../convert/source.js";
-import { LLAMA_LIKE_NAMES, mapAll, textHparams, textKvs } from "./hf-text.js";
-import type { ConvertContext, ModelConverter, ModelFile } from "./types.js";
-import { validateTextModel, validateVocab } from "./validate.js";
-import path from "node:path";
+import { TENSOR } from "../formats/gguf/keys.js";
+import { buildTextDecoder, textDecoder, type DecoderSpec } from "./text-decoder.js";
+import type { ConvertContext, ModelFile } from "./types.js";
 
-/** The Qwen2 language model found under `prefix` of a checkpoint (MiniCPM-V keeps it under `llm.`). */
-export async function buildQwen2(ctx: ConvertContext, prefix = "", tokenizerDir = ctx.dir): Promise<ModelFile> {
-  const file = path.join(ctx.dir, "config.json");
-  const h = textHparams(ctx.config, file);
-  validateTextModel({ src: ctx.src as SourceCheckpoint, h, configFile: file, prefix, vocabOnly: ctx.vocabOnly === true });
-  const arch = "qwen2";
-  const kvs = textKvs(arch, h, { alwaysRopeBase: 10000 });
-  const vocab = await ctx.loadVocab({ dir: tokenizerDir, arch, config: ctx.config, ...(h.vocabSize !== undefined ? { vocabSize: h.vocabSize } : {}) });
-  validateVocab(vocab, { src: ctx.src as SourceCheckpoint, configFile: file, tokenizerDir, prefix, vocabOnly: ctx.vocabOnly === true });
-  const tensors = ctx.vocabOnly ? [] : mapAll(ctx.src as SourceCheckpoint, LLAMA_LIKE_NAMES, { prefix });
-  return { role: "model", arch, kvs, tensors, vocab };
-}
-
-export const qwen2: ModelConverter = {
+export const qwen2Spec: DecoderSpec = {
   id: "qwen2",
   hfArchitectures: ["Qwen2ForCausalLM", "Qwen2Model"],
-  async build(ctx: ConvertContext): Promise<ModelFile[]> {
-    return [await buildQwen2(ctx)];
-  },
+  arch: "qwen2",
+  tensors: [
+    TENSOR.TOKEN_EMBD, TENSOR.OUTPUT_NORM, TENSOR.OUTPUT, TENSOR.ROPE_FREQS,
+    TENSOR.ATTN_NORM, TENSOR.ATTN_Q, TENSOR.ATTN_K, TENSOR.ATTN_V, TENSOR.ATTN_OUT,
+    TENSOR.FFN_NORM, TENSOR.FFN_GATE, TENSOR.FFN_DOWN, TENSOR.FFN_UP,
+  ],
+  alwaysRopeBase: 10000,
 };
+
+/** The Qwen2 language model found under `prefix` of a checkpoint (MiniCPM-V keeps it under `llm.`). */
+export function buildQwen2(ctx: ConvertContext, prefix = "", tokenizerDir = ctx.dir): Promise<ModelFile> {
+  return buildTextDecoder(ctx, qwen2Spec, prefix, tokenizerDir);
+}
+
+export const qwen2 = textDecoder(qwen2Spec);

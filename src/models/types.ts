@@ -29,6 +29,8 @@ export interface OutputTensor {
   readRaw?(row0: number, nRows: number, into?: Uint8Array): Promise<RawRows | undefined>;
   /** reads should start at multiples of this many rows (e.g. one attention head); default 1 */
   readonly rowAlign?: number;
+  /** reads should not cross multiples of this many rows (one expert of a stacked MoE tensor) */
+  readonly rowBoundary?: number;
   /** a type the architecture requires regardless of --outtype (e.g. F16 for a conv kernel) */
   readonly forceType?: GGMLType;
 }
@@ -51,6 +53,17 @@ export interface ModelFile {
   readonly chooseType?: (t: OutputTensor, requested: string) => GGMLType;
   /** number of parameters, for size labels */
   readonly paramCount?: number;
+  /** typed hyper-parameters the planner needs (llama-quantize's rules depend on them) */
+  readonly hparams?: PlanHparams;
+  /** notes for the user about this file (a RoPE scaling llama.cpp ignores …) */
+  readonly warnings?: readonly string[];
+}
+
+export interface PlanHparams {
+  readonly nLayer: number;
+  readonly nHead: number;
+  readonly nHeadKv: number;
+  readonly nExpert: number;
 }
 
 export interface ConvertContext {

@@ -9,7 +9,7 @@ import path from "node:path";
 import { GgufyError } from "../errors.js";
 import type { SourceCheckpoint } from "../convert/source.js";
 import type { GGUFVocab } from "../tokenizer/types.js";
-import type { TextHparams } from "./hf-text.js";
+import type { TextHparams } from "./text-decoder.js";
 
 const U32_MAX = 0xffffffff;
 
@@ -57,6 +57,8 @@ export interface TextModelCheck {
   vocabOnly?: boolean;
   /** head_dim must be even (Llama's Q/K un-permutation splits each head in two halves) */
   evenHeadDim?: boolean;
+  /** per-layer weights (after `model.layers.N.`) llama.cpp loads as required; default: the Llama set */
+  required?: readonly string[];
 }
 
 /** Check config.json against itself and against the shapes of the weights. Throws E_CONFIG / E_MISSING_TENSOR. */
@@ -106,10 +108,10 @@ export function validateTextModel(c: TextModelCheck): void {
   const kvHeads = `num_key_value_heads ${h.nHeadKv} × head size ${hd}`;
   for (let i = 0; i < h.nLayer; i++) {
     const l = `model.layers.${i}.`;
-    if (!src.get(`${prefix}${l}self_attn.q_proj.weight`)) {
+    if (!src.get(`${prefix}${l}self_attn.q_proj.weight`) && !src.get(`${prefix}${l}self_attn.qkv_proj.weight`)) {
       throw new GgufyError("E_MISSING_TENSOR", `num_hidden_layers is ${h.nLayer} but layer ${i} has no attention weights`, { file: src.dir, tensor: `${prefix}${l}self_attn.q_proj.weight` });
     }
-    for (const part of LAYER_REQUIRED) {
+    for (const part of c.required ?? LAYER_REQUIRED) {
       if (!src.get(`${prefix}${l}${part}`)) throw new GgufyError("E_MISSING_TENSOR", "absent from the checkpoint; llama.cpp needs it to load the model", { file: src.dir, tensor: `${prefix}${l}${part}` });
     }
     expect(`${l}self_attn.q_proj.weight`, [q, h.nEmbd], `${heads} rows, hidden_size columns`);

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { permutedSourceRow } from "../../src/models/llama.js";
+import { permutedSourceRow } from "../../src/models/tensors.js";
 
 /**
  * llama.cpp's converter: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2).reshape(rows, cols).

@@ -1,0 +1,313 @@
+/**
+ * The shared base of decoder-only text models (after llama.cpp's `conversion/base.py` TextModel):
+ * typed hyper-parameters, the KVs TextModel.set_gguf_parameters writes in its order, RoPE scaling,
+ * the HF → GGUF name map, norms kept F32 by the planner, tied embeddings (no `output.weight` when
+ * the checkpoint has no lm_head), and the vocabulary. A family (llama.ts, qwen.ts, gemma.ts …) is a
+ * `DecoderSpec`: only what differs. Models know nothing of bytes: tensors are read through the
+ * SourceCheckpoint as float rows.
+ */
+import path from "node:path";
+import { GgufyError } from "../errors.js";
+import { kv, type GGUFKV } from "../formats/gguf/types.js";
+import { LLM, TENSOR, archKey, tensorName, type LlmKey, type TensorTemplate } from "../formats/gguf/keys.js";
+import type { SourceCheckpoint, SourceTensor } from "../convert/source.js";
+import { HfConfig } from "./config.js";
+import { llama3RopeFactors, readRope, ropeScalingKvs, type RopeParams } from "./rope.js";
+import { COMMON_NAMES, compileNames, mapTensorName, type NameRow } from "./tensor-map.js";
+import { constTensor, passThrough, permutedRows, SKIPPED } from "./tensors.js";
+import type { ConvertContext, ModelConverter, ModelFile, OutputTensor } from "./types.js";
+import { validateTextModel, validateVocab } from "./validate.js";
+
+/** Typed hyper-parameters every text decoder has (config.json, `text_config` merged over the root). */
+export interface TextHparams {
+  nLayer: number;
+  nCtx: number;
+  nEmbd: number;
+  nFf: number;
+  nHead: number;
+  nHeadKv: number;
+  ropeTheta: number | undefined;
+  rmsEps: number | undefined;
+  headDim: number | undefined;
+  vocabSize: number | undefined;
+  rope: RopeParams;
+  nExpert: number | undefined;
+  nExpertUsed: number | undefined;
+}
+
+/** The config a text decoder reads: `text_config` (Gemma 3, multimodal wrappers) merged over the root. */
+export function textConfig(config: Record<string, unknown>, file: string): HfConfig {
+  const tc = config["text_config"];
+  const merged = tc && typeof tc === "object" && !Array.isArray(tc) ? { ...config, ...(tc as Record<string, unknown>) } : config;
+  return new HfConfig(merged, file);
+}
+
+/** TextModel's find_hparam lists, typed (base.py TextModel.__init__ / set_gguf_parameters). */
+export function readTextHparams(cfg: HfConfig): TextHparams {
+  const nHead = cfg.reqInt(["num_attention_heads", "n_head", "n_heads"]);
+  const rope = readRope(cfg);
+  return {
+    nLayer: cfg.reqInt(["n_layers", "num_hidden_layers", "n_layer", "num_layers"]),
+    nCtx: cfg.reqInt(["max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length", "model_max_length"]),
+    nEmbd: cfg.reqInt(["hidden_size", "n_embd", "dim"]),
+    nFf: cfg.reqInt(["intermediate_size", "n_inner", "hidden_dim"]),
+    nHead,
+    nHeadKv: cfg.int(["num_key_value_heads", "n_kv_heads", "n_head_kv"]) ?? nHead,
+    ropeTheta: rope.theta,
+    rmsEps: cfg.num(["rms_norm_eps", "norm_eps"], { gt: 0 }),
+    headDim: cfg.int("head_dim"),
+    vocabSize: cfg.int("vocab_size"),
+    rope,
+    nExpert: cfg.int(["num_local_experts", "num_experts", "n_routed_experts"]),
+    nExpertUsed: cfg.int(["num_experts_per_tok", "num_experts_per_token", "top_k_experts"]),
+  };
+}
+
+/** Builds an arch's KV list with typed keys. */
+export class KvList {
+  readonly list: GGUFKV[] = [];
+  constructor(readonly arch: string) {}
+  private k(t: LlmKey): string {
+    return archKey(t, this.arch);
+  }
+  u32(t: LlmKey, v: number): this {
+    this.list.push(kv.u32(this.k(t), v));
+    return this;
+  }
+  f32(t: LlmKey, v: number): this {
+    this.list.push(kv.f32(this.k(t), v));
+    return this;
+  }
+  bool(t: LlmKey, v: boolean): this {
+    this.list.push(kv.bool(this.k(t), v));
+    return this;
+  }
+  str(t: LlmKey, v: string): this {
+    this.list.push(kv.str(this.k(t), v));
+    return this;
+  }
+  i32s(t: LlmKey, v: readonly number[]): this {
+    this.list.push(kv.i32s(this.k(t), v));
+    return this;
+  }
+  push(...kvs: GGUFKV[]): this {
+    this.list.push(...kvs);
+    return this;
+  }
+}
+
+/** The KVs TextModel.set_gguf_parameters writes, in its order (general.file_type is the planner's). */
+export function baseKvs(out: KvList, h: TextHparams, opts: { alwaysRopeBase?: number } = {}): void {
+  out.u32(LLM.BLOCK_COUNT, h.nLayer).u32(LLM.CONTEXT_LENGTH, h.nCtx).u32(LLM.EMBEDDING_LENGTH, h.nEmbd).u32(LLM.FEED_FORWARD_LENGTH, h.nFf);
+  out.u32(LLM.HEAD_COUNT, h.nHead).u32(LLM.HEAD_COUNT_KV, h.nHeadKv);
+  out.push(...ropeScalingKvs(out.arch, h.rope.scaling));
+  const theta = h.ropeTheta ?? opts.alwaysRopeBase;
+  if (theta !== undefined) out.f32(LLM.ROPE_FREQ_BASE, theta);
+  if (h.rope.thetaSwa !== undefined) out.f32(LLM.ROPE_FREQ_BASE_SWA, h.rope.thetaSwa);
+  if (h.rmsEps !== undefined) out.f32(LLM.LAYERNORM_RMS_EPS, h.rmsEps);
+  if (h.nExpert !== undefined) out.u32(LLM.EXPERT_COUNT, h.nExpert);
+  if (h.nExpertUsed !== undefined) out.u32(LLM.EXPERT_USED_COUNT, h.nExpertUsed);
+  if (h.headDim !== undefined) out.u32(LLM.KEY_LENGTH, h.headDim).u32(LLM.VALUE_LENGTH, h.headDim);
+}
+
+/** What a family states about itself; everything else is the base's. */
+export interface DecoderSpec {
+  /** short id (registry, --print-supported-models) */
+  readonly id: string;
+  /** config.json `architectures[0]` values */
+  readonly hfArchitectures: readonly string[];
+  /** general.architecture */
+  readonly arch: string;
+  /** the GGUF tensors this architecture has (gguf-py MODEL_TENSORS[arch]) */
+  readonly tensors: readonly TensorTemplate[];
+  /** HF → GGUF rows checked before the common ones */
+  readonly names?: readonly NameRow[];
+  /** llama.cpp's Q/K un-permutation (LlamaModel.undo_permute) */
+  readonly permuteQK?: boolean;
+  /** rope.freq_base written even when the config has none (Qwen2: llama.cpp would default to 10000 anyway) */
+  readonly alwaysRopeBase?: number;
+  /** per-layer HF weights (after `model.layers.N.`) llama.cpp loads as required, for pre-flight checks */
+  readonly layerRequired?: readonly string[];
+  /** validate and read family hyper-parameters; returns KVs appended after the base ones (set_gguf_parameters after super()) */
+  readonly kvs?: (cfg: HfConfig, h: TextHparams, out: KvList, info: { nVocab: number }) => void;
+  /** a family's own tensor rewrite (norm + 1, fused splits …); undefined → the base's */
+  readonly transform?: (c: TensorCtx) => OutputTensor | OutputTensor[] | null | undefined;
+  /** tensors the converter generates (rope factors …), written first as llama.cpp's generate_extra_tensors does */
+  readonly extraTensors?: (cfg: HfConfig, h: TextHparams) => OutputTensor[];
+  /** HF tensors (after the prefix) this family drops on purpose */
+  readonly skip?: readonly RegExp[];
+  /** MoE experts stacked into 3-D tensors */
+  readonly experts?: ExpertSpec;
+}
+
+export interface TensorCtx {
+  readonly src: SourceCheckpoint;
+  readonly t: SourceTensor;
+  /** the GGUF name the map gives */
+  readonly gguf: string;
+  readonly template: TensorTemplate;
+  readonly bid: number | undefined;
+  readonly h: TextHparams;
+  readonly cfg: HfConfig;
+}
+
+/** MoE: `model.layers.{bid}.<path>.{xid}.<proj>.weight` → one 3-D tensor per (layer, proj). */
+export interface ExpertSpec {
+  /** after the prefix: captures bid, xid and the projection name */
+  readonly pattern: RegExp;
+  /** projection name → stacked GGUF template */
+  readonly to: Readonly<Record<string, TensorTemplate>>;
+}
+
+export const DEFAULT_LAYER_REQUIRED = [
+  "input_layernorm.weight", "post_attention_layernorm.weight",
+  "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+  "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+];
+
+/** Build the language-model file of a decoder family found under `prefix` of the checkpoint. */
+export async function buildTextDecoder(ctx: ConvertContext, spec: DecoderSpec, prefix = "", tokenizerDir = ctx.dir): Promise<ModelFile> {
+  const file = path.join(ctx.dir, "config.json");
+  const cfg = textConfig(ctx.config, file);
+  const h = readTextHparams(cfg);
+  validateTextModel({
+    src: ctx.src, h, configFile: file, prefix, vocabOnly: ctx.vocabOnly === true,
+    evenHeadDim: spec.permuteQK === true, required: spec.layerRequired ?? DEFAULT_LAYER_REQUIRED,
+  });
+  const out = new KvList(spec.arch);
+  baseKvs(out, h, spec.alwaysRopeBase !== undefined ? { alwaysRopeBase: spec.alwaysRopeBase } : {});
+  const vocab = await ctx.loadVocab({ dir: tokenizerDir, arch: spec.arch, config: ctx.config, ...(h.vocabSize !== undefined ? { vocabSize: h.vocabSize } : {}) });
+  validateVocab(vocab, { src: ctx.src, configFile: file, tokenizerDir, prefix, vocabOnly: ctx.vocabOnly === true });
+  spec.kvs?.(cfg, h, out, { nVocab: vocab.tokens.length });
+  const tensors = ctx.vocabOnly ? [] : [...(spec.extraTensors?.(cfg, h) ?? []), ...mapDecoderTensors(ctx.src, spec, h, cfg, prefix)];
+  return {
+    role: "model", arch: spec.arch, kvs: out.list, tensors, vocab,
+    hparams: { nLayer: h.nLayer, nHead: h.nHead, nHeadKv: h.nHeadKv, nExpert: h.nExpert ?? 0 },
+    ...(h.rope.warnings.length ? { warnings: [...h.rope.warnings] } : {}),
+  };
+}
+
+/** Llama-family base KVs (LlamaModel.set_gguf_parameters after super()): vocab size, rope dimension count. */
+export function llamaKvs(h: TextHparams, out: KvList, nVocab: number): void {
+  out.u32(LLM.VOCAB_SIZE, nVocab);
+  out.u32(LLM.ROPE_DIMENSION_COUNT, h.headDim ?? h.nEmbd / h.nHead);
+}
+
+/** Every tensor of the checkpoint under `prefix`, through the family's name map (an unmapped one is an error). */
+export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: TextHparams, cfg: HfConfig, prefix = ""): OutputTensor[] {
+  const names = compileNames([...(spec.names ?? []), ...COMMON_NAMES], spec.tensors);
+  const out: OutputTensor[] = [];
+  const experts = new Map<string, { template: TensorTemplate; bid: number; parts: Map<number, SourceTensor> }>();
+  for (const full of src.names()) {
+    if (!full.startsWith(prefix)) continue;
+    const name = full.slice(prefix.length);
+    if (SKIPPED.some((re) => re.test(name)) || spec.skip?.some((re) => re.test(name))) continue;
+    const t = src.get(full)!;
+    const em = spec.experts?.pattern.exec(name);
+    if (spec.experts && em) {
+      const [, bidS, xidS, proj] = em;
+      const template = spec.experts.to[proj!];
+      if (!template) throw new GgufyError("E_UNEXPECTED_TENSOR", `no GGUF name for expert projection ${proj}`, { file: src.dir, tensor: full });
+      const key = `${bidS}/${proj}`;
+      let g = experts.get(key);
+      if (!g) {
+        g = { template, bid: Number(bidS), parts: new Map() };
+        experts.set(key, g);
+        // the stacked tensor takes the place of the first expert met, as the converter emits it once complete
+        out.push(stackPlaceholder(key));
+      }
+      g.parts.set(Number(xidS), t);
+      continue;
+    }
+    const m = mapTensorName(names, name);
+    if (!m) throw new GgufyError("E_UNEXPECTED_TENSOR", `no GGUF name for this tensor in the ${spec.arch} map`, { file: src.dir, tensor: full });
+    const c: TensorCtx = { src, t, gguf: m.gguf, template: m.template, bid: m.bid, h, cfg };
+    const r = spec.transform?.(c);
+    if (r === null) continue;
+    if (r !== undefined) {
+      out.push(...(Array.isArray(r) ? r : [r]));
+      continue;
+    }
+    out.push(baseTransform(c, spec));
+  }
+  // resolve the expert stacks: every expert 0..n-1 present, same shape
+  return out.map((o) => {
+    const key = placeholderKey(o);
+    if (key === undefined) return o;
+    const g = experts.get(key)!;
+    const n = h.nExpert;
+    if (n === undefined) throw new GgufyError("E_CONFIG", "the checkpoint has expert weights but config.json names no expert count (num_local_experts / num_experts)", { file: cfg.file });
+    const parts: SourceTensor[] = [];
+    for (let x = 0; x < n; x++) {
+      const p = g.parts.get(x);
+      if (!p) throw new GgufyError("E_MISSING_TENSOR", `layer ${g.bid} has no expert ${x} for ${g.template} (config.json says ${n} experts)`, { file: src.dir, tensor: `${prefix}model.layers.${g.bid}` });
+      if (p.shape.length !== 2 || p.shape[0] !== parts[0]?.shape[0] && x > 0 || p.shape[1] !== parts[0]?.shape[1] && x > 0) {
+        throw new GgufyError("E_CONFIG", `expert ${x} has shape [${p.shape.join(", ")}], unlike expert 0`, { file: src.dir, tensor: p.name });
+      }
+      parts.push(p);
+    }
+    if (g.parts.size > n) throw new GgufyError("E_CONFIG", `layer ${g.bid} has ${g.parts.size} experts for ${g.template} but config.json says ${n}`, { file: cfg.file });
+    return stackedExperts(src, parts, tensorName(g.template, g.bid));
+  });
+}
+
+/** The base's rewrite: Q/K un-permutation for Llama-family models, else pass-through. */
+export function baseTransform(c: TensorCtx, spec: DecoderSpec): OutputTensor {
+  if (spec.permuteQK) {
+    if (c.template === TENSOR.ATTN_Q) return permutedRows(c.src, c.t, c.gguf, c.h.nHead);
+    if (c.template === TENSOR.ATTN_K) return permutedRows(c.src, c.t, c.gguf, c.h.nHeadKv);
+  }
+  return passThrough(c.src, c.t, c.gguf);
+}
+
+const PLACEHOLDER = Symbol("expert stack");
+function stackPlaceholder(key: string): OutputTensor {
+  return { [PLACEHOLDER]: key, name: "", ne: [], sources: [], encoding: "", dtype: "f32", read: () => Promise.reject(new Error("placeholder")) } as unknown as OutputTensor;
+}
+function placeholderKey(o: OutputTensor): string | undefined {
+  return (o as unknown as Record<symbol, string | undefined>)[PLACEHOLDER];
+}
+
+/**
+ * Experts [n][rows, cols] as one ggml tensor ne = [cols, rows, n] (torch.stack(dim=0)), streamed:
+ * row r of the stack is row r mod rows of expert ⌊r / rows⌋. Chunks never cross an expert
+ * (rowBoundary), so a chunk's raw rows are one source tensor's and decode in the workers.
+ */
+export function stackedExperts(src: SourceCheckpoint, parts: readonly SourceTensor[], ggufName: string): OutputTensor {
+  const [rows, cols] = parts[0]!.shape as [number, number];
+  const dtype = parts.every((p) => p.dtype === parts[0]!.dtype) ? parts[0]!.dtype : "f32";
+  const split = (row0: number): [SourceTensor, number] => [parts[Math.floor(row0 / rows)]!, row0 % rows];
+  return {
+    name: ggufName, ne: [cols, rows, parts.length], sources: parts.map((p) => p.name),
+    encoding: parts[0]!.encoding, dtype, rowBoundary: rows,
+    read: async (row0, nRows) => {
+      const out = new Float32Array(nRows * cols);
+      for (let done = 0; done < nRows; ) {
+        const [p, r] = split(row0 + done);
+        const n = Math.min(nRows - done, rows - r);
+        out.set(await src.readRows(p.name, r, n), done * cols);
+        done += n;
+      }
+      return out;
+    },
+    readRaw: async (row0, nRows, into) => {
+      const [p, r] = split(row0);
+      if (r + nRows > rows) return undefined;
+      return src.readRawRows(p.name, r, nRows, into);
+    },
+  };
+}
+
+/** A `ModelConverter` for a family. */
+export function textDecoder(spec: DecoderSpec): ModelConverter & { spec: DecoderSpec } {
+  return {
+    id: spec.id,
+    hfArchitectures: spec.hfArchitectures,
+    spec,
+    async build(ctx: ConvertContext): Promise<ModelFile[]> {
+      return [await buildTextDecoder(ctx, spec)];
+    },
+  };
+}
+
+export { constTensor };
