@@ -43,7 +43,7 @@ const CONVERT_OPTIONS = `convert options:
   --vocab-only           only the tokenizer and metadata
   --print-supported-models  list the architectures ggufy converts
   --dry-run              print the plan (names, shapes, types, bytes) without reading weights
-  --json                 machine-readable output (with --dry-run and inspect)
+  --json                 machine-readable output: the plan with --dry-run, else the files written; both with "warnings"
   --threads N            worker threads (default: number of cores)
   --allow-nonfinite      pass NaN/Inf through instead of refusing
   --force                overwrite existing outputs
