@@ -11,6 +11,7 @@ import path from "node:path";
 import { gguf } from "@huggingface/gguf";
 import { plan, convert } from "../../src/index.js";
 import { typeName } from "../../src/quant/ggml/types.js";
+import { SafetensorsCheckpoint, writeSafetensors, type StTensor } from "../../src/formats/safetensors/index.js";
 import { writeTinyMinicpmv } from "../../fixtures/minicpmv.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { repoRoot } from "../../fixtures/paths.js";
@@ -176,6 +177,37 @@ test("tokenizer warnings in the library: plan().warnings, convert().warnings and
   const clean = await plan({ input: STORIES260K_HF_DIR(), outtype: "f32" });
   await clean.close();
   assert.deepEqual(clean.warnings, []);
+});
+
+test("a trimmed vocabulary (tokenizer.model has more pieces than the embedding rows) is a warning on stderr and in --json", async () => {
+  // stories260K cut to 500 embedding rows (config vocab_size 500); tokenizer.model keeps its 512 pieces
+  const dir = path.join(tmp, "stories-500");
+  await cp(STORIES260K_HF_DIR(), dir, { recursive: true });
+  const st = await SafetensorsCheckpoint.open(dir);
+  const tensors: StTensor[] = [];
+  try {
+    for (const [name, info] of st.tensors) {
+      const data = await st.read(name);
+      if (name === "model.embed_tokens.weight") tensors.push({ name, dtype: info.dtype, shape: [500, info.shape[1]!], data: data.slice(0, 500 * info.shape[1]! * 4) });
+      else tensors.push({ name, dtype: info.dtype, shape: [...info.shape], data });
+    }
+  } finally {
+    await st.close();
+  }
+  assert.equal(tensors.find((t) => t.name === "model.embed_tokens.weight")!.dtype, "F32");
+  await writeSafetensors(path.join(dir, "model.safetensors"), tensors);
+  const config = JSON.parse(await readFile(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+  await writeFile(path.join(dir, "config.json"), JSON.stringify({ ...config, vocab_size: 500 }));
+  const outfile = path.join(tmp, "trimmed.gguf");
+  const r = await cli(["convert", dir, "--outtype", "f32", "--outfile", outfile, "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stderr.split("\n").filter(Boolean);
+  assert.equal(lines.length, 1, JSON.stringify(lines));
+  assert.match(lines[0]!, /^ggufy: warning: .*tokenizer\.model.*\b500\b/);
+  const j = JSON.parse(r.stdout) as { warnings: string[] };
+  assert.deepEqual(j.warnings.map((w) => `ggufy: warning: ${w}`), lines);
+  const { metadata } = await gguf(outfile, { allowLocalFile: true });
+  assert.equal(((metadata as unknown as Record<string, unknown>)["tokenizer.ggml.tokens"] as string[]).length, 500, "the vocabulary is cut to the embedding rows");
 });
 
 // ---- --tensor-type lower-casing ----------------------------------------------------------------------------
