@@ -84,6 +84,9 @@ test("MiniCPM-V --outfile out/x.gguf without --mmproj-outfile: the projector is 
   assert.deepEqual(await paths(["--outfile", path.join(out, "x.gguf")]), [`model:${path.join(out, "x.gguf")}`, `mmproj:${path.join(out, "mmproj-x-f16.gguf")}`]);
   // a {ftype} template: the mmproj takes its own type in the same place
   assert.deepEqual(await paths(["--outfile", path.join(out, "x-{ftype}.gguf"), "--mmproj-type", "q8_0"]), [`model:${path.join(out, "x-f16.gguf")}`, `mmproj:${path.join(out, "mmproj-x-q8_0.gguf")}`]);
+  // the language model's type at the end of its name is not repeated in the projector's
+  assert.deepEqual(await paths(["--outfile", path.join(out, "x-F16.gguf")]), [`model:${path.join(out, "x-F16.gguf")}`, `mmproj:${path.join(out, "mmproj-x-f16.gguf")}`]);
+  assert.deepEqual(await paths(["--outfile", path.join(out, "my-model.gguf")]), [`model:${path.join(out, "my-model.gguf")}`, `mmproj:${path.join(out, "mmproj-my-model-f16.gguf")}`]);
   // an existing folder: both default names inside it
   const inOut = await paths(["--outfile", out]);
   assert.equal(path.dirname(inOut[0]!.slice(6)), out);
