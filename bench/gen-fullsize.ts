@@ -4,7 +4,7 @@
  *
  *   node dist/bench/gen-fullsize.js --out DIR [--layers N] [--seed S]
  *     MiniCPM-V-2_6-int4: the real 789 bf16 keys (test/data/minicpm-v-2_6/derived index) and shapes,
- *     every Linear that openbmb/MiniCPM-V-2_6-int4 quantizes (spec bnb-format.md §7: LLM q/k/v/o/gate/
+ *     every Linear that openbmb/MiniCPM-V-2_6-int4 quantizes (docs/bitsandbytes.md: LLM q/k/v/o/gate/
  *     up/down, SigLIP q/k/v/fc1/fc2) stored as NF4 with double quant (blocksize 64, nested 256, bf16
  *     quant-state dtype, u8 storage) — random packed nibbles, absmax codes and nested absmax taken
  *     from a double-quantized pool of plausible block maxima (max |x| of 64 N(0, 0.02²) values), so

@@ -14,3 +14,15 @@ export function parseIntFlag(s: string | undefined, flag: string, min = 1): numb
   if (!Number.isInteger(n) || n < min) throw new GgufyError("E_USAGE", `${flag} ${s}: expected an integer ≥ ${min}`);
   return n;
 }
+
+/**
+ * `--tensor-type PATTERN=TYPE` as llama-quantize's command line reads it (tools/quantize/quantize.cpp:
+ * parse_tensor_type): the tensor-name pattern is lower-cased (std::transform … tolower) before it becomes a
+ * regex, so `ATTN_V=q8_0` matches `blk.0.attn_v.weight` — and, as there, `\D`/`\W`/`\S` turn into
+ * `\d`/`\w`/`\s`. The type name keeps its case (it is matched case-insensitively: parse_ggml_type). The
+ * library's `tensorTypes` option takes patterns as given, like llama_model_quantize_params.tensor_types.
+ */
+export function lowerTensorTypePattern(s: string): string {
+  const i = s.lastIndexOf("=");
+  return i <= 0 ? s : s.slice(0, i).toLowerCase() + s.slice(i);
+}

@@ -2,13 +2,14 @@
  * The ggufy command line: convert, inspect, dequantize. Errors print as one line (stack with --debug) and
  * exit non-zero with the code documented in the README.
  */
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { GgufyError, isGgufyError, oneLine } from "../errors.js";
 import { convert, plan } from "../convert/convert.js";
 import { typeName } from "../quant/ggml/types.js";
 import { inspect, formatInspect } from "./inspect.js";
 import { ProgressLine, formatBytes, formatDuration } from "./progress.js";
-import { parseIntFlag } from "./args.js";
+import { lowerTensorTypePattern, parseIntFlag } from "./args.js";
 import type { PlannedFile } from "../convert/plan.js";
 import { diskUsage, type DiskUsage } from "../convert/pipeline.js";
 import { parseKvOverride } from "../convert/metadata.js";
@@ -17,13 +18,15 @@ import { parseSize } from "./args.js";
 import { cmdVerify, VERIFY_USAGE } from "./verify.js";
 import { cmdDequantize, DEQUANTIZE_USAGE } from "./dequantize.js";
 
-const USAGE = `usage:
+const COMMANDS = `usage:
   ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]
   ggufy inspect <file.gguf|file.safetensors|model-dir> [--json]
   ggufy verify <file.gguf> <model-dir> [--outtype TYPE] [--json] [--exact]
   ggufy dequantize <bnb-model-dir> --outdir DIR [--dtype bf16|f16|f32|auto] [--max-shard-size 5GB]
+  ggufy --version
+  ggufy <command> --help`;
 
-convert options:
+const CONVERT_OPTIONS = `convert options:
   --outtype T            f32 | f16 | bf16 | q8_0 | auto (default) or a llama-quantize preset:
                          Q4_K_M Q4_K_S Q5_K_M Q5_K_S Q6_K Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q3_K_S Q3_K_M Q3_K_L Q2_K IQ4_NL IQ4_XS F16 BF16 F32
   --outfile PATH         output file ({ftype} is replaced by the type)
@@ -40,16 +43,51 @@ convert options:
   --vocab-only           only the tokenizer and metadata
   --print-supported-models  list the architectures ggufy converts
   --dry-run              print the plan (names, shapes, types, bytes) without reading weights
-  --json                 machine-readable output (with --dry-run and inspect)
+  --json                 machine-readable output: the plan with --dry-run, else the files written; both with "warnings"
   --threads N            worker threads (default: number of cores)
   --allow-nonfinite      pass NaN/Inf through instead of refusing
   --force                overwrite existing outputs
   --quiet                no progress or summary
   --debug                stack traces on errors
+  --help, -h             this help`;
+
+const INSPECT_OPTIONS = `inspect options (ggufy inspect <file.gguf|file.safetensors|model-dir>):
+  --json                 machine-readable output
+  --full                 whole arrays (tokens, merges …) instead of their length and first items`;
+
+const USAGE = `${COMMANDS}
+
+${CONVERT_OPTIONS}
+
+${INSPECT_OPTIONS}
 
 ${VERIFY_USAGE}
 
 ${DEQUANTIZE_USAGE}`;
+
+/** `ggufy <command> --help`: the command's own usage line and options. */
+const COMMAND_HELP: Record<string, string> = {
+  convert: `usage: ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]\n\n${CONVERT_OPTIONS}`,
+  inspect: `usage: ggufy inspect <file.gguf|file.safetensors|model-dir> [--json] [--full]\n\n${INSPECT_OPTIONS}`,
+  verify: `usage: ggufy verify <file.gguf> <model-dir> [--outtype TYPE] [--json] [--exact]\n\n${VERIFY_USAGE}`,
+  dequantize: `usage: ggufy dequantize <bnb-model-dir> --outdir DIR [--dtype bf16|f16|f32|auto] [--max-shard-size 5GB]\n\n${DEQUANTIZE_USAGE}`,
+};
+
+/** `--help` or `-h` among a command's arguments (before a `--` that ends the options). */
+function wantsHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === "--") return false;
+    if (a === "--help" || a === "-h") return true;
+  }
+  return false;
+}
+
+/** The version in ggufy's package.json (dist/src/cli/main.js → ../../../package.json, in the repository and in the installed package). */
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: unknown };
+  if (typeof pkg.version !== "string") throw new Error("package.json has no version");
+  return pkg.version;
+}
 
 export interface CliIO {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
@@ -62,6 +100,10 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
   const err = (s: string): void => void io.stderr.write(s + "\n");
   try {
     const [cmd, ...rest] = argv;
+    if (cmd !== undefined && COMMAND_HELP[cmd] !== undefined && wantsHelp(rest)) {
+      out(COMMAND_HELP[cmd]!);
+      return 0;
+    }
     switch (cmd) {
       case "convert":
         return await cmdConvert(rest, out, err, io);
@@ -71,8 +113,18 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
         return await cmdVerify(rest, out, err, io);
       case "dequantize":
         return await cmdDequantize(rest, out, err, io);
-      case undefined:
+      case "--version":
+      case "-V":
+        out(packageVersion());
+        return 0;
       case "help":
+        if (rest[0] !== undefined && COMMAND_HELP[rest[0]] !== undefined) {
+          out(COMMAND_HELP[rest[0]]!);
+          return 0;
+        }
+        out(USAGE);
+        return 0;
+      case undefined:
       case "--help":
       case "-h":
         out(USAGE);
@@ -221,6 +273,9 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
     usageError(e);
   }
   const v = parsed.values;
+  // warnings (a trimmed vocabulary, special tokens that resolve to nothing …) on stderr, one line each, on a
+  // terminal or not: they are not progress
+  const warn = (m: string): void => err(`ggufy: warning: ${oneLine(m)}`);
   if (v["print-supported-models"]) {
     out(formatSupportedModels());
     return 0;
@@ -242,7 +297,7 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
     ...(v.pure ? { pure: true } : {}),
     ...(v["output-tensor-type"] ? { outputTensorType: v["output-tensor-type"] } : {}),
     ...(v["token-embedding-type"] ? { tokenEmbeddingType: v["token-embedding-type"] } : {}),
-    ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"] } : {}),
+    ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"].map(lowerTensorTypePattern) } : {}),
     ...(v["leave-output-tensor"] ? { leaveOutputTensor: true } : {}),
     ...(v["model-name"] ? { modelName: v["model-name"] } : {}),
     ...(v.metadata ? { metadata: v.metadata } : {}),
@@ -260,7 +315,8 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
     try {
       // what the outputs need on each file system, and what is free there (fs.statfs)
       const disk = await diskUsage(p.files);
-      out(v.json ? JSON.stringify(planJson(p.files, disk, p.source), null, 2) : formatPlan(p.files, disk, p.source));
+      for (const w of p.warnings) warn(w);
+      out(v.json ? JSON.stringify({ ...(planJson(p.files, disk, p.source) as object), warnings: p.warnings }, null, 2) : formatPlan(p.files, disk, p.source));
     } finally {
       await p.close();
     }
@@ -275,12 +331,16 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
   process.once("SIGTERM", onSignal);
   const t0 = performance.now();
   try {
-    const r = await convert({ ...opts, signal: ac.signal, onProgress: (e) => progress.update(e), onWarning: (m) => err(`ggufy: warning: ${m}`) });
+    const r = await convert({ ...opts, signal: ac.signal, onProgress: (e) => progress.update(e), onWarning: (m) => {
+      progress.done(); // a warning is its own line, not written over the progress line
+      warn(m);
+    } });
     progress.done();
     const secs = (performance.now() - t0) / 1000;
     const bytesIn = r.plan.reduce((a, f) => a + f.tensors.reduce((b, t) => b + t.out.ne.reduce((x, y) => x * y, 1) * 4, 0), 0);
     const bytesOut = r.files.reduce((a, f) => a + f.bytes, 0);
-    if (!v.quiet) {
+    if (v.json) out(JSON.stringify({ files: r.files, warnings: r.warnings, nonFinite: r.nonFinite }, null, 2));
+    else if (!v.quiet) {
       for (const f of r.files) out(`wrote ${f.path} (${f.tensors} tensors, ${formatBytes(f.bytes)})`);
       // the summary is for people watching a terminal; scripts get only the `wrote` lines and errors
       if (io.stderr.isTTY === true) err(`ggufy: ${r.files.reduce((a, f) => a + f.tensors, 0)} tensors, ${formatBytes(bytesIn)} as f32 in, ${formatBytes(bytesOut)} out, ${formatDuration(secs)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);

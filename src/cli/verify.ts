@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { GgufyError } from "../errors.js";
 import { verify, verifyError, type VerifyOptions, type VerifyResult } from "../convert/verify.js";
 import { ProgressLine } from "./progress.js";
+import { lowerTensorTypePattern } from "./args.js";
 
 export const VERIFY_USAGE = `verify options (ggufy verify <file.gguf> <model-dir>):
   --outtype T            the type the file was converted to (default: from general.file_type)
@@ -77,7 +78,7 @@ export async function cmdVerify(args: string[], out: (s: string) => void, err: (
     ...(v.pure ? { pure: true } : {}),
     ...(v["output-tensor-type"] ? { outputTensorType: v["output-tensor-type"] } : {}),
     ...(v["token-embedding-type"] ? { tokenEmbeddingType: v["token-embedding-type"] } : {}),
-    ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"] } : {}),
+    ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"].map(lowerTensorTypePattern) } : {}),
     ...(v["leave-output-tensor"] ? { leaveOutputTensor: true } : {}),
     ...(v.exact ? { exact: true } : {}),
     signal: ac.signal,

@@ -29,6 +29,12 @@ export interface Plan {
   /** the open checkpoint the plan reads from: close it (or call close()) when done */
   source: SourceCheckpoint;
   models: ModelFile[];
+  /**
+   * what the conversion will change or drop that the user should know about (tokenizer: pieces beyond the
+   * embedding rows trimmed, special tokens that resolve to no id …), one line each; also passed to
+   * `onWarning` as they are found
+   */
+  warnings: string[];
   /** release the checkpoint's file handles */
   close(): Promise<void>;
 }
@@ -43,13 +49,18 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
   const config = await readConfig(dir);
   const conv = findModel(config, path.join(dir, "config.json"), MODELS);
   const source = await SourceCheckpoint.open(dir, DECODERS);
+  const warnings: string[] = [];
+  const warn = (m: string): void => {
+    warnings.push(m);
+    opts.onWarning?.(m);
+  };
   try {
     const models = await conv.build({
       src: source,
       dir,
       config,
       ...(opts.vocabOnly ? { vocabOnly: true } : {}),
-      loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}) }),
+      loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}), warn }),
     });
     const llm = models.find((m) => m.role === "model");
     if (opts.vocabOnly && wantsSplit(opts)) throw new GgufyError("E_USAGE", "a vocabulary-only file cannot be split");
@@ -76,7 +87,7 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
       if (seen.has(f.path)) throw new GgufyError("E_USAGE", "two outputs would have the same path", { file: f.path });
       seen.add(f.path);
     }
-    return { files, source, models, close: () => source.close() };
+    return { files, source, models, warnings, close: () => source.close() };
   } catch (e) {
     await source.close();
     throw e;
@@ -85,17 +96,24 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
 
 export interface ConvertResult extends RunResult {
   plan: PlannedFile[];
+  /** every warning of the plan and the run (also passed to `onWarning` as they happened) */
+  warnings: string[];
 }
 
 export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   const p = await plan(opts);
+  const warnings = p.warnings;
   try {
     const { makeEncoder } = await import("./workers.js");
     const threads = opts.threads ?? (await import("node:os")).availableParallelism();
     const encoder = await makeEncoder(threads);
+    const onWarning = (m: string): void => {
+      warnings.push(m);
+      opts.onWarning?.(m);
+    };
     // keep every worker busy: one chunk per worker plus read-ahead
-    const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1 });
-    return { ...r, plan: p.files };
+    const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1, onWarning });
+    return { ...r, plan: p.files, warnings };
   } finally {
     await p.source.close();
   }

@@ -223,17 +223,29 @@ export function planFile({ model, modelDir, opts, baseName, metadata, vocabOnly 
   const defaultFile =
     model.role === "mmproj" ? `mmproj-${base}-${label.toLowerCase()}.gguf` : vocabOnly ? `${conventionalName({ ...parts, kind: "vocab" })}.gguf` : `${conventionalName({ ...parts, ...(md?.sizeLabel !== undefined ? { sizeLabel: md.sizeLabel } : {}), encoding: label })}.gguf`;
   const explicit = model.role === "mmproj" ? opts.mmprojOutfile : opts.outfile;
+  const isDir = (f: string): boolean => {
+    try {
+      return statSync(f).isDirectory();
+    } catch {
+      return false;
+    }
+  };
   let p = path.join(path.resolve(modelDir), defaultFile);
   if (explicit) {
     // an existing folder gets the default name inside it; otherwise the name is a template ({ftype} …)
-    const asDir = (() => {
-      try {
-        return statSync(explicit).isDirectory();
-      } catch {
-        return false;
-      }
-    })();
-    p = asDir ? path.join(path.resolve(explicit), defaultFile) : path.resolve(path.dirname(explicit), fillTemplatedFilename(path.basename(explicit), label));
+    p = isDir(explicit) ? path.join(path.resolve(explicit), defaultFile) : path.resolve(path.dirname(explicit), fillTemplatedFilename(path.basename(explicit), label));
+  } else if (model.role === "mmproj" && opts.outfile) {
+    // no --mmproj-outfile but an --outfile: the projector goes beside the language model, named after it
+    // (out/x.gguf, out/x-{ftype}.gguf and out/x-Q4_K_M.gguf with --outtype Q4_K_M → out/mmproj-x-f16.gguf), as
+    // the converter's --mmproj run prefixes "mmproj-" to the file name (conversion/base.py MmprojModel.prepare_metadata)
+    if (isDir(opts.outfile)) p = path.join(path.resolve(opts.outfile), defaultFile);
+    else {
+      let stem = path.basename(opts.outfile).replace(/\.gguf$/i, "");
+      const llmType = opts.outtype?.toLowerCase();
+      if (llmType && llmType !== "auto" && stem.toLowerCase().endsWith(`-${llmType}`) && stem.length > llmType.length + 1) stem = stem.slice(0, -(llmType.length + 1));
+      const name = /\{(ftype|outtype|FTYPE|OUTTYPE|)\}/.test(stem) ? fillTemplatedFilename(stem, label) : `${stem}-${label.toLowerCase()}`;
+      p = path.resolve(path.dirname(opts.outfile), `mmproj-${name}.gguf`);
+    }
   }
   return { path: p, role: model.role, kvs, tensors, header, fileType: choice.ftype, typeLabel: label, ...(md ? { metadata: md } : {}) };
 }

@@ -7,10 +7,11 @@
  * directly from the checkpoint:
  *
  * - the language model: every `llm.*` tensor with the prefix stripped, converted exactly as Qwen2
- *   (spec llamacpp-conversion.md §2), with the MiniCPM-V tokenizer (its added tokens <image>,
+ *   (llama.cpp conversion/qwen.py Qwen2Model), with the MiniCPM-V tokenizer (its added tokens <image>,
  *   <slice> … and ChatML template come from the checkpoint's own tokenizer files);
  * - the vision projector ("mmproj", `general.architecture = clip`): `vpm.*` (SigLIP) and
- *   `resampler.*`, with the legacy image-encoder script's keys, names and dtype rules (§3.3):
+ *   `resampler.*`, with the legacy image-encoder script's keys, names and dtype rules
+ *   (tools/mtmd/legacy-models/minicpmv-convert-image-encoder-to-gguf.py):
  *   `resampler.attn.in_proj_*` split into q/k/v thirds, `resampler.proj` transposed into
  *   `resampler.proj.weight`, the computed 2-D sin/cos table `resampler.pos_embed_k`, and the
  *   legacy (swapped) vision FFN names `ffn_down` = fc1, `ffn_up` = fc2, which load in both old

@@ -4,7 +4,7 @@
  * (the "mixture" rules), `tensor_type_fallback` and the (layer, name) tensor order.
  *
  * Written from llama.cpp v0.4.0 as bundled in node-llama-cpp 3.21.1 (`src/llama-quant.cpp`,
- * commit 80fb11ac); shared/specs/llamacpp-conversion.md §4 summarises it. The rules are kept
+ * commit 80fb11ac; tools/quantize/quantize.cpp for the preset names). The rules are kept
  * complete for every ftype (including the imatrix-only ones ggufy refuses), so that they can be
  * checked wholesale against llama.cpp's own `llama_quant_compute_types`.
  */

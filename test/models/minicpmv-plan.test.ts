@@ -1,8 +1,8 @@
 /**
  * MiniCPM-V 2.6 at full size, planned from headers only: the real 789 keys and shapes (fixtures/minicpmv.ts
  * writeMinicpmvHeaderOnly, sparse shards — nothing is read). Checks the plan (and `--dry-run --json`) against
- * spec llamacpp-conversion.md §2.2 (339 LLM tensors), §3.3 (455 mmproj tensors, names, shapes, types) and
- * §4.7 (Q4_K_M: 29 q6_K, 169 q4_K, 141 f32).
+ * the expectations of docs/minicpmv.md: 339 LLM tensors, 455 mmproj tensors (names, shapes, types), and
+ * llama-quantize's Q4_K_M mixture (src/llama-quant.cpp: 29 q6_K, 169 q4_K, 141 f32).
  */
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
@@ -77,7 +77,7 @@ test("Q4_K_M: 339 LLM tensors (29 q6_K, 169 q4_K, 141 f32) and 455 mmproj tensor
   }
 });
 
-test("LLM: the spec's 339 names and shapes; F16 gives 141 f32 + 198 f16", async () => {
+test("LLM: the 339 names and shapes of the Qwen2 conversion; F16 gives 141 f32 + 198 f16", async () => {
   const files = await planFiles({ outtype: "f16" });
   const llm = files[0]!;
   const spec = new Map(specLlmTensors(MINICPMV_26_DIMS).map((t) => [t.name, t]));
@@ -100,7 +100,7 @@ test("LLM: the spec's 339 names and shapes; F16 gives 141 f32 + 198 f16", async 
 });
 
 for (const mmprojType of ["f16", "f32", "q8_0"] as const) {
-  test(`mmproj ${mmprojType}: names, order, shapes and types of spec §3.3`, async () => {
+  test(`mmproj ${mmprojType}: names, order, shapes and types of the image-encoder script`, async () => {
     const files = await planFiles({ outtype: "f16", mmprojType });
     const mm = files[1]!;
     const spec = specMmprojTensors(MINICPMV_26_DIMS);

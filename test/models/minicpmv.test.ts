@@ -1,8 +1,8 @@
 /**
  * The MiniCPM-V 2.6 vision projector (mmproj) of the tiny bf16 checkpoint (fixtures/minicpmv.ts), written by
  * ggufy and read back with an independent reader (@huggingface/gguf for metadata and tensor infos, plain file
- * reads for the data; the source through a plain safetensors header parse). Checked against spec
- * llamacpp-conversion.md §3.3/§3.4 scaled to the tiny dims: every key (name, GGUF value type, value), every
+ * reads for the data; the source through a plain safetensors header parse). Checked against the
+ * legacy image-encoder script and clip.cpp's loader (docs/minicpmv.md) scaled to the tiny dims: every key (name, GGUF value type, value), every
  * tensor (name, order, shape, type), and the data — copies equal the source rounded to F16, the resampler q/k/v
  * are the thirds of in_proj_*, proj.weight is proj transposed, pos_embed_k is the float32 sin/cos table.
  */
@@ -153,7 +153,7 @@ test("both files are planned: qwen2 LLM (27 tensors) and clip mmproj (55 tensors
 });
 
 for (const ty of ["f16", "f32", "q8_0"] as const) {
-  test(`mmproj ${ty}: exactly the keys of spec §3.3 (names, value types, values)`, async () => {
+  test(`mmproj ${ty}: exactly the image-encoder script's keys (names, value types, values)`, async () => {
     const r = await readBack(mmprojFiles.get(ty)!);
     const spec = specMmprojKvs(D, { fileType: { f16: 1, f32: 0, q8_0: 7 }[ty] });
     assert.deepEqual([...r.keys].sort(), spec.map((s) => s.key).sort());
@@ -170,7 +170,7 @@ for (const ty of ["f16", "f32", "q8_0"] as const) {
     assert.deepEqual(r.keys, spec.map((s) => s.key));
   });
 
-  test(`mmproj ${ty}: the tensors of spec §3.3 (names, order, shapes, types)`, async () => {
+  test(`mmproj ${ty}: the image-encoder script's tensors (names, order, shapes, types)`, async () => {
     const r = await readBack(mmprojFiles.get(ty)!);
     const spec = specMmprojTensors(D);
     assert.deepEqual(r.tensors.map((t) => t.name), spec.map((s) => s.name));

@@ -1,5 +1,5 @@
 /**
- * bitsandbytes decoder: hand-computed vectors. Expectations are computed here from the spec's tables (float32
+ * bitsandbytes decoder: hand-computed vectors. Expectations are computed here from bitsandbytes' tables (float32
  * bit patterns typed again in this file) with Math.fround and a local RNE — never by calling the decoder.
  */
 import { test } from "node:test";
@@ -87,7 +87,7 @@ test("NF4, blocksize 4, partial last block, f32 and bf16 output", async () => {
     assert.equal(describeBnb(m), `nf4 bs4 ${dtype === "float32" ? "f32" : "bf16"} (u8 storage)`);
     assert.deepEqual([...m.auxKeys].sort(), [`${W}.absmax`, `${W}.quant_map`, `${W}.quant_state.bitsandbytes__nf4`].sort());
   }
-  // the spec's worked example: [1.0, -1.0, 0.0, 1.0] -> F0 7F
+  // a worked example (docs/bitsandbytes.md): [1.0, -1.0, 0.0, 1.0] -> F0 7F
   const q = quantize4bit(new Float32Array([1, -1, 0, 1]), 64, "nf4");
   assert.deepEqual([...q.packed], [0xf0, 0x7f]);
 });

@@ -1,7 +1,7 @@
 /**
  * K-quants (Q2_K…Q6_K) and ternary types (TQ1_0, TQ2_0): bytes and dequantized floats compared
  * with ggml itself (ggml_quantize_chunk with imatrix = NULL, and type_traits.to_float) on many
- * data distributions, plus hand-written golden facts from the spec (§10).
+ * data distributions, plus hand-written golden facts (docs/bit-exact.md).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -171,7 +171,7 @@ for (const type of TYPES) {
   });
 }
 
-test("golden facts (spec §10): all-zero blocks, independent of the oracle", () => {
+test("golden facts (docs/bit-exact.md): all-zero blocks, independent of the oracle", () => {
   const zeros = new Float32Array(512);
   const expect: Array<[GGMLType, string]> = [
     [GGMLType.Q2_K, "00".repeat(84)],

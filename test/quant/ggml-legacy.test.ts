@@ -1,7 +1,7 @@
 /**
  * Legacy 32-block quantizers (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and IQ4_NL / IQ4_XS against ggml itself:
  * bytes of ggml_quantize_chunk (no imatrix) and float bit patterns of ggml's to_float, on several
- * data distributions, 4 rows × 4096 each; plus golden facts from the spec (§10) checked by hand.
+ * data distributions, 4 rows × 4096 each; plus golden facts checked by hand (docs/bit-exact.md).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -311,7 +311,7 @@ test("quantize is block-local: one call over many rows equals row-by-row calls i
   }
 });
 
-// ---- golden facts (spec §10), independent of the oracle -------------------------------------------
+// ---- golden facts (docs/bit-exact.md), independent of the oracle -------------------------------------------
 
 function bytesOf(t: GGMLType, x: Float32Array): Uint8Array {
   return quantizeOurs(codecFor(t), x);

@@ -1,6 +1,7 @@
 /**
  * llama-quantize's per-tensor type choice (src/quant/presets.ts) against:
- * - the worked MiniCPM-V 2.6 table of shared/specs/llamacpp-conversion.md §4.7 (by hand),
+ * - the MiniCPM-V 2.6 table worked out by hand from src/llama-quant.cpp llama_tensor_get_type_impl
+ *   (docs/minicpmv.md),
  * - llama.cpp itself: `llama_quant_compute_types` of the bundled libllama (v0.4.0) on mock models,
  *   for every ftype × several architectures/shapes × the --pure / --output-tensor-type /
  *   --token-embedding-type / --tensor-type / --leave-output-tensor options,
@@ -131,7 +132,7 @@ const nm = (t: G | undefined): string => (t === undefined ? "copy" : typeName(t)
 
 test("use_more_bits layer sets", () => {
   const set = (n: number): number[] => Array.from({ length: n }, (_, i) => i).filter((i) => useMoreBits(i, n));
-  // spec §4.3
+  // llama-quant.cpp llama_tensor_get_type_impl: use_more_bits(i, n) = i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2
   assert.deepEqual(set(28), [0, 1, 2, 5, 8, 11, 14, 17, 20, 23, 24, 25, 26, 27]);
   assert.deepEqual(set(8), [0, 3, 6, 7]);
   assert.deepEqual(set(16), [0, 1, 4, 7, 10, 13, 14, 15]);
@@ -204,9 +205,9 @@ test("isType70B follows the archs' load_hparams", () => {
   assert.equal(isType70B(undefined, { nLayer: 80, nHead: 64, nHeadKv: 8 }), false);
 });
 
-// ---- spec §4.7: MiniCPM-V 2.6's LLM by hand --------------------------------------------------------
+// ---- MiniCPM-V 2.6's LLM by hand (docs/minicpmv.md) --------------------------------------------------------
 
-test("spec §4.7 worked table: MiniCPM-V 2.6 LLM (28 layers, n_gqa 7, untied)", () => {
+test("worked table: MiniCPM-V 2.6 LLM (28 layers, n_gqa 7, untied)", () => {
   const tensors = quantizeOrder(modelTensors(MINICPMV));
   assert.equal(tensors.length, 339);
   const umb = (i: number): boolean => useMoreBits(i, 28);
@@ -245,7 +246,7 @@ test("spec §4.7 worked table: MiniCPM-V 2.6 LLM (28 layers, n_gqa 7, untied)", 
   assert.deepEqual(Object.fromEntries(tally), { q6_K: 29, q4_K: 169, copy: 141 });
 });
 
-test("fused attn_qkv follows the attn_v rules (llama.cpp's separate ATTENTION_QKV branch is unreachable; spec §4.4 is wrong there)", () => {
+test("fused attn_qkv follows the attn_v rules (llama.cpp's separate ATTENTION_QKV branch is unreachable)", () => {
   const c: ModelCfg = { label: "phi-like", arch: "phi3", layers: 8, hidden: 256, heads: 4, kvHeads: 4, ffn: 512, vocab: 1000, fused: true };
   const tensors = quantizeOrder(modelTensors(c));
   const types = finalPresetTypes(tensors, findPreset("Q4_K_M")!, baseOpts(c));

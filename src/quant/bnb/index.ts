@@ -1,7 +1,9 @@
 /**
  * bitsandbytes (bnb) checkpoints: detection, validation and bit-exact dequantization.
  *
- * Formats (see /work/shared/specs/bnb-format.md and bitsandbytes' functional.py / kernels.cu):
+ * Formats (bitsandbytes functional.py: QuantState.from_dict / as_dict, dequantize_4bit, dequantize_blockwise,
+ * get_4bit_type, create_dynamic_map; csrc/kernels.cu kDequantizeBlockwise, dDequantizeNF4; nn/modules.py
+ * Linear4bit / Linear8bitLt; transformers integrations/bitsandbytes.py; summary in docs/bitsandbytes.md):
  *  - 4-bit NF4 / FP4 (`Linear4bit`): `<w>` packed nibbles (high nibble = even element; raw bytes, whatever
  *    the stored dtype — `quant_storage`), `<w>.absmax` (F32, or U8 codes with double quantization),
  *    `<w>.quant_map`, [`<w>.nested_absmax`, `<w>.nested_quant_map`], `<w>.quant_state.bitsandbytes__nf4|fp4`

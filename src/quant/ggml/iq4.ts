@@ -7,11 +7,11 @@ import { WasmCode, W, wasmModule, I32, F32 } from "./q4_0.js";
  * IQ4_NL (32-blocks) and IQ4_XS (256-blocks of eight 32-sub-blocks): 4-bit indices into the
  * non-linear table kvalues_iq4nl. Bit-exact port of what ggml_quantize_chunk runs without an imatrix:
  * quantize_iq4_nl / quantize_iq4_xs → the shared search quantize_row_iq4_nl_impl with ntry = 7 and
- * weights x² (spec §7.1–7.3) — NOT quantize_row_iq4_nl_ref (ntry = -1), which gives other bytes.
+ * weights x² (ggml/src/ggml-quants.c) — NOT quantize_row_iq4_nl_ref (ntry = -1), which gives other bytes.
  * Dequantizers follow dequantize_row_iq4_nl / _xs. Every float32 operation is one Math.fround.
  *
  * Speed: best_index_int8 (a bisection in C) is a table lookup here. For a non-NaN v it equals the
- * number of midpoints M_j = T[j-1] + T[j] (integers) with 2v ≥ M_j (spec §4.1), and because the M_j
+ * number of midpoints M_j = T[j-1] + T[j] (integers) with 2v ≥ M_j (ggml-quants.c best_index_int8), and because the M_j
  * are integers that only depends on floor(2v); 2v + 512 is exact in double wherever floor(2v) sits
  * next to a midpoint, so `(v + v + 512) | 0` indexes a 1024-entry table. Anything outside the table
  * (and NaN) goes through a literal port of the C bisection. Scratch arrays are module-level.

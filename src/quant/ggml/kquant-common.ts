@@ -1,6 +1,6 @@
 /**
  * Shared helpers of the K-quant and ternary codecs, emulating ggml-quants.c's float32 code exactly
- * (spec ggml-quants.md §1 and §4). Every float operation is one IEEE binary32 operation: the
+ * (ggml/src/ggml-quants.c; the rules are in docs/bit-exact.md). Every float operation is one IEEE binary32 operation: the
  * double result of a single + − × ÷ sqrt is rounded with Math.fround right away, in the reference
  * order, never reassociated and never fused.
  *
@@ -84,7 +84,7 @@ export function getF16(src: Uint8Array, o: number): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// make_qx_quants(n, nmax, x, L, rmse_type = 1, qw = NULL)   (spec §4.2) — used by Q6_K
+// make_qx_quants(n, nmax, x, L, rmse_type = 1, qw = NULL)   (ggml-quants.c) — used by Q6_K
 
 /** −(nmax + 0.1f·is) for is = −9..9, is ≠ 0, in trial order; the iscale of a trial is f(num / max). */
 export function qxTrialNumerators(nmax: number): Float64Array {
@@ -207,7 +207,7 @@ export function makeQxQuants(x: Float32Array, xo: number, n: number, nmax: numbe
 }
 
 // ---------------------------------------------------------------------------------------------
-// make_q3_quants(n, nmax, x, L, do_rmse = true)   (spec §4.3) — used by Q3_K
+// make_q3_quants(n, nmax, x, L, do_rmse = true)   (ggml-quants.c) — used by Q3_K
 
 const q3W = new Float64Array(16);
 const q3WX = new Float64Array(16);
@@ -277,7 +277,7 @@ export function makeQ3Quants(x: Float32Array, xo: number, n: number, nmax: numbe
 }
 
 // ---------------------------------------------------------------------------------------------
-// make_qkx2_quants(n, nmax, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad)  (spec §4.4)
+// make_qkx2_quants(n, nmax, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad)  (ggml-quants.c)
 // — Q2_K (16, 3, |x|, −0.5, 0.1, 15, mad), Q4_K (32, 15, av+|x|, −1, 0.1, 20), Q5_K (32, 31, −0.5, 0.1, 15)
 
 /** f(f(rmin + f(rdelta·is)) + nmax) for is = 0..nstep; the iscale of step `is` is f(num / f(max − min)). */
@@ -584,7 +584,7 @@ export function checkDequantizeArgs(name: string, src: Uint8Array, dst: Float32A
 }
 
 // ---------------------------------------------------------------------------------------------
-// Q4_K / Q5_K common first stage (spec §6.3–6.4): per 32-group weighted search, 6-bit scale/min
+// Q4_K / Q5_K common first stage (ggml-quants.c quantize_row_q4_K_ref / quantize_row_q5_K_ref): per 32-group weighted search, 6-bit scale/min
 // packing, fp16 d/dmin, then the final re-quantization with the fp16-rounded values.
 
 const k45W = new Float64Array(32);
@@ -635,7 +635,7 @@ export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, step
   const dmin = H2F[mh]!;
   for (let j = 0; j < 8; ++j) {
     const dd = F(d * k45LS[j]!);
-    if (dd === 0) continue; // keep the search's levels (spec "keep-L rule")
+    if (dd === 0) continue; // keep the search's levels (quantize_row_q4_K_ref: `if (!d) continue;`)
     const dm = F(dmin * k45LM[j]!);
     const go = xo + 32 * j;
     const lo = 32 * j;

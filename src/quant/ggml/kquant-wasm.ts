@@ -2,8 +2,10 @@
  * WebAssembly SIMD fast paths of the K-quant scale searches, the hot loops of Q4_K_M:
  *
  * - `make_qkx2_quants(32, nmax, x, w = av + |x|, rmin, 0.1, nstep, use_mad = false)` for the 8
- *   sub-blocks of a Q4_K / Q5_K super-block (spec ggml-quants.md §4.4, §6.3–6.4);
- * - `make_qx_quants(16, 32, x, L, rmse_type = 1)` for the 16 sub-blocks of a Q6_K super-block (§4.2).
+ *   sub-blocks of a Q4_K / Q5_K super-block (ggml/src/ggml-quants.c: make_qkx2_quants, called from
+ *   quantize_row_q4_K_ref / quantize_row_q5_K_ref);
+ * - `make_qx_quants(16, 32, x, L, rmse_type = 1)` for the 16 sub-blocks of a Q6_K super-block
+ *   (ggml-quants.c: make_qx_quants, called from quantize_row_q6_K_ref).
  *
  * How it stays bit-exact: wasm's f32 arithmetic is IEEE binary32 with round-to-nearest-even, so each
  * C float operation is one f32x4 operation, in the C order, never fused or reassociated. The lanes of a

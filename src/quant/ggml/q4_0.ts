@@ -4,7 +4,7 @@ import { f16Lut, toF16Fast } from "../../formats/half.js";
 
 /**
  * Q4_0: 32 values per block, fp16 scale + 16 bytes of 4-bit levels (18 bytes).
- * Bit-exact port of ggml's quantize_row_q4_0_ref / dequantize_row_q4_0 (spec §5.1):
+ * Bit-exact port of ggml's quantize_row_q4_0_ref / dequantize_row_q4_0 (ggml/src/ggml-quants.c):
  *   max = signed value of the first strictly largest |x|; d = max / -8; id = d ? 1/d : 0;
  *   q = MIN(15, (int8)(x*id + 8.5f)); byte j = q[j] | q[j+16] << 4.
  *
@@ -253,7 +253,7 @@ export function emitF16(c: WasmCode, L: { u: number; h: number; a: number; s: nu
 const CHUNK = 16384; // floats per call (64 KiB in, at most 12 KiB out)
 const OUT = 65536;
 
-/** How one legacy 32-block type quantizes (spec §5.1–5.4). */
+/** How one legacy 32-block type quantizes (ggml-quants.c quantize_row_q4_0_ref, _q4_1_ref, _q5_0_ref, _q5_1_ref). */
 export interface LegacySpec {
   /** symmetric: d = max / div with max the signed first-largest |x|; asymmetric: d = (max - min) / div */
   readonly asym: boolean;

@@ -5,7 +5,7 @@ import { legacyQuantizer } from "./q4_0.js";
 
 /**
  * Q4_1: 32 values per block, fp16 scale d + fp16 minimum m + 16 bytes of 4-bit levels (20 bytes).
- * Bit-exact port of ggml's quantize_row_q4_1_ref / dequantize_row_q4_1 (spec §5.2):
+ * Bit-exact port of ggml's quantize_row_q4_1_ref / dequantize_row_q4_1 (ggml/src/ggml-quants.c):
  *   min/max by strict comparisons from ±FLT_MAX; d = (max - min)/15; id = d ? 1/d : 0;
  *   q = MIN(15, (int8)((x - min)*id + 0.5f)); dequant y = q*d + m (two roundings, no FMA).
  * Every float32 operation is one Math.fround of the double result (exact emulation).

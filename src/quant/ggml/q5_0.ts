@@ -5,7 +5,7 @@ import { legacyQuantizer } from "./q4_0.js";
 
 /**
  * Q5_0: 32 values per block, fp16 scale + 32 high bits (u32 LE) + 16 bytes of low nibbles (22 bytes).
- * Bit-exact port of ggml's quantize_row_q5_0_ref / dequantize_row_q5_0 (spec §5.3):
+ * Bit-exact port of ggml's quantize_row_q5_0_ref / dequantize_row_q5_0 (ggml/src/ggml-quants.c):
  *   max = signed value of the first strictly largest |x|; d = max / -16; id = d ? 1/d : 0;
  *   q = MIN(31, (int8)(x*id + 16.5f)); qs[j] = q[j]&15 | (q[j+16]&15) << 4; qh bit j = q[j] >> 4.
  * Every float32 operation is one Math.fround of the double result (exact emulation).

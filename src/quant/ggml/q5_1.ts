@@ -5,7 +5,7 @@ import { legacyQuantizer } from "./q4_0.js";
 
 /**
  * Q5_1: 32 values per block, fp16 scale d + fp16 minimum m + 32 high bits (u32 LE) + 16 bytes of low nibbles (24 bytes).
- * Bit-exact port of ggml's quantize_row_q5_1_ref / dequantize_row_q5_1 (spec §5.4):
+ * Bit-exact port of ggml's quantize_row_q5_1_ref / dequantize_row_q5_1 (ggml/src/ggml-quants.c):
  *   min/max by strict comparisons from ±FLT_MAX; d = (max - min)/31; id = d ? 1/d : 0;
  *   q = (uint8)((x - min)*id + 0.5f) (no clamp in the source); bits split as Q5_0;
  *   dequant y = q*d + m (two roundings, no FMA).

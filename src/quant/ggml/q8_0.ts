@@ -5,7 +5,7 @@ import { WasmCode, W, wasmModule, emitF16, I32, F32, V128 } from "./q4_0.js";
 
 /**
  * Q8_0: 32 values per block, fp16 scale + 32 int8 levels (34 bytes).
- * Bit-exact port of ggml's quantize_row_q8_0_ref / dequantize_row_q8_0 (spec §5.5):
+ * Bit-exact port of ggml's quantize_row_q8_0_ref / dequantize_row_q8_0 (ggml/src/ggml-quants.c):
  *   amax = MAX-reduction of |x|; d = amax/127; id = d ? 1/d : 0; q = (int8) roundf(x*id).
  * The quantizer runs as a WebAssembly SIMD kernel (emitter shared with q4_0.ts; wasm f32 arithmetic
  * is IEEE binary32, so it performs the C operations one for one). The scalar JS port — every
