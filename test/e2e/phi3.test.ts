@@ -67,3 +67,11 @@ test("Phi-3.5-mini with original context 64 < n_ctx 256 → llama.cpp uses the l
   assert.ok(r.max[0]! <= TOL, `max |Δ log p| = ${r.max[0]}`);
   assert.ok(r.max[1]! > 20 * TOL, `swapping the factors is only ${r.max[1]} away`);
 });
+
+test("Phi-3-mini-4k stored as F16 (torch_dtype float16) → f32: equal to the reference on the F16 weights", async (t) => {
+  const b = await build("phi-3-mini-4k-f16", { variant: "phi-3-mini-4k", dtype: "F16", seed: 6 });
+  assert.equal(b.fx.config["torch_dtype"], "float16");
+  const r = await compare(b.fx.dir, [b.gguf], {});
+  t.diagnostic(`${r.n} tokens: max |Δ log p| = ${r.max[0]!.toExponential(3)}`);
+  assert.ok(r.max[0]! <= TOL, `max |Δ log p| = ${r.max[0]}`);
+});
