@@ -75,3 +75,13 @@ test("Phi-3-mini-4k stored as F16 (torch_dtype float16) → f32: equal to the re
   t.diagnostic(`${r.n} tokens: max |Δ log p| = ${r.max[0]!.toExponential(3)}`);
   assert.ok(r.max[0]! <= TOL, `max |Δ log p| = ${r.max[0]}`);
 });
+
+test("sliding_window shorter than the prompt: written as llama.cpp's converter does, but llama.cpp's phi3 attends in full (SWA disabled in its loader), unlike transformers", async (t) => {
+  const b = await build("phi-3-mini-4k-swa8", { variant: "phi-3-mini-4k", seed: 9, editConfig: (c) => void (c["sliding_window"] = 8) });
+  await checkFile(t, b, b.fx.headDim, undefined);
+  const full = await compare(b.fx.dir, [b.gguf], {});
+  const windowed = await compare(b.fx.dir, [b.gguf], { slidingWindow: true });
+  t.diagnostic(`${full.n} tokens, window 8: vs full attention ${full.max[0]!.toExponential(3)}, vs transformers' sliding-window mask ${windowed.max[0]!.toFixed(3)}`);
+  assert.ok(full.max[0]! <= TOL, `max |Δ log p| = ${full.max[0]}`);
+  assert.ok(windowed.max[0]! > 20 * TOL, `the sliding-window reference is only ${windowed.max[0]} away`);
+});

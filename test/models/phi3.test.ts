@@ -87,3 +87,23 @@ test("refused naming the tensor: fused shapes that contradict config.json", asyn
   await refused({ variant: "phi-3-mini-4k", editConfig: (c) => void (c["num_key_value_heads"] = 2) }, "E_CONFIG", /tensor 'model\.layers\.0\.self_attn\.qkv_proj\.weight': shape is \[384, 128\] but config\.json implies \[256, 128\]/);
   await refused({ variant: "phi-3-mini-4k", editConfig: (c) => void (c["intermediate_size"] = 128) }, "E_CONFIG", /tensor 'model\.layers\.0\.mlp\.down_proj\.weight': shape is \[128, 256\] but config\.json implies \[128, 128\]/);
 });
+
+test("transformers ≥ 4.56 `rope_parameters` (rope_type, rope_theta, partial_rotary_factor inside) read like rope_scaling + top-level keys", async () => {
+  const p = await planOf({
+    variant: "phi-3.5-mini",
+    editConfig: (c) => {
+      const rs = rope(c);
+      c["rope_parameters"] = { rope_type: "longrope", long_factor: rs["long_factor"], short_factor: rs["short_factor"], rope_theta: 50000, original_max_position_embeddings: 4096 };
+      delete c["rope_scaling"];
+      delete c["rope_theta"];
+    },
+  });
+  try {
+    const kv = (k: string): unknown => p.files[0]!.kvs.find((x) => x.key === k)?.value.value;
+    assert.equal(kv("phi3.rope.freq_base"), 50000);
+    assert.equal(kv("phi3.rope.scaling.original_context_length"), 4096);
+    assert.deepEqual(p.files[0]!.tensors.slice(0, 2).map((t) => t.out.name), ["rope_factors_long.weight", "rope_factors_short.weight"]);
+  } finally {
+    await p.source.close();
+  }
+});
