@@ -107,3 +107,18 @@ test("transformers ≥ 4.56 `rope_parameters` (rope_type, rope_theta, partial_ro
     await p.source.close();
   }
 });
+
+test("rope.scaling.attn_factor: √(1 + ln(max/original) / ln(original)) by default; rope_scaling.attention_factor when the config gives one (as transformers uses it)", async () => {
+  const kvOf = async (opts: TinyPhi3Options): Promise<unknown> => {
+    const p = await planOf(opts);
+    try {
+      return p.files[0]!.kvs.find((x) => x.key === "phi3.rope.scaling.attn_factor")?.value.value;
+    } finally {
+      await p.source.close();
+    }
+  };
+  assert.equal(await kvOf({ variant: "phi-3.5-mini" }), Math.sqrt(1 + Math.log(131072 / 4096) / Math.log(4096)));
+  assert.equal(await kvOf({ variant: "phi-3.5-mini", editConfig: (c) => void (c["max_position_embeddings"] = 4096) }), 1);
+  assert.equal(await kvOf({ variant: "phi-3.5-mini", editConfig: (c) => void (rope(c)["attention_factor"] = 1.25) }), 1.25);
+  assert.equal(await kvOf({ variant: "phi-3-mini-4k" }), undefined);
+});
