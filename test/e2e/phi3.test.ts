@@ -36,6 +36,12 @@ test("Phi-3-mini-4k (no rope_scaling, sliding_window 2047) → f32: converter's 
   const r = await compare(b.fx.dir, [b.gguf], {});
   t.diagnostic(`${r.n} tokens: max |Δ log p| = ${r.max[0]!.toExponential(3)}`);
   assert.ok(r.max[0]! <= TOL, `max |Δ log p| = ${r.max[0]}`);
+  // the fused layouts matter: the same llama.cpp output against references that split them the other way
+  const gateUp = await compare(b.fx.dir, [b.gguf], { swapGateUp: true });
+  const kv = await compare(b.fx.dir, [b.gguf], { swapKV: true });
+  t.diagnostic(`vs gate_up read as up | gate: ${gateUp.max[0]!.toFixed(3)}; vs qkv read as q | v | k: ${kv.max[0]!.toFixed(3)}`);
+  assert.ok(gateUp.max[0]! > 20 * TOL, `a swapped gate/up reference is only ${gateUp.max[0]} away`);
+  assert.ok(kv.max[0]! > 20 * TOL, `a swapped k/v reference is only ${kv.max[0]} away`);
 });
 
 test("Phi-3.5-mini (longrope, original 4096 > n_ctx 256 → short factors) → f32: factors, attn_factor; equal to the reference; fails without/with swapped factors", async (t) => {

@@ -90,6 +90,10 @@ export interface Phi3Variant {
   fullRotary?: boolean;
   /** transformers' sliding-window mask (llama.cpp's phi3 does not apply it) */
   slidingWindow?: boolean;
+  /** read gate_up_proj as up | gate (a converter that split the fused MLP the wrong way round) */
+  swapGateUp?: boolean;
+  /** read qkv_proj as q | v | k */
+  swapKV?: boolean;
 }
 
 interface Layer {
@@ -190,8 +194,9 @@ export class Phi3Reference {
         const x = rmsNorm(h, l.inNorm, rmsEps);
         const qkv = matVec(l.qkv, x, (heads + 2 * kvHeads) * D, H);
         const q = qkv.slice(0, heads * D);
-        const k = qkv.slice(heads * D, (heads + kvHeads) * D);
-        const v = qkv.slice((heads + kvHeads) * D);
+        let k = qkv.slice(heads * D, (heads + kvHeads) * D);
+        let v = qkv.slice((heads + kvHeads) * D);
+        if (variant.swapKV) [k, v] = [v, k];
         rope(q, heads, pos);
         rope(k, kvHeads, pos);
         kc[li]!.push(k);
@@ -230,8 +235,9 @@ export class Phi3Reference {
         const gu = matVec(l.gateUp, x2, 2 * F, H);
         const act = new Float64Array(F);
         for (let i = 0; i < F; i++) {
-          const g = gu[i]!;
-          act[i] = gu[F + i]! * (g / (1 + Math.exp(-g)));
+          const g = variant.swapGateUp ? gu[F + i]! : gu[i]!;
+          const u = variant.swapGateUp ? gu[i]! : gu[F + i]!;
+          act[i] = u * (g / (1 + Math.exp(-g)));
         }
         const dn = matVec(l.down, act, H, F);
         for (let i = 0; i < H; i++) h[i] += dn[i]!;
