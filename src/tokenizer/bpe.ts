@@ -31,9 +31,17 @@ export const QWEN2_PRE_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N
 /** Split regex of the Llama 3 tokenizer.json (digits in groups of up to three). */
 export const LLAMA3_PRE_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+/** Split regex of Mistral-Nemo's "tekken" tokenizer.json (llama.cpp keeps it, as a comment, for LLAMA_VOCAB_PRE_TYPE_TEKKEN). */
+export const TEKKEN_PRE_REGEX = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/**
+ * tokenizer.json Split regex → llama.cpp pre-tokenizer name. Each regex is the "original regex from
+ * tokenizer.json" llama.cpp's src/llama-vocab.cpp (llm_tokenizer_bpe) notes for that pre type.
+ */
 const PRE_BY_REGEX = new Map<string, string>([
   [QWEN2_PRE_REGEX, "qwen2"],
   [LLAMA3_PRE_REGEX, "llama-bpe"],
+  [TEKKEN_PRE_REGEX, "tekken"],
 ]);
 
 /** Slow tokenizer classes (tokenizer_config.json `tokenizer_class`) whose pre-tokenizer is fixed. */
@@ -47,6 +55,8 @@ const PRE_BY_CLASS: Record<string, string> = {
 /** GGUF architecture → the pre-tokenizer its reference tokenizer uses. */
 const PRE_BY_ARCH: Record<string, string> = {
   qwen2: "qwen2",
+  qwen3: "qwen2",
+  qwen3moe: "qwen2",
   gpt2: "gpt-2",
 };
 
@@ -57,6 +67,14 @@ const ARCH_ALIASES: Record<string, string> = {
   MiniCPMV: "qwen2", // MiniCPM-V 2.6: the LLM is a Qwen2ForCausalLM
   GPT2LMHeadModel: "gpt2",
   LlamaForCausalLM: "llama",
+  MistralForCausalLM: "llama",
+  MixtralForCausalLM: "llama",
+  Qwen3ForCausalLM: "qwen3",
+  Qwen3MoeForCausalLM: "qwen3moe",
+  Gemma2ForCausalLM: "gemma2",
+  Gemma3ForCausalLM: "gemma3",
+  Gemma3ForConditionalGeneration: "gemma3",
+  Phi3ForCausalLM: "phi3",
 };
 
 /** `tokenizer.ggml.pre` names the bundled llama.cpp (node-llama-cpp 3.21.1) accepts (src/llama-vocab.cpp). */
@@ -239,7 +257,7 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
     if (!pre.byteLevel && !byteLevelDecoder) {
       throw new GgufyError(
         "E_TOKENIZER",
-        "tokenizer.json is a BPE tokenizer but not byte-level (SentencePiece-style, e.g. byte_fallback); ggufy converts those only from tokenizer.model",
+        "tokenizer.json is a BPE tokenizer but neither byte-level nor SentencePiece-style (byte_fallback with a Sequence decoder)",
         { file: tjFile },
       );
     }
