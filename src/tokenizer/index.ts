@@ -5,7 +5,7 @@
 import { GgufyError } from "../errors.js";
 import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import type { GGUFVocab, SpecialTokens } from "./types.js";
-import { fileIn, maybeJsonObject, readJsonObject, type JsonObject } from "./files.js";
+import { fileIn, maybeJsonObject, readJsonObject, withJsonCache, type JsonObject } from "./files.js";
 import { loadSentencePieceVocab } from "./sentencepiece.js";
 import { loadBpeVocab, normalizeArch } from "./bpe.js";
 import { isSentencePieceTokenizerJson, spmModelFromTokenizerJson } from "./spm-json.js";
@@ -58,6 +58,10 @@ export async function loadVocab(dir: string, opts: LoadVocabOptions = {}): Promi
 const GEMMA_ARCHS = new Set(["gemma", "gemma2", "gemma3"]);
 
 export function loadVocabSync(dir: string, opts: LoadVocabOptions = {}): GGUFVocab {
+  return withJsonCache(() => loadVocabUncached(dir, opts));
+}
+
+function loadVocabUncached(dir: string, opts: LoadVocabOptions): GGUFVocab {
   // the converter's hparams are config.json; read it when the caller did not pass it
   const config = (opts.config as JsonObject | undefined) ?? maybeJsonObject(dir, "config.json")?.json;
   const arch = normalizeArch(opts.arch);
@@ -83,14 +87,14 @@ export function loadVocabSync(dir: string, opts: LoadVocabOptions = {}): GGUFVoc
   let v: GGUFVocab;
   let jsonPrefix: boolean | undefined;
   const tjFile = fileIn(dir, "tokenizer.json");
+  const tj = tjFile && !fileIn(dir, "tokenizer.model") ? readJsonObject(tjFile) : undefined;
   if (arch === "phi3" && tc?.json["tokenizer_class"] === "GPT2Tokenizer") {
     v = bpe();
   } else if (fileIn(dir, "tokenizer.model")) {
     noPre("tokenizer.model");
     v = loadSentencePieceVocab(dir, { ...common, ...(arch === "phi3" ? { flavor: "phi3" as const } : {}) });
-  } else if (tjFile && isSentencePieceTokenizerJson(readJsonObject(tjFile))) {
+  } else if (tjFile && tj && isSentencePieceTokenizerJson(tj)) {
     noPre("tokenizer.json (BPE with byte_fallback)");
-    const tj = readJsonObject(tjFile);
     const model = spmModelFromTokenizerJson(tj, tjFile);
     jsonPrefix = model.normalizerSpec.addDummyPrefix;
     v = loadSentencePieceVocab(dir, { ...common, model: { model, file: tjFile }, ...(arch === "phi3" ? { flavor: "phi3" as const } : {}) });
