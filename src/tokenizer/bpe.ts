@@ -179,7 +179,7 @@ export function decidePreTokenizer(args: {
     }
     throw new GgufyError(
       "E_TOKENIZER",
-      `unrecognized BPE pre-tokenizer (${shape.describe}) for architecture ${arch ?? "?"}; pass the llama.cpp pre-tokenizer name explicitly (tokenizer.ggml.pre)`,
+      `unrecognized BPE pre-tokenizer (${shape.describe}) for architecture ${arch ?? "?"}; pass the llama.cpp pre-tokenizer name explicitly (--pre NAME, written as tokenizer.ggml.pre)`,
       args.tokenizerJsonFile ? { file: args.tokenizerJsonFile } : {},
     );
   }

@@ -43,15 +43,17 @@ function hasType(node: Json | undefined, key: string, type: string): boolean {
 
 /**
  * True for a tokenizer.json that is a SentencePiece BPE model (the shape `LlamaHfVocab` accepts: BPE
- * with byte_fallback and a `Sequence` decoder; also Gemma's, whose decoder is a Sequence with
- * ByteFallback), false for byte-level BPE.
+ * with byte_fallback and a `Sequence` decoder — Gemma's too — or a Metaspace decoder), false for
+ * byte-level BPE.
  */
 export function isSentencePieceTokenizerJson(tj: JsonObject): boolean {
   const model = tj["model"];
   if (!isObject(model) || model["type"] !== "BPE" || model["byte_fallback"] !== true) return false;
   const dec = tj["decoder"];
   if (hasType(tj["pre_tokenizer"], "pretokenizers", "ByteLevel") || hasType(dec, "decoders", "ByteLevel")) return false;
-  return isObject(dec) && dec["type"] === "Sequence";
+  // transformers' Llama/Gemma converters write a Sequence (Replace ▁, ByteFallback, Fuse[, Strip]);
+  // some files have a bare Metaspace decoder
+  return isObject(dec) && (dec["type"] === "Sequence" || dec["type"] === "Metaspace");
 }
 
 /**

@@ -117,6 +117,12 @@ test("Qwen3: llama.cpp tokenizes its qwen2 test vectors with ggufy's vocab, and 
   assert.deepEqual(differences(chat, gotChat, hfIds(hf, chat), ["llama.cpp", "transformers.js"]), []);
 });
 
+test("Qwen3 in llama.cpp: eos <|im_end|>, and llama.cpp takes <|im_end|> as end of turn", async () => {
+  await withVocabModel(await qwen3(), "qwen3", (model) => {
+    assert.deepEqual([model.tokens.bos, model.tokens.eos, model.tokens.eot].map(Number), [151643, 151645, 151645]);
+  });
+});
+
 test("pre-tokenizer from tokenizer.json's own Split regex (Llama 3's, Qwen2's, tekken), --pre overrides it", async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);

@@ -33,7 +33,11 @@ test("Gemma 3 tokenizer.json only: a llama (SentencePiece) vocab, add_space_pref
   assert.equal(kvs[kvs.length - 1]!.value.value, false);
 
   const texts = corpus(["<start_of_turn>user\nWrite a poem<end_of_turn>\n<start_of_turn>model\n", "  leading spaces and\ttabs\t\t", "<div>html</div>\n\n\n"]);
-  const got = await withVocabModel(v, "gemma3", (model) => tokenizeAll(model, texts, true));
+  const got = await withVocabModel(v, "gemma3", (model) => {
+    // llama.cpp takes <end_of_turn> (the eos tokenizer_config names) as end of turn
+    assert.deepEqual([model.tokens.bos, model.tokens.eos, model.tokens.eot].map(Number), [2, 106, 106]);
+    return tokenizeAll(model, texts, true);
+  });
   assert.deepEqual(differences(texts, got, hfIds(hfTokenizer(dir), texts), ["llama.cpp", "transformers.js"]), []);
 });
 

@@ -14,7 +14,7 @@ import path from "node:path";
 import { gguf } from "@huggingface/gguf";
 import { TokenizerLoader } from "@lenml/tokenizers";
 import { testData } from "../../fixtures/paths.js";
-import { loadVocab, vocabToKvs, parseSentencePieceModel, spmModelFromTokenizerJson, TokenType, type GGUFVocab } from "../../src/tokenizer/index.js";
+import { loadVocab, vocabToKvs, parseSentencePieceModel, spmModelFromTokenizerJson, spmJsonAddsSpacePrefix, isSentencePieceTokenizerJson, TokenType, type GGUFVocab } from "../../src/tokenizer/index.js";
 import { GGUFValueType } from "../../src/formats/gguf/types.js";
 import { isGgufyError } from "../../src/errors.js";
 import { copyInto, goJsonIntsSha256, goJsonStringsSha256, readVocabTests, tempDir } from "./support.js";
@@ -182,4 +182,34 @@ test("a SentencePiece tokenizer.json that contradicts itself is E_TOKENIZER nami
   // a SentencePiece vocabulary has no BPE pre-tokenizer to override
   fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(base));
   await assert.rejects(loadVocab(dir, { arch: "llama", pre: "llama-bpe" }), (e: unknown) => isGgufyError(e) && e.code === "E_USAGE");
+});
+
+test("SentencePiece tokenizer.json shapes: which are SentencePiece, and whether they prepend ▁ (add_space_prefix)", () => {
+  const base = readJson(path.join(MISTRAL, "tokenizer.json")) as Record<string, unknown>;
+  const model = base["model"] as Record<string, unknown>;
+  assert.equal(isSentencePieceTokenizerJson(base as never), true);
+  assert.equal(isSentencePieceTokenizerJson({ ...base, model: { ...model, byte_fallback: false } } as never), false);
+  assert.equal(isSentencePieceTokenizerJson({ ...base, decoder: { type: "ByteLevel" } } as never), false);
+  assert.equal(isSentencePieceTokenizerJson({ ...base, decoder: { type: "Metaspace", replacement: "\u2581" } } as never), true);
+  assert.equal(spmJsonAddsSpacePrefix(base as never), true); // Prepend("▁") normalizer
+  const metaspace = (extra: Record<string, unknown>) => ({ ...base, normalizer: null, pre_tokenizer: { type: "Metaspace", replacement: "\u2581", split: false, ...extra } });
+  assert.equal(spmJsonAddsSpacePrefix(metaspace({ prepend_scheme: "first" }) as never), true);
+  assert.equal(spmJsonAddsSpacePrefix(metaspace({ prepend_scheme: "never" }) as never), false);
+  assert.equal(spmJsonAddsSpacePrefix(metaspace({ add_prefix_space: false }) as never), false);
+  assert.equal(spmJsonAddsSpacePrefix({ ...base, normalizer: { type: "Replace", pattern: { String: " " }, content: "\u2581" } } as never), false); // Gemma's
+});
+
+test("a SentencePiece tokenizer.json without the ▁ prefix writes add_space_prefix false; tokenizer_config add_prefix_space is written first for llama", async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const base = readJson(path.join(MISTRAL, "tokenizer.json")) as Record<string, unknown>;
+  fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify({ ...base, normalizer: { type: "Replace", pattern: { String: " " }, content: "\u2581" } }));
+  const v = await loadVocab(dir, { arch: "llama", config: {} });
+  assert.deepEqual([v.addSpacePrefix, v.addSpacePrefixPosition], [false, "last"]);
+  const kvs = vocabToKvs(v);
+  assert.deepEqual([kvs[kvs.length - 1]!.key, kvs[kvs.length - 1]!.value.value], ["tokenizer.ggml.add_space_prefix", false]);
+  // LlamaModel.set_vocab writes tokenizer_config.json add_prefix_space before any tokenizer KV
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ add_prefix_space: true }));
+  const v2 = await loadVocab(dir, { arch: "llama", config: {} });
+  assert.deepEqual([vocabToKvs(v2)[0]!.key, vocabToKvs(v2)[0]!.value.value], ["tokenizer.ggml.add_space_prefix", true]);
 });
