@@ -131,13 +131,17 @@ test("pre-tokenizer from tokenizer.json's own Split regex (Llama 3's, Qwen2's, t
   const split = tj.pre_tokenizer.pretokenizers[0]!;
   const llama3Regex = split.pattern!.Regex;
   const tiny = { ...tj, added_tokens: [], model: { ...tj.model, vocab: { a: 0, b: 1, ab: 2, "\u0120": 3 }, merges: ["a b"] } };
-  const preOf = async (regex: string, opts: { pre?: string } = {}) => {
+  const preOf = async (regex: string, opts: { pre?: string; ignoreMerges?: boolean } = {}) => {
     split.pattern = { Regex: regex };
-    fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(tiny));
+    fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify({ ...tiny, model: { ...tiny.model, ignore_merges: opts.ignoreMerges ?? true } }));
+    delete opts.ignoreMerges;
     return (await loadVocab(dir, { arch: "MistralForCausalLM", config: {}, ...opts })).pre;
   };
   assert.equal(await preOf(llama3Regex), "llama-bpe");
-  assert.equal(await preOf(QWEN2_PRE_REGEX), "qwen2");
+  // the same regex without ignore_merges is llama.cpp's "dbrx" (llama-bpe turns ignore_merges on)
+  assert.equal(await preOf(llama3Regex, { ignoreMerges: false }), "dbrx");
+  assert.equal(await preOf(QWEN2_PRE_REGEX, { ignoreMerges: false }), "qwen2");
+  await assert.rejects(preOf(QWEN2_PRE_REGEX), /regex is Qwen2's but model.ignore_merges is true/);
   assert.equal(await preOf(TEKKEN_PRE_REGEX), "tekken");
   assert.equal(await preOf(TEKKEN_PRE_REGEX, { pre: "llama-bpe" }), "llama-bpe");
   await assert.rejects(preOf(llama3Regex.replace("{1,3}", "{1,4}")), /unrecognized BPE pre-tokenizer/);
