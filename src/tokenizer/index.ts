@@ -8,7 +8,7 @@ import type { GGUFVocab, SpecialTokens } from "./types.js";
 import { fileIn, maybeJsonObject, readJsonObject, withJsonCache, type JsonObject } from "./files.js";
 import { loadSentencePieceVocab } from "./sentencepiece.js";
 import { loadBpeVocab, normalizeArch } from "./bpe.js";
-import { isSentencePieceTokenizerJson, spmModelFromTokenizerJson } from "./spm-json.js";
+import { addedTokensPastVocab, isSentencePieceTokenizerJson, spmModelFromTokenizerJson } from "./spm-json.js";
 
 export { TokenType } from "./types.js";
 export type { GGUFVocab, SpecialTokens } from "./types.js";
@@ -97,7 +97,7 @@ function loadVocabUncached(dir: string, opts: LoadVocabOptions): GGUFVocab {
     noPre("tokenizer.json (BPE with byte_fallback)");
     const model = spmModelFromTokenizerJson(tj, tjFile);
     jsonPrefix = model.normalizerSpec.addDummyPrefix;
-    v = loadSentencePieceVocab(dir, { ...common, model: { model, file: tjFile }, ...(arch === "phi3" ? { flavor: "phi3" as const } : {}) });
+    v = loadSentencePieceVocab(dir, { ...common, model: { model, file: tjFile }, extraAdded: addedTokensPastVocab(tj), ...(arch === "phi3" ? { flavor: "phi3" as const } : {}) });
   } else if (tjFile || fileIn(dir, "vocab.json")) {
     v = bpe();
   } else {

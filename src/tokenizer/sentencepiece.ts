@@ -133,6 +133,13 @@ export interface SpmVocabOptions {
    */
   model?: { model: SpmModel; file: string };
   /**
+   * Added tokens outside the piece table (tokenizer.json `added_tokens` with ids past model.vocab,
+   * when the piece table came from tokenizer.json): placed like added_tokens_decoder entries unless
+   * tokenizer_config.json's added_tokens_decoder already lists the id. tokenizer.model has no such
+   * tokens; transformers gives them their ids.
+   */
+  extraAdded?: { id: number; content: string; special: boolean }[];
+  /**
    * "phi3": `Phi3MiniModel.set_vocab` (conversion/phi.py) instead of `_create_vocab_sentencepiece`:
    * added_tokens_decoder entries are CONTROL only when flagged special (no looks-special rule, no
    * U+2581 replacement), tokenizer.json `added_tokens` are applied the same way after them, and the
@@ -216,6 +223,22 @@ export function loadSentencePieceVocab(dir: string, opts: SpmVocabOptions = {}):
 
   const tc = maybeJsonObject(dir, "tokenizer_config.json");
   const decoder = tc?.json["added_tokens_decoder"];
+  for (const a of opts.extraAdded ?? []) {
+    if (isObject(decoder) && String(a.id) in decoder) continue;
+    const src = opts.model?.file ?? dir;
+    if (a.id >= vocabSize) throw new GgufyError("E_TOKENIZER", `added token ${a.id} '${a.content}' is outside vocab_size ${vocabSize}`, { file: src });
+    if (types[a.id] !== TokenType.UNUSED) throw new GgufyError("E_TOKENIZER", `added token ${a.id} '${a.content}' collides with '${tokens[a.id]}'`, { file: src });
+    let text = a.content;
+    if (phi3) types[a.id] = a.special ? TokenType.CONTROL : TokenType.USER_DEFINED;
+    else if (a.special || looksSpecial(text)) types[a.id] = TokenType.CONTROL;
+    else {
+      text = text.replaceAll("\u2581", " ");
+      types[a.id] = TokenType.USER_DEFINED;
+    }
+    tokens[a.id] = text;
+    scores[a.id] = -1000.0;
+    standIn.set(a.id, a.content);
+  }
   if (tc && isObject(decoder)) {
     for (const [key, data] of Object.entries(decoder)) {
       const id = Number(key);

@@ -91,6 +91,15 @@ function mergedPiece(m: Json, i: number, file: string): string {
   throw new GgufyError("E_TOKENIZER", `model.merges[${i}] is neither "a b" nor a pair of strings`, { file });
 }
 
+/** tokenizer.json `added_tokens` whose ids lie past `model.vocab` (not SentencePiece pieces). */
+export function addedTokensPastVocab(tj: JsonObject): { id: number; content: string; special: boolean }[] {
+  const model = tj["model"];
+  const n = isObject(model) && isObject(model["vocab"]) ? Object.keys(model["vocab"]).length : 0;
+  const at = tj["added_tokens"];
+  if (!Array.isArray(at)) return [];
+  return at.flatMap((a) => (isObject(a) && isInt(a["id"]) && a["id"] >= n && typeof a["content"] === "string" ? [{ id: a["id"], content: a["content"], special: truthy(a["special"]) }] : []));
+}
+
 /** The tokenizer.model piece table a SentencePiece-style tokenizer.json stands for. */
 export function spmModelFromTokenizerJson(tj: JsonObject, file: string): SpmModel {
   const model = tj["model"];

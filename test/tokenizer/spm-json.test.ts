@@ -213,3 +213,20 @@ test("a SentencePiece tokenizer.json without the ▁ prefix writes add_space_pre
   const v2 = await loadVocab(dir, { arch: "llama", config: {} });
   assert.deepEqual([vocabToKvs(v2)[0]!.key, vocabToKvs(v2)[0]!.value.value], ["tokenizer.ggml.add_space_prefix", true]);
 });
+
+test("tokenizer.json added tokens past model.vocab get their ids (unless tokenizer_config.json's added_tokens_decoder places them)", async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const base = readJson(path.join(MISTRAL, "tokenizer.json")) as Record<string, unknown>;
+  const added = [...(base["added_tokens"] as object[]), { id: 32000, content: "<|im_start|>", special: false }, { id: 32001, content: "\u2581hello", special: false }];
+  fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify({ ...base, added_tokens: added }));
+  const v = await loadVocab(dir, { arch: "llama", config: { vocab_size: 32004 } });
+  assert.deepEqual([v.tokens[32000], v.tokenTypes[32000], v.scores![32000]], ["<|im_start|>", TokenType.CONTROL, -1000]); // looks special
+  assert.deepEqual([v.tokens[32001], v.tokenTypes[32001]], [" hello", TokenType.USER_DEFINED]);
+  assert.deepEqual([v.tokens[32002], v.tokenTypes[32002]], ["[PAD32002]", TokenType.UNUSED]);
+  // tokenizer_config.json's entry wins
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ added_tokens_decoder: { "32001": { content: "<x>", special: true } } }));
+  const v2 = await loadVocab(dir, { arch: "llama", config: { vocab_size: 32004 } });
+  assert.deepEqual([v2.tokens[32001], v2.tokenTypes[32001]], ["<x>", TokenType.CONTROL]);
+  await assert.rejects(loadVocab(dir, { arch: "llama", config: { vocab_size: 32000 } }), (e: unknown) => isGgufyError(e) && e.code === "E_TOKENIZER" && /added token 32000 '<\|im_start\|>' is outside vocab_size 32000/.test(e.detail));
+});
