@@ -24,7 +24,7 @@ import { loadVocab, vocabToKvs, TokenType, TEKKEN_PRE_REGEX, QWEN2_PRE_REGEX, ty
 import { GGUFValueType } from "../../src/formats/gguf/types.js";
 import { goJsonIntsSha256, goJsonStringsSha256, llamaBundleFile, tempDir } from "./support.js";
 import { differences, tokenizeAll, withVocabModel } from "./llama-vocab.js";
-import { corpus, firstDiff, hfIds, hfTokenizer, metadataOf, pkg, readJson, scalar, vectors } from "./real-tokenizers.js";
+import { corpus, firstDiff, hfIds, hfTokenizer, metadataOf, pkg, readJson, scalar, allVectors } from "./real-tokenizers.js";
 
 let llama3Cache: GGUFVocab | undefined;
 const llama3 = async () => (llama3Cache ??= await loadVocab(pkg("llama3"), { arch: "LlamaForCausalLM", config: { vocab_size: 128256 } }));
@@ -47,7 +47,7 @@ test("Llama 3 tokenizer.json = llama.cpp's ggml-vocab-llama-bpe.gguf: pre, token
 
 test("Llama 3: llama.cpp tokenizes its llama-bpe test vectors with ggufy's vocab, and agrees with transformers.js", async () => {
   const v = await llama3();
-  const tests = vectors("llama-bpe");
+  const tests = allVectors("llama-bpe");
   const texts = corpus();
   const [gotVectors, got] = await withVocabModel(v, "llama", (model) => [tokenizeAll(model, tests.map((x) => x.text)), tokenizeAll(model, texts)] as const);
   assert.deepEqual(differences(tests.map((x) => x.text), gotVectors, tests.map((x) => x.ids)), []);
@@ -107,7 +107,7 @@ test("Qwen3 tokenizer.json: the Qwen2 BPE of llama.cpp's ggml-vocab-qwen2.gguf (
 
 test("Qwen3: llama.cpp tokenizes its qwen2 test vectors with ggufy's vocab, and agrees with transformers.js (special tokens too)", async () => {
   const v = await qwen3();
-  const tests = vectors("qwen2");
+  const tests = allVectors("qwen2");
   const texts = corpus();
   const chat = ["<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nHello<|im_end|>"];
   const [gotVectors, got, gotChat] = await withVocabModel(v, "qwen3", (model) => [tokenizeAll(model, tests.map((x) => x.text)), tokenizeAll(model, texts), tokenizeAll(model, chat, true)] as const);

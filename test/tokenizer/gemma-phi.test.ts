@@ -12,7 +12,7 @@ import { loadVocab, vocabToKvs, TokenType, type GGUFVocab } from "../../src/toke
 import { GGUFValueType } from "../../src/formats/gguf/types.js";
 import { copyInto, tempDir } from "./support.js";
 import { differences, tokenizeAll, withVocabModel } from "./llama-vocab.js";
-import { corpus, hfIds, hfTokenizer, metadataOf, pkg, readJson, scalar, vectors } from "./real-tokenizers.js";
+import { corpus, hfIds, hfTokenizer, metadataOf, pkg, readJson, scalar, allVectors } from "./real-tokenizers.js";
 
 test("Gemma 3 tokenizer.json only: a llama (SentencePiece) vocab, add_space_prefix false, special ids; llama.cpp tokenizes like transformers.js", async () => {
   const dir = pkg("gemma3");
@@ -113,7 +113,7 @@ test("Phi-3: tokenizer.model + its added tokens = llama.cpp's ggml-vocab-phi-3.g
   assert.equal((await loadVocab(d2, { arch: "phi3" })).tokenTypes[32003], TokenType.USER_DEFINED);
   assert.equal((await loadVocab(d2, { arch: "llama" })).tokenTypes[32003], TokenType.CONTROL);
 
-  const tests = vectors("phi-3");
+  const tests = allVectors("phi-3");
   const got = await withVocabModel(v, "llama", (model) => tokenizeAll(model, tests.map((x) => x.text)));
   assert.deepEqual(differences(tests.map((x) => x.text), got, tests.map((x) => x.ids)), []);
 });

@@ -7,7 +7,7 @@ import { gguf } from "@huggingface/gguf";
 import { TokenizerLoader } from "@lenml/tokenizers";
 import { testData } from "../../fixtures/paths.js";
 import type { GGUFVocab } from "../../src/tokenizer/index.js";
-import { readVocabTests } from "./support.js";
+import { llamaBundleFile, readVocabTests } from "./support.js";
 
 const require_ = createRequire(import.meta.url);
 /** folder of an @lenml/tokenizer-* package's tokenizer.json + tokenizer_config.json */
@@ -51,3 +51,15 @@ export function hfTokenizer(dir: string): HfTokenizer {
 /** transformers.js's ids for each text, without special tokens added. */
 export const hfIds = (hf: HfTokenizer, texts: string[]) => texts.map((t) => Array.from(hf.encode(t, { add_special_tokens: false })));
 
+
+/**
+ * llama.cpp's test vectors for a vocab: the repository copy (test/data/llama.cpp-vocab) and, when the
+ * llama.cpp bundled with node-llama-cpp can be read, that version's own .inp/.out (its strings differ).
+ */
+export function allVectors(name: string): { text: string; ids: number[] }[] {
+  const out = vectors(name);
+  const inp = llamaBundleFile(`models/ggml-vocab-${name}.gguf.inp`);
+  const ids = llamaBundleFile(`models/ggml-vocab-${name}.gguf.out`);
+  if (inp && ids) out.push(...readVocabTests(inp, ids));
+  return out;
+}
