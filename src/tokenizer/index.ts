@@ -45,7 +45,10 @@ export interface LoadVocabOptions {
  *  - Phi-3 with tokenizer_config.json `tokenizer_class` GPT2Tokenizer (Phi-4): byte-level BPE;
  *  - a `tokenizer.model`: SentencePiece ("llama"; Phi-3's own added-token rules for phi3);
  *  - a SentencePiece-style tokenizer.json (BPE with byte_fallback): the same "llama" vocabulary the
- *    tokenizer.model would give (spm-json.ts; llama.cpp's converter writes placeholder scores here);
+ *    tokenizer.model would give (spm-json.ts). llama.cpp's converter differs here on purpose: for
+ *    llama it writes placeholder scores (LlamaHfVocab), for Gemma 3 it tries byte-level BPE
+ *    (`_set_vocab_gpt2`, whose pre-tokenizer hash table has no Gemma entry), Gemma 2 and Phi-3
+ *    require tokenizer.model;
  *  - otherwise tokenizer.json or vocab.json: byte-level BPE ("gpt2").
  * `tokenizer.ggml.add_space_prefix`: false for Gemma 2/3 (their set_vocab); for llama the
  * tokenizer_config.json `add_prefix_space` when set; false for a SentencePiece tokenizer.json that
@@ -55,7 +58,8 @@ export async function loadVocab(dir: string, opts: LoadVocabOptions = {}): Promi
   return loadVocabSync(dir, opts);
 }
 
-const GEMMA_ARCHS = new Set(["gemma", "gemma2", "gemma3"]);
+/** (Gemma 1's GemmaModel.set_vocab also writes CodeGemma's FIM ids; ggufy does not convert "gemma") */
+const GEMMA_ARCHS = new Set(["gemma2", "gemma3"]);
 
 export function loadVocabSync(dir: string, opts: LoadVocabOptions = {}): GGUFVocab {
   return withJsonCache(() => loadVocabUncached(dir, opts));
