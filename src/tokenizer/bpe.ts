@@ -31,9 +31,20 @@ export const QWEN2_PRE_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N
 /** Split regex of the Llama 3 tokenizer.json (digits in groups of up to three). */
 export const LLAMA3_PRE_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-const PRE_BY_REGEX = new Map<string, string>([
-  [QWEN2_PRE_REGEX, "qwen2"],
-  [LLAMA3_PRE_REGEX, "llama-bpe"],
+/** Split regex of Mistral-Nemo's "tekken" tokenizer.json (llama.cpp keeps it, as a comment, for LLAMA_VOCAB_PRE_TYPE_TEKKEN). */
+export const TEKKEN_PRE_REGEX = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/**
+ * tokenizer.json Split regex + `model.ignore_merges` → llama.cpp pre-tokenizer name. Each regex is the
+ * "original regex from tokenizer.json" llama.cpp's src/llama-vocab.cpp (llm_tokenizer_bpe) notes for
+ * that pre type; the name also fixes llama.cpp's ignore_merges (llama_vocab::impl::load: true for
+ * llama-bpe and tekken, false for dbrx — the same regex as llama-bpe — and qwen2), so both must agree
+ * with the file.
+ */
+const PRE_BY_REGEX = new Map<string, { ignoreMerges: string; plain: string | undefined; label: string }>([
+  [QWEN2_PRE_REGEX, { ignoreMerges: "", plain: "qwen2", label: "Qwen2's" }],
+  [LLAMA3_PRE_REGEX, { ignoreMerges: "llama-bpe", plain: "dbrx", label: "Llama 3's" }],
+  [TEKKEN_PRE_REGEX, { ignoreMerges: "tekken", plain: undefined, label: "Mistral-Nemo's (tekken)" }],
 ]);
 
 /** Slow tokenizer classes (tokenizer_config.json `tokenizer_class`) whose pre-tokenizer is fixed. */
@@ -47,6 +58,8 @@ const PRE_BY_CLASS: Record<string, string> = {
 /** GGUF architecture → the pre-tokenizer its reference tokenizer uses. */
 const PRE_BY_ARCH: Record<string, string> = {
   qwen2: "qwen2",
+  qwen3: "qwen2",
+  qwen3moe: "qwen2",
   gpt2: "gpt-2",
 };
 
@@ -57,6 +70,14 @@ const ARCH_ALIASES: Record<string, string> = {
   MiniCPMV: "qwen2", // MiniCPM-V 2.6: the LLM is a Qwen2ForCausalLM
   GPT2LMHeadModel: "gpt2",
   LlamaForCausalLM: "llama",
+  MistralForCausalLM: "llama",
+  MixtralForCausalLM: "llama",
+  Qwen3ForCausalLM: "qwen3",
+  Qwen3MoeForCausalLM: "qwen3moe",
+  Gemma2ForCausalLM: "gemma2",
+  Gemma3ForCausalLM: "gemma3",
+  Gemma3ForConditionalGeneration: "gemma3",
+  Phi3ForCausalLM: "phi3",
 };
 
 /** `tokenizer.ggml.pre` names the bundled llama.cpp (node-llama-cpp 3.21.1) accepts (src/llama-vocab.cpp). */
@@ -130,8 +151,9 @@ export interface PreTokenizerDecision {
  * `tokenizer.ggml.pre`. The converter hashes the tokenization of a probe text (needs transformers);
  * ggufy decides from what the files say instead, never from a hash table alone:
  *  1. an explicit `override` (checked against the names llama.cpp knows);
- *  2. tokenizer.json's pre_tokenizer: a single Split regex identical to Qwen2's → "qwen2",
- *     to Llama 3's → "llama-bpe"; a bare regex ByteLevel → "gpt-2" for the gpt2 architecture;
+ *  2. tokenizer.json's pre_tokenizer: a single Split regex identical to Qwen2's → "qwen2", to
+ *     Llama 3's → "llama-bpe" (ignore_merges) or "dbrx" (not), to Mistral-Nemo's → "tekken"; a bare
+ *     regex ByteLevel → "gpt-2" for the gpt2 architecture;
  *  3. without tokenizer.json: tokenizer_config.json `tokenizer_class` (Qwen2Tokenizer → "qwen2",
  *     GPT2Tokenizer → "gpt-2"), else the architecture's reference tokenizer (qwen2 → "qwen2").
  * Anything else is an error asking for the override, rather than a silent guess.
@@ -153,15 +175,25 @@ export function decidePreTokenizer(args: {
   if (args.tokenizerJson) {
     const shape = preTokenizerShape(args.tokenizerJson["pre_tokenizer"]);
     if (shape.splits.length === 1) {
-      const pre = PRE_BY_REGEX.get(shape.splits[0]!);
-      if (pre) return { pre, reason: `tokenizer.json pre_tokenizer regex is ${pre === "qwen2" ? "Qwen2's" : "Llama 3's"}` };
+      const known = PRE_BY_REGEX.get(shape.splits[0]!);
+      if (known) {
+        const model = args.tokenizerJson["model"];
+        const ignoreMerges = isObject(model) && model["ignore_merges"] === true;
+        const pre = ignoreMerges ? known.ignoreMerges : known.plain;
+        if (pre) return { pre, reason: `tokenizer.json pre_tokenizer regex is ${known.label}, ignore_merges ${ignoreMerges}` };
+        throw new GgufyError(
+          "E_TOKENIZER",
+          `the pre_tokenizer regex is ${known.label} but model.ignore_merges is ${ignoreMerges}; no llama.cpp pre-tokenizer has that combination (pass --pre NAME to choose one)`,
+          args.tokenizerJsonFile ? { file: args.tokenizerJsonFile } : {},
+        );
+      }
     }
     if (shape.splits.length === 0 && shape.byteLevel && shape.byteLevelUsesRegex && arch === "gpt2") {
       return { pre: "gpt-2", reason: "tokenizer.json pre_tokenizer is ByteLevel with the GPT-2 regex" };
     }
     throw new GgufyError(
       "E_TOKENIZER",
-      `unrecognized BPE pre-tokenizer (${shape.describe}) for architecture ${arch ?? "?"}; pass the llama.cpp pre-tokenizer name explicitly (tokenizer.ggml.pre)`,
+      `unrecognized BPE pre-tokenizer (${shape.describe}) for architecture ${arch ?? "?"}; pass the llama.cpp pre-tokenizer name explicitly (--pre NAME, written as tokenizer.ggml.pre)`,
       args.tokenizerJsonFile ? { file: args.tokenizerJsonFile } : {},
     );
   }
@@ -239,7 +271,7 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
     if (!pre.byteLevel && !byteLevelDecoder) {
       throw new GgufyError(
         "E_TOKENIZER",
-        "tokenizer.json is a BPE tokenizer but not byte-level (SentencePiece-style, e.g. byte_fallback); ggufy converts those only from tokenizer.model",
+        "tokenizer.json is a BPE tokenizer but neither byte-level nor SentencePiece-style (byte_fallback with a Sequence decoder)",
         { file: tjFile },
       );
     }

@@ -39,7 +39,31 @@ export function readText(file: string): string {
   }
 }
 
+let jsonCache: Map<string, Json> | undefined;
+
+/**
+ * Run `fn` with each JSON file parsed at most once (tokenizer.json is read by several steps, and a
+ * Llama 3 or Gemma 3 one is 9–33 MB). Callers must not modify what readJson returns.
+ */
+export function withJsonCache<T>(fn: () => T): T {
+  if (jsonCache) return fn();
+  jsonCache = new Map();
+  try {
+    return fn();
+  } finally {
+    jsonCache = undefined;
+  }
+}
+
 export function readJson(file: string): Json {
+  const cached = jsonCache?.get(file);
+  if (cached !== undefined) return cached;
+  const v = parseJsonFile(file);
+  jsonCache?.set(file, v);
+  return v;
+}
+
+function parseJsonFile(file: string): Json {
   const text = readText(file);
   try {
     return JSON.parse(text) as Json;

@@ -11,7 +11,7 @@
 import { GgufyError } from "../errors.js";
 import { TokenType, type GGUFVocab } from "./types.js";
 import { fieldBool, fieldFloat, fieldInt32, fieldString, ProtobufError, ProtoReader, subReader } from "./protobuf.js";
-import { fileIn, isInt, isObject, maybeJsonObject, readBytes, type JsonObject } from "./files.js";
+import { fileIn, isInt, isObject, maybeJsonObject, readBytes, readJson, type JsonObject } from "./files.js";
 import { loadSpecialVocab, type AddedTokenRef } from "./special.js";
 import { applySpecialVocab, looksSpecial, textHparams, truthy } from "./common.js";
 
@@ -127,6 +127,25 @@ export interface SpmVocabOptions {
   config?: JsonObject;
   /** resolve tokenizer_config `{t}_token` strings only against tokenizer.json (the converter's exact behaviour) */
   strictSpecialVocab?: boolean;
+  /**
+   * The piece table to use instead of `<dir>/tokenizer.model` (a SentencePiece-style tokenizer.json
+   * read by spm-json.ts), with the file it came from.
+   */
+  model?: { model: SpmModel; file: string };
+  /**
+   * Added tokens outside the piece table (tokenizer.json `added_tokens` with ids past model.vocab,
+   * when the piece table came from tokenizer.json): placed like added_tokens_decoder entries unless
+   * tokenizer_config.json's added_tokens_decoder already lists the id. tokenizer.model has no such
+   * tokens; transformers gives them their ids.
+   */
+  extraAdded?: { id: number; content: string; special: boolean }[];
+  /**
+   * "phi3": `Phi3MiniModel.set_vocab` (conversion/phi.py) instead of `_create_vocab_sentencepiece`:
+   * added_tokens_decoder entries are CONTROL only when flagged special (no looks-special rule, no
+   * U+2581 replacement), tokenizer.json `added_tokens` are applied the same way after them, and the
+   * row count is config vocab_size.
+   */
+  flavor?: "default" | "phi3";
   warn?: (msg: string) => void;
 }
 
@@ -143,14 +162,23 @@ export interface SpmVocabOptions {
  */
 export function loadSentencePieceVocab(dir: string, opts: SpmVocabOptions = {}): GGUFVocab {
   const warn = opts.warn ?? (() => {});
-  const file = fileIn(dir, "tokenizer.model");
-  if (!file) throw new GgufyError("E_TOKENIZER", "tokenizer.model not found", { file: `${dir}/tokenizer.model` });
-  const model = parseSentencePieceModel(readBytes(file), file);
+  let file: string;
+  let model: SpmModel;
+  if (opts.model) {
+    ({ model, file } = opts.model);
+  } else {
+    const f = fileIn(dir, "tokenizer.model");
+    if (!f) throw new GgufyError("E_TOKENIZER", "tokenizer.model not found", { file: `${dir}/tokenizer.model` });
+    file = f;
+    model = parseSentencePieceModel(readBytes(file), file);
+  }
+  const phi3 = opts.flavor === "phi3";
   const hp = textHparams(opts.config);
 
   let vocabSize = opts.vocabSize;
   if (vocabSize === undefined) {
-    const v = hp["vocab_size_per_layer_input"] ?? hp["vocab_size"];
+    // Phi3MiniModel: hparams vocab_size; TextModel: find_hparam(["vocab_size_per_layer_input", "vocab_size"])
+    const v = phi3 ? hp["vocab_size"] : (hp["vocab_size_per_layer_input"] ?? hp["vocab_size"]);
     vocabSize = isInt(v) && v > 0 ? v : model.pieces.length;
   }
   if (!(Number.isInteger(vocabSize) && vocabSize > 0)) throw new GgufyError("E_CONFIG", `vocab_size ${vocabSize} is not a positive integer`);
@@ -162,6 +190,7 @@ export function loadSentencePieceVocab(dir: string, opts: SpmVocabOptions = {}):
 
   for (let id = 0; id < model.pieces.length; id++) {
     if (id >= vocabSize) {
+      if (phi3) throw new GgufyError("E_TOKENIZER", `piece ${id} is outside vocab_size ${vocabSize} of the config`, { file });
       warn(`${file}: ignoring pieces from id ${id}: out of range, max=${vocabSize - 1}`);
       break;
     }
@@ -194,6 +223,22 @@ export function loadSentencePieceVocab(dir: string, opts: SpmVocabOptions = {}):
 
   const tc = maybeJsonObject(dir, "tokenizer_config.json");
   const decoder = tc?.json["added_tokens_decoder"];
+  for (const a of opts.extraAdded ?? []) {
+    if (isObject(decoder) && String(a.id) in decoder) continue;
+    const src = opts.model?.file ?? dir;
+    if (a.id >= vocabSize) throw new GgufyError("E_TOKENIZER", `added token ${a.id} '${a.content}' is outside vocab_size ${vocabSize}`, { file: src });
+    if (types[a.id] !== TokenType.UNUSED) throw new GgufyError("E_TOKENIZER", `added token ${a.id} '${a.content}' collides with '${tokens[a.id]}'`, { file: src });
+    let text = a.content;
+    if (phi3) types[a.id] = a.special ? TokenType.CONTROL : TokenType.USER_DEFINED;
+    else if (a.special || looksSpecial(text)) types[a.id] = TokenType.CONTROL;
+    else {
+      text = text.replaceAll("\u2581", " ");
+      types[a.id] = TokenType.USER_DEFINED;
+    }
+    tokens[a.id] = text;
+    scores[a.id] = -1000.0;
+    standIn.set(a.id, a.content);
+  }
   if (tc && isObject(decoder)) {
     for (const [key, data] of Object.entries(decoder)) {
       const id = Number(key);
@@ -202,12 +247,16 @@ export function loadSentencePieceVocab(dir: string, opts: SpmVocabOptions = {}):
         throw new GgufyError("E_TOKENIZER", `added_tokens_decoder entry '${key}' needs an integer id and a string content`, { file: tc.file });
       }
       if (id >= vocabSize) {
+        // (Phi3MiniModel does not check: Python fails with an IndexError)
+        if (phi3) throw new GgufyError("E_TOKENIZER", `added token ${id} '${content}' is outside vocab_size ${vocabSize}`, { file: tc.file });
         warn(`${tc.file}: ignoring token ${id}: id is out of range, max=${vocabSize - 1}`);
         continue;
       }
       let text = content;
       if (types[id] !== TokenType.UNUSED && tokens[id] !== text) warn(`${tc.file}: replacing token ${id}: '${tokens[id]}' -> '${text}'`);
-      if (truthy(isObject(data) ? data["special"] : undefined) || looksSpecial(text)) types[id] = TokenType.CONTROL;
+      const special = truthy(isObject(data) ? data["special"] : undefined);
+      if (phi3) types[id] = special ? TokenType.CONTROL : TokenType.USER_DEFINED;
+      else if (special || looksSpecial(text)) types[id] = TokenType.CONTROL;
       else {
         text = text.replaceAll("\u2581", " ");
         types[id] = TokenType.USER_DEFINED;
@@ -215,6 +264,28 @@ export function loadSentencePieceVocab(dir: string, opts: SpmVocabOptions = {}):
       scores[id] = -1000.0;
       tokens[id] = text;
       standIn.set(id, content);
+    }
+  }
+
+  if (phi3) {
+    // Phi3MiniModel.set_vocab: tokenizer.json added_tokens, after added_tokens_decoder, same rule
+    const tjFile = fileIn(dir, "tokenizer.json");
+    if (tjFile) {
+      const tj = readJson(tjFile);
+      const at = isObject(tj) ? tj["added_tokens"] : undefined;
+      for (const [i, a] of (Array.isArray(at) ? at : []).entries()) {
+        if (!isObject(a) || !isInt(a["id"]) || a["id"] < 0 || typeof a["content"] !== "string") {
+          throw new GgufyError("E_TOKENIZER", `added_tokens[${i}] needs a non-negative integer id and a string content`, { file: tjFile });
+        }
+        const id = a["id"];
+        const text = a["content"];
+        if (id >= vocabSize) throw new GgufyError("E_TOKENIZER", `added token ${id} '${text}' is outside vocab_size ${vocabSize}`, { file: tjFile });
+        if (types[id] !== TokenType.UNUSED && tokens[id] !== text) warn(`${tjFile}: replacing token ${id}: '${tokens[id]}' -> '${text}'`);
+        tokens[id] = text;
+        scores[id] = -1000.0;
+        types[id] = truthy(a["special"]) ? TokenType.CONTROL : TokenType.USER_DEFINED;
+        standIn.set(id, text);
+      }
     }
   }
 

@@ -42,6 +42,13 @@ export interface GGUFVocab {
   chatTemplate?: string;
   /** named chat templates other than "default" (tokenizer.chat_template.<name> + tokenizer.chat_templates) */
   chatTemplates?: { name: string; template: string }[];
+  /**
+   * tokenizer.ggml.add_space_prefix (SentencePiece vocabularies; llama.cpp's default is true).
+   * "first": written before tokenizer.ggml.model, where `LlamaModel.set_vocab` writes the
+   * tokenizer_config.json `add_prefix_space`; "last" (default): after everything, as Gemma's set_vocab.
+   */
+  addSpacePrefix?: boolean;
+  addSpacePrefixPosition?: "first" | "last";
   /** tokenizer.ggml.normalizer.lowercase / strip_accents, from a tokenizer.json normalizer */
   normalizerLowercase?: boolean;
   normalizerStripAccents?: boolean;

@@ -238,7 +238,7 @@ test("tokenizer.json merge pairs whose parts hold a literal space get it re-enco
   assert.equal(v.tokenTypes[4], TokenType.CONTROL);
 });
 
-test("pre-tokenizer: regex decides (Llama 3 → llama-bpe); unknown regex or tokenizer is an error; override is checked", async (t) => {
+test("pre-tokenizer: regex decides (Llama 3's regex without ignore_merges → dbrx); unknown regex or tokenizer is an error; override is checked", async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   tinyDir(dir);
@@ -246,7 +246,8 @@ test("pre-tokenizer: regex decides (Llama 3 → llama-bpe); unknown regex or tok
   writeTokenizerJson(dir, { pairs: false, regex: QWEN2_PRE_REGEX, ...tiny });
   assert.equal((await loadVocab(dir, { arch: "llama" })).pre, "qwen2");
   writeTokenizerJson(dir, { pairs: false, regex: LLAMA3_PRE_REGEX, ...tiny });
-  assert.equal((await loadVocab(dir, { arch: "llama" })).pre, "llama-bpe");
+  // Llama 3's regex without model.ignore_merges is llama.cpp's "dbrx" (with it: "llama-bpe", families.test.ts)
+  assert.equal((await loadVocab(dir, { arch: "llama" })).pre, "dbrx");
   writeTokenizerJson(dir, { pairs: false, regex: "\\p{N}+|\\s+", ...tiny });
   await assert.rejects(loadVocab(dir, { arch: "qwen2" }), (e: unknown) => isGgufyError(e) && e.code === "E_TOKENIZER" && /unrecognized BPE pre-tokenizer/.test(e.detail));
   assert.equal((await loadVocab(dir, { arch: "qwen2", pre: "deepseek-r1-qwen" })).pre, "deepseek-r1-qwen");

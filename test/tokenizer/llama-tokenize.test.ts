@@ -3,58 +3,16 @@
  * (node-llama-cpp 3.21.1): llama.cpp must accept them and tokenize its own test strings
  * (models/ggml-vocab-*.gguf.inp) into exactly the ids its test expects (.out).
  */
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
 import { testData } from "../../fixtures/paths.js";
-import { loadVocab, vocabToKvs, type GGUFVocab } from "../../src/tokenizer/index.js";
-import { encodeGgufHeader } from "../../src/formats/gguf/writer.js";
-import { kv, type GGUFKV } from "../../src/formats/gguf/types.js";
-import { readVocabTests, tempDir } from "./support.js";
+import { loadVocab } from "../../src/tokenizer/index.js";
+import { readVocabTests } from "./support.js";
+import { withVocabModel } from "./llama-vocab.js";
 
 const VOCAB_TESTS = testData("llama.cpp-vocab");
-
-let llamaP: Promise<Llama> | undefined;
-const llama = () => (llamaP ??= getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, progressLogs: false }));
-after(async () => {
-  if (llamaP) await (await llamaP).dispose();
-});
-
-/** Architecture hparams llama.cpp reads even for a vocab-only load (values of the reference vocab files). */
-function hparams(arch: "qwen2" | "llama"): GGUFKV[] {
-  return [
-    kv.str("general.architecture", arch),
-    kv.u32(`${arch}.block_count`, 32),
-    kv.u32(`${arch}.context_length`, 4096),
-    kv.u32(`${arch}.embedding_length`, 4096),
-    kv.u32(`${arch}.feed_forward_length`, 11008),
-    kv.u32(`${arch}.attention.head_count`, 32),
-    kv.u32(`${arch}.attention.head_count_kv`, 32),
-    kv.f32(`${arch}.attention.layer_norm_rms_epsilon`, 1e-6),
-  ];
-}
-
-/**
- * Write `v` as a vocab-only GGUF, load it in llama.cpp, run `fn`, dispose. (node-llama-cpp may log
- * "missing tensor 'token_embd.weight'" while it inspects the file; the vocab-only load itself works.)
- */
-async function withVocabModel<T>(v: GGUFVocab, arch: "qwen2" | "llama", fn: (model: LlamaModel) => T): Promise<T> {
-  const { dir, cleanup } = tempDir();
-  try {
-    const file = path.join(dir, "vocab.gguf");
-    fs.writeFileSync(file, encodeGgufHeader([...hparams(arch), ...vocabToKvs(v)], []).bytes);
-    const model = await (await llama()).loadModel({ modelPath: file, vocabOnly: true, gpuLayers: 0 });
-    try {
-      return fn(model);
-    } finally {
-      await model.dispose();
-    }
-  } finally {
-    cleanup();
-  }
-}
 
 function compare(name: string, tests: { text: string; ids: number[] }[], got: number[][]): void {
   const bad = tests.flatMap((t, i) => (JSON.stringify(got[i]) === JSON.stringify(t.ids) ? [] : [`${JSON.stringify(t.text)}: llama.cpp ${JSON.stringify(got[i])}, expected ${JSON.stringify(t.ids)}`]));
