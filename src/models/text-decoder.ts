@@ -138,6 +138,8 @@ export interface DecoderSpec {
   readonly skip?: readonly RegExp[];
   /** MoE experts stacked into 3-D tensors */
   readonly experts?: ExpertSpec;
+  /** notes for the user about config values llama.cpp's runtime does not honour (Mistral's sliding_window …) */
+  readonly warnings?: (cfg: HfConfig, h: TextHparams) => string[];
 }
 
 export interface TensorCtx {
@@ -180,10 +182,11 @@ export async function buildTextDecoder(ctx: ConvertContext, spec: DecoderSpec, p
   validateVocab(vocab, { src: ctx.src, configFile: file, tokenizerDir, prefix, vocabOnly: ctx.vocabOnly === true });
   spec.kvs?.(cfg, h, out, { nVocab: vocab.tokens.length });
   const tensors = ctx.vocabOnly ? [] : [...(spec.extraTensors?.(cfg, h) ?? []), ...mapDecoderTensors(ctx.src, spec, h, cfg, prefix)];
+  const warnings = [...h.rope.warnings, ...(spec.warnings?.(cfg, h) ?? [])];
   return {
     role: "model", arch: spec.arch, kvs: out.list, tensors, vocab,
     hparams: { nLayer: h.nLayer, nHead: h.nHead, nHeadKv: h.nHeadKv, nExpert: h.nExpert ?? 0 },
-    ...(h.rope.warnings.length ? { warnings: [...h.rope.warnings] } : {}),
+    ...(warnings.length ? { warnings } : {}),
   };
 }
 
