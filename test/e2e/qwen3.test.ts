@@ -1,0 +1,81 @@
+/**
+ * Qwen3 dense and Qwen2.5 with YaRN end to end.
+ * - Qwen3ForCausalLM (Qwen3-8B's config field set, head_dim 32 ≠ 64/4) → GGUF `qwen3` (conversion/qwen.py
+ *   Qwen3Model: base KVs only, attn_q_norm/attn_k_norm): exact tensors/shapes/KVs; llama.cpp's distributions
+ *   equal the reference with transformers' per-head q/k RMSNorms (modeling_qwen3.py), and not the reference
+ *   without them.
+ * - Qwen2.5-7B-Instruct + the model card's YaRN block → `qwen2.rope.scaling.{type,factor,original_context_length}`
+ *   exactly as base.py TextModel.set_gguf_parameters writes them (no ext/attn/beta KVs: the config has none).
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import { readGguf } from "../../src/index.js";
+import { scratchDir } from "../../fixtures/qwen2.js";
+import { disposeTestLlama } from "../support/llama.js";
+import { TOL, archKvs, buildFamily, compare, expectTensors, f32, positionsOf, promptIds, str, tensorList, u32 } from "../support/family-check.js";
+
+const tmp = await scratchDir("ggufy-e2e-qwen3-");
+after(async () => {
+  await disposeTestLlama();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+const IDS = promptIds(48, 5);
+const POS = positionsOf(IDS.length);
+
+test("Qwen3-8B-style (head_dim, q/k norms, no biases) → f32: qwen3 tensors and KVs; distributions equal the reference", async (t) => {
+  const m = await buildFamily(tmp, "qwen3", "qwen3", { seed: 31 });
+  const g = await readGguf(m.gguf);
+  assert.equal(g.kvs.get("general.architecture")?.value, "qwen3");
+  assert.deepEqual(
+    tensorList(g),
+    expectTensors(["token_embd.weight [64, 512]", "output_norm.weight [64]", "output.weight [64, 512]"], (i) => [
+      `blk.${i}.attn_norm.weight [64]`, `blk.${i}.attn_q.weight [64, 128]`, `blk.${i}.attn_k.weight [64, 64]`, `blk.${i}.attn_v.weight [64, 64]`,
+      `blk.${i}.attn_output.weight [128, 64]`, `blk.${i}.attn_q_norm.weight [32]`, `blk.${i}.attn_k_norm.weight [32]`, `blk.${i}.ffn_norm.weight [64]`,
+      `blk.${i}.ffn_gate.weight [64, 128]`, `blk.${i}.ffn_up.weight [64, 128]`, `blk.${i}.ffn_down.weight [128, 64]`,
+    ], 2),
+  );
+  // Qwen3Model → Qwen2Model.set_gguf_parameters = TextModel's (no vocab_size, no rope.dimension_count)
+  assert.deepEqual(archKvs(g, "qwen3"), [
+    u32("qwen3.block_count", 2), u32("qwen3.context_length", 40960), u32("qwen3.embedding_length", 64), u32("qwen3.feed_forward_length", 128),
+    u32("qwen3.attention.head_count", 4), u32("qwen3.attention.head_count_kv", 2), f32("qwen3.rope.freq_base", 1e6),
+    f32("qwen3.attention.layer_norm_rms_epsilon", 1e-6), u32("qwen3.attention.key_length", 32), u32("qwen3.attention.value_length", 32),
+  ]);
+  const r = await compare(m.dir, m.gguf, IDS, POS);
+  t.diagnostic(`max |Δ log p| = ${r.max.toExponential(3)}`);
+  assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
+  const noNorm = await compare(m.dir, m.gguf, IDS, POS, { noQkNorm: true });
+  t.diagnostic(`vs the reference without q/k norms: ${noNorm.max.toFixed(3)}`);
+  assert.ok(noNorm.max > 100 * TOL, `q/k norms change the result by only ${noNorm.max}`);
+});
+
+test("Qwen3, BF16 with tied embeddings (Qwen3-0.6B/4B style) → f32: no output.weight; distributions equal the reference", async (t) => {
+  const m = await buildFamily(tmp, "qwen3-tied", "qwen3", { seed: 32, dtype: "BF16", editConfig: (c) => (c["tie_word_embeddings"] = true) });
+  const g = await readGguf(m.gguf);
+  assert.ok(!g.tensors.some((x) => x.name === "output.weight"));
+  const r = await compare(m.dir, m.gguf, IDS, POS);
+  t.diagnostic(`max |Δ log p| = ${r.max.toExponential(3)}`);
+  assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
+});
+
+test("Qwen2.5-7B-Instruct + YaRN block (factor 4, original 32768, \"type\": \"yarn\") → qwen2.rope.scaling.* KVs as base.py writes them; loads in llama.cpp", async () => {
+  const m = await buildFamily(tmp, "qwen25-yarn", "qwen2.5-yarn", { seed: 33 });
+  const g = await readGguf(m.gguf);
+  assert.deepEqual(archKvs(g, "qwen2"), [
+    u32("qwen2.block_count", 2), u32("qwen2.context_length", 32768), u32("qwen2.embedding_length", 64), u32("qwen2.feed_forward_length", 128),
+    u32("qwen2.attention.head_count", 4), u32("qwen2.attention.head_count_kv", 2),
+    str("qwen2.rope.scaling.type", "yarn"), f32("qwen2.rope.scaling.factor", 4), u32("qwen2.rope.scaling.original_context_length", 32768),
+    f32("qwen2.rope.freq_base", 1e6), f32("qwen2.attention.layer_norm_rms_epsilon", 1e-6),
+  ]);
+  assert.deepEqual(
+    tensorList(g).filter((n) => n.startsWith("blk.0.attn_")),
+    ["blk.0.attn_k.bias [32]", "blk.0.attn_k.weight [64, 32]", "blk.0.attn_norm.weight [64]", "blk.0.attn_output.weight [64, 64]", "blk.0.attn_q.bias [64]", "blk.0.attn_q.weight [64, 64]", "blk.0.attn_v.bias [32]", "blk.0.attn_v.weight [64, 32]"],
+  );
+  // use_sliding_window false (Qwen2.5's sliding_window 131072 is inert): no warning
+  // llama.cpp reads the scaling (its YaRN runtime is compared with transformers' only in the report's notes)
+  const { withModel, logProbsAt } = await import("../support/llama.js");
+  const lp = await withModel(m.gguf, (model) => logProbsAt(model, IDS.slice(0, 8), [7]));
+  assert.equal(lp[0]!.length, 512);
+  assert.ok(lp[0]!.every((x) => Number.isFinite(x)));
+});
