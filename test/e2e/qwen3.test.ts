@@ -5,7 +5,8 @@
  *   equal the reference with transformers' per-head q/k RMSNorms (modeling_qwen3.py), and not the reference
  *   without them.
  * - Qwen2.5-7B-Instruct + the model card's YaRN block → `qwen2.rope.scaling.{type,factor,original_context_length}`
- *   exactly as base.py TextModel.set_gguf_parameters writes them (no ext/attn/beta KVs: the config has none).
+ *   exactly as base.py TextModel.set_gguf_parameters writes them (no ext/attn/beta KVs: the config has none);
+ *   llama.cpp's YaRN runtime equals the reference's transformers YaRN, and a file without the KVs does not.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -59,7 +60,7 @@ test("Qwen3, BF16 with tied embeddings (Qwen3-0.6B/4B style) → f32: no output.
   assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
 });
 
-test("Qwen2.5-7B-Instruct + YaRN block (factor 4, original 32768, \"type\": \"yarn\") → qwen2.rope.scaling.* KVs as base.py writes them; loads in llama.cpp", async () => {
+test("Qwen2.5-7B-Instruct + YaRN block (factor 4, original 32768, \"type\": \"yarn\") → qwen2.rope.scaling.* KVs as base.py writes them; llama.cpp's YaRN equals transformers'", async (t) => {
   const m = await buildFamily(tmp, "qwen25-yarn", "qwen2.5-yarn", { seed: 33 });
   const g = await readGguf(m.gguf);
   assert.deepEqual(archKvs(g, "qwen2"), [
@@ -72,10 +73,17 @@ test("Qwen2.5-7B-Instruct + YaRN block (factor 4, original 32768, \"type\": \"ya
     tensorList(g).filter((n) => n.startsWith("blk.0.attn_")),
     ["blk.0.attn_k.bias [32]", "blk.0.attn_k.weight [64, 32]", "blk.0.attn_norm.weight [64]", "blk.0.attn_output.weight [64, 64]", "blk.0.attn_q.bias [64]", "blk.0.attn_q.weight [64, 64]", "blk.0.attn_v.bias [32]", "blk.0.attn_v.weight [64, 32]"],
   );
-  // use_sliding_window false (Qwen2.5's sliding_window 131072 is inert): no warning
-  // llama.cpp reads the scaling (its YaRN runtime is compared with transformers' only in the report's notes)
-  const { withModel, logProbsAt } = await import("../support/llama.js");
-  const lp = await withModel(m.gguf, (model) => logProbsAt(model, IDS.slice(0, 8), [7]));
-  assert.equal(lp[0]!.length, 512);
-  assert.ok(lp[0]!.every((x) => Number.isFinite(x)));
+  // llama.cpp's YaRN (llama-context.cpp: attention factor get_mscale(factor) = 1 + 0.1·ln 4; ggml rope_yarn's ramp
+  // between the beta_fast/beta_slow correction dimensions) equals transformers ≥ 5's _compute_yarn_parameters with
+  // the explicit factor 4 (transformers 4.45–4.5x would use max_position_embeddings / original = 1 here, i.e. no YaRN)
+  const r = await compare(m.dir, m.gguf, IDS, POS);
+  t.diagnostic(`max |Δ log p| vs the YaRN reference = ${r.max.toExponential(3)}`);
+  assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
+  const plain = await compare(m.dir, m.gguf, IDS, POS, { noRopeScaling: true });
+  t.diagnostic(`vs the reference without YaRN: ${plain.max.toFixed(3)}`);
+  assert.ok(plain.max > 100 * TOL, `YaRN changes the result by only ${plain.max}`);
+  // the same checkpoint converted without the YaRN block (no scaling KVs) fails the comparison
+  const broken = await buildFamily(tmp, "qwen25-noyarn", "qwen2.5-yarn", { seed: 33, editConfig: (c) => delete c["rope_scaling"] });
+  const rb = await compare(m.dir, broken.gguf, IDS, POS);
+  assert.ok(rb.max > 100 * TOL, `dropping the YaRN KVs moves the distributions by only ${rb.max}`);
 });

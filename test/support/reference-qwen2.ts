@@ -19,6 +19,9 @@
  *   above original_max_position_embeddings/low_freq_factor, unchanged below …/high_freq_factor, and between
  *   them smooth·inv_freq + (1 − smooth)·inv_freq/factor with smooth = (orig/wavelen − low)/(high − low);
  *   attention factor 1. Computed here in float64 from the config, independently of src/models/rope.ts;
+ * - `rope_scaling {type: "yarn"}` (Qwen2.5 long context): `_compute_yarn_parameters` with the explicit factor
+ *   (transformers ≥ 5; 4.45–4.5x substituted max_position_embeddings / original_max_position_embeddings), cos and
+ *   sin multiplied by the attention factor 0.1·ln(factor) + 1 (yarnInvFreq);
  * - Qwen3's per-head RMSNorms `self_attn.q_norm` / `k_norm` (modeling_qwen3.py Qwen3Attention: applied to each
  *   head of q and k before RoPE), used when the checkpoint has them;
  * - `sliding_window` (Mistral v0.1, modeling_mistral.py): only as a variant (ForwardVariant.slidingWindow),
@@ -41,7 +44,9 @@ export interface DecoderConfig {
   ropeTheta: number;
   tied: boolean;
   /** rope_scaling, when the config has one the reference implements */
-  ropeScaling?: { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; origCtx: number };
+  ropeScaling?:
+    | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; origCtx: number }
+    | { type: "yarn"; factor: number; origCtx: number; attentionFactor: number; betaFast: number; betaSlow: number; truncate: boolean };
 }
 
 /** Read the fields the forward pass needs from an HF config.json object (Qwen2/Llama defaults). */
@@ -67,6 +72,19 @@ export function decoderConfigFromHf(c: Record<string, unknown>): DecoderConfig {
     if (type === "llama3") {
       // transformers requires all four (modeling_rope_utils.py _validate_llama3_parameters)
       ropeScaling = { type: "llama3", factor: req("factor"), lowFreqFactor: req("low_freq_factor"), highFreqFactor: req("high_freq_factor"), origCtx: req("original_max_position_embeddings") };
+    } else if (type === "yarn") {
+      // transformers ≥ 5 semantics (modeling_rope_utils.py _compute_yarn_parameters): the explicit factor is
+      // used; 4.45–4.5x replaced it by max_position_embeddings / original_max_position_embeddings when both are set
+      const factor = req("factor");
+      const opt = (k: string): number | undefined => (typeof r[k] === "number" ? (r[k] as number) : undefined);
+      const getMscale = (scale: number, m = 1): number => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+      const mscale = opt("mscale");
+      const mscaleAll = opt("mscale_all_dim");
+      const attentionFactor = opt("attention_factor") ?? (mscale && mscaleAll ? getMscale(factor, mscale) / getMscale(factor, mscaleAll) : getMscale(factor));
+      ropeScaling = {
+        type: "yarn", factor, origCtx: opt("original_max_position_embeddings") ?? num("max_position_embeddings"), attentionFactor,
+        betaFast: opt("beta_fast") || 32, betaSlow: opt("beta_slow") || 1, truncate: r["truncate"] !== false,
+      };
     } else if (type !== "default") throw new Error(`reference forward: rope_scaling type ${JSON.stringify(type)} is not supported`);
   }
   return {
@@ -154,6 +172,8 @@ export class ReferenceDecoder {
     private readonly lw: LayerWeights[],
     private readonly invFreq: Float64Array,
     private readonly plainInvFreq: Float64Array,
+    /** YaRN's attention factor: cos and sin are multiplied by it (so q·k by its square) */
+    private readonly ropeAttnFactor: number,
   ) {}
 
   /** the rotary inverse frequencies in use (after rope_scaling) */
@@ -205,8 +225,9 @@ export class ReferenceDecoder {
       }
       const plain = new Float64Array(D / 2);
       for (let j = 0; j < D / 2; j++) plain[j] = 1 / Math.pow(cfg.ropeTheta, (2 * j) / D);
-      const invFreq = cfg.ropeScaling ? llama3InvFreq(plain, cfg.ropeScaling) : plain;
-      return new ReferenceDecoder(cfg, embed, lmHead, finalNorm, lw, invFreq, plain);
+      const rs = cfg.ropeScaling;
+      const invFreq = rs?.type === "llama3" ? llama3InvFreq(plain, rs) : rs?.type === "yarn" ? yarnInvFreq(cfg.ropeTheta, D, rs) : plain;
+      return new ReferenceDecoder(cfg, embed, lmHead, finalNorm, lw, invFreq, plain, rs?.type === "yarn" ? rs.attentionFactor : 1);
     } finally {
       await ck.close();
     }
@@ -277,8 +298,9 @@ export class ReferenceDecoder {
       }
       if (!variant.noRope) {
         const inv = variant.noRopeScaling ? this.plainInvFreq : this.invFreq;
-        this.rope(q, heads, pos, variant.interleavedRope ?? false, inv);
-        this.rope(k, kvHeads, pos, variant.interleavedRope ?? false, inv);
+        const m = variant.noRopeScaling ? 1 : this.ropeAttnFactor;
+        this.rope(q, heads, pos, variant.interleavedRope ?? false, inv, m);
+        this.rope(k, kvHeads, pos, variant.interleavedRope ?? false, inv, m);
       }
       ks.push(k);
       vs.push(v);
@@ -325,15 +347,15 @@ export class ReferenceDecoder {
     return matVec(this.lmHead, rmsNorm(h, this.finalNorm, this.cfg.rmsEps), this.cfg.vocab, this.cfg.hidden);
   }
 
-  private rope(x: Float64Array, nHeads: number, pos: number, interleaved: boolean, invFreq: Float64Array): void {
+  private rope(x: Float64Array, nHeads: number, pos: number, interleaved: boolean, invFreq: Float64Array, mscale = 1): void {
     const D = this.cfg.headDim;
     const half = D / 2;
     for (let h = 0; h < nHeads; h++) {
       const b = h * D;
       for (let j = 0; j < half; j++) {
         const a = pos * invFreq[j]!;
-        const c = Math.cos(a);
-        const s = Math.sin(a);
+        const c = Math.cos(a) * mscale;
+        const s = Math.sin(a) * mscale;
         const i0 = interleaved ? b + 2 * j : b + j;
         const i1 = interleaved ? b + 2 * j + 1 : b + j + half;
         const x0 = x[i0]!;
@@ -424,6 +446,33 @@ export function llama3InvFreq(inv: Float64Array, s: { factor: number; lowFreqFac
     const medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
     if (medium) v = ((1 - smooth) * v) / s.factor + smooth * v;
     out[j] = v;
+  }
+  return out;
+}
+
+/**
+ * transformers modeling_rope_utils.py `_compute_yarn_parameters` (float64): per pair j, the interpolated
+ * frequency 1/(factor·base^(2j/d)) and the extrapolated 1/base^(2j/d) blended by a linear ramp between the
+ * correction dimensions of beta_fast and beta_slow rotations over the original context (floored / ceiled
+ * when `truncate`, clamped to [0, d−1]).
+ */
+export function yarnInvFreq(base: number, dim: number, s: { factor: number; origCtx: number; betaFast: number; betaSlow: number; truncate: boolean }): Float64Array {
+  const corrDim = (rot: number): number => (dim * Math.log(s.origCtx / (rot * 2 * Math.PI))) / (2 * Math.log(base));
+  let low = corrDim(s.betaFast);
+  let high = corrDim(s.betaSlow);
+  if (s.truncate) {
+    low = Math.floor(low);
+    high = Math.ceil(high);
+  }
+  low = Math.max(low, 0);
+  high = Math.min(high, dim - 1);
+  if (low === high) high += 0.001;
+  const out = new Float64Array(dim / 2);
+  for (let j = 0; j < dim / 2; j++) {
+    const pos = Math.pow(base, (2 * j) / dim);
+    const ramp = Math.min(1, Math.max(0, (j - low) / (high - low)));
+    const extrapFactor = 1 - ramp;
+    out[j] = (1 / (s.factor * pos)) * (1 - extrapFactor) + (1 / pos) * extrapFactor;
   }
   return out;
 }
