@@ -75,6 +75,10 @@ test("Llama 3.1 (rope_type llama3, untied) → f32: llama.cpp's tensors and KVs,
   const rb = await compare(m.dir, broken.gguf, IDS, POS);
   t.diagnostic(`GGUF without rope_freqs vs the reference: ${rb.max.toFixed(3)}`);
   assert.ok(rb.max > 100 * TOL, `dropping rope_freqs moves the distributions by only ${rb.max}`);
+  // that file is Llama 3.0's form (no rope_scaling, θ 500000): it equals the reference of its own config
+  const r30 = await compare(broken.dir, broken.gguf, IDS, POS);
+  t.diagnostic(`Llama 3.0 form (no rope_scaling) vs its reference: ${r30.max.toExponential(3)}`);
+  assert.ok(r30.max <= TOL, `Llama 3.0 form: max |Δ log p| = ${r30.max}`);
 });
 
 test("Llama 3.2 (head_dim, tie_word_embeddings: no lm_head, factor 32) → f32: no output.weight, key/value_length; distributions equal the reference", async (t) => {
