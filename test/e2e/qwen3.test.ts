@@ -51,15 +51,6 @@ test("Qwen3-8B-style (head_dim, q/k norms, no biases) → f32: qwen3 tensors and
   assert.ok(noNorm.max > 100 * TOL, `q/k norms change the result by only ${noNorm.max}`);
 });
 
-test("Qwen3, BF16 with tied embeddings (Qwen3-0.6B/4B style) → f32: no output.weight; distributions equal the reference", async (t) => {
-  const m = await buildFamily(tmp, "qwen3-tied", "qwen3", { seed: 32, dtype: "BF16", editConfig: (c) => (c["tie_word_embeddings"] = true) });
-  const g = await readGguf(m.gguf);
-  assert.ok(!g.tensors.some((x) => x.name === "output.weight"));
-  const r = await compare(m.dir, m.gguf, IDS, POS);
-  t.diagnostic(`max |Δ log p| = ${r.max.toExponential(3)}`);
-  assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
-});
-
 test("Qwen2.5-7B-Instruct + YaRN block (factor 4, original 32768, \"type\": \"yarn\") → qwen2.rope.scaling.* KVs as base.py writes them; llama.cpp's YaRN equals transformers'", async (t) => {
   const m = await buildFamily(tmp, "qwen25-yarn", "qwen2.5-yarn", { seed: 33 });
   const g = await readGguf(m.gguf);
@@ -86,4 +77,19 @@ test("Qwen2.5-7B-Instruct + YaRN block (factor 4, original 32768, \"type\": \"ya
   const broken = await buildFamily(tmp, "qwen25-noyarn", "qwen2.5-yarn", { seed: 33, editConfig: (c) => delete c["rope_scaling"] });
   const rb = await compare(m.dir, broken.gguf, IDS, POS);
   assert.ok(rb.max > 100 * TOL, `dropping the YaRN KVs moves the distributions by only ${rb.max}`);
+});
+
+test("Qwen3, tied embeddings (Qwen3-0.6B/4B style: no lm_head), BF16, with its tokenizer family (the real Qwen2 BPE, 151,936 rows) → f32: no output.weight, gpt2/qwen2 vocabulary, chat tokens special; distributions on a tokenized chat prompt equal the reference", async (t) => {
+  const m = await buildFamily(tmp, "qwen3-bpe", "qwen3", { seed: 34, dtype: "BF16", tokenizer: "qwen2-bpe", editConfig: (c) => (c["tie_word_embeddings"] = true) });
+  const g = await readGguf(m.gguf);
+  assert.equal(g.kvs.get("tokenizer.ggml.model")?.value, "gpt2");
+  assert.equal(g.kvs.get("tokenizer.ggml.pre")?.value, "qwen2");
+  assert.deepEqual(tensorList(g).filter((n) => /^(token_embd|output)\./.test(n)), ["token_embd.weight [64, 151936]"]);
+  const { withModel, tokenize } = await import("../support/llama.js");
+  const ids = await withModel(m.gguf, (model) => tokenize(model, "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n", true));
+  assert.equal(ids[0], 151644);
+  assert.ok(ids.includes(151645));
+  const r = await compare(m.dir, m.gguf, ids, positionsOf(ids.length, 6));
+  t.diagnostic(`${ids.length} tokens, max |Δ log p| over ${r.positions.length} positions × 151936 = ${r.max.toExponential(3)}`);
+  assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
 });
