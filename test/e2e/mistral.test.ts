@@ -10,7 +10,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import path from "node:path";
-import { plan, readGguf } from "../../src/index.js";
+import { convert, plan, readGguf } from "../../src/index.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { writeTinyFamily } from "../../fixtures/llama3.js";
 import { disposeTestLlama } from "../support/llama.js";
@@ -70,13 +70,18 @@ test("Mistral-7B-v0.1 (sliding_window 4096) → f32: no window KV, a warning; ll
   assert.ok(!g.keys.some((k) => /sliding_window/.test(k)), "no sliding-window KV (llama.cpp's converter writes none for llama)");
   assert.equal(g.kvs.get("llama.rope.freq_base")?.value, 10000);
   const p = await plan({ input: m.dir, outfile: path.join(tmp, "v01-plan.gguf"), outtype: "f32" });
+  let w0: string[] = [];
   try {
-    const w = p.models[0]!.warnings ?? [];
+    const w = (w0 = [...(p.models[0]!.warnings ?? [])]);
     assert.equal(w.length, 1);
     assert.match(w[0]!, /^sliding_window 4096: llama\.cpp's llama architecture has no sliding-window attention/);
   } finally {
     await p.close();
   }
+  // convert() hands it to onWarning (the CLI prints it as "ggufy: warning: …" on stderr)
+  const seen: string[] = [];
+  await convert({ input: m.dir, outfile: path.join(tmp, "v01-again.gguf"), outtype: "f32", onWarning: (s) => seen.push(s) });
+  assert.deepEqual(seen, w0);
   const r = await compare(m.dir, m.gguf, IDS, POS);
   assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
 
