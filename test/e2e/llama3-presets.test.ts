@@ -1,7 +1,7 @@
 /**
  * llama-quantize presets on the llama3 helper's families: Llama 3.1 (rope_freqs, GQA 2) and Qwen3 (attn_q_norm /
  * attn_k_norm, head_dim ≠ hidden/heads), 4 layers with 256-wide rows so that the K-quants apply. ggufy converts
- * directly to the preset; the real `llama_model_quantize` of node-llama-cpp's libllama (through koffi) quantizes
+ * (and its bitsandbytes NF4 form) directly to the preset; the real `llama_model_quantize` of node-llama-cpp's libllama (through koffi) quantizes
  * ggufy's f32 file with the same ftype; every tensor must have the same name, position, type and bytes, and
  * every KV the same value.
  */
@@ -14,13 +14,16 @@ import { findPreset } from "../../src/quant/presets.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { writeTinyFamily, type Family, type TinySizes } from "../../fixtures/llama3.js";
 import { llamaQuantize } from "../support/llama-quantize.js";
+import { quantizeCheckpointToBnb, type QuantizeCheckpointOptions } from "../../fixtures/bnb.js";
 
 const tmp = await scratchDir("ggufy-e2e-llama3-presets-");
 after(() => rm(tmp, { recursive: true, force: true }));
 
-const MODELS: Record<string, { family: Family; sizes: TinySizes }> = {
+const MODELS: Record<string, { family: Family; sizes: TinySizes; bnb?: QuantizeCheckpointOptions }> = {
   llama31: { family: "llama3.1", sizes: { hidden: 256, heads: 4, kvHeads: 2, headDim: 64, ffn: 256, layers: 4 } },
   qwen3: { family: "qwen3", sizes: { hidden: 256, heads: 4, kvHeads: 2, headDim: 128, ffn: 256, layers: 4 } },
+  // the bitsandbytes form: NF4 + double quant (fixtures/bnb.ts), decoded then quantized
+  "llama31-nf4": { family: "llama3.1", sizes: { hidden: 256, heads: 4, kvHeads: 2, headDim: 64, ffn: 256, layers: 4 }, bnb: { method: "nf4", doubleQuant: true } },
 };
 
 const f32s = new Map<string, Promise<{ dir: string; f32: string }>>();
@@ -28,8 +31,14 @@ function f32Of(name: string): Promise<{ dir: string; f32: string }> {
   let p = f32s.get(name);
   if (!p) {
     p = (async () => {
-      const dir = path.join(tmp, name);
-      await writeTinyFamily(dir, MODELS[name]!.family, { sizes: MODELS[name]!.sizes, dtype: "BF16", seed: 51 });
+      const spec = MODELS[name]!;
+      let dir = path.join(tmp, name);
+      await writeTinyFamily(dir, spec.family, { sizes: spec.sizes, dtype: "BF16", seed: 51 });
+      if (spec.bnb) {
+        const q = `${dir}-bnb`;
+        await quantizeCheckpointToBnb(dir, q, spec.bnb);
+        dir = q;
+      }
       const f32 = path.join(tmp, `${name}-f32.gguf`);
       await convert({ input: dir, outfile: f32, outtype: "f32" });
       return { dir, f32 };
@@ -43,7 +52,7 @@ const kvText = (f: GGUFFile, key: string): string =>
   JSON.stringify(f.kvs.get(key), (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v));
 
 for (const name of Object.keys(MODELS)) {
-  for (const preset of ["Q4_K_M", "Q6_K", "Q8_0"]) {
+  for (const preset of MODELS[name]!.bnb ? ["Q4_K_M"] : ["Q4_K_M", "Q6_K", "Q8_0"]) {
     test(`${name} ${preset}: byte-identical to llama_model_quantize on ggufy's f32`, async () => {
       const m = await f32Of(name);
       const p = findPreset(preset)!;
