@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import path from "node:path";
-import { convert, readGguf, type GGUFFile } from "../../src/index.js";
+import { convert, type GGUFFile } from "../../src/index.js";
 import { GGUFValueType } from "../../src/formats/gguf/types.js";
 import { writeTinyFamily, TINY_VOCAB, type Family, type TinyFamily, type TinyFamilyOptions } from "../../fixtures/llama3.js";
 import { Rng } from "../../fixtures/rng.js";
@@ -91,6 +91,3 @@ export function positionsOf(n: number, step = 4): number[] {
   return Array.from({ length: n }, (_, i) => i).filter((i) => i % step === 0 || i === n - 1);
 }
 
-export async function gguf(pathname: string): Promise<GGUFFile> {
-  return readGguf(pathname);
-}
