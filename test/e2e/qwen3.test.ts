@@ -65,8 +65,8 @@ test("Qwen2.5-7B-Instruct + YaRN block (factor 4, original 32768, \"type\": \"ya
     ["blk.0.attn_k.bias [32]", "blk.0.attn_k.weight [64, 32]", "blk.0.attn_norm.weight [64]", "blk.0.attn_output.weight [64, 64]", "blk.0.attn_q.bias [64]", "blk.0.attn_q.weight [64, 64]", "blk.0.attn_v.bias [32]", "blk.0.attn_v.weight [64, 32]"],
   );
   // llama.cpp's YaRN (llama-context.cpp: attention factor get_mscale(factor) = 1 + 0.1·ln 4; ggml rope_yarn's ramp
-  // between the beta_fast/beta_slow correction dimensions) equals transformers ≥ 5's _compute_yarn_parameters with
-  // the explicit factor 4 (transformers 4.45–4.5x would use max_position_embeddings / original = 1 here, i.e. no YaRN)
+  // between the beta_fast/beta_slow correction dimensions) equals current transformers' _compute_yarn_parameters with
+  // the explicit factor 4 (earlier transformers 4.x releases used max_position_embeddings / original = 1 here whenever original_max_position_embeddings is set, i.e. no YaRN at all)
   const r = await compare(m.dir, m.gguf, IDS, POS);
   t.diagnostic(`max |Δ log p| vs the YaRN reference = ${r.max.toExponential(3)}`);
   assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);

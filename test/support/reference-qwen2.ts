@@ -20,7 +20,7 @@
  *   them smooth·inv_freq + (1 − smooth)·inv_freq/factor with smooth = (orig/wavelen − low)/(high − low);
  *   attention factor 1. Computed here in float64 from the config, independently of src/models/rope.ts;
  * - `rope_scaling {type: "yarn"}` (Qwen2.5 long context): `_compute_yarn_parameters` with the explicit factor
- *   (transformers ≥ 5; 4.45–4.5x substituted max_position_embeddings / original_max_position_embeddings), cos and
+ *   (current transformers; earlier 4.x releases substituted max_position_embeddings / original_max_position_embeddings), cos and
  *   sin multiplied by the attention factor 0.1·ln(factor) + 1 (yarnInvFreq);
  * - Qwen3's per-head RMSNorms `self_attn.q_norm` / `k_norm` (modeling_qwen3.py Qwen3Attention: applied to each
  *   head of q and k before RoPE), used when the checkpoint has them;
@@ -73,8 +73,8 @@ export function decoderConfigFromHf(c: Record<string, unknown>): DecoderConfig {
       // transformers requires all four (modeling_rope_utils.py _validate_llama3_parameters)
       ropeScaling = { type: "llama3", factor: req("factor"), lowFreqFactor: req("low_freq_factor"), highFreqFactor: req("high_freq_factor"), origCtx: req("original_max_position_embeddings") };
     } else if (type === "yarn") {
-      // transformers ≥ 5 semantics (modeling_rope_utils.py _compute_yarn_parameters): the explicit factor is
-      // used; 4.45–4.5x replaced it by max_position_embeddings / original_max_position_embeddings when both are set
+      // current transformers (modeling_rope_utils.py _compute_yarn_parameters): the explicit factor is
+      // used; earlier 4.x releases replaced it by max_position_embeddings / original_max_position_embeddings when both are set
       const factor = req("factor");
       const opt = (k: string): number | undefined => (typeof r[k] === "number" ? (r[k] as number) : undefined);
       const getMscale = (scale: number, m = 1): number => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
