@@ -102,3 +102,16 @@ test("Llama 3.2 (head_dim, tie_word_embeddings: no lm_head, factor 32) → f32: 
   const plain = await compare(m.dir, m.gguf, IDS, POS, { noRopeScaling: true });
   assert.ok(plain.max > 100 * TOL, `llama3 scaling (factor 32) changes the result by only ${plain.max}`);
 });
+
+test("LlamaForCausalLM with linear rope_scaling (factor 4, as long-context Llama 2 fine-tunes ship it) → rope.scaling.type/factor KVs, no rope_freqs; distributions equal the reference", async (t) => {
+  const m = await buildFamily(tmp, "llama-linear", "llama3.1", { seed: 13, editConfig: (c) => ((c["rope_scaling"] = { type: "linear", factor: 4.0 }), (c["rope_theta"] = 10000.0)) });
+  const g = await readGguf(m.gguf);
+  assert.ok(!g.tensors.some((x) => x.name === "rope_freqs.weight"));
+  const kvs = archKvs(g, "llama");
+  assert.deepEqual(kvs.slice(6, 9), [["llama.rope.scaling.type", "STRING", "linear"], f32("llama.rope.scaling.factor", 4), f32("llama.rope.freq_base", 10000)]);
+  const r = await compare(m.dir, m.gguf, IDS, POS);
+  t.diagnostic(`max |Δ log p| = ${r.max.toExponential(3)}`);
+  assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
+  const plain = await compare(m.dir, m.gguf, IDS, POS, { noRopeScaling: true });
+  assert.ok(plain.max > 100 * TOL, `linear scaling changes the result by only ${plain.max}`);
+});

@@ -46,7 +46,8 @@ export interface DecoderConfig {
   /** rope_scaling, when the config has one the reference implements */
   ropeScaling?:
     | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; origCtx: number }
-    | { type: "yarn"; factor: number; origCtx: number; attentionFactor: number; betaFast: number; betaSlow: number; truncate: boolean };
+    | { type: "yarn"; factor: number; origCtx: number; attentionFactor: number; betaFast: number; betaSlow: number; truncate: boolean }
+    | { type: "linear"; factor: number };
 }
 
 /** Read the fields the forward pass needs from an HF config.json object (Qwen2/Llama defaults). */
@@ -72,6 +73,9 @@ export function decoderConfigFromHf(c: Record<string, unknown>): DecoderConfig {
     if (type === "llama3") {
       // transformers requires all four (modeling_rope_utils.py _validate_llama3_parameters)
       ropeScaling = { type: "llama3", factor: req("factor"), lowFreqFactor: req("low_freq_factor"), highFreqFactor: req("high_freq_factor"), origCtx: req("original_max_position_embeddings") };
+    } else if (type === "linear") {
+      // _compute_linear_scaling_rope_parameters: inv_freq / factor
+      ropeScaling = { type: "linear", factor: req("factor") };
     } else if (type === "yarn") {
       // current transformers (modeling_rope_utils.py _compute_yarn_parameters): the explicit factor is
       // used; earlier 4.x releases replaced it by max_position_embeddings / original_max_position_embeddings when both are set
@@ -226,7 +230,8 @@ export class ReferenceDecoder {
       const plain = new Float64Array(D / 2);
       for (let j = 0; j < D / 2; j++) plain[j] = 1 / Math.pow(cfg.ropeTheta, (2 * j) / D);
       const rs = cfg.ropeScaling;
-      const invFreq = rs?.type === "llama3" ? llama3InvFreq(plain, rs) : rs?.type === "yarn" ? yarnInvFreq(cfg.ropeTheta, D, rs) : plain;
+      const invFreq =
+        rs?.type === "llama3" ? llama3InvFreq(plain, rs) : rs?.type === "yarn" ? yarnInvFreq(cfg.ropeTheta, D, rs) : rs?.type === "linear" ? plain.map((v) => v / rs.factor) : plain;
       return new ReferenceDecoder(cfg, embed, lmHead, finalNorm, lw, invFreq, plain, rs?.type === "yarn" ? rs.attentionFactor : 1);
     } finally {
       await ck.close();
