@@ -11,7 +11,7 @@
  */
 import { TENSOR } from "../formats/gguf/keys.js";
 import { llama3RopeFactors } from "./rope.js";
-import { constTensor, llamaKvs, textDecoder, type DecoderSpec } from "./text-decoder.js";
+import { constTensor, DEFAULT_LAYER_REQUIRED, llamaKvs, textDecoder, type DecoderSpec } from "./text-decoder.js";
 import type { HfConfig } from "./config.js";
 
 export { permutedSourceRow } from "./tensors.js";
@@ -29,8 +29,8 @@ export const llamaSpec: DecoderSpec = {
   arch: "llama",
   tensors: LLAMA_TENSORS,
   permuteQK: true,
-  // MoE layers (Mixtral) have no dense MLP
-  layerRequired: ["input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight"],
+  // llama.cpp's llama loader: ffn_gate/up/down required when n_expert == 0; MoE layers (Mixtral) have no dense MLP
+  layerRequired: (h) => (h.nExpert ? ["input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight"] : DEFAULT_LAYER_REQUIRED),
   experts: {
     pattern: /^model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$/,
     to: { w1: TENSOR.FFN_GATE_EXP, w2: TENSOR.FFN_DOWN_EXP, w3: TENSOR.FFN_UP_EXP },

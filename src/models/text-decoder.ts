@@ -127,7 +127,7 @@ export interface DecoderSpec {
   /** rope.freq_base written even when the config has none (Qwen2: llama.cpp would default to 10000 anyway) */
   readonly alwaysRopeBase?: number;
   /** per-layer HF weights (after `model.layers.N.`) llama.cpp loads as required, for pre-flight checks */
-  readonly layerRequired?: readonly string[];
+  readonly layerRequired?: readonly string[] | ((h: TextHparams) => readonly string[]);
   /** validate and read family hyper-parameters; returns KVs appended after the base ones (set_gguf_parameters after super()) */
   readonly kvs?: (cfg: HfConfig, h: TextHparams, out: KvList, info: { nVocab: number }) => void;
   /** a family's own tensor rewrite (norm + 1, fused splits …); undefined → the base's */
@@ -174,7 +174,7 @@ export async function buildTextDecoder(ctx: ConvertContext, spec: DecoderSpec, p
   const h = readTextHparams(cfg);
   validateTextModel({
     src: ctx.src, h, configFile: file, prefix, vocabOnly: ctx.vocabOnly === true,
-    evenHeadDim: spec.permuteQK === true, required: spec.layerRequired ?? DEFAULT_LAYER_REQUIRED,
+    evenHeadDim: spec.permuteQK === true, required: typeof spec.layerRequired === "function" ? spec.layerRequired(h) : (spec.layerRequired ?? DEFAULT_LAYER_REQUIRED),
   });
   const out = new KvList(spec.arch);
   baseKvs(out, h, spec.alwaysRopeBase !== undefined ? { alwaysRopeBase: spec.alwaysRopeBase } : {});
