@@ -166,3 +166,24 @@ test("refused by name: a Qwen3 checkpoint without k_norm (llama.cpp requires it)
   await writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
   await assert.rejects(plan({ input: dir, outfile: path.join(tmp, "noknorm.gguf"), outtype: "f32" }), /E_MISSING_TENSOR: .*tensor 'model\.layers\.0\.self_attn\.k_norm\.weight': absent from the checkpoint/);
 });
+
+test("warnings: Qwen2/Qwen3 with use_sliding_window true (transformers windows layers ≥ max_window_layers; llama.cpp's qwen2/qwen3 do not), none for Qwen2.5's inert sliding_window 131072, dynamic NTK", async () => {
+  const warningsOf = async (name: string, family: Family, edit?: (c: Record<string, unknown>) => void): Promise<readonly string[]> => {
+    const p = await planOf(name, family, edit ? { editConfig: edit } : {});
+    try {
+      return p.models[0]!.warnings ?? [];
+    } finally {
+      await p.close();
+    }
+  };
+  assert.deepEqual(await warningsOf("w-qwen25", "qwen2.5-yarn"), []);
+  assert.deepEqual(await warningsOf("w-qwen3", "qwen3"), []);
+  const q2 = await warningsOf("w-qwen25-swa", "qwen2.5-yarn", (c) => ((c["use_sliding_window"] = true), (c["sliding_window"] = 4096)));
+  assert.equal(q2.length, 1);
+  assert.match(q2[0]!, /^sliding_window 4096: llama\.cpp's qwen2 architecture has no sliding-window attention/);
+  const q3 = await warningsOf("w-qwen3-swa", "qwen3", (c) => ((c["use_sliding_window"] = true), (c["sliding_window"] = 4096)));
+  assert.match(q3[0]!, /^sliding_window 4096: llama\.cpp's qwen3 architecture/);
+  const dyn = await warningsOf("w-dyn", "mistral-v0.3", (c) => (c["rope_scaling"] = { type: "dynamic", factor: 2.0 }));
+  assert.equal(dyn.length, 1);
+  assert.match(dyn[0]!, /rope_scaling\.type "dynamic": llama\.cpp has no dynamic NTK scaling/);
+});
