@@ -4,7 +4,7 @@
  * k before RoPE (`self_attn.q_norm` / `k_norm` → `blk.N.attn_q_norm` / `attn_k_norm`, [head_dim], required
  * by llama.cpp's loader), an explicit `head_dim` (→ attention.key_length / value_length), and no q/k/v biases
  * (`attention_bias: false`; llama.cpp loads them as optional, so a checkpoint that has them keeps them).
- * NEOX RoPE, so no Q/K permutation. Qwen3-MoE is src/models/qwen3moe.ts's.
+ * NEOX RoPE, so no Q/K permutation. Qwen3-MoE (Qwen3MoeForCausalLM → qwen3moe) is a separate family.
  */
 import { GgufyError } from "../errors.js";
 import { TENSOR } from "../formats/gguf/keys.js";

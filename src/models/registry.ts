@@ -6,9 +6,7 @@ import { qwen3 } from "./qwen3.js";
 import type { ModelConverter } from "./types.js";
 
 /** Every architecture ggufy converts, one module each. */
-export const MODELS: readonly ModelConverter[] = [llama, qwen2, minicpmv];
-// appended by family (issue 13)
-(MODELS as ModelConverter[]).push(qwen3);
+export const MODELS: readonly ModelConverter[] = [llama, qwen2, minicpmv, qwen3];
 
 export function findModel(config: Record<string, unknown>, file: string, models: readonly ModelConverter[] = MODELS): ModelConverter {
   const archs = Array.isArray(config["architectures"]) ? (config["architectures"] as unknown[]).filter((a): a is string => typeof a === "string") : [];
