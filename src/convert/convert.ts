@@ -104,6 +104,8 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   const p = await plan(opts);
   const warnings = p.warnings;
   try {
+    // the models' notes (a RoPE scaling or sliding window llama.cpp does not honour …) reach the user
+    for (const m of p.models) for (const w of m.warnings ?? []) opts.onWarning?.(w);
     const { makeEncoder } = await import("./workers.js");
     const threads = opts.threads ?? (await import("node:os")).availableParallelism();
     const encoder = await makeEncoder(threads);

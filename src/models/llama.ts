@@ -5,11 +5,14 @@
  * rotate_half RoPE, llama.cpp's LLAMA graph uses the interleaved (NORM) form. Llama 3.1+'s
  * `rope_type: llama3` becomes the `rope_freqs.weight` factors (LlamaModel.generate_extra_tensors).
  * Mistral's `sliding_window` is not written: llama.cpp's `llama` architecture has no sliding window
- * (its converter writes none either), so a prompt beyond the window is attended in full there.
+ * (LlamaModel.set_gguf_parameters writes none; src/models/llama.cpp reads no SWA key), so a prompt beyond
+ * the window (Mistral v0.1: 4096) is attended in full there, unlike transformers' MistralAttention. The
+ * conversion says so in a warning; v0.2+ and Nemo have `sliding_window: null`.
  */
 import { TENSOR } from "../formats/gguf/keys.js";
 import { llama3RopeFactors } from "./rope.js";
-import { constTensor, llamaKvs, textDecoder, type DecoderSpec } from "./text-decoder.js";
+import { constTensor, DEFAULT_LAYER_REQUIRED, llamaKvs, textDecoder, type DecoderSpec } from "./text-decoder.js";
+import type { HfConfig } from "./config.js";
 
 export { permutedSourceRow } from "./tensors.js";
 
@@ -26,8 +29,8 @@ export const llamaSpec: DecoderSpec = {
   arch: "llama",
   tensors: LLAMA_TENSORS,
   permuteQK: true,
-  // MoE layers (Mixtral) have no dense MLP
-  layerRequired: ["input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight"],
+  // llama.cpp's llama loader: ffn_gate/up/down required when n_expert == 0; MoE layers (Mixtral) have no dense MLP
+  layerRequired: (h) => (h.nExpert ? ["input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight"] : DEFAULT_LAYER_REQUIRED),
   experts: {
     pattern: /^model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$/,
     to: { w1: TENSOR.FFN_GATE_EXP, w2: TENSOR.FFN_DOWN_EXP, w3: TENSOR.FFN_UP_EXP },
@@ -40,6 +43,21 @@ export const llamaSpec: DecoderSpec = {
     const f = llama3RopeFactors(s, h.ropeTheta ?? 10000, dim);
     return [constTensor("rope_freqs.weight", [f.length], f)];
   },
+  warnings: (cfg, h) => slidingWindowWarnings(cfg, h.nCtx, "llama"),
 };
+
+/**
+ * A `sliding_window` smaller than the context that transformers applies (Mistral; Qwen2 only with
+ * `use_sliding_window: true`) but that llama.cpp's `llama` / `qwen2` runtime does not: the converted
+ * model equals the original only up to that many tokens.
+ */
+export function slidingWindowWarnings(cfg: HfConfig, nCtx: number, arch: string, gate?: string): string[] {
+  if (gate !== undefined && cfg.bool(gate) !== true) return [];
+  const w = cfg.int("sliding_window");
+  if (w === undefined || w >= nCtx) return [];
+  return [
+    `sliding_window ${w}: llama.cpp's ${arch} architecture has no sliding-window attention (llama.cpp's converter writes none either); prompts longer than ${w} tokens are attended in full, unlike transformers`,
+  ];
+}
 
 export const llama = textDecoder(llamaSpec);

@@ -5,6 +5,7 @@
  */
 import { TENSOR } from "../formats/gguf/keys.js";
 import { buildTextDecoder, textDecoder, type DecoderSpec } from "./text-decoder.js";
+import { slidingWindowWarnings } from "./llama.js";
 import type { ConvertContext, ModelFile } from "./types.js";
 
 export const qwen2Spec: DecoderSpec = {
@@ -17,6 +18,8 @@ export const qwen2Spec: DecoderSpec = {
     TENSOR.FFN_NORM, TENSOR.FFN_GATE, TENSOR.FFN_DOWN, TENSOR.FFN_UP,
   ],
   alwaysRopeBase: 10000,
+  // Qwen2.5 ships sliding_window 131072 with use_sliding_window false: only a true flag is a window
+  warnings: (cfg, h) => slidingWindowWarnings(cfg, h.nCtx, "qwen2", "use_sliding_window"),
 };
 
 /** The Qwen2 language model found under `prefix` of a checkpoint (MiniCPM-V keeps it under `llm.`). */

@@ -131,26 +131,33 @@ export function ropeScalingKvs(arch: string, s: RopeScaling): GGUFKV[] {
 const f = Math.fround;
 
 /**
- * llama3 frequency factors, one per rotary pair (llama.py LlamaModel.generate_extra_tensors):
+ * llama3 frequency factors, one per rotary pair (conversion/llama.py LlamaModel.generate_extra_tensors):
  * freqs = 1 / base^(arange(0, dim, 2) / dim) in float32 torch; per pair a wavelength 2π/freq, factor 1
- * above the high-frequency wavelength, `factor` below the low one, and the smooth blend between.
- * Each torch float32 operation is one Math.fround here (torch's powf may differ from a correctly
- * rounded pow by an ulp; llama.cpp only divides the angle by this factor, so that is within tests' bounds).
+ * below the high-frequency wavelength, `factor` above the low one, and the smooth blend between.
+ * Each torch float32 operation is one Math.fround here, in torch's form: `scalar / tensor` is
+ * Tensor.__rtruediv__ = reciprocal(tensor) · scalar; a Python float meeting a float32 tensor (the
+ * comparisons, `- low_freq_factor`, `/ factor`) is rounded to float32 first; the wavelength thresholds
+ * themselves are Python (float64) divisions. torch's powf may differ from a correctly rounded pow by
+ * an ulp; llama.cpp only divides the angle by this factor, so that stays far inside the tests' bounds.
  */
 export function llama3RopeFactors(s: Extract<RopeScaling, { type: "llama3" }>, base: number, dim: number): Float32Array {
   const out = new Float32Array(dim / 2);
-  const lowWavelen = s.origCtx / s.lowFreqFactor;
-  const highWavelen = s.origCtx / s.highFreqFactor;
+  const lowWavelen = f(s.origCtx / s.lowFreqFactor);
+  const highWavelen = f(s.origCtx / s.highFreqFactor);
   const twoPi = f(2 * Math.PI);
+  const low = f(s.lowFreqFactor);
+  const span = f(s.highFreqFactor - s.lowFreqFactor);
+  const factor = f(s.factor);
+  const oc = f(s.origCtx);
   for (let i = 0; i < dim / 2; i++) {
     const e = f(f(2 * i) / f(dim));
     const freq = f(1 / f(Math.pow(f(base), e)));
-    const wavelen = f(twoPi / freq);
+    const wavelen = f(f(1 / freq) * twoPi);
     if (wavelen < highWavelen) out[i] = 1;
-    else if (wavelen > lowWavelen) out[i] = s.factor;
+    else if (wavelen > lowWavelen) out[i] = factor;
     else {
-      const smooth = f(f(f(f(s.origCtx) / wavelen) - f(s.lowFreqFactor)) / f(s.highFreqFactor - s.lowFreqFactor));
-      out[i] = f(1 / f(f(f(1 - smooth) / f(s.factor)) + smooth));
+      const smooth = f(f(f(f(1 / wavelen) * oc) - low) / span);
+      out[i] = f(1 / f(f(f(1 - smooth) / factor) + smooth));
     }
   }
   return out;

@@ -127,7 +127,7 @@ export interface DecoderSpec {
   /** rope.freq_base written even when the config has none (Qwen2: llama.cpp would default to 10000 anyway) */
   readonly alwaysRopeBase?: number;
   /** per-layer HF weights (after `model.layers.N.`) llama.cpp loads as required, for pre-flight checks */
-  readonly layerRequired?: readonly string[];
+  readonly layerRequired?: readonly string[] | ((h: TextHparams) => readonly string[]);
   /** validate and read family hyper-parameters; returns KVs appended after the base ones (set_gguf_parameters after super()) */
   readonly kvs?: (cfg: HfConfig, h: TextHparams, out: KvList, info: { nVocab: number }) => void;
   /** a family's own tensor rewrite (norm + 1, fused splits …); undefined → the base's */
@@ -138,6 +138,8 @@ export interface DecoderSpec {
   readonly skip?: readonly RegExp[];
   /** MoE experts stacked into 3-D tensors */
   readonly experts?: ExpertSpec;
+  /** notes for the user about config values llama.cpp's runtime does not honour (Mistral's sliding_window …) */
+  readonly warnings?: (cfg: HfConfig, h: TextHparams) => string[];
 }
 
 export interface TensorCtx {
@@ -172,7 +174,7 @@ export async function buildTextDecoder(ctx: ConvertContext, spec: DecoderSpec, p
   const h = readTextHparams(cfg);
   validateTextModel({
     src: ctx.src, h, configFile: file, prefix, vocabOnly: ctx.vocabOnly === true,
-    evenHeadDim: spec.permuteQK === true, required: spec.layerRequired ?? DEFAULT_LAYER_REQUIRED,
+    evenHeadDim: spec.permuteQK === true, required: typeof spec.layerRequired === "function" ? spec.layerRequired(h) : (spec.layerRequired ?? DEFAULT_LAYER_REQUIRED),
   });
   const out = new KvList(spec.arch);
   baseKvs(out, h, spec.alwaysRopeBase !== undefined ? { alwaysRopeBase: spec.alwaysRopeBase } : {});
@@ -180,10 +182,11 @@ export async function buildTextDecoder(ctx: ConvertContext, spec: DecoderSpec, p
   validateVocab(vocab, { src: ctx.src, configFile: file, tokenizerDir, prefix, vocabOnly: ctx.vocabOnly === true });
   spec.kvs?.(cfg, h, out, { nVocab: vocab.tokens.length });
   const tensors = ctx.vocabOnly ? [] : [...(spec.extraTensors?.(cfg, h) ?? []), ...mapDecoderTensors(ctx.src, spec, h, cfg, prefix)];
+  const warnings = [...h.rope.warnings, ...(spec.warnings?.(cfg, h) ?? [])];
   return {
     role: "model", arch: spec.arch, kvs: out.list, tensors, vocab,
     hparams: { nLayer: h.nLayer, nHead: h.nHead, nHeadKv: h.nHeadKv, nExpert: h.nExpert ?? 0 },
-    ...(h.rope.warnings.length ? { warnings: [...h.rope.warnings] } : {}),
+    ...(warnings.length ? { warnings } : {}),
   };
 }
 

@@ -11,6 +11,21 @@
  * RMSNorm x·w/√(mean(x²)+eps); RoPE in the NEOX / rotate_half layout (pairs i and i + d/2, inv_freq θ^(−2j/d));
  * grouped-query causal attention with scale 1/√head_dim; q/k/v biases when the checkpoint has them (Qwen2).
  * Weights are widened to float32 exactly (F32, BF16, F16), every sum is accumulated in float64.
+ *
+ * Also (the llama3 helper's families):
+ * - an explicit `head_dim` different from hidden/heads (Mistral-Nemo, Qwen3): q_proj has heads·head_dim rows;
+ * - `rope_scaling {rope_type: "llama3"}` (Llama 3.1+): inv_freq rescaled as transformers'
+ *   modeling_rope_utils.py `_compute_llama3_parameters` defines it — wavelength 2π/inv_freq; inv_freq/factor
+ *   above original_max_position_embeddings/low_freq_factor, unchanged below …/high_freq_factor, and between
+ *   them smooth·inv_freq + (1 − smooth)·inv_freq/factor with smooth = (orig/wavelen − low)/(high − low);
+ *   attention factor 1. Computed here in float64 from the config, independently of src/models/rope.ts;
+ * - `rope_scaling {type: "yarn"}` (Qwen2.5 long context): `_compute_yarn_parameters` with the explicit factor
+ *   (current transformers; earlier 4.x releases substituted max_position_embeddings / original_max_position_embeddings), cos and
+ *   sin multiplied by the attention factor 0.1·ln(factor) + 1 (yarnInvFreq);
+ * - Qwen3's per-head RMSNorms `self_attn.q_norm` / `k_norm` (modeling_qwen3.py Qwen3Attention: applied to each
+ *   head of q and k before RoPE), used when the checkpoint has them;
+ * - `sliding_window` (Mistral v0.1, modeling_mistral.py): only as a variant (ForwardVariant.slidingWindow),
+ *   since llama.cpp's `llama` architecture attends in full.
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -28,6 +43,11 @@ export interface DecoderConfig {
   rmsEps: number;
   ropeTheta: number;
   tied: boolean;
+  /** rope_scaling, when the config has one the reference implements */
+  ropeScaling?:
+    | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; origCtx: number }
+    | { type: "yarn"; factor: number; origCtx: number; attentionFactor: number; betaFast: number; betaSlow: number; truncate: boolean }
+    | { type: "linear"; factor: number };
 }
 
 /** Read the fields the forward pass needs from an HF config.json object (Qwen2/Llama defaults). */
@@ -38,11 +58,41 @@ export function decoderConfigFromHf(c: Record<string, unknown>): DecoderConfig {
     if (dflt !== undefined) return dflt;
     throw new Error(`config.json: ${k} is missing`);
   };
-  const rs = c["rope_scaling"];
-  if (rs !== undefined && rs !== null) throw new Error("reference forward: rope_scaling is not supported");
   const hidden = num("hidden_size");
   const heads = num("num_attention_heads");
+  let ropeScaling: DecoderConfig["ropeScaling"];
+  const rs = c["rope_scaling"];
+  if (rs !== undefined && rs !== null) {
+    const r = rs as Record<string, unknown>;
+    const type = r["rope_type"] ?? r["type"];
+    const req = (k: string): number => {
+      const v = r[k];
+      if (typeof v !== "number") throw new Error(`reference forward: rope_scaling.${k} is missing`);
+      return v;
+    };
+    if (type === "llama3") {
+      // transformers requires all four (modeling_rope_utils.py _validate_llama3_parameters)
+      ropeScaling = { type: "llama3", factor: req("factor"), lowFreqFactor: req("low_freq_factor"), highFreqFactor: req("high_freq_factor"), origCtx: req("original_max_position_embeddings") };
+    } else if (type === "linear") {
+      // _compute_linear_scaling_rope_parameters: inv_freq / factor
+      ropeScaling = { type: "linear", factor: req("factor") };
+    } else if (type === "yarn") {
+      // current transformers (modeling_rope_utils.py _compute_yarn_parameters): the explicit factor is
+      // used; earlier 4.x releases replaced it by max_position_embeddings / original_max_position_embeddings when both are set
+      const factor = req("factor");
+      const opt = (k: string): number | undefined => (typeof r[k] === "number" ? (r[k] as number) : undefined);
+      const getMscale = (scale: number, m = 1): number => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+      const mscale = opt("mscale");
+      const mscaleAll = opt("mscale_all_dim");
+      const attentionFactor = opt("attention_factor") ?? (mscale && mscaleAll ? getMscale(factor, mscale) / getMscale(factor, mscaleAll) : getMscale(factor));
+      ropeScaling = {
+        type: "yarn", factor, origCtx: opt("original_max_position_embeddings") ?? num("max_position_embeddings"), attentionFactor,
+        betaFast: opt("beta_fast") || 32, betaSlow: opt("beta_slow") || 1, truncate: r["truncate"] !== false,
+      };
+    } else if (type !== "default") throw new Error(`reference forward: rope_scaling type ${JSON.stringify(type)} is not supported`);
+  }
   return {
+    ...(ropeScaling ? { ropeScaling } : {}),
     hidden,
     layers: num("num_hidden_layers"),
     heads,
@@ -96,6 +146,9 @@ interface LayerWeights {
   gate: Float32Array;
   up: Float32Array;
   down: Float32Array;
+  /** Qwen3: per-head RMSNorm weights [head_dim] of q and k */
+  qNorm?: Float32Array;
+  kNorm?: Float32Array;
 }
 
 /** Options for variants used to show that a comparison has teeth (a wrong model must be far away). */
@@ -106,6 +159,12 @@ export interface ForwardVariant {
   noRope?: boolean;
   /** ignore q/k/v biases */
   noBias?: boolean;
+  /** ignore rope_scaling (plain θ^(−2j/d) frequencies) */
+  noRopeScaling?: boolean;
+  /** skip Qwen3's q/k norms */
+  noQkNorm?: boolean;
+  /** attend only to the last `slidingWindow` positions (pos − s < window), as transformers' Mistral with sliding_window */
+  slidingWindow?: number;
 }
 
 export class ReferenceDecoder {
@@ -116,7 +175,15 @@ export class ReferenceDecoder {
     private readonly finalNorm: Float32Array,
     private readonly lw: LayerWeights[],
     private readonly invFreq: Float64Array,
+    private readonly plainInvFreq: Float64Array,
+    /** YaRN's attention factor: cos and sin are multiplied by it (so q·k by its square) */
+    private readonly ropeAttnFactor: number,
   ) {}
+
+  /** the rotary inverse frequencies in use (after rope_scaling) */
+  get inverseFrequencies(): Float64Array {
+    return this.invFreq.slice();
+  }
 
   /** Load a model folder (config.json + safetensors, sharded or not). */
   static async load(dir: string): Promise<ReferenceDecoder> {
@@ -154,11 +221,18 @@ export class ReferenceDecoder {
         if (qb) l.qb = qb;
         if (kb) l.kb = kb;
         if (vb) l.vb = vb;
+        const qn = await opt(p + "self_attn.q_norm.weight", [D]);
+        const kn = await opt(p + "self_attn.k_norm.weight", [D]);
+        if (qn) l.qNorm = qn;
+        if (kn) l.kNorm = kn;
         lw.push(l);
       }
-      const invFreq = new Float64Array(D / 2);
-      for (let j = 0; j < D / 2; j++) invFreq[j] = 1 / Math.pow(cfg.ropeTheta, (2 * j) / D);
-      return new ReferenceDecoder(cfg, embed, lmHead, finalNorm, lw, invFreq);
+      const plain = new Float64Array(D / 2);
+      for (let j = 0; j < D / 2; j++) plain[j] = 1 / Math.pow(cfg.ropeTheta, (2 * j) / D);
+      const rs = cfg.ropeScaling;
+      const invFreq =
+        rs?.type === "llama3" ? llama3InvFreq(plain, rs) : rs?.type === "yarn" ? yarnInvFreq(cfg.ropeTheta, D, rs) : rs?.type === "linear" ? plain.map((v) => v / rs.factor) : plain;
+      return new ReferenceDecoder(cfg, embed, lmHead, finalNorm, lw, invFreq, plain, rs?.type === "yarn" ? rs.attentionFactor : 1);
     } finally {
       await ck.close();
     }
@@ -223,19 +297,27 @@ export class ReferenceDecoder {
       const q = matVec(l.q, x, heads * D, H, variant.noBias ? undefined : l.qb);
       const k = matVec(l.k, x, kvHeads * D, H, variant.noBias ? undefined : l.kb);
       const v = matVec(l.v, x, kvHeads * D, H, variant.noBias ? undefined : l.vb);
+      if (!variant.noQkNorm) {
+        if (l.qNorm) headRmsNorm(q, heads, D, l.qNorm, rmsEps);
+        if (l.kNorm) headRmsNorm(k, kvHeads, D, l.kNorm, rmsEps);
+      }
       if (!variant.noRope) {
-        this.rope(q, heads, pos, variant.interleavedRope ?? false);
-        this.rope(k, kvHeads, pos, variant.interleavedRope ?? false);
+        const inv = variant.noRopeScaling ? this.plainInvFreq : this.invFreq;
+        const m = variant.noRopeScaling ? 1 : this.ropeAttnFactor;
+        this.rope(q, heads, pos, variant.interleavedRope ?? false, inv, m);
+        this.rope(k, kvHeads, pos, variant.interleavedRope ?? false, inv, m);
       }
       ks.push(k);
       vs.push(v);
       const n = ks.length;
+      // keys attended: all (causal), or the last `slidingWindow` ones
+      const s0 = variant.slidingWindow !== undefined ? Math.max(0, n - variant.slidingWindow) : 0;
       const att = new Float64Array(heads * D);
-      const sc = new Float64Array(n);
+      const sc = new Float64Array(n).fill(-Infinity);
       for (let hd = 0; hd < heads; hd++) {
         const kvh = Math.floor(hd / group);
         let mx = -Infinity;
-        for (let s = 0; s < n; s++) {
+        for (let s = s0; s < n; s++) {
           const kk = ks[s]!;
           let d = 0;
           for (let i = 0; i < D; i++) d += q[hd * D + i]! * kk[kvh * D + i]!;
@@ -243,11 +325,11 @@ export class ReferenceDecoder {
           if (sc[s]! > mx) mx = sc[s]!;
         }
         let sum = 0;
-        for (let s = 0; s < n; s++) {
+        for (let s = s0; s < n; s++) {
           sc[s] = Math.exp(sc[s]! - mx);
           sum += sc[s]!;
         }
-        for (let s = 0; s < n; s++) {
+        for (let s = s0; s < n; s++) {
           const w = sc[s]! / sum;
           const vv = vs[s]!;
           for (let i = 0; i < D; i++) att[hd * D + i] += w * vv[kvh * D + i]!;
@@ -270,15 +352,15 @@ export class ReferenceDecoder {
     return matVec(this.lmHead, rmsNorm(h, this.finalNorm, this.cfg.rmsEps), this.cfg.vocab, this.cfg.hidden);
   }
 
-  private rope(x: Float64Array, nHeads: number, pos: number, interleaved: boolean): void {
+  private rope(x: Float64Array, nHeads: number, pos: number, interleaved: boolean, invFreq: Float64Array, mscale = 1): void {
     const D = this.cfg.headDim;
     const half = D / 2;
     for (let h = 0; h < nHeads; h++) {
       const b = h * D;
       for (let j = 0; j < half; j++) {
-        const a = pos * this.invFreq[j]!;
-        const c = Math.cos(a);
-        const s = Math.sin(a);
+        const a = pos * invFreq[j]!;
+        const c = Math.cos(a) * mscale;
+        const s = Math.sin(a) * mscale;
         const i0 = interleaved ? b + 2 * j : b + j;
         const i1 = interleaved ? b + 2 * j + 1 : b + j + half;
         const x0 = x[i0]!;
@@ -343,6 +425,61 @@ export function rmsNorm(x: Float64Array, w: Float32Array, eps: number): Float64A
   const y = new Float64Array(x.length);
   for (let i = 0; i < x.length; i++) y[i] = x[i]! * r * w[i]!;
   return y;
+}
+
+/** RMSNorm of each of `nHeads` consecutive head vectors of length `d`, in place (Qwen3's q_norm / k_norm). */
+export function headRmsNorm(x: Float64Array, nHeads: number, d: number, w: Float32Array, eps: number): void {
+  for (let h = 0; h < nHeads; h++) {
+    const y = rmsNorm(x.subarray(h * d, (h + 1) * d), w, eps);
+    x.set(y, h * d);
+  }
+}
+
+/**
+ * transformers modeling_rope_utils.py `_compute_llama3_parameters`, elementwise on the default inverse
+ * frequencies (float64 here; torch computes in float32).
+ */
+export function llama3InvFreq(inv: Float64Array, s: { factor: number; lowFreqFactor: number; highFreqFactor: number; origCtx: number }): Float64Array {
+  const lowWavelen = s.origCtx / s.lowFreqFactor;
+  const highWavelen = s.origCtx / s.highFreqFactor;
+  const out = new Float64Array(inv.length);
+  for (let j = 0; j < inv.length; j++) {
+    const f = inv[j]!;
+    const wavelen = (2 * Math.PI) / f;
+    let v = wavelen > lowWavelen ? f / s.factor : f; // inv_freq_llama
+    const smooth = (s.origCtx / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+    const medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
+    if (medium) v = ((1 - smooth) * v) / s.factor + smooth * v;
+    out[j] = v;
+  }
+  return out;
+}
+
+/**
+ * transformers modeling_rope_utils.py `_compute_yarn_parameters` (float64): per pair j, the interpolated
+ * frequency 1/(factor·base^(2j/d)) and the extrapolated 1/base^(2j/d) blended by a linear ramp between the
+ * correction dimensions of beta_fast and beta_slow rotations over the original context (floored / ceiled
+ * when `truncate`, clamped to [0, d−1]).
+ */
+export function yarnInvFreq(base: number, dim: number, s: { factor: number; origCtx: number; betaFast: number; betaSlow: number; truncate: boolean }): Float64Array {
+  const corrDim = (rot: number): number => (dim * Math.log(s.origCtx / (rot * 2 * Math.PI))) / (2 * Math.log(base));
+  let low = corrDim(s.betaFast);
+  let high = corrDim(s.betaSlow);
+  if (s.truncate) {
+    low = Math.floor(low);
+    high = Math.ceil(high);
+  }
+  low = Math.max(low, 0);
+  high = Math.min(high, dim - 1);
+  if (low === high) high += 0.001;
+  const out = new Float64Array(dim / 2);
+  for (let j = 0; j < dim / 2; j++) {
+    const pos = Math.pow(base, (2 * j) / dim);
+    const ramp = Math.min(1, Math.max(0, (j - low) / (high - low)));
+    const extrapFactor = 1 - ramp;
+    out[j] = (1 / (s.factor * pos)) * (1 - extrapFactor) + (1 / pos) * extrapFactor;
+  }
+  return out;
 }
 
 export function logSoftmax(x: ArrayLike<number>): Float64Array {
