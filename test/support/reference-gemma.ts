@@ -65,6 +65,8 @@ export interface GemmaVariant {
    * apart from a conversion error.
    */
   ggmlGelu?: boolean;
+  /** another choice of sliding layers (e.g. the period llama.cpp assumes without a pattern KV) */
+  slidingLayers?: readonly boolean[];
 }
 
 const GEMMA2: Record<string, unknown> = {
@@ -266,7 +268,8 @@ export class GemmaReference {
     for (let i = 0; i < H; i++) h[i] = this.embed[id * H + i]! * normalizer;
     for (let li = 0; li < this.lw.length; li++) {
       const l = this.lw[li]!;
-      const sliding = c.sliding[li]! && !variant.noSlidingWindow;
+      const isSliding = (variant.slidingLayers ?? c.sliding)[li]!;
+      const sliding = isSliding && !variant.noSlidingWindow;
       const x = gemmaRms(h, l.inNorm, eps, variant);
       let q = matVec(l.q, x, heads * D, H);
       let k = matVec(l.k, x, kvHeads * D, H);
@@ -275,7 +278,7 @@ export class GemmaReference {
         q = gemmaRms(q, l.qNorm, eps, variant, D);
         k = gemmaRms(k, l.kNorm, eps, variant, D);
       }
-      const local = c.family === "gemma3" && c.sliding[li]! && !variant.oneRope;
+      const local = c.family === "gemma3" && isSliding && !variant.oneRope;
       const theta = local ? c.ropeLocalTheta : c.ropeTheta;
       const factor = local ? 1 : c.ropeLinearFactor;
       this.rope(q, heads, pos, theta, factor);
