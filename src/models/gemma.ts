@@ -256,31 +256,65 @@ function addSpacePrefixFalse(file: ModelFile): ModelFile {
   return { ...file, kvs: [...file.kvs, kv.bool(TOKENIZER_ADD_SPACE_PREFIX, false)] };
 }
 
+/**
+ * The checkpoint seen under the names llama.cpp's converter maps (ModelBase.filter_tensors drops every
+ * "language_model." — transformers 4.50's `language_model.model.layers.N…` and ≥ 4.52's
+ * `model.language_model.layers.N…` both become `model.layers.N…`). Lookups use the new names; the
+ * tensors keep their checkpoint names, so every read and message names the real tensor.
+ */
+function renamedView(src: SourceCheckpoint, rename: ReadonlyMap<string, string>): SourceCheckpoint {
+  const back = new Map([...rename].map(([from, to]) => [to, from]));
+  const view = Object.create(src) as SourceCheckpoint & Record<string, unknown>;
+  view["names"] = (): string[] => src.names().filter((n) => rename.has(n)).map((n) => rename.get(n)!);
+  view["get"] = (name: string): SourceTensor | undefined => {
+    const from = back.get(name);
+    return from === undefined ? undefined : src.get(from);
+  };
+  view["require"] = (name: string): SourceTensor => {
+    const from = back.get(name);
+    return src.require(from ?? name);
+  };
+  return view;
+}
+
+/** Gemma3ForConditionalGeneration's language model: the tensor renames, and the vision tensors skipped. */
+function languageModelNames(src: SourceCheckpoint): { rename: Map<string, string>; vision: string[] } | undefined {
+  const names = src.names();
+  if (!names.some((n) => n.startsWith("language_model.") || n.startsWith("model.language_model."))) return undefined;
+  const rename = new Map<string, string>();
+  const vision: string[] = [];
+  for (const n of names) {
+    if (VISION.test(n)) vision.push(n);
+    else if (n.startsWith("language_model.")) rename.set(n, n.slice("language_model.".length));
+    else if (n.startsWith("model.language_model.")) rename.set(n, `model.${n.slice("model.language_model.".length)}`);
+    else if (n === "lm_head.weight") rename.set(n, n);
+    else throw new GgufyError("E_UNEXPECTED_TENSOR", "neither the language model (language_model.*) nor the vision tower / projector", { file: src.dir, tensor: n });
+  }
+  const seen = new Map<string, string>();
+  for (const [from, to] of rename) {
+    const other = seen.get(to);
+    if (other !== undefined) throw new GgufyError("E_DUPLICATE_TENSOR", `${from} and ${other} are both the language model's ${to}`, { file: src.dir, tensor: from });
+    seen.set(to, from);
+  }
+  return { rename, vision };
+}
+
 async function buildGemma(ctx: ConvertContext, spec: DecoderSpec, defaults: Readonly<Record<string, unknown>>): Promise<ModelFile> {
   const config = withDefaults(ctx.config, defaults);
   const file = path.join(ctx.dir, "config.json");
   const cfg = textConfig(config, file);
-  const names = ctx.src.names();
-  let prefix = "";
   const warnings: string[] = [];
-  if (spec === gemma3Spec && names.some((n) => n.startsWith("language_model.") || n.startsWith("model.language_model."))) {
-    if (names.some((n) => n.startsWith("model.language_model."))) {
-      throw new GgufyError("E_UNEXPECTED_TENSOR", "this Gemma 3 checkpoint uses transformers ≥ 4.52's model.language_model.* layout, which ggufy does not map yet (language_model.model.* is supported)", { file: ctx.dir, tensor: names.find((n) => n.startsWith("model.language_model."))! });
-    }
-    prefix = "language_model.";
-    const vision = names.filter((n) => VISION.test(n));
-    const other = names.find((n) => !n.startsWith(prefix) && !VISION.test(n));
-    if (other) throw new GgufyError("E_UNEXPECTED_TENSOR", "neither the language model (language_model.*) nor the vision tower / projector", { file: ctx.dir, tensor: other });
-    if (vision.length) warnings.push(`skipped ${vision.length} vision tower / multi-modal projector tensors (the text model only; ggufy does not write Gemma 3's mmproj)`);
+  let src = ctx.src;
+  const lm = spec === gemma3Spec ? languageModelNames(ctx.src) : undefined;
+  if (lm) {
+    src = renamedView(ctx.src, lm.rename);
+    if (lm.vision.length) warnings.push(`skipped ${lm.vision.length} vision tower / multi-modal projector tensors (the text model only; ggufy does not write Gemma 3's mmproj)`);
   }
-  if (spec === gemma2Spec && ctx.src.get("lm_head.weight") && cfg.bool("tie_word_embeddings") === false) {
+  if (spec === gemma2Spec && src.get("lm_head.weight") && cfg.bool("tie_word_embeddings") === false) {
     cfg.refuse("tie_word_embeddings", "is false and the checkpoint has its own lm_head.weight, but llama.cpp's gemma2 always uses token_embd as the output matrix");
   }
-  if (!ctx.vocabOnly) {
-    const h = readTextHparams(cfg);
-    checkGemmaShapes(ctx.src, h, prefix, file, spec === gemma3Spec);
-  }
-  const built = await buildTextDecoder({ ...ctx, config }, spec, prefix);
+  if (!ctx.vocabOnly) checkGemmaShapes(src, readTextHparams(cfg), "", file, spec === gemma3Spec);
+  const built = await buildTextDecoder({ ...ctx, src, config }, spec);
   const all = [...(built.warnings ?? []), ...warnings];
   return addSpacePrefixFalse({ ...built, ...(all.length ? { warnings: all } : {}) });
 }

@@ -282,3 +282,13 @@ for (const family of ["gemma2", "gemma3"] as const) {
     await withModel(q, async (model) => assert.ok(tokenize(model, "Once upon a time").length > 0));
   });
 }
+
+test("tiny Gemma3ForConditionalGeneration in transformers ≥ 4.52's layout (model.language_model.*, model.vision_tower.*), bf16 → f32: same tensors, matches the reference", async (t) => {
+  const { fx, gguf } = await tiny("g3cg-452", { family: "gemma3-cg", cgLayout: "4.52", dtype: "BF16", seed: 7 });
+  const g = await readGguf(gguf);
+  assertTensors(g, [["token_embd.weight", [fx.hidden, GEMMA_TINY_VOCAB]], ["output_norm.weight", [fx.hidden]], ...layerTensors(fx, true)]);
+  const r = await compare(fx.dir, gguf, { "reference without + 1": { noPlusOne: true } });
+  t.diagnostic(`${r.nTokens} tokens: max |Δ log p| = ${r.max.toExponential(3)}; wrong references: ${JSON.stringify(r.variants)}`);
+  assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
+  for (const [name, d] of Object.entries(r.variants)) assert.ok(d > 10 * TOL, `${name}: only ${d} away`);
+});

@@ -10,7 +10,8 @@ import { rm } from "node:fs/promises";
 import path from "node:path";
 import { convert, readGguf, readGgufTensorBytes, GgufyError, SourceCheckpoint } from "../../src/index.js";
 import { kvValue } from "../../src/formats/gguf/reader.js";
-import { SafetensorsCheckpoint } from "../../src/formats/safetensors/index.js";
+import { SafetensorsCheckpoint, writeSafetensors } from "../../src/formats/safetensors/index.js";
+import { readConfig } from "../../src/convert/source.js";
 import { toF16, fromF16, toBf16, fromBf16 } from "../../src/formats/half.js";
 import { loadVocab } from "../../src/tokenizer/index.js";
 import { gemma3 } from "../../src/models/gemma.js";
@@ -104,20 +105,40 @@ test("Gemma 2, f32 checkpoint: norm + 1 in float32; token_embd and matrices pass
   }
 });
 
-test("Gemma3ForConditionalGeneration: the vision tower and projector are skipped and reported; only the text model is written", async () => {
-  const dir = path.join(tmp, "cg");
-  await writeTinyGemma(dir, { family: "gemma3-cg", seed: 14 });
-  const src = await SourceCheckpoint.open(dir, DECODERS);
+for (const layout of ["4.50", "4.52"] as const) {
+  test(`Gemma3ForConditionalGeneration (transformers ${layout} layout): the vision tower and projector are skipped and reported; only the text model is written`, async () => {
+    const dir = path.join(tmp, `cg-${layout}`);
+    await writeTinyGemma(dir, { family: "gemma3-cg", cgLayout: layout, seed: 14 });
+    const src = await SourceCheckpoint.open(dir, DECODERS);
+    try {
+      const config = await readConfig(dir);
+      const [m] = await gemma3.build({ src, dir, config, loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}) }) });
+      assert.ok(m);
+      const lm = layout === "4.50" ? "language_model.model." : "model.language_model.";
+      // the tensors keep their checkpoint names as sources
+      assert.ok(m.tensors.every((t) => t.sources.length === 1 && t.sources[0]!.startsWith(lm)), "only the language model's tensors");
+      assert.equal(m.tensors.length, 2 + 6 * 13);
+      assert.deepEqual(m.warnings, ["skipped 5 vision tower / multi-modal projector tensors (the text model only; ggufy does not write Gemma 3's mmproj)"]);
+    } finally {
+      await src.close();
+    }
+  });
+}
+
+test("Gemma3ForConditionalGeneration: a tensor that is neither the language model nor the vision part is refused by name", async () => {
+  const dir = path.join(tmp, "cg-extra");
+  const fx = await writeTinyGemma(dir, { family: "gemma3-cg", seed: 15 });
+  const st = await SafetensorsCheckpoint.open(dir);
+  const tensors = [];
   try {
-    const { readConfig } = await import("../../src/convert/source.js");
-    const config = await readConfig(dir);
-    const [m] = await gemma3.build({ src, dir, config, loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}) }) });
-    assert.ok(m);
-    assert.ok(m.tensors.every((t) => t.sources.every((s) => s.startsWith("language_model."))), "only language_model.* tensors");
-    assert.deepEqual(m.warnings, ["skipped 5 vision tower / multi-modal projector tensors (the text model only; ggufy does not write Gemma 3's mmproj)"]);
+    for (const name of st.names()) tensors.push({ name, dtype: st.get(name)!.dtype, shape: [...st.get(name)!.shape], data: (await st.read(name)).slice() });
   } finally {
-    await src.close();
+    await st.close();
   }
+  tensors.push({ name: "audio_tower.proj.weight", dtype: "F32" as const, shape: [2, 2], data: new Uint8Array(16) });
+  tensors.sort((a, b) => (a.name < b.name ? -1 : 1));
+  await writeSafetensors(path.join(fx.dir, "model.safetensors"), tensors, { format: "pt" });
+  await assert.rejects(convert({ input: dir, outfile: `${dir}.gguf`, outtype: "f32" }), (e: unknown) => e instanceof GgufyError && e.code === "E_UNEXPECTED_TENSOR" && /audio_tower\.proj\.weight/.test(e.message));
 });
 
 async function refused(opts: TinyGemmaOptions, re: RegExp): Promise<void> {

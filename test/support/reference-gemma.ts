@@ -186,16 +186,21 @@ export class GemmaReference {
     const cfg = gemmaConfigFromHf(root);
     const ck = await SafetensorsCheckpoint.open(dir);
     try {
-      const prefix = ck.get("language_model.model.embed_tokens.weight") ? "language_model." : "";
+      // Gemma3ForConditionalGeneration: transformers 4.50 saves language_model.model.*, ≥ 4.52 model.language_model.*
+      const hf = ck.get("language_model.model.embed_tokens.weight")
+        ? (n: string): string => `language_model.${n}`
+        : ck.get("model.language_model.embed_tokens.weight")
+          ? (n: string): string => n.replace(/^model\./, "model.language_model.")
+          : (n: string): string => n;
       const get = async (name: string, shape: number[]): Promise<Float32Array> => {
-        const t = ck.get(prefix + name);
-        if (!t) throw new Error(`reference-gemma: tensor ${prefix + name} is missing`);
+        const t = ck.get(hf(name));
+        if (!t) throw new Error(`reference-gemma: tensor ${hf(name)} is missing`);
         if (t.shape.join(",") !== shape.join(",")) throw new Error(`reference-gemma: ${name} has shape [${t.shape}], expected [${shape}]`);
-        return tensorToF32(await ck.read(prefix + name), t.dtype);
+        return tensorToF32(await ck.read(hf(name)), t.dtype);
       };
       const { hidden: H, heads, kvHeads, headDim: D, ffn: F, vocab: V } = cfg;
       const embed = await get("model.embed_tokens.weight", [V, H]);
-      const lmHead = cfg.family === "gemma3" && ck.get(prefix + "lm_head.weight") ? await get("lm_head.weight", [V, H]) : embed;
+      const lmHead = cfg.family === "gemma3" && ck.get(hf("lm_head.weight")) ? await get("lm_head.weight", [V, H]) : embed;
       const finalNorm = norm(await get("model.norm.weight", [H]));
       const lw: Layer[] = [];
       for (let i = 0; i < cfg.layers; i++) {
