@@ -9,11 +9,9 @@
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { copyFile, open, readFile, rm } from "node:fs/promises";
+import { copyFile, open, rm } from "node:fs/promises";
 import path from "node:path";
-import { convert, readGguf, readGgufTensorBytes, GGMLType, typeName } from "../../src/index.js";
-import { findPreset } from "../../src/quant/presets.js";
-import { llamaQuantize } from "../support/llama-quantize.js";
+import { convert, readGguf, readGgufTensorBytes, GGMLType } from "../../src/index.js";
 import { kvValue, type GGUFFile } from "../../src/formats/gguf/reader.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { writeTinyGemma, GEMMA_TINY_VOCAB, type TinyGemma, type TinyGemmaOptions } from "../../fixtures/gemma.js";
@@ -242,46 +240,6 @@ test("tiny Gemma 3 with every other layer global (layer_types): ggufy writes sli
   assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
   assert.ok(r.variants["period 6"]! > 10 * TOL);
 });
-
-// ---- presets: ggufy's direct quantization equals llama_model_quantize on ggufy's F32 file ----------------
-
-async function sameAsLlamaQuantize(dir: string, f32: string, preset: string): Promise<Record<string, number>> {
-  const p = findPreset(preset);
-  assert.ok(p, preset);
-  const ours = path.join(tmp, `${path.basename(dir)}-${preset}.gguf`);
-  const ref = path.join(tmp, `${path.basename(dir)}-${preset}-llama.gguf`);
-  await Promise.all([convert({ input: dir, outtype: preset, outfile: ours, force: true }), llamaQuantize(f32, ref, { ftype: p.ftype })]);
-  const [a, b] = await Promise.all([readGguf(ours), readGguf(ref)]);
-  const [ab, bb] = await Promise.all([readFile(ours), readFile(ref)]);
-  assert.deepEqual(a.tensors.map((x) => x.name), b.tensors.map((x) => x.name), "tensor order");
-  const tally: Record<string, number> = {};
-  const diffs: string[] = [];
-  for (let i = 0; i < b.tensors.length; i++) {
-    const x = a.tensors[i]!;
-    const y = b.tensors[i]!;
-    tally[typeName(y.type)] = (tally[typeName(y.type)] ?? 0) + 1;
-    if (x.type !== y.type) diffs.push(`${x.name}: ggufy ${typeName(x.type)}, llama.cpp ${typeName(y.type)}`);
-    else if (!ab.subarray(x.fileOffset, x.fileOffset + x.bytes).equals(bb.subarray(y.fileOffset, y.fileOffset + y.bytes))) diffs.push(`${x.name}: bytes differ`);
-  }
-  assert.deepEqual(diffs, [], preset);
-  assert.deepEqual([...a.keys].sort(), [...b.keys].sort(), "KV keys");
-  return tally;
-}
-
-for (const family of ["gemma2", "gemma3"] as const) {
-  test(`tiny ${family} (hidden 256) → Q4_K_M, Q3_K_M, Q8_0: byte-identical to llama_model_quantize, and the Q4_K_M file loads`, async (t) => {
-    const { fx, gguf } = await tiny(`${family}-256`, { family, hidden: 256, headDim: 64, ffn: 512, dtype: "BF16", seed: 6 });
-    for (const preset of ["Q4_K_M", "Q3_K_M", "Q8_0"]) {
-      const tally = await sameAsLlamaQuantize(fx.dir, gguf, preset);
-      t.diagnostic(`${preset}: ${JSON.stringify(tally)}`);
-      // no output.weight: llama-quantize gives token_embd the output tensor's type (Q6_K for Q4_K_M)
-      if (preset === "Q4_K_M") assert.equal(tally["q6_K"]! >= 1, true);
-    }
-    const q = path.join(tmp, `${family}-256-Q4_K_M-load.gguf`);
-    await convert({ input: fx.dir, outtype: "Q4_K_M", outfile: q });
-    await withModel(q, async (model) => assert.ok(tokenize(model, "Once upon a time").length > 0));
-  });
-}
 
 test("tiny Gemma3ForConditionalGeneration in transformers ≥ 4.52's layout (model.language_model.*, model.vision_tower.*), bf16 → f32: same tensors, matches the reference", async (t) => {
   const { fx, gguf } = await tiny("g3cg-452", { family: "gemma3-cg", cgLayout: "4.52", dtype: "BF16", seed: 7 });
