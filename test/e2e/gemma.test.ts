@@ -250,3 +250,13 @@ test("tiny Gemma3ForConditionalGeneration in transformers ≥ 4.52's layout (mod
   assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
   for (const [name, d] of Object.entries(r.variants)) assert.ok(d > 10 * TOL, `${name}: only ${d} away`);
 });
+
+test("a 62-layer Gemma 3 (the 27B layer count) with query_pre_attn_scalar = hidden/heads ≠ head_dim: accepted, and llama.cpp's 27B scaling matches the reference", async (t) => {
+  // llama.cpp's gemma3.cpp: f_attention_scale = 1/√(n_embd/n_head) for 62 layers, else 1/√head_dim
+  const { fx, gguf } = await tiny("g3-62", { family: "gemma3", layers: 62, hidden: 64, heads: 4, headDim: 32, seed: 8, postFfwMean: -0.95, postFfwStd: 0.02, configOverrides: { query_pre_attn_scalar: 16 } });
+  // 62 MLPs: a smaller MLP share keeps llama.cpp's float16 GELU rounding (see fixtures/gemma.ts) under the bound
+  const r = await compare(fx.dir, gguf, { "scaled by 1/√head_dim": { queryPreAttnScalar: fx.headDim } });
+  t.diagnostic(`62 layers, query_pre_attn_scalar 16, head_dim ${fx.headDim}: max |Δ log p| = ${r.max.toExponential(3)} (with llama.cpp's float16 GELU: ${r.ggmlGelu.toExponential(3)}); 1/√head_dim: ${r.variants["scaled by 1/√head_dim"]!.toFixed(3)}`);
+  assert.ok(r.max <= TOL, `max |Δ log p| = ${r.max}`);
+  assert.ok(r.variants["scaled by 1/√head_dim"]! > 10 * TOL);
+});

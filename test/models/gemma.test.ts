@@ -157,6 +157,9 @@ test("Gemma config values llama.cpp would compute differently are refused by nam
   // llama.cpp scales by 1/√head_dim (gemma2.cpp / gemma3.cpp) unless the layer count is the 27B one
   await refused({ family: "gemma2", configOverrides: { query_pre_attn_scalar: 64 } }, /query_pre_attn_scalar is 64.*1\/√32/);
   await refused({ family: "gemma3-cg", configOverrides: { query_pre_attn_scalar: 256 } }, /query_pre_attn_scalar is 256/);
+  // …and 1/√(hidden/heads) for the 27B layer counts (Gemma 2: 46, Gemma 3: 62)
+  await refused({ family: "gemma3", layers: 62, configOverrides: { query_pre_attn_scalar: 32 } }, /query_pre_attn_scalar is 32.*1\/√16 \(hidden_size\/num_attention_heads for 62 layers\)/);
+  await refused({ family: "gemma2", layers: 46, configOverrides: { query_pre_attn_scalar: 32 } }, /query_pre_attn_scalar is 32.*1\/√16 \(hidden_size\/num_attention_heads for 46 layers\)/);
   await refused({ family: "gemma2", configOverrides: { attn_logit_softcapping: null } }, /attn_logit_softcapping is null/);
   await refused({ family: "gemma2", configOverrides: { final_logit_softcapping: null } }, /final_logit_softcapping is null/);
   await refused({ family: "gemma2", configOverrides: { layer_types: ["sliding_attention", "full_attention", "full_attention", "sliding_attention"] } }, /layer_types gives sliding layers \[0, 3\]/);

@@ -65,6 +65,8 @@ export interface GemmaVariant {
    * apart from a conversion error.
    */
   ggmlGelu?: boolean;
+  /** another query_pre_attn_scalar (e.g. head_dim where llama.cpp's 27B rule uses hidden/heads) */
+  queryPreAttnScalar?: number;
   /** another choice of sliding layers (e.g. the period llama.cpp assumes without a pattern KV) */
   slidingLayers?: readonly boolean[];
 }
@@ -267,7 +269,7 @@ export class GemmaReference {
     const c = this.cfg;
     const { hidden: H, heads, kvHeads, headDim: D, ffn: F, rmsEps: eps } = c;
     const group = heads / kvHeads;
-    const scale = Math.pow(c.queryPreAttnScalar, -0.5);
+    const scale = Math.pow(variant.queryPreAttnScalar ?? c.queryPreAttnScalar, -0.5);
     const normalizer = Math.fround(Math.sqrt(H));
     const h = new Float64Array(H);
     for (let i = 0; i < H; i++) h[i] = this.embed[id * H + i]! * normalizer;
