@@ -141,6 +141,28 @@ test("Gemma3ForConditionalGeneration: a tensor that is neither the language mode
   await assert.rejects(convert({ input: dir, outfile: `${dir}.gguf`, outtype: "f32" }), (e: unknown) => e instanceof GgufyError && e.code === "E_UNEXPECTED_TENSOR" && /audio_tower\.proj\.weight/.test(e.message));
 });
 
+test("Gemma 3: a q_norm whose length is not head_dim is refused naming the tensor and config.json", async () => {
+  const dir = path.join(tmp, "qnorm");
+  const fx = await writeTinyGemma(dir, { family: "gemma3", seed: 16 });
+  const st = await SafetensorsCheckpoint.open(dir);
+  const tensors = [];
+  try {
+    for (const name of st.names()) {
+      const bad = name === "model.layers.2.self_attn.q_norm.weight";
+      tensors.push({ name, dtype: st.get(name)!.dtype, shape: bad ? [16] : [...st.get(name)!.shape], data: bad ? new Uint8Array(64) : (await st.read(name)).slice() });
+    }
+  } finally {
+    await st.close();
+  }
+  await writeSafetensors(path.join(fx.dir, "model.safetensors"), tensors, { format: "pt" });
+  await assert.rejects(convert({ input: dir, outfile: `${dir}.gguf`, outtype: "f32" }), (e: unknown) => {
+    assert.ok(e instanceof GgufyError);
+    assert.equal(e.code, "E_CONFIG");
+    assert.match(e.message, /config\.json.*model\.layers\.2\.self_attn\.q_norm\.weight.*shape is \[16\] but config\.json implies \[32\] \(head_dim\)/);
+    return true;
+  });
+});
+
 async function refused(opts: TinyGemmaOptions, re: RegExp): Promise<void> {
   const dir = path.join(tmp, `r${n++}`);
   await writeTinyGemma(dir, opts);
