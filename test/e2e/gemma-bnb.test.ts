@@ -1,5 +1,5 @@
 /**
- * bitsandbytes Gemma 2: a tiny bf16 Gemma2ForCausalLM quantized by the fixture encoders (fixtures/bnb.ts:
+ * bitsandbytes Gemma 2 (and Gemma 3, NF4 + double quant): a tiny bf16 Gemma2ForCausalLM quantized by the fixture encoders (fixtures/bnb.ts:
  * NF4 with and without double quantization, FP4, LLM.int8 — transformers' Linear layers only; norms and
  * the embedding stay bf16), converted with `--outtype f32`. Checked tensor by tensor:
  *  - every quantized matrix equals the bnb decoder's output (src/quant/bnb decodeBnb) bit for bit
@@ -7,7 +7,7 @@
  *  - every norm equals float32(bf16 value widened + 1), computed here — the + 1 on top of the stored
  *    weight, in float32 as llama.cpp's converter computes it for a bf16 source;
  *  - token_embd is the bf16 embedding widened, unscaled; there is no output.weight.
- * The NF4 + double-quant file loads in llama.cpp and its next-token distributions equal the HF reference run
+ * The NF4 + double-quant files load in llama.cpp and its next-token distributions equal the HF reference run
  * on the dequantized checkpoint (float32, src/convert/dequantize) within 1e-3.
  */
 import { test, after } from "node:test";
@@ -31,8 +31,10 @@ after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-const srcDir = path.join(tmp, "bf16");
-const fx = writeTinyGemma(srcDir, { family: "gemma2", dtype: "BF16", seed: 21 });
+const sources = {
+  gemma2: writeTinyGemma(path.join(tmp, "gemma2-bf16"), { family: "gemma2", dtype: "BF16", seed: 21 }),
+  gemma3: writeTinyGemma(path.join(tmp, "gemma3-bf16"), { family: "gemma3", dtype: "BF16", seed: 22 }),
+};
 
 const LINEAR: [RegExp, string][] = [
   [/^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$/, "blk.$1.attn_q.weight"],
@@ -48,6 +50,8 @@ const NORMS: [RegExp, string][] = [
   [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, "blk.$1.post_attention_norm.weight"],
   [/^model\.layers\.(\d+)\.pre_feedforward_layernorm\.weight$/, "blk.$1.ffn_norm.weight"],
   [/^model\.layers\.(\d+)\.post_feedforward_layernorm\.weight$/, "blk.$1.post_ffw_norm.weight"],
+  [/^model\.layers\.(\d+)\.self_attn\.q_norm\.weight$/, "blk.$1.attn_q_norm.weight"],
+  [/^model\.layers\.(\d+)\.self_attn\.k_norm\.weight$/, "blk.$1.attn_k_norm.weight"],
   [/^model\.norm\.weight$/, "output_norm.weight"],
 ];
 const to = (rows: [RegExp, string][], n: string): string | undefined => {
@@ -55,19 +59,21 @@ const to = (rows: [RegExp, string][], n: string): string | undefined => {
   return r ? n.replace(r[0], r[1]) : undefined;
 };
 
-const VARIANTS: { id: string; opts: QuantizeCheckpointOptions }[] = [
-  { id: "nf4-dq", opts: { method: "nf4", doubleQuant: true, blocksize: 64, computeDtype: "bfloat16" } },
-  { id: "nf4", opts: { method: "nf4", doubleQuant: false, blocksize: 64 } },
-  { id: "fp4", opts: { method: "fp4", doubleQuant: false, blocksize: 64 } },
-  { id: "int8", opts: { method: "int8" } },
+const VARIANTS: { family: "gemma2" | "gemma3"; id: string; opts: QuantizeCheckpointOptions }[] = [
+  { family: "gemma2", id: "nf4-dq", opts: { method: "nf4", doubleQuant: true, blocksize: 64, computeDtype: "bfloat16" } },
+  { family: "gemma2", id: "nf4", opts: { method: "nf4", doubleQuant: false, blocksize: 64 } },
+  { family: "gemma2", id: "fp4", opts: { method: "fp4", doubleQuant: false, blocksize: 64 } },
+  { family: "gemma2", id: "int8", opts: { method: "int8" } },
+  { family: "gemma3", id: "nf4-dq", opts: { method: "nf4", doubleQuant: true, blocksize: 64, computeDtype: "bfloat16" } },
 ];
 
 for (const v of VARIANTS) {
-  test(`tiny Gemma 2 bf16 → bnb ${v.id} → GGUF f32: matrices equal the bnb decoder, norms equal float32(bf16 + 1), bit for bit`, async (t) => {
-    const f = await fx;
-    const dir = path.join(tmp, v.id);
+  test(`tiny ${v.family} bf16 → bnb ${v.id} → GGUF f32: matrices equal the bnb decoder, norms equal float32(bf16 + 1), bit for bit`, async (t) => {
+    const f = await sources[v.family];
+    const srcDir = f.dir;
+    const dir = path.join(tmp, `${v.family}-${v.id}`);
     await quantizeCheckpointToBnb(srcDir, dir, v.opts);
-    const gguf = path.join(tmp, `${v.id}.gguf`);
+    const gguf = path.join(tmp, `${v.family}-${v.id}.gguf`);
     await convert({ input: dir, outfile: gguf, outtype: "f32" });
     const g = await readGguf(gguf);
     const byName = new Map(g.tensors.map((x) => [x.name, x]));
@@ -100,7 +106,7 @@ for (const v of VARIANTS) {
         assert.deepEqual(await readGgufTensorBytes(g, x), new Uint8Array(want.buffer), `${nn} = bf16 + 1 in float32`);
         norms++;
       }
-      assert.equal(norms, f.layers * 4 + 1);
+      assert.equal(norms, f.layers * (v.family === "gemma2" ? 4 : 6) + 1);
       const emb = tensorToF32(await st.read("model.embed_tokens.weight"), st.get("model.embed_tokens.weight")!.dtype);
       assert.deepEqual(await readGgufTensorBytes(g, byName.get("token_embd.weight")!), new Uint8Array(emb.buffer), "token_embd: the bf16 embedding widened, unscaled");
       t.diagnostic(`${matrices} bnb matrices, ${norms} norms, token_embd: bit for bit`);
@@ -110,7 +116,7 @@ for (const v of VARIANTS) {
 
     if (v.id === "nf4-dq") {
       // the dequantized checkpoint is what the GGUF should compute
-      const deq = path.join(tmp, `${v.id}-dequantized`);
+      const deq = path.join(tmp, `${v.family}-${v.id}-dequantized`);
       await dequantize({ input: dir, outdir: deq, dtype: "f32" });
       const ref = await GemmaReference.load(deq);
       const d = await withModel(gguf, async (model) => {
