@@ -229,19 +229,18 @@ export const gemma3Spec: DecoderSpec = {
 };
 
 /** The shapes the base does not check: Gemma's extra norms. */
-function checkGemmaShapes(src: SourceCheckpoint, h: TextHparams, prefix: string, file: string, qkNorm: boolean): void {
+function checkGemmaShapes(src: SourceCheckpoint, h: TextHparams, file: string, qkNorm: boolean): void {
   const hd = h.headDim ?? h.nEmbd / h.nHead;
+  const want: [string, number, string][] = [
+    ["pre_feedforward_layernorm.weight", h.nEmbd, "hidden_size"],
+    ["post_feedforward_layernorm.weight", h.nEmbd, "hidden_size"],
+    ...(qkNorm ? ([["self_attn.q_norm.weight", hd, "head_dim"], ["self_attn.k_norm.weight", hd, "head_dim"]] as [string, number, string][]) : []),
+  ];
   for (let i = 0; i < h.nLayer; i++) {
-    const want: [string, number][] = [
-      ["pre_feedforward_layernorm.weight", h.nEmbd],
-      ["post_feedforward_layernorm.weight", h.nEmbd],
-      ...(qkNorm ? ([["self_attn.q_norm.weight", hd], ["self_attn.k_norm.weight", hd]] as [string, number][]) : []),
-    ];
-    for (const [part, n] of want) {
-      const name = `${prefix}model.layers.${i}.${part}`;
-      const t = src.get(name);
+    for (const [part, n, why] of want) {
+      const t = src.get(`model.layers.${i}.${part}`);
       if (t && (t.shape.length !== 1 || t.shape[0] !== n)) {
-        throw new GgufyError("E_CONFIG", `shape is [${t.shape.join(", ")}] but config.json implies [${n}] (${qkNorm && part.includes("_norm.") && !part.includes("layernorm") ? "head_dim" : "hidden_size"})`, { file, tensor: name });
+        throw new GgufyError("E_CONFIG", `shape is [${t.shape.join(", ")}] but config.json implies [${n}] (${why})`, { file, tensor: t.name });
       }
     }
   }
@@ -313,7 +312,7 @@ async function buildGemma(ctx: ConvertContext, spec: DecoderSpec, defaults: Read
   if (spec === gemma2Spec && src.get("lm_head.weight") && cfg.bool("tie_word_embeddings") === false) {
     cfg.refuse("tie_word_embeddings", "is false and the checkpoint has its own lm_head.weight, but llama.cpp's gemma2 always uses token_embd as the output matrix");
   }
-  if (!ctx.vocabOnly) checkGemmaShapes(src, readTextHparams(cfg), "", file, spec === gemma3Spec);
+  if (!ctx.vocabOnly) checkGemmaShapes(src, readTextHparams(cfg), file, spec === gemma3Spec);
   const built = await buildTextDecoder({ ...ctx, src, config }, spec);
   const all = [...(built.warnings ?? []), ...warnings];
   return addSpacePrefixFalse({ ...built, ...(all.length ? { warnings: all } : {}) });

@@ -163,6 +163,30 @@ test("Gemma 3: a q_norm whose length is not head_dim is refused naming the tenso
   });
 });
 
+test("Gemma 2 with its own lm_head and tie_word_embeddings false is refused (llama.cpp's gemma2 always uses token_embd as output); tied, the lm_head is dropped", async () => {
+  for (const tied of [false, true]) {
+    const dir = path.join(tmp, `lmhead-${tied}`);
+    const fx = await writeTinyGemma(dir, { family: "gemma2", seed: 17, configOverrides: { tie_word_embeddings: tied } });
+    const st = await SafetensorsCheckpoint.open(dir);
+    const tensors = [];
+    try {
+      for (const name of st.names()) tensors.push({ name, dtype: st.get(name)!.dtype, shape: [...st.get(name)!.shape], data: (await st.read(name)).slice() });
+    } finally {
+      await st.close();
+    }
+    tensors.push({ name: "lm_head.weight", dtype: "F32" as const, shape: [fx.vocabSize, fx.hidden], data: new Uint8Array(fx.vocabSize * fx.hidden * 4) });
+    await writeSafetensors(path.join(fx.dir, "model.safetensors"), tensors, { format: "pt" });
+    const run = convert({ input: dir, outfile: `${dir}.gguf`, outtype: "f32" });
+    if (!tied) {
+      await assert.rejects(run, (e: unknown) => e instanceof GgufyError && e.code === "E_CONFIG" && /tie_word_embeddings is false.*lm_head\.weight/.test(e.message));
+    } else {
+      await run;
+      const g = await readGguf(`${dir}.gguf`);
+      assert.equal(g.tensors.some((t) => t.name === "output.weight"), false, "Gemma2Model.filter_tensors drops lm_head");
+    }
+  }
+});
+
 async function refused(opts: TinyGemmaOptions, re: RegExp): Promise<void> {
   const dir = path.join(tmp, `r${n++}`);
   await writeTinyGemma(dir, opts);
