@@ -25,6 +25,11 @@
  *    place); local/global RoPE bases (rope_local_base_freq → rope.freq_base_swa), the global layers'
  *    linear rope_scaling, sliding_window unless sliding_window_pattern is 1, final_logit_softcapping
  *    when set; attn_logit_softcapping must be unset (Gemma3Model asserts it).
+ *  - Gemma3ForConditionalGeneration: the language model under transformers 4.50's `language_model.model.*`
+ *    or ≥ 4.52's `model.language_model.*` (TextModel/ModelBase.filter_tensors drop "language_model."),
+ *    the vision tower and projector skipped with a warning (no mmproj is written).
+ *  - tokenizer.ggml.add_space_prefix false (Gemma2Model/Gemma3Model.set_vocab), written after the arch KVs
+ *    unless the tokenizer module already writes it (the converter writes it after the vocabulary KVs).
  *  - config.json is read the way the converter reads it through transformers' AutoConfig: keys the
  *    file leaves out take Gemma2Config / Gemma3TextConfig defaults (google/gemma-3-4b-it's text_config
  *    names only five keys).
@@ -166,6 +171,7 @@ function gemma2Kvs(cfg: HfConfig, h: TextHparams, out: KvList): void {
   if (finalCap === undefined) cfg.refuse("final_logit_softcapping", "is null; llama.cpp's gemma2 always soft-caps the output logits");
   const window = cfg.reqInt("sliding_window");
   const period = swaPeriod(cfg, slidingLayers(cfg, h.nLayer, 2));
+  // the base has written TextModel's KVs; Gemma2Model.set_gguf_parameters never calls super(): start over
   out.list.splice(0);
   out.u32(LLM.CONTEXT_LENGTH, h.nCtx).u32(LLM.EMBEDDING_LENGTH, h.nEmbd).u32(LLM.BLOCK_COUNT, h.nLayer).u32(LLM.FEED_FORWARD_LENGTH, h.nFf);
   out.u32(LLM.HEAD_COUNT, h.nHead).u32(LLM.HEAD_COUNT_KV, h.nHeadKv);
