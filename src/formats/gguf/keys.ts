@@ -111,3 +111,7 @@ export function tensorName(template: TensorTemplate, bid: number | undefined, su
 
 /** gguf-py RopeScalingType values as llama.cpp reads them (`llama_rope_scaling_type_from_string`). */
 export const ROPE_SCALING = { NONE: "none", LINEAR: "linear", YARN: "yarn", LONGROPE: "longrope" } as const;
+
+// --- Gemma 2 / 3 (src/models/gemma.ts): Gemma2Model/Gemma3Model.set_vocab write add_space_prefix false
+/** gguf-py Keys.Tokenizer.ADD_PREFIX */
+export const TOKENIZER_ADD_SPACE_PREFIX = "tokenizer.ggml.add_space_prefix";
