@@ -28,9 +28,13 @@ export const llamaSpec: DecoderSpec = {
   permuteQK: true,
   // MoE layers (Mixtral) have no dense MLP
   layerRequired: ["input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight"],
+  // Mixtral (modeling_mixtral.py MixtralSparseMoeBlock): w1 = gate, w2 = down, w3 = up, each [intermediate_size, hidden]
+  // (w2 transposed), stacked as LlamaModel.modify_tensors does; the router block_sparse_moe.gate → ffn_gate_inp
   experts: {
     pattern: /^model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$/,
     to: { w1: TENSOR.FFN_GATE_EXP, w2: TENSOR.FFN_DOWN_EXP, w3: TENSOR.FFN_UP_EXP },
+    router: "block_sparse_moe.gate.weight",
+    shape: (proj, h) => (proj === "w2" ? { rows: h.nEmbd, cols: h.nFf, why: "hidden_size × intermediate_size" } : { rows: h.nFf, cols: h.nEmbd, why: "intermediate_size × hidden_size" }),
   },
   kvs: (_cfg, h, out, { nVocab }) => llamaKvs(h, out, nVocab),
   extraTensors: (_cfg, h) => {

@@ -2,10 +2,11 @@ import { GgufyError } from "../errors.js";
 import { llama } from "./llama.js";
 import { minicpmv } from "./minicpmv.js";
 import { qwen2 } from "./qwen2.js";
+import { qwen3moe } from "./qwen3moe.js";
 import type { ModelConverter } from "./types.js";
 
 /** Every architecture ggufy converts, one module each. */
-export const MODELS: readonly ModelConverter[] = [llama, qwen2, minicpmv];
+export const MODELS: readonly ModelConverter[] = [llama, qwen2, minicpmv, qwen3moe];
 
 export function findModel(config: Record<string, unknown>, file: string, models: readonly ModelConverter[] = MODELS): ModelConverter {
   const archs = Array.isArray(config["architectures"]) ? (config["architectures"] as unknown[]).filter((a): a is string => typeof a === "string") : [];

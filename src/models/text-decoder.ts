@@ -157,6 +157,13 @@ export interface ExpertSpec {
   readonly pattern: RegExp;
   /** projection name → stacked GGUF template */
   readonly to: Readonly<Record<string, TensorTemplate>>;
+  /**
+   * The [rows, cols] every expert of `proj` must have, and the config key(s) that say so (a
+   * config/weights mismatch is refused by name before anything is written).
+   */
+  readonly shape?: (proj: string, h: TextHparams, cfg: HfConfig) => { rows: number; cols: number; why: string };
+  /** the router (after `model.layers.N.`, e.g. `mlp.gate.weight`): required in every layer, [n_expert, hidden] */
+  readonly router?: string;
 }
 
 export const DEFAULT_LAYER_REQUIRED = [
@@ -197,7 +204,7 @@ export function llamaKvs(h: TextHparams, out: KvList, nVocab: number): void {
 export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: TextHparams, cfg: HfConfig, prefix = ""): OutputTensor[] {
   const names = compileNames([...(spec.names ?? []), ...COMMON_NAMES], spec.tensors);
   const out: OutputTensor[] = [];
-  const experts = new Map<string, { template: TensorTemplate; bid: number; parts: Map<number, SourceTensor> }>();
+  const experts = new Map<string, ExpertGroup>();
   for (const full of src.names()) {
     if (!full.startsWith(prefix)) continue;
     const name = full.slice(prefix.length);
@@ -211,12 +218,15 @@ export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: T
       const key = `${bidS}/${proj}`;
       let g = experts.get(key);
       if (!g) {
-        g = { template, bid: Number(bidS), parts: new Map() };
+        g = { template, bid: Number(bidS), proj: proj!, parts: new Map() };
         experts.set(key, g);
         // the stacked tensor takes the place of the first expert met, as the converter emits it once complete
         out.push(stackPlaceholder(key));
       }
-      g.parts.set(Number(xidS), t);
+      const xid = Number(xidS);
+      const dup = g.parts.get(xid);
+      if (dup) throw new GgufyError("E_DUPLICATE_TENSOR", `expert ${xid} of layer ${bidS} (${proj}) appears twice, also as ${dup.name}`, { file: src.dir, tensor: full });
+      g.parts.set(xid, t);
       continue;
     }
     const m = mapTensorName(names, name);
@@ -230,25 +240,70 @@ export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: T
     }
     out.push(baseTransform(c, spec));
   }
+  if (spec.experts) checkExpertLayers(src, spec.experts, h, cfg, prefix, experts);
   // resolve the expert stacks: every expert 0..n-1 present, same shape
   return out.map((o) => {
     const key = placeholderKey(o);
     if (key === undefined) return o;
     const g = experts.get(key)!;
-    const n = h.nExpert;
-    if (n === undefined) throw new GgufyError("E_CONFIG", "the checkpoint has expert weights but config.json names no expert count (num_local_experts / num_experts)", { file: cfg.file });
-    const parts: SourceTensor[] = [];
-    for (let x = 0; x < n; x++) {
-      const p = g.parts.get(x);
-      if (!p) throw new GgufyError("E_MISSING_TENSOR", `layer ${g.bid} has no expert ${x} for ${g.template} (config.json says ${n} experts)`, { file: src.dir, tensor: `${prefix}model.layers.${g.bid}` });
-      if (p.shape.length !== 2 || p.shape[0] !== parts[0]?.shape[0] && x > 0 || p.shape[1] !== parts[0]?.shape[1] && x > 0) {
-        throw new GgufyError("E_CONFIG", `expert ${x} has shape [${p.shape.join(", ")}], unlike expert 0`, { file: src.dir, tensor: p.name });
-      }
-      parts.push(p);
-    }
-    if (g.parts.size > n) throw new GgufyError("E_CONFIG", `layer ${g.bid} has ${g.parts.size} experts for ${g.template} but config.json says ${n}`, { file: cfg.file });
-    return stackedExperts(src, parts, tensorName(g.template, g.bid));
+    return stackedExperts(src, expertParts(src, spec.experts!, h, cfg, prefix, g), tensorName(g.template, g.bid));
   });
+}
+
+interface ExpertGroup {
+  template: TensorTemplate;
+  bid: number;
+  proj: string;
+  parts: Map<number, SourceTensor>;
+}
+
+/**
+ * Every layer of a MoE family has its router and every projection's experts (llama.cpp loads
+ * ffn_gate_inp and the three _exps tensors as required in every layer of these architectures).
+ */
+function checkExpertLayers(src: SourceCheckpoint, e: ExpertSpec, h: TextHparams, cfg: HfConfig, prefix: string, groups: ReadonlyMap<string, ExpertGroup>): void {
+  const n = h.nExpert;
+  if (n === undefined) {
+    if (groups.size === 0) return; // a dense checkpoint of a family that may have experts (Llama vs Mixtral)
+    throw new GgufyError("E_CONFIG", "the checkpoint has expert weights but config.json names no expert count (num_local_experts / num_experts)", { file: cfg.file });
+  }
+  for (let bid = 0; bid < h.nLayer; bid++) {
+    const l = `${prefix}model.layers.${bid}.`;
+    if (e.router !== undefined) {
+      const r = src.get(l + e.router);
+      if (!r) throw new GgufyError("E_MISSING_TENSOR", `absent from the checkpoint; config.json says ${n} experts, so llama.cpp needs the router of every layer`, { file: src.dir, tensor: l + e.router });
+      if (r.shape.length !== 2 || r.shape[0] !== n || r.shape[1] !== h.nEmbd) {
+        throw new GgufyError("E_CONFIG", `router shape is [${r.shape.join(", ")}] but config.json implies [${n}, ${h.nEmbd}] (expert count × hidden_size)`, { file: cfg.file, tensor: l + e.router });
+      }
+    }
+    for (const proj of Object.keys(e.to)) {
+      if (!groups.has(`${bid}/${proj}`)) throw new GgufyError("E_MISSING_TENSOR", `layer ${bid} has no ${proj} experts (config.json says ${n} experts)`, { file: src.dir, tensor: `${l}…experts.0.${proj}.weight` });
+    }
+  }
+}
+
+/** The experts 0 … n−1 of one (layer, projection): all present, none beyond, all the same (config-given) shape. */
+function expertParts(src: SourceCheckpoint, e: ExpertSpec, h: TextHparams, cfg: HfConfig, prefix: string, g: ExpertGroup): SourceTensor[] {
+  const n = h.nExpert!;
+  const beyond = [...g.parts.keys()].filter((x) => x >= n).sort((a, b) => a - b);
+  if (beyond.length) {
+    throw new GgufyError("E_CONFIG", `layer ${g.bid} has ${g.proj} experts up to ${beyond.at(-1)} but config.json says ${n} experts`, { file: cfg.file, tensor: g.parts.get(beyond.at(-1)!)!.name });
+  }
+  const want = e.shape?.(g.proj, h, cfg);
+  const parts: SourceTensor[] = [];
+  for (let x = 0; x < n; x++) {
+    const p = g.parts.get(x);
+    if (!p) throw new GgufyError("E_MISSING_TENSOR", `layer ${g.bid} has no expert ${x} for ${g.proj} (config.json says ${n} experts)`, { file: src.dir, tensor: `${prefix}model.layers.${g.bid}` });
+    const first = parts[0];
+    if (p.shape.length !== 2 || (first && (p.shape[0] !== first.shape[0] || p.shape[1] !== first.shape[1]))) {
+      throw new GgufyError("E_CONFIG", `expert ${x} has shape [${p.shape.join(", ")}], unlike expert 0's [${(first ?? p).shape.join(", ")}]; experts stack into one tensor only when they are the same shape`, { file: src.dir, tensor: p.name });
+    }
+    if (want && (p.shape[0] !== want.rows || p.shape[1] !== want.cols)) {
+      throw new GgufyError("E_CONFIG", `shape is [${p.shape.join(", ")}] but config.json implies [${want.rows}, ${want.cols}] (${want.why})`, { file: cfg.file, tensor: p.name });
+    }
+    parts.push(p);
+  }
+  return parts;
 }
 
 /** The base's rewrite: Q/K un-permutation for Llama-family models, else pass-through. */
