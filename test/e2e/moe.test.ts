@@ -88,7 +88,7 @@ function expectedArchKvs(m: TinyMoe): [string, number][] {
   return kvs;
 }
 
-async function checkLayout(file: string, m: TinyMoe): Promise<void> {
+async function checkLayout(file: string, m: TinyMoe, sizeLabel: string): Promise<void> {
   const r = await gguf(file, { allowLocalFile: true });
   const got = new Map(r.tensorInfos.map((t) => [t.name, t.shape.map(Number)]));
   assert.deepEqual([...got.keys()].sort(), [...expectedTensors(m).keys()].sort(), "tensor names");
@@ -101,6 +101,8 @@ async function checkLayout(file: string, m: TinyMoe): Promise<void> {
   const want = expectedArchKvs(m);
   assert.deepEqual(archKeys, want.map(([k]) => k), "architecture KVs and their order");
   for (const [k, v] of want) assert.equal(Number(md[k]), v, k);
+  // gguf.size_label(total, shared, expert, expert_count) = f"{expert_count}x{rounded(shared + expert)}"
+  assert.equal(md["general.size_label"], sizeLabel);
 }
 
 /** Lexicographic order of 0 … n−1 when that moves anything (n > 10), else the reversed order. */
@@ -146,12 +148,16 @@ async function compare(file: string, ref: ReferenceMoe, prompt: string, addBos: 
 const PROMPT = "Mixture of experts: each token is routed to a few small feed-forward networks, chosen by a router.";
 
 for (const c of [
-  { label: "Qwen3-MoE (16 experts, top-4, head_dim ≠ hidden/heads, BF16)", name: "qwen3moe", o: { family: "qwen3moe", dtype: "BF16", seed: 3 } as TinyMoeOptions, bos: undefined },
-  { label: "Mixtral (8 experts, top-2, F32)", name: "mixtral", o: { family: "mixtral", dtype: "F32", seed: 4 } as TinyMoeOptions, bos: 1 },
+  { label: "Qwen3-MoE (16 experts, top-4, head_dim ≠ hidden/heads, BF16)", name: "qwen3moe", o: { family: "qwen3moe", dtype: "BF16", seed: 3 } as TinyMoeOptions, bos: undefined,
+    // shared 2·151936·64 + 64 + 2·25,792 = 19,499,456; per expert 6 · 32·64 = 12,288 → 19.51M → "20M"
+    sizeLabel: "16x20M" },
+  { label: "Mixtral (8 experts, top-2, F32)", name: "mixtral", o: { family: "mixtral", dtype: "F32", seed: 4 } as TinyMoeOptions, bos: 1,
+    // shared 2·32000·64 + 64 + 2·12,928 = 4,121,920; per expert 12,288 → 4.134M → "4.1M"
+    sizeLabel: "8x4.1M" },
 ]) {
   test(`tiny ${c.label} → f32: llama.cpp's tensors and KVs, and next-token distributions equal the reference (≤ ${TOL}); shuffled experts are far off`, async (t) => {
     const { m, gguf: file } = await build(c.name, c.o);
-    await checkLayout(file, m);
+    await checkLayout(file, m, c.sizeLabel);
     const ref = await ReferenceMoe.load(m.dir);
     const r = await compare(file, ref, PROMPT, c.bos);
     t.diagnostic(`${r.ids.length} tokens, positions [${r.positions.join(",")}] × ${m.vocabSize} tokens: max |Δ log p| = ${r.max.toExponential(3)}`);
