@@ -33,7 +33,11 @@ export const llamaSpec: DecoderSpec = {
   experts: {
     pattern: /^model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$/,
     to: { w1: TENSOR.FFN_GATE_EXP, w2: TENSOR.FFN_DOWN_EXP, w3: TENSOR.FFN_UP_EXP },
-    router: "block_sparse_moe.gate.weight",
+    // transformers v5 (MixtralExperts): the router at mlp.gate and the experts fused into mlp.experts.gate_up_proj
+    // [n, 2·ff, hidden] (w1 rows, then w3 rows) and mlp.experts.down_proj [n, hidden, ff] (llama.cpp's converter
+    // does not read this layout; it is split as for Qwen3-MoE)
+    router: ["block_sparse_moe.gate.weight", "mlp.gate.weight"],
+    fused: { pattern: /^model\.layers\.(\d+)\.mlp\.experts\.(gate_up_proj|down_proj)(?:\.weight)?$/, gateUp: ["w1", "w3"], down: "w2" },
     shape: (proj, h) => (proj === "w2" ? { rows: h.nEmbd, cols: h.nFf, why: "hidden_size × intermediate_size" } : { rows: h.nFf, cols: h.nEmbd, why: "intermediate_size × hidden_size" }),
   },
   kvs: (_cfg, h, out, { nVocab }) => llamaKvs(h, out, nVocab),

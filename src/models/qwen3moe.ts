@@ -76,6 +76,8 @@ export const qwen3MoeSpec: DecoderSpec = {
     pattern: /^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$/,
     to: { gate_proj: TENSOR.FFN_GATE_EXP, up_proj: TENSOR.FFN_UP_EXP, down_proj: TENSOR.FFN_DOWN_EXP },
     router: "mlp.gate.weight",
+    // transformers v5 saves the experts fused (Qwen3MoeExperts): handled like llama.cpp's Qwen2MoeModel
+    fused: { pattern: /^model\.layers\.(\d+)\.mlp\.experts\.(gate_up_proj|down_proj)(?:\.weight)?$/, gateUp: ["gate_proj", "up_proj"], down: "down_proj" },
     shape: (proj, h, cfg) => {
       const { nFfExp, why } = qwen3MoeExpertFf(cfg, h);
       return proj === "down_proj"

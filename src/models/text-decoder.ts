@@ -162,8 +162,15 @@ export interface ExpertSpec {
    * config/weights mismatch is refused by name before anything is written).
    */
   readonly shape?: (proj: string, h: TextHparams, cfg: HfConfig) => { rows: number; cols: number; why: string };
-  /** the router (after `model.layers.N.`, e.g. `mlp.gate.weight`): required in every layer, [n_expert, hidden] */
-  readonly router?: string;
+  /** the router (after `model.layers.N.`, e.g. `mlp.gate.weight`; the first present of a list): required in every layer, [n_expert, hidden] */
+  readonly router?: string | readonly string[];
+  /**
+   * transformers v5's fused layout: per layer two 3-D parameters (no `.weight` suffix), `gate_up_proj`
+   * [n_expert, 2·ff, hidden] (each expert's gate rows, then its up rows) and `down_proj` [n_expert, hidden, ff].
+   * `pattern` captures bid and the parameter name; gate_up_proj splits into the projections `gateUp`
+   * (on dim −2, as llama.cpp's Qwen2MoeModel.modify_tensors does), down_proj is the projection `down`.
+   */
+  readonly fused?: { readonly pattern: RegExp; readonly gateUp: readonly [string, string]; readonly down: string };
 }
 
 export const DEFAULT_LAYER_REQUIRED = [
@@ -210,6 +217,20 @@ export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: T
     const name = full.slice(prefix.length);
     if (SKIPPED.some((re) => re.test(name)) || spec.skip?.some((re) => re.test(name))) continue;
     const t = src.get(full)!;
+    const fm = spec.experts?.fused?.pattern.exec(name);
+    if (spec.experts?.fused && fm) {
+      const [, bidS, param] = fm;
+      const f = spec.experts.fused;
+      const projs = param === "gate_up_proj" ? f.gateUp : param === "down_proj" ? [f.down] : undefined;
+      if (!projs) throw new GgufyError("E_UNEXPECTED_TENSOR", `no GGUF name for fused expert parameter ${param}`, { file: src.dir, tensor: full });
+      projs.forEach((proj, k) => {
+        const key = `${bidS}/${proj}`;
+        if (experts.has(key)) throw new GgufyError("E_DUPLICATE_TENSOR", `layer ${bidS} has ${proj} experts both fused (${full}) and per expert`, { file: src.dir, tensor: full });
+        experts.set(key, { template: spec.experts!.to[proj]!, bid: Number(bidS), proj, parts: new Map(), fused: { t, half: projs.length === 2 ? k : undefined } });
+        out.push(stackPlaceholder(key));
+      });
+      continue;
+    }
     const em = spec.experts?.pattern.exec(name);
     if (spec.experts && em) {
       const [, bidS, xidS, proj] = em;
@@ -217,6 +238,7 @@ export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: T
       if (!template) throw new GgufyError("E_UNEXPECTED_TENSOR", `no GGUF name for expert projection ${proj}`, { file: src.dir, tensor: full });
       const key = `${bidS}/${proj}`;
       let g = experts.get(key);
+      if (g?.fused) throw new GgufyError("E_DUPLICATE_TENSOR", `layer ${bidS} has ${proj} experts both fused (${g.fused.t.name}) and per expert`, { file: src.dir, tensor: full });
       if (!g) {
         g = { template, bid: Number(bidS), proj: proj!, parts: new Map() };
         experts.set(key, g);
@@ -246,6 +268,7 @@ export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: T
     const key = placeholderKey(o);
     if (key === undefined) return o;
     const g = experts.get(key)!;
+    if (g.fused) return fusedExperts(src, g.fused.t, g.fused.half, tensorName(g.template, g.bid), fusedRows(spec.experts!, h, cfg, g));
     return stackedExperts(src, expertParts(src, spec.experts!, h, cfg, prefix, g), tensorName(g.template, g.bid));
   });
 }
@@ -255,6 +278,48 @@ interface ExpertGroup {
   bid: number;
   proj: string;
   parts: Map<number, SourceTensor>;
+  /** transformers v5 layout: the 3-D parameter, and which half of gate_up_proj (0 gate, 1 up) */
+  fused?: { t: SourceTensor; half: number | undefined };
+}
+
+/** Checks a fused 3-D expert parameter against config.json; returns the rows of one expert of this projection. */
+function fusedRows(e: ExpertSpec, h: TextHparams, cfg: HfConfig, g: ExpertGroup): number {
+  const { t, half } = g.fused!;
+  const n = h.nExpert!;
+  const want = e.shape?.(g.proj, h, cfg);
+  const [nx, r, c] = t.shape as [number, number, number];
+  const rows = half === undefined ? r : r / 2;
+  if (t.shape.length !== 3 || nx !== n || !Number.isInteger(rows) || (want && (rows !== want.rows || c !== want.cols))) {
+    const w = want ? (half === undefined ? `[${n}, ${want.rows}, ${want.cols}]` : `[${n}, ${2 * want.rows}, ${want.cols}]`) : `[${n}, …]`;
+    throw new GgufyError("E_CONFIG", `shape is [${t.shape.join(", ")}] but config.json implies ${w} (expert count × ${want ? want.why : "…"}${half === undefined ? "" : ", gate and up rows"})`, { file: cfg.file, tensor: t.name });
+  }
+  return rows;
+}
+
+/**
+ * A fused [n_expert, R, cols] parameter as one stacked GGUF tensor ne = [cols, rows, n_expert]: for the
+ * down projection (half undefined) the parameter itself; for gate_up_proj, each expert's first (gate) or
+ * second (up) `rows` rows. Streamed: a chunk stays within one expert, where the source rows are contiguous.
+ */
+export function fusedExperts(src: SourceCheckpoint, t: SourceTensor, half: number | undefined, ggufName: string, rows: number): OutputTensor {
+  const [n, r, cols] = t.shape as [number, number, number];
+  const srcRow = (row: number): number => Math.floor(row / rows) * r + (half ?? 0) * rows + (row % rows);
+  return {
+    name: ggufName, ne: [cols, rows, n], sources: [t.name], encoding: t.encoding, dtype: t.dtype, rowBoundary: rows,
+    read: async (row0, nRows) => {
+      const out = new Float32Array(nRows * cols);
+      for (let done = 0; done < nRows; ) {
+        const k = Math.min(nRows - done, rows - ((row0 + done) % rows));
+        out.set(await src.readRows(t.name, srcRow(row0 + done), k), done * cols);
+        done += k;
+      }
+      return out;
+    },
+    readRaw: async (row0, nRows, into) => {
+      if ((row0 % rows) + nRows > rows) return undefined;
+      return src.readRawRows(t.name, srcRow(row0), nRows, into);
+    },
+  };
 }
 
 /**
@@ -270,10 +335,11 @@ function checkExpertLayers(src: SourceCheckpoint, e: ExpertSpec, h: TextHparams,
   for (let bid = 0; bid < h.nLayer; bid++) {
     const l = `${prefix}model.layers.${bid}.`;
     if (e.router !== undefined) {
-      const r = src.get(l + e.router);
-      if (!r) throw new GgufyError("E_MISSING_TENSOR", `absent from the checkpoint; config.json says ${n} experts, so llama.cpp needs the router of every layer`, { file: src.dir, tensor: l + e.router });
+      const names = (typeof e.router === "string" ? [e.router] : e.router).map((x) => l + x);
+      const r = names.map((x) => src.get(x)).find((x) => x !== undefined);
+      if (!r) throw new GgufyError("E_MISSING_TENSOR", `absent from the checkpoint; config.json says ${n} experts, so llama.cpp needs the router of every layer`, { file: src.dir, tensor: names.join(" / ") });
       if (r.shape.length !== 2 || r.shape[0] !== n || r.shape[1] !== h.nEmbd) {
-        throw new GgufyError("E_CONFIG", `router shape is [${r.shape.join(", ")}] but config.json implies [${n}, ${h.nEmbd}] (expert count × hidden_size)`, { file: cfg.file, tensor: l + e.router });
+        throw new GgufyError("E_CONFIG", `router shape is [${r.shape.join(", ")}] but config.json implies [${n}, ${h.nEmbd}] (expert count × hidden_size)`, { file: cfg.file, tensor: r.name });
       }
     }
     for (const proj of Object.keys(e.to)) {

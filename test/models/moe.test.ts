@@ -1,17 +1,19 @@
 /**
  * MoE checkpoints that must be refused before anything is written (one clear line naming config.json or the
  * tensor), planned from tiny Qwen3-MoE / Mixtral fixtures (fixtures/moe.ts), and how expert stacks are read:
- * chunks never cross an expert, and the stacked rows are expert x's rows in order.
+ * chunks never cross an expert, and the stacked rows are expert x's rows in order; transformers v5's fused
+ * expert parameters give the same GGUF as the per-expert layout.
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { convert, plan } from "../../src/convert/convert.js";
 import { chunkRanges } from "../../src/convert/pipeline.js";
 import { GgufyError } from "../../src/errors.js";
 import { SafetensorsCheckpoint } from "../../src/formats/safetensors/index.js";
+import { readGguf } from "../../src/formats/gguf/reader.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { writeTinyMoe, type TinyMoeOptions } from "../../fixtures/moe.js";
 import { tensorToF32 } from "../support/reference-qwen2.js";
@@ -108,4 +110,34 @@ test("an expert stack reads expert x's rows in order, in chunks that never cross
     await ck.close();
     await p.close();
   }
+});
+
+test("transformers v5's fused experts (mlp.experts.gate_up_proj / down_proj) give the same GGUF as the per-expert layout", async () => {
+  for (const o of [{ ...QWEN, dtype: "BF16" as const }, { ...MIXTRAL, experts: 3 }]) {
+    const files: string[] = [];
+    for (const fused of [false, true]) {
+      const dir = path.join(tmp, `${o.family}-fused-${fused}`);
+      await writeTinyMoe(dir, { ...o, fused });
+      const out = path.join(tmp, `${o.family}-fused-${fused}.gguf`);
+      // the fused side in chunks of 7 rows: several chunks per expert, none crossing one
+      await convert({ input: dir, outfile: out, outtype: "f32", threads: 1, ...(fused ? { chunkElements: 7 * 64 } : {}) });
+      files.push(out);
+    }
+    const [a, b] = await Promise.all(files.map((f) => readGguf(f)));
+    const [ab, bb] = await Promise.all(files.map((f) => readFile(f)));
+    const bByName = new Map(b!.tensors.map((t) => [t.name, t]));
+    assert.deepEqual(a!.tensors.map((t) => t.name).sort(), [...bByName.keys()].sort());
+    assert.ok(a!.tensors.some((t) => t.name === "blk.1.ffn_up_exps.weight"));
+    for (const x of a!.tensors) {
+      const y = bByName.get(x.name)!;
+      assert.deepEqual(x.ne, y.ne, x.name);
+      assert.ok(ab!.subarray(x.fileOffset, x.fileOffset + x.bytes).equals(bb!.subarray(y.fileOffset, y.fileOffset + y.bytes)), `${o.family} ${x.name} bytes`);
+    }
+  }
+});
+
+test("fused experts: a shape unlike config.json's, and fused mixed with per-expert tensors, are refused", async () => {
+  await refused({ ...QWEN, fused: true, config: { moe_intermediate_size: 48 } }, "E_CONFIG", /mlp\.experts\.(gate_up|down)_proj.*shape is \[4, (64, 32|64, 64)\] but config\.json implies \[4, (64, 48|96, 64)\]/);
+  await refused({ ...MIXTRAL, fused: true, config: { num_local_experts: 5 } }, "E_CONFIG", /mlp\.gate\.weight.*router shape is \[4, 64\] but config\.json implies \[5, 64\]/);
+  await refused({ ...QWEN, fused: true, extra: (mk) => [mk("model.layers.0.mlp.experts.0.up_proj.weight", [32, 64])] }, "E_DUPLICATE_TENSOR", /layer 0 has up_proj experts both fused/);
 });
