@@ -19,7 +19,8 @@
  *   renormalises the top-k router weights (build_moe_ffn norm_w = true);
  * - dense layers (`mlp_only_layers` non-empty, `decoder_sparse_step` ≠ 1 — modeling_qwen3_moe.py
  *   Qwen3MoeDecoderLayer): the loader wants ffn_gate_inp and the _exps tensors in every layer;
- * - `shared_expert_intermediate_size` (a Qwen2-MoE shared expert): qwen3moe has none.
+ * - `shared_expert_intermediate_size` (a Qwen2-MoE shared expert): qwen3moe has none;
+ * - `use_sliding_window` with layers at or beyond `max_window_layers`, a `hidden_act` other than silu.
  */
 import { GgufyError } from "../errors.js";
 import { LLM, TENSOR } from "../formats/gguf/keys.js";
@@ -60,6 +61,14 @@ function checkQwen3Moe(cfg: HfConfig, h: TextHparams): void {
   const shared = cfg.int("shared_expert_intermediate_size", false);
   if (shared !== undefined && shared > 0) cfg.refuse("shared_expert_intermediate_size", `is ${shared}: a shared expert, which llama.cpp's qwen3moe does not have`);
   if (qwen3MoeExpertFf(cfg, h).nFfExp < 1) cfg.refuse("moe_intermediate_size", "is missing and intermediate_size / num_experts_per_tok is 0");
+  const act = cfg.str("hidden_act");
+  if (act !== undefined && act !== "silu") cfg.refuse("hidden_act", `is ${JSON.stringify(act)}; llama.cpp's qwen3moe experts use SiLU`);
+  // modeling_qwen3_moe.py: with use_sliding_window, layers from max_window_layers on attend within sliding_window
+  if (cfg.bool("use_sliding_window") === true) {
+    const window = cfg.int("sliding_window");
+    const from = cfg.int("max_window_layers", false) ?? h.nLayer;
+    if (window !== undefined && from < h.nLayer) cfg.refuse("use_sliding_window", `is true (sliding_window ${window} from layer ${from} on); llama.cpp's qwen3moe has no sliding-window attention`);
+  }
 }
 
 export const qwen3MoeSpec: DecoderSpec = {

@@ -75,6 +75,8 @@ test("Qwen3-MoE: what llama.cpp's qwen3moe graph cannot run is refused by name",
   await refused({ ...QWEN, config: { mlp_only_layers: [1] } }, "E_CONFIG", /mlp_only_layers is \[1\]: dense layers/);
   await refused({ ...QWEN, config: { decoder_sparse_step: 2 } }, "E_CONFIG", /decoder_sparse_step is 2, which makes layer\(s\) 0 dense/);
   await refused({ ...QWEN, config: { num_experts: undefined } }, "E_CONFIG", /num_experts \/ num_local_experts is missing/);
+  await refused({ ...QWEN, config: { use_sliding_window: true, sliding_window: 4, max_window_layers: 1 } }, "E_CONFIG", /use_sliding_window is true \(sliding_window 4 from layer 1 on\); llama\.cpp's qwen3moe has no sliding-window/);
+  await refused({ ...QWEN, config: { hidden_act: "gelu" } }, "E_CONFIG", /hidden_act is "gelu"/);
 });
 
 test("Mixtral: a missing expert, an expert count unlike num_local_experts, a differently shaped expert", async () => {
