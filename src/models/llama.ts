@@ -38,6 +38,8 @@ export const llamaSpec: DecoderSpec = {
     // does not read this layout; it is split as for Qwen3-MoE)
     router: ["block_sparse_moe.gate.weight", "mlp.gate.weight"],
     fused: { pattern: /^model\.layers\.(\d+)\.mlp\.experts\.(gate_up_proj|down_proj)(?:\.weight)?$/, gateUp: ["w1", "w3"], down: "w2" },
+    // a dense Llama / Mistral: the MLP llama.cpp's LLAMA loader requires in every layer
+    denseRequired: ["mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"],
     shape: (proj, h) => (proj === "w2" ? { rows: h.nEmbd, cols: h.nFf, why: "hidden_size × intermediate_size" } : { rows: h.nFf, cols: h.nEmbd, why: "intermediate_size × hidden_size" }),
   },
   kvs: (_cfg, h, out, { nVocab }) => llamaKvs(h, out, nVocab),

@@ -171,6 +171,11 @@ export interface ExpertSpec {
    * (on dim −2, as llama.cpp's Qwen2MoeModel.modify_tensors does), down_proj is the projection `down`.
    */
   readonly fused?: { readonly pattern: RegExp; readonly gateUp: readonly [string, string]; readonly down: string };
+  /**
+   * per-layer weights (after `model.layers.N.`) required when the checkpoint is dense — a family with
+   * optional experts (Llama vs Mixtral) cannot list its MLP in layerRequired
+   */
+  readonly denseRequired?: readonly string[];
 }
 
 export const DEFAULT_LAYER_REQUIRED = [
@@ -329,7 +334,16 @@ export function fusedExperts(src: SourceCheckpoint, t: SourceTensor, half: numbe
 function checkExpertLayers(src: SourceCheckpoint, e: ExpertSpec, h: TextHparams, cfg: HfConfig, prefix: string, groups: ReadonlyMap<string, ExpertGroup>): void {
   const n = h.nExpert;
   if (n === undefined) {
-    if (groups.size === 0) return; // a dense checkpoint of a family that may have experts (Llama vs Mixtral)
+    if (groups.size === 0) {
+      // a dense checkpoint of a family that may have experts (Llama vs Mixtral): its MLP is required instead
+      for (let bid = 0; bid < h.nLayer; bid++) {
+        for (const part of e.denseRequired ?? []) {
+          const name = `${prefix}model.layers.${bid}.${part}`;
+          if (!src.get(name)) throw new GgufyError("E_MISSING_TENSOR", "absent from the checkpoint; llama.cpp needs it to load the model", { file: src.dir, tensor: name });
+        }
+      }
+      return;
+    }
     throw new GgufyError("E_CONFIG", "the checkpoint has expert weights but config.json names no expert count (num_local_experts / num_experts)", { file: cfg.file });
   }
   for (let bid = 0; bid < h.nLayer; bid++) {
