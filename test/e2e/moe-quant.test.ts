@@ -40,19 +40,33 @@ function kvText(f: GGUFFile, key: string): string {
   return JSON.stringify(f.kvs.get(key), (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v));
 }
 
-async function compareWithLlamaQuantize(name: string, o: TinyMoeOptions, presetName: string, bnb?: QuantizeCheckpointOptions, threads = 1): Promise<Record<string, number>> {
-  let dir = path.join(tmp, name);
-  await writeTinyMoe(dir, o);
-  if (bnb) {
-    const q = path.join(tmp, `${name}-bnb`);
-    await quantizeCheckpointToBnb(dir, q, bnb);
-    dir = q;
+const prepared = new Map<string, Promise<{ dir: string; f32: string }>>();
+/** The fixture (bnb-quantized when asked) and ggufy's F32 conversion of it, once per name. */
+function prepare(name: string, o: TinyMoeOptions, bnb?: QuantizeCheckpointOptions): Promise<{ dir: string; f32: string }> {
+  let p = prepared.get(name);
+  if (!p) {
+    p = (async () => {
+      let dir = path.join(tmp, name);
+      await writeTinyMoe(dir, o);
+      if (bnb) {
+        const q = path.join(tmp, `${name}-bnb`);
+        await quantizeCheckpointToBnb(dir, q, bnb);
+        dir = q;
+      }
+      const f32 = path.join(tmp, `${name}-f32.gguf`);
+      await convert({ input: dir, outtype: "f32", outfile: f32, threads: 1 });
+      return { dir, f32 };
+    })();
+    prepared.set(name, p);
   }
+  return p;
+}
+
+async function compareWithLlamaQuantize(name: string, o: TinyMoeOptions, presetName: string, bnb?: QuantizeCheckpointOptions, threads = 1): Promise<Record<string, number>> {
+  const { dir, f32 } = await prepare(name, o, bnb);
   const preset = findPreset(presetName)!;
-  const f32 = path.join(tmp, `${name}-f32.gguf`);
   const ours = path.join(tmp, `${name}-${presetName}.gguf`);
   const ref = path.join(tmp, `${name}-${presetName}-llama.gguf`);
-  await convert({ input: dir, outtype: "f32", outfile: f32, threads: 1 });
   await convert({ input: dir, outtype: presetName, outfile: ours, threads });
   await llamaQuantize(f32, ref, { ftype: preset.ftype });
   const [a, b] = await Promise.all([readGguf(ours), readGguf(ref)]);
@@ -71,6 +85,7 @@ async function compareWithLlamaQuantize(name: string, o: TinyMoeOptions, presetN
   assert.deepEqual(diffs, []);
   assert.deepEqual([...a.keys].sort(), [...b.keys].sort(), "KV keys");
   for (const k of b.keys) assert.equal(kvText(a, k), kvText(b, k), k);
+  await Promise.all([rm(ours, { force: true }), rm(ref, { force: true })]);
   return tally;
 }
 
@@ -81,6 +96,12 @@ test("Qwen3-MoE, 8 experts (n_expert == 8 rules), Q4_K_M: byte-identical to llam
   t.diagnostic(JSON.stringify(tally));
   // llama-quantize: with 8 experts attn_v and attn_k go to q8_0
   assert.equal(tally["q8_0"], 2 * 2, "attn_k and attn_v of both layers at q8_0");
+});
+
+test("Qwen3-MoE, 8 experts, other presets (Q2_K, Q3_K_S, Q3_K_L, Q4_K_S, Q5_K_M, Q6_K, Q8_0, Q4_0, IQ4_XS): byte-identical to llama_model_quantize", async (t) => {
+  for (const p of ["Q2_K", "Q3_K_S", "Q3_K_L", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "IQ4_XS"]) {
+    t.diagnostic(`${p}: ${JSON.stringify(await compareWithLlamaQuantize("q8x", { ...QUANT, experts: 8, used: 2, seed: 21 }, p))}`);
+  }
 });
 
 test("Qwen3-MoE, 16 experts, Q4_K_M: byte-identical to llama_model_quantize on ggufy's F32", async (t) => {
