@@ -7,7 +7,7 @@ import type { ModelFile } from "../models/types.js";
 import { loadVocab } from "../tokenizer/index.js";
 import { bnbDecoder } from "../quant/bnb/index.js";
 import { SourceCheckpoint, readConfig, type DecoderFactory } from "./source.js";
-import { countParams, planFile, type PlanOptions, type PlannedFile } from "./plan.js";
+import { countParams, expertParamCounts, planFile, type PlanOptions, type PlannedFile } from "./plan.js";
 import { loadMetadata } from "./metadata.js";
 import { splitPlannedFile, wantsSplit } from "./split.js";
 import { runPlan, type RunOptions, type RunResult } from "./pipeline.js";
@@ -70,6 +70,7 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
           dir,
           config,
           totalParams: llm.paramCount ?? countParams(llm.tensors),
+          expertParams: expertParamCounts(llm.tensors),
           ...(opts.metadata !== undefined ? { metadata: opts.metadata } : {}),
           ...(opts.modelName !== undefined ? { modelName: opts.modelName } : {}),
         })

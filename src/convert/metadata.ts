@@ -505,6 +505,8 @@ export interface MetadataInput {
   config?: Record<string, unknown>;
   /** parameters of the language model (for size labels and to tell sizes from context lengths) */
   totalParams: number;
+  /** MoE: shared and per-expert parameters and the expert count (gguf_writer.get_total_parameter_count), for "8x7B"-style labels */
+  expertParams?: ExpertParamCounts;
   /** --metadata: a file path or an already-parsed object with llama.cpp key names */
   metadata?: string | Record<string, unknown>;
   /** --model-name */
@@ -658,7 +660,7 @@ export async function loadMetadata(input: MetadataInput): Promise<ModelMetadata>
     applyOverride(md, o, input.totalParams);
   }
   if (input.modelName !== undefined) md.name = input.modelName;
-  return finishMetadata(md, dir, input.totalParams);
+  return finishMetadata(md, dir, input.totalParams, input.expertParams);
 }
 
 /** Synchronous variant from the folder name alone (for callers that plan one file by hand). */
@@ -669,9 +671,16 @@ export function metadataFromFolder(dir: string, totalParams: number, modelName?:
   return finishMetadata(md, dir, totalParams);
 }
 
-function finishMetadata(md: ModelMetadata, dir: string, totalParams: number): ModelMetadata {
+export interface ExpertParamCounts {
+  shared: number;
+  expert: number;
+  count: number;
+}
+
+function finishMetadata(md: ModelMetadata, dir: string, totalParams: number, e?: ExpertParamCounts): ModelMetadata {
   md.name ??= path.basename(path.resolve(dir));
-  if (md.sizeLabel === undefined && totalParams > 0) md.sizeLabel = sizeLabel(totalParams);
+  // conversion/base.py prepare_metadata: gguf.size_label(total, shared, expert, expert_count)
+  if (md.sizeLabel === undefined && totalParams > 0) md.sizeLabel = e && e.count > 0 ? sizeLabel(totalParams, e.shared, e.expert, e.count) : sizeLabel(totalParams);
   return md;
 }
 

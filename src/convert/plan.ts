@@ -174,6 +174,28 @@ export function countParams(tensors: readonly OutputTensor[]): number {
   return n;
 }
 
+/**
+ * Shared and per-expert parameter counts (gguf-py GGUFWriter.get_total_parameter_count): a `_exps.`
+ * tensor of 3+ dims counts size / n_expert (n_expert = ne[2], numpy shape[-3]; ne[1] for a bias) as
+ * expert parameters; everything else is shared; the expert count is the mean over those tensors.
+ */
+export function expertParamCounts(tensors: readonly OutputTensor[]): { shared: number; expert: number; count: number } {
+  let shared = 0;
+  let expert = 0;
+  let sum = 0;
+  let n = 0;
+  for (const t of tensors) {
+    const size = t.ne.reduce((a, b) => a * b, 1);
+    if (t.name.includes("_exps.") && t.ne.length >= 3) {
+      const count = t.name.includes(".bias") ? t.ne[1]! : t.ne[2]!;
+      expert += Math.floor(size / count);
+      sum += count;
+      n++;
+    } else shared += size;
+  }
+  return { shared, expert, count: n > 0 ? Math.floor(sum / n) : 0 };
+}
+
 export interface FilePlanInput {
   model: ModelFile;
   modelDir: string;

@@ -31,9 +31,19 @@ export const llamaSpec: DecoderSpec = {
   permuteQK: true,
   // llama.cpp's llama loader: ffn_gate/up/down required when n_expert == 0; MoE layers (Mixtral) have no dense MLP
   layerRequired: (h) => (h.nExpert ? ["input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight"] : DEFAULT_LAYER_REQUIRED),
+  // Mixtral (modeling_mixtral.py MixtralSparseMoeBlock): w1 = gate, w2 = down, w3 = up, each [intermediate_size, hidden]
+  // (w2 transposed), stacked as LlamaModel.modify_tensors does; the router block_sparse_moe.gate → ffn_gate_inp
   experts: {
     pattern: /^model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight$/,
     to: { w1: TENSOR.FFN_GATE_EXP, w2: TENSOR.FFN_DOWN_EXP, w3: TENSOR.FFN_UP_EXP },
+    // transformers v5 (MixtralExperts): the router at mlp.gate and the experts fused into mlp.experts.gate_up_proj
+    // [n, 2·ff, hidden] (w1 rows, then w3 rows) and mlp.experts.down_proj [n, hidden, ff] (llama.cpp's converter
+    // does not read this layout; it is split as for Qwen3-MoE)
+    router: ["block_sparse_moe.gate.weight", "mlp.gate.weight"],
+    fused: { pattern: /^model\.layers\.(\d+)\.mlp\.experts\.(gate_up_proj|down_proj)(?:\.weight)?$/, gateUp: ["w1", "w3"], down: "w2" },
+    // a dense Llama / Mistral: the MLP llama.cpp's LLAMA loader requires in every layer
+    denseRequired: ["mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"],
+    shape: (proj, h) => (proj === "w2" ? { rows: h.nEmbd, cols: h.nFf, why: "hidden_size × intermediate_size" } : { rows: h.nFf, cols: h.nEmbd, why: "intermediate_size × hidden_size" }),
   },
   kvs: (_cfg, h, out, { nVocab }) => llamaKvs(h, out, nVocab),
   extraTensors: (_cfg, h) => {

@@ -5,10 +5,12 @@ import { qwen2 } from "./qwen2.js";
 import { gemma2, gemma3 } from "./gemma.js";
 import { phi3 } from "./phi3.js";
 import { qwen3 } from "./qwen3.js";
+import { qwen3moe } from "./qwen3moe.js";
 import type { ModelConverter } from "./types.js";
 
 /** Every architecture ggufy converts, one module each. */
-export const MODELS: readonly ModelConverter[] = [llama, qwen2, minicpmv, qwen3, gemma2, gemma3, phi3];
+export const MODELS: readonly ModelConverter[] = [llama, qwen2, minicpmv, qwen3, qwen3moe, gemma2, gemma3, phi3];
+
 
 export function findModel(config: Record<string, unknown>, file: string, models: readonly ModelConverter[] = MODELS): ModelConverter {
   const archs = Array.isArray(config["architectures"]) ? (config["architectures"] as unknown[]).filter((a): a is string => typeof a === "string") : [];

@@ -159,6 +159,25 @@ export interface ExpertSpec {
   readonly pattern: RegExp;
   /** projection name → stacked GGUF template */
   readonly to: Readonly<Record<string, TensorTemplate>>;
+  /**
+   * The [rows, cols] every expert of `proj` must have, and the config key(s) that say so (a
+   * config/weights mismatch is refused by name before anything is written).
+   */
+  readonly shape?: (proj: string, h: TextHparams, cfg: HfConfig) => { rows: number; cols: number; why: string };
+  /** the router (after `model.layers.N.`, e.g. `mlp.gate.weight`; the first present of a list): required in every layer, [n_expert, hidden] */
+  readonly router?: string | readonly string[];
+  /**
+   * transformers v5's fused layout: per layer two 3-D parameters (no `.weight` suffix), `gate_up_proj`
+   * [n_expert, 2·ff, hidden] (each expert's gate rows, then its up rows) and `down_proj` [n_expert, hidden, ff].
+   * `pattern` captures bid and the parameter name; gate_up_proj splits into the projections `gateUp`
+   * (on dim −2, as llama.cpp's Qwen2MoeModel.modify_tensors does), down_proj is the projection `down`.
+   */
+  readonly fused?: { readonly pattern: RegExp; readonly gateUp: readonly [string, string]; readonly down: string };
+  /**
+   * per-layer weights (after `model.layers.N.`) required when the checkpoint is dense — a family with
+   * optional experts (Llama vs Mixtral) cannot list its MLP in layerRequired
+   */
+  readonly denseRequired?: readonly string[];
 }
 
 export const DEFAULT_LAYER_REQUIRED = [
@@ -200,12 +219,26 @@ export function llamaKvs(h: TextHparams, out: KvList, nVocab: number): void {
 export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: TextHparams, cfg: HfConfig, prefix = ""): OutputTensor[] {
   const names = compileNames([...(spec.names ?? []), ...COMMON_NAMES], spec.tensors);
   const out: OutputTensor[] = [];
-  const experts = new Map<string, { template: TensorTemplate; bid: number; parts: Map<number, SourceTensor> }>();
+  const experts = new Map<string, ExpertGroup>();
   for (const full of src.names()) {
     if (!full.startsWith(prefix)) continue;
     const name = full.slice(prefix.length);
     if (SKIPPED.some((re) => re.test(name)) || spec.skip?.some((re) => re.test(name))) continue;
     const t = src.get(full)!;
+    const fm = spec.experts?.fused?.pattern.exec(name);
+    if (spec.experts?.fused && fm) {
+      const [, bidS, param] = fm;
+      const f = spec.experts.fused;
+      const projs = param === "gate_up_proj" ? f.gateUp : param === "down_proj" ? [f.down] : undefined;
+      if (!projs) throw new GgufyError("E_UNEXPECTED_TENSOR", `no GGUF name for fused expert parameter ${param}`, { file: src.dir, tensor: full });
+      projs.forEach((proj, k) => {
+        const key = `${bidS}/${proj}`;
+        if (experts.has(key)) throw new GgufyError("E_DUPLICATE_TENSOR", `layer ${bidS} has ${proj} experts both fused (${full}) and per expert`, { file: src.dir, tensor: full });
+        experts.set(key, { template: spec.experts!.to[proj]!, bid: Number(bidS), proj, parts: new Map(), fused: { t, half: projs.length === 2 ? k : undefined } });
+        out.push(stackPlaceholder(key));
+      });
+      continue;
+    }
     const em = spec.experts?.pattern.exec(name);
     if (spec.experts && em) {
       const [, bidS, xidS, proj] = em;
@@ -213,13 +246,17 @@ export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: T
       if (!template) throw new GgufyError("E_UNEXPECTED_TENSOR", `no GGUF name for expert projection ${proj}`, { file: src.dir, tensor: full });
       const key = `${bidS}/${proj}`;
       let g = experts.get(key);
+      if (g?.fused) throw new GgufyError("E_DUPLICATE_TENSOR", `layer ${bidS} has ${proj} experts both fused (${g.fused.t.name}) and per expert`, { file: src.dir, tensor: full });
       if (!g) {
-        g = { template, bid: Number(bidS), parts: new Map() };
+        g = { template, bid: Number(bidS), proj: proj!, parts: new Map() };
         experts.set(key, g);
         // the stacked tensor takes the place of the first expert met, as the converter emits it once complete
         out.push(stackPlaceholder(key));
       }
-      g.parts.set(Number(xidS), t);
+      const xid = Number(xidS);
+      const dup = g.parts.get(xid);
+      if (dup) throw new GgufyError("E_DUPLICATE_TENSOR", `expert ${xid} of layer ${bidS} (${proj}) appears twice, also as ${dup.name}`, { file: src.dir, tensor: full });
+      g.parts.set(xid, t);
       continue;
     }
     const m = mapTensorName(names, name);
@@ -233,25 +270,123 @@ export function mapDecoderTensors(src: SourceCheckpoint, spec: DecoderSpec, h: T
     }
     out.push(baseTransform(c, spec));
   }
+  if (spec.experts) checkExpertLayers(src, spec.experts, h, cfg, prefix, experts);
   // resolve the expert stacks: every expert 0..n-1 present, same shape
   return out.map((o) => {
     const key = placeholderKey(o);
     if (key === undefined) return o;
     const g = experts.get(key)!;
-    const n = h.nExpert;
-    if (n === undefined) throw new GgufyError("E_CONFIG", "the checkpoint has expert weights but config.json names no expert count (num_local_experts / num_experts)", { file: cfg.file });
-    const parts: SourceTensor[] = [];
-    for (let x = 0; x < n; x++) {
-      const p = g.parts.get(x);
-      if (!p) throw new GgufyError("E_MISSING_TENSOR", `layer ${g.bid} has no expert ${x} for ${g.template} (config.json says ${n} experts)`, { file: src.dir, tensor: `${prefix}model.layers.${g.bid}` });
-      if (p.shape.length !== 2 || p.shape[0] !== parts[0]?.shape[0] && x > 0 || p.shape[1] !== parts[0]?.shape[1] && x > 0) {
-        throw new GgufyError("E_CONFIG", `expert ${x} has shape [${p.shape.join(", ")}], unlike expert 0`, { file: src.dir, tensor: p.name });
-      }
-      parts.push(p);
-    }
-    if (g.parts.size > n) throw new GgufyError("E_CONFIG", `layer ${g.bid} has ${g.parts.size} experts for ${g.template} but config.json says ${n}`, { file: cfg.file });
-    return stackedExperts(src, parts, tensorName(g.template, g.bid));
+    if (g.fused) return fusedExperts(src, g.fused.t, g.fused.half, tensorName(g.template, g.bid), fusedRows(spec.experts!, h, cfg, g));
+    return stackedExperts(src, expertParts(src, spec.experts!, h, cfg, prefix, g), tensorName(g.template, g.bid));
   });
+}
+
+interface ExpertGroup {
+  template: TensorTemplate;
+  bid: number;
+  proj: string;
+  parts: Map<number, SourceTensor>;
+  /** transformers v5 layout: the 3-D parameter, and which half of gate_up_proj (0 gate, 1 up) */
+  fused?: { t: SourceTensor; half: number | undefined };
+}
+
+/** Checks a fused 3-D expert parameter against config.json; returns the rows of one expert of this projection. */
+function fusedRows(e: ExpertSpec, h: TextHparams, cfg: HfConfig, g: ExpertGroup): number {
+  const { t, half } = g.fused!;
+  const n = h.nExpert!;
+  const want = e.shape?.(g.proj, h, cfg);
+  const [nx, r, c] = t.shape as [number, number, number];
+  const rows = half === undefined ? r : r / 2;
+  if (t.shape.length !== 3 || nx !== n || !Number.isInteger(rows) || (want && (rows !== want.rows || c !== want.cols))) {
+    const w = want ? (half === undefined ? `[${n}, ${want.rows}, ${want.cols}]` : `[${n}, ${2 * want.rows}, ${want.cols}]`) : `[${n}, …]`;
+    throw new GgufyError("E_CONFIG", `shape is [${t.shape.join(", ")}] but config.json implies ${w} (expert count × ${want ? want.why : "…"}${half === undefined ? "" : ", gate and up rows"})`, { file: cfg.file, tensor: t.name });
+  }
+  return rows;
+}
+
+/**
+ * A fused [n_expert, R, cols] parameter as one stacked GGUF tensor ne = [cols, rows, n_expert]: for the
+ * down projection (half undefined) the parameter itself; for gate_up_proj, each expert's first (gate) or
+ * second (up) `rows` rows. Streamed: a chunk stays within one expert, where the source rows are contiguous.
+ */
+export function fusedExperts(src: SourceCheckpoint, t: SourceTensor, half: number | undefined, ggufName: string, rows: number): OutputTensor {
+  const [n, r, cols] = t.shape as [number, number, number];
+  const srcRow = (row: number): number => Math.floor(row / rows) * r + (half ?? 0) * rows + (row % rows);
+  return {
+    name: ggufName, ne: [cols, rows, n], sources: [t.name], encoding: t.encoding, dtype: t.dtype, rowBoundary: rows,
+    read: async (row0, nRows) => {
+      const out = new Float32Array(nRows * cols);
+      for (let done = 0; done < nRows; ) {
+        const k = Math.min(nRows - done, rows - ((row0 + done) % rows));
+        out.set(await src.readRows(t.name, srcRow(row0 + done), k), done * cols);
+        done += k;
+      }
+      return out;
+    },
+    readRaw: async (row0, nRows, into) => {
+      if ((row0 % rows) + nRows > rows) return undefined;
+      return src.readRawRows(t.name, srcRow(row0), nRows, into);
+    },
+  };
+}
+
+/**
+ * Every layer of a MoE family has its router and every projection's experts (llama.cpp loads
+ * ffn_gate_inp and the three _exps tensors as required in every layer of these architectures).
+ */
+function checkExpertLayers(src: SourceCheckpoint, e: ExpertSpec, h: TextHparams, cfg: HfConfig, prefix: string, groups: ReadonlyMap<string, ExpertGroup>): void {
+  const n = h.nExpert;
+  if (n === undefined) {
+    if (groups.size === 0) {
+      // a dense checkpoint of a family that may have experts (Llama vs Mixtral): its MLP is required instead
+      for (let bid = 0; bid < h.nLayer; bid++) {
+        for (const part of e.denseRequired ?? []) {
+          const name = `${prefix}model.layers.${bid}.${part}`;
+          if (!src.get(name)) throw new GgufyError("E_MISSING_TENSOR", "absent from the checkpoint; llama.cpp needs it to load the model", { file: src.dir, tensor: name });
+        }
+      }
+      return;
+    }
+    throw new GgufyError("E_CONFIG", "the checkpoint has expert weights but config.json names no expert count (num_local_experts / num_experts)", { file: cfg.file });
+  }
+  for (let bid = 0; bid < h.nLayer; bid++) {
+    const l = `${prefix}model.layers.${bid}.`;
+    if (e.router !== undefined) {
+      const names = (typeof e.router === "string" ? [e.router] : e.router).map((x) => l + x);
+      const r = names.map((x) => src.get(x)).find((x) => x !== undefined);
+      if (!r) throw new GgufyError("E_MISSING_TENSOR", `absent from the checkpoint; config.json says ${n} experts, so llama.cpp needs the router of every layer`, { file: src.dir, tensor: names.join(" / ") });
+      if (r.shape.length !== 2 || r.shape[0] !== n || r.shape[1] !== h.nEmbd) {
+        throw new GgufyError("E_CONFIG", `router shape is [${r.shape.join(", ")}] but config.json implies [${n}, ${h.nEmbd}] (expert count × hidden_size)`, { file: cfg.file, tensor: r.name });
+      }
+    }
+    for (const proj of Object.keys(e.to)) {
+      if (!groups.has(`${bid}/${proj}`)) throw new GgufyError("E_MISSING_TENSOR", `layer ${bid} has no ${proj} experts (config.json says ${n} experts)`, { file: src.dir, tensor: `${l}…experts.0.${proj}.weight` });
+    }
+  }
+}
+
+/** The experts 0 … n−1 of one (layer, projection): all present, none beyond, all the same (config-given) shape. */
+function expertParts(src: SourceCheckpoint, e: ExpertSpec, h: TextHparams, cfg: HfConfig, prefix: string, g: ExpertGroup): SourceTensor[] {
+  const n = h.nExpert!;
+  const beyond = [...g.parts.keys()].filter((x) => x >= n).sort((a, b) => a - b);
+  if (beyond.length) {
+    throw new GgufyError("E_CONFIG", `layer ${g.bid} has ${g.proj} experts up to ${beyond.at(-1)} but config.json says ${n} experts`, { file: cfg.file, tensor: g.parts.get(beyond.at(-1)!)!.name });
+  }
+  const want = e.shape?.(g.proj, h, cfg);
+  const parts: SourceTensor[] = [];
+  for (let x = 0; x < n; x++) {
+    const p = g.parts.get(x);
+    if (!p) throw new GgufyError("E_MISSING_TENSOR", `layer ${g.bid} has no expert ${x} for ${g.proj} (config.json says ${n} experts)`, { file: src.dir, tensor: `${prefix}model.layers.${g.bid}` });
+    const first = parts[0];
+    if (p.shape.length !== 2 || (first && (p.shape[0] !== first.shape[0] || p.shape[1] !== first.shape[1]))) {
+      throw new GgufyError("E_CONFIG", `expert ${x} has shape [${p.shape.join(", ")}], unlike expert 0's [${(first ?? p).shape.join(", ")}]; experts stack into one tensor only when they are the same shape`, { file: src.dir, tensor: p.name });
+    }
+    if (want && (p.shape[0] !== want.rows || p.shape[1] !== want.cols)) {
+      throw new GgufyError("E_CONFIG", `shape is [${p.shape.join(", ")}] but config.json implies [${want.rows}, ${want.cols}] (${want.why})`, { file: cfg.file, tensor: p.name });
+    }
+    parts.push(p);
+  }
+  return parts;
 }
 
 /** The base's rewrite: Q/K un-permutation for Llama-family models, else pass-through. */
