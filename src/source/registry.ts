@@ -7,6 +7,8 @@ import { GgufyError } from "../errors.js";
 import type { DecoderFactory, EncodedRows, SchemeDecoder } from "./types.js";
 import { SourceCheckpoint, type OpenOptions } from "./checkpoint.js";
 import { bnbDecoder, BNB4_DECODER } from "./schemes/bnb.js";
+import { gptqDecoder, GPTQ_DECODER } from "./schemes/gptq.js";
+import { fp8Decoder, FP8_DECODER } from "./schemes/fp8.js";
 
 export interface Scheme {
   /** quant_method values it handles */
@@ -18,6 +20,8 @@ export interface Scheme {
 
 export const SCHEMES: readonly Scheme[] = [
   { methods: bnbDecoder.methods!, open: bnbDecoder, decoders: [BNB4_DECODER] },
+  { methods: gptqDecoder.methods!, open: gptqDecoder, decoders: [GPTQ_DECODER] },
+  { methods: fp8Decoder.methods!, open: fp8Decoder, decoders: [FP8_DECODER] },
 ];
 
 /** The decoders the converter, dequantize, verify and inspect open checkpoints with, in order of preference. */
