@@ -1,0 +1,259 @@
+/**
+ * Every scheme end to end on the real stories260K (ffn cut to 160 so that GPTQ words fill; see
+ * fixtures/quantized-stories.ts), each Linear encoded by the fixture encoders:
+ *  - convert --outtype f32 (2 worker threads: decoding runs there): every GGUF tensor equals, bit for bit,
+ *    the encoder's reference values (Q/K rows permuted as llama.cpp's converter does, recomputed here),
+ *    and every plain tensor its stored value;
+ *  - it loads in llama.cpp (node-llama-cpp) and generates;
+ *  - Q4_K_M is byte-identical, tensor by tensor, to llama_model_quantize run on that F32 GGUF;
+ *  - dequantize (--dtype f32) writes a plain checkpoint (no scheme keys, no quantization_config; its header
+ *    parsed here independently) and dequantize → convert f32 equals converting directly;
+ *  - a mixed GPTQ checkpoint (lm_head and one MLP module left in bf16 by modules_to_not_convert);
+ *  - inspect shows each module's scheme, bits, group size, act-order and zero points.
+ */
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { open, readFile, readdir, rm } from "node:fs/promises";
+import path from "node:path";
+import { convert, dequantize, readGguf, readGgufTensorBytes, GGMLType } from "../../src/index.js";
+import { openSource } from "../../src/source/registry.js";
+import { findPreset } from "../../src/quant/presets.js";
+import { scratchDir } from "../../fixtures/qwen2.js";
+import { Rng } from "../../fixtures/rng.js";
+import { writeQuantizedStories } from "../../fixtures/quantized-stories.js";
+import { gptqEncode, gptqModuleTensors, gptqQuantizationConfig, type GptqEncodeOptions } from "../../fixtures/gptq.js";
+import { fp8EncodeWeight, fp8ModuleTensors, type Fp8Fmt } from "../../fixtures/fp8.js";
+import { withModel, greedyTokens, disposeTestLlama } from "../support/llama.js";
+import { llamaQuantize } from "../support/llama-quantize.js";
+import { main } from "../../src/cli/main.js";
+
+const tmp = await scratchDir("ggufy-schemes-e2e-");
+after(async () => {
+  await disposeTestLlama();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** numpy: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2).reshape(rows, cols) */
+function permuteRows(w: Float32Array, rows: number, cols: number, nHead: number): Float32Array {
+  const out = new Float32Array(w.length);
+  const d = rows / nHead;
+  let o = 0;
+  for (let h = 0; h < nHead; h++)
+    for (let i = 0; i < d / 2; i++)
+      for (let j = 0; j < 2; j++, o++) out.set(w.subarray((h * d + j * (d / 2) + i) * cols, (h * d + j * (d / 2) + i + 1) * cols), o * cols);
+  return out;
+}
+
+const GGUF_NAME: [RegExp, string][] = [
+  [/^model\.embed_tokens\.weight$/, "token_embd.weight"],
+  [/^lm_head\.weight$/, "output.weight"],
+  [/^model\.norm\.weight$/, "output_norm.weight"],
+  [/^model\.layers\.(\d+)\.input_layernorm\.weight$/, "blk.$1.attn_norm.weight"],
+  [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, "blk.$1.ffn_norm.weight"],
+  [/^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$/, "blk.$1.attn_q.weight"],
+  [/^model\.layers\.(\d+)\.self_attn\.k_proj\.weight$/, "blk.$1.attn_k.weight"],
+  [/^model\.layers\.(\d+)\.self_attn\.v_proj\.weight$/, "blk.$1.attn_v.weight"],
+  [/^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$/, "blk.$1.attn_output.weight"],
+  [/^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/, "blk.$1.ffn_gate.weight"],
+  [/^model\.layers\.(\d+)\.mlp\.up_proj\.weight$/, "blk.$1.ffn_up.weight"],
+  [/^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/, "blk.$1.ffn_down.weight"],
+];
+const ggufName = (n: string): string => {
+  const e = GGUF_NAME.find(([re]) => re.test(n));
+  assert.ok(e, `a GGUF name for ${n}`);
+  return n.replace(e[0], e[1]);
+};
+
+interface Variant {
+  id: string;
+  build(dir: string, expected: Map<string, Float32Array>): Promise<unknown>;
+  /** also: llama.cpp generation, Q4_K_M vs llama_model_quantize, dequantize round trip */
+  full: boolean;
+  inspect: RegExp;
+}
+
+function gptqVariant(id: string, o: Omit<GptqEncodeOptions, "rng">, full: boolean, inspect: RegExp): Variant {
+  return {
+    id, full, inspect,
+    build: (dir, expected) => {
+      const opts = { ...o, rng: new Rng(id.length * 7919) };
+      return writeQuantizedStories(dir, {
+        quantizationConfig: gptqQuantizationConfig(o),
+        quantize: (m, w, r, c) => {
+          const e = gptqEncode(w, r, c, opts);
+          expected.set(`${m}.weight`, e.expected);
+          return gptqModuleTensors(m, e, r, c, o.bits);
+        },
+      });
+    },
+  };
+}
+
+function fp8Variant(id: string, fmt: Fp8Fmt, layout: { block: [number, number] } | "channel", full: boolean, inspect: RegExp): Variant {
+  return {
+    id, full, inspect,
+    build: (dir, expected) =>
+      writeQuantizedStories(dir, {
+        torchDtype: "BF16",
+        quantizationConfig: { quant_method: "fp8", fmt, activation_scheme: "dynamic", ...(layout === "channel" ? {} : { weight_block_size: layout.block }) },
+        quantize: (m, w, r, c) => {
+          const e = fp8EncodeWeight(w, r, c, fmt, layout);
+          expected.set(`${m}.weight`, e.expected);
+          return fp8ModuleTensors(m, e, r, c, fmt, layout === "channel" ? "weight_scale" : "weight_scale_inv");
+        },
+      }),
+  };
+}
+
+const VARIANTS: Variant[] = [
+  gptqVariant("gptq4-actorder-v1", { bits: 4, groupSize: 32, descAct: true, sym: false, format: "gptq" }, true, /model\.layers\.0\.mlp\.up_proj\.weight\s+f32\s+\[160, 64\]\s+gptq 4-bit g32 act-order asym \(gptq, f16 scales\)/),
+  gptqVariant("gptq3-v2", { bits: 3, groupSize: 64, descAct: false, sym: true, format: "gptq_v2" }, true, /down_proj\.weight\s+f32\s+\[64, 160\]\s+gptq 3-bit g64 sym \(gptq_v2/),
+  gptqVariant("gptq8", { bits: 8, groupSize: 128, descAct: true, sym: false, format: "gptq_v2" }, false, /gptq 8-bit g128 act-order asym/),
+  gptqVariant("gptq2", { bits: 2, groupSize: -1, descAct: false, sym: false, format: "gptq" }, false, /gptq 2-bit per-channel asym/),
+  fp8Variant("fp8-block128", "e4m3", { block: [128, 128] }, true, /fp8 e4m3 block 128x128 \(f32 weight_scale_inv\)/),
+  fp8Variant("fp8-e5m2-channel", "e5m2", "channel", false, /fp8 e5m2 per-channel \(f32 weight_scale\)/),
+];
+
+/** Every GGUF tensor = the decoded source (encoder's reference for quantized ones), Q/K permuted. */
+async function checkF32(dir: string, gguf: string, expected: Map<string, Float32Array>): Promise<void> {
+  const g = await readGguf(gguf);
+  const byName = new Map(g.tensors.map((t) => [t.name, t]));
+  const src = await openSource(dir);
+  try {
+    let quantized = 0;
+    for (const name of src.names()) {
+      const s = src.get(name)!;
+      const t = byName.get(ggufName(name))!;
+      assert.ok(t, `${name} in the GGUF`);
+      assert.equal(t.type, GGMLType.F32);
+      let want = expected.get(name);
+      if (want) {
+        quantized++;
+        assert.ok(src.isDecoded(name));
+        assert.deepEqual(await src.readAll(name), want, `${name}: decoder = encoder reference`);
+      } else want = await src.readAll(name);
+      const [rows, cols] = [s.rows, s.rowLength];
+      if (/q_proj/.test(name)) want = permuteRows(want, rows, cols, 8);
+      if (/k_proj/.test(name)) want = permuteRows(want, rows, cols, 4);
+      assert.deepEqual(await readGgufTensorBytes(g, t), new Uint8Array(want.buffer, want.byteOffset, want.byteLength), `${t.name} bytes`);
+    }
+    assert.equal(quantized, expected.size);
+    assert.equal(g.tensors.length, src.names().length);
+  } finally {
+    await src.close();
+  }
+}
+
+/**
+ * Same tensors (names, types, shapes, bytes); `byName`: in any order — a GPTQ module's logical weight is
+ * not a stored key, so like llama.cpp's dequant_model (new_tensors appended) it comes after the stored ones,
+ * while the dequantized checkpoint stores it under its name.
+ */
+async function sameTensors(a: string, b: string, label: string, byName = false): Promise<void> {
+  const [ga, gb] = await Promise.all([readGguf(a), readGguf(b)]);
+  const key = (f: typeof ga): string[][] => {
+    const k = f.tensors.map((t) => [t.name, String(t.type), t.ne.join("x")]);
+    return byName ? k.sort((x, y) => (x[0]! < y[0]! ? -1 : 1)) : k;
+  };
+  assert.deepEqual(key(ga), key(gb), `${label}: names, types, shapes`);
+  const other = new Map(gb.tensors.map((t) => [t.name, t]));
+  for (const t of ga.tensors) {
+    assert.ok(Buffer.from(await readGgufTensorBytes(ga, t)).equals(Buffer.from(await readGgufTensorBytes(gb, other.get(t.name)!))), `${label}: ${t.name} bytes`);
+  }
+}
+
+/** safetensors header read independently: 8-byte little-endian length, then JSON. */
+async function stHeader(file: string): Promise<Record<string, { dtype: string; shape: number[] }>> {
+  const fh = await open(file, "r");
+  try {
+    const len = Buffer.alloc(8);
+    await fh.read(len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE(0));
+    const h = Buffer.alloc(n);
+    await fh.read(h, 0, n, 8);
+    const j = JSON.parse(h.toString("utf8")) as Record<string, { dtype: string; shape: number[] }>;
+    delete j["__metadata__"];
+    return j;
+  } finally {
+    await fh.close();
+  }
+}
+
+for (const v of VARIANTS) {
+  test(`${v.id}: convert f32 = decoder bit for bit${v.full ? "; llama.cpp generates; Q4_K_M = llama_model_quantize; dequantize round trip" : ""}; inspect`, async () => {
+    const dir = path.join(tmp, v.id);
+    const expected = new Map<string, Float32Array>();
+    await v.build(dir, expected);
+    assert.equal(expected.size, 35, "every Linear of the 5 blocks is quantized");
+    const f32 = path.join(tmp, `${v.id}-f32.gguf`);
+    await convert({ input: dir, outfile: f32, outtype: "f32", threads: 2 });
+    await checkF32(dir, f32, expected);
+
+    let text = "";
+    const io = { stdout: { write: (s: string) => ((text += s), true) } as unknown as NodeJS.WritableStream, stderr: process.stderr };
+    assert.equal(await main(["inspect", dir], io), 0);
+    assert.match(text, v.inspect);
+    if (!v.full) return;
+
+    await withModel(f32, async (model) => {
+      const r = await greedyTokens(model, "Once upon a time", 24);
+      assert.ok(r.tokens.length > 0 && r.text.trim().length > 0, `${v.id} generates text: ${JSON.stringify(r.text)}`);
+    });
+
+    const ours = path.join(tmp, `${v.id}-Q4_K_M.gguf`);
+    const ref = path.join(tmp, `${v.id}-Q4_K_M-llama.gguf`);
+    await Promise.all([convert({ input: dir, outfile: ours, outtype: "Q4_K_M", threads: 2 }), llamaQuantize(f32, ref, { ftype: findPreset("Q4_K_M")!.ftype })]);
+    await sameTensors(ours, ref, `${v.id} Q4_K_M`);
+
+    const plain = path.join(tmp, `${v.id}-dequantized`);
+    const r = await dequantize({ input: dir, outdir: plain, dtype: "f32" });
+    assert.equal(r.restored, 35);
+    const cfg = JSON.parse(await readFile(path.join(plain, "config.json"), "utf8")) as Record<string, unknown>;
+    assert.equal(cfg["quantization_config"], undefined);
+    const files = await readdir(plain);
+    const header = await stHeader(path.join(plain, "model.safetensors"));
+    for (const [k, t] of Object.entries(header)) {
+      assert.doesNotMatch(k, /\.(qweight|qzeros|scales|g_idx|weight_scale_inv|weight_scale|input_scale)$/, `no scheme key: ${k}`);
+      assert.equal(t.dtype, "F32", k);
+    }
+    assert.equal(Object.keys(header).length, 2 + 5 * 9 + 1 - 1, "embed, norm, 5 × (7 linear + 2 norms)");
+    assert.ok(files.includes("tokenizer.model"));
+    const viaPlain = path.join(tmp, `${v.id}-via-plain-f32.gguf`);
+    await convert({ input: plain, outfile: viaPlain, outtype: "f32", threads: 2 });
+    await sameTensors(viaPlain, f32, `${v.id} dequantize → convert f32 vs direct`, true);
+  });
+}
+
+test("mixed GPTQ checkpoint: lm_head and one MLP module left in bf16 by modules_to_not_convert", async () => {
+  const dir = path.join(tmp, "mixed");
+  const expected = new Map<string, Float32Array>();
+  const o = { bits: 4 as const, groupSize: 32, descAct: true, sym: false, format: "gptq" as const };
+  const skip = ["lm_head", "model.layers.1.mlp.down_proj"];
+  const rng = new Rng(77);
+  await writeQuantizedStories(dir, {
+    untie: true,
+    torchDtype: "BF16",
+    quantizationConfig: gptqQuantizationConfig(o, { modules_to_not_convert: skip }),
+    quantize: (m, w, r, c) => {
+      if (skip.includes(m)) return undefined;
+      const e = gptqEncode(w, r, c, { ...o, rng });
+      expected.set(`${m}.weight`, e.expected);
+      return gptqModuleTensors(m, e, r, c, 4);
+    },
+  });
+  assert.equal(expected.size, 34);
+  const src = await openSource(dir);
+  try {
+    for (const s of skip) {
+      assert.equal(src.isDecoded(`${s}.weight`), false);
+      assert.equal(src.get(`${s}.weight`)!.encoding, "bf16");
+    }
+  } finally {
+    await src.close();
+  }
+  const f32 = path.join(tmp, "mixed-f32.gguf");
+  await convert({ input: dir, outfile: f32, outtype: "f32", threads: 2 });
+  await checkF32(dir, f32, expected);
+  const g = await readGguf(f32);
+  assert.ok(g.tensors.some((t) => t.name === "output.weight"), "untied output");
+});
