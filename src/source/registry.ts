@@ -9,6 +9,7 @@ import { SourceCheckpoint, type OpenOptions } from "./checkpoint.js";
 import { bnbDecoder, BNB4_DECODER } from "./schemes/bnb.js";
 import { gptqDecoder, GPTQ_DECODER } from "./schemes/gptq.js";
 import { fp8Decoder, FP8_DECODER } from "./schemes/fp8.js";
+import { awqDecoder, AWQ_DECODER } from "./schemes/awq.js";
 
 export interface Scheme {
   /** quant_method values it handles */
@@ -22,6 +23,7 @@ export const SCHEMES: readonly Scheme[] = [
   { methods: bnbDecoder.methods!, open: bnbDecoder, decoders: [BNB4_DECODER] },
   { methods: gptqDecoder.methods!, open: gptqDecoder, decoders: [GPTQ_DECODER] },
   { methods: fp8Decoder.methods!, open: fp8Decoder, decoders: [FP8_DECODER] },
+  { methods: awqDecoder.methods!, open: awqDecoder, decoders: [AWQ_DECODER] },
 ];
 
 /** The decoders the converter, dequantize, verify and inspect open checkpoints with, in order of preference. */

@@ -22,6 +22,7 @@ import { scratchDir } from "../../fixtures/qwen2.js";
 import { Rng } from "../../fixtures/rng.js";
 import { writeQuantizedStories } from "../../fixtures/quantized-stories.js";
 import { gptqEncode, gptqModuleTensors, gptqQuantizationConfig, type GptqEncodeOptions } from "../../fixtures/gptq.js";
+import { awqEncode, awqModuleTensors, awqQuantizationConfig } from "../../fixtures/awq.js";
 import { fp8EncodeWeight, fp8ModuleTensors, type Fp8Fmt } from "../../fixtures/fp8.js";
 import { withModel, greedyTokens, disposeTestLlama } from "../support/llama.js";
 import { llamaQuantize } from "../support/llama-quantize.js";
@@ -105,12 +106,28 @@ function fp8Variant(id: string, fmt: Fp8Fmt, layout: { block: [number, number] }
   };
 }
 
+function awqVariant(id: string, gs: number, full: boolean, inspect: RegExp): Variant {
+  return {
+    id, full, inspect,
+    build: (dir, expected) =>
+      writeQuantizedStories(dir, {
+        quantizationConfig: awqQuantizationConfig(gs),
+        quantize: (m, w, r, c) => {
+          const e = awqEncode(w, r, c, gs);
+          expected.set(`${m}.weight`, e.expected);
+          return awqModuleTensors(m, e, r, c);
+        },
+      }),
+  };
+}
+
 const VARIANTS: Variant[] = [
   gptqVariant("gptq4-actorder-v1", { bits: 4, groupSize: 32, descAct: true, sym: false, format: "gptq" }, true, /model\.layers\.0\.mlp\.up_proj\.weight\s+f32\s+\[160, 64\]\s+gptq 4-bit g32 act-order asym \(gptq, f16 scales\)/),
   gptqVariant("gptq3-v2", { bits: 3, groupSize: 64, descAct: false, sym: true, format: "gptq_v2" }, true, /down_proj\.weight\s+f32\s+\[64, 160\]\s+gptq 3-bit g64 sym \(gptq_v2/),
   gptqVariant("gptq8", { bits: 8, groupSize: 128, descAct: true, sym: false, format: "gptq_v2" }, false, /gptq 8-bit g128 act-order asym/),
   gptqVariant("gptq2", { bits: 2, groupSize: -1, descAct: false, sym: false, format: "gptq" }, false, /gptq 2-bit per-channel asym/),
   fp8Variant("fp8-block128", "e4m3", { block: [128, 128] }, true, /fp8 e4m3 block 128x128 \(f32 weight_scale_inv\)/),
+  awqVariant("awq-gemm-g32", 32, true, /awq 4-bit g32 gemm asym \(f16 scales\)/),
   fp8Variant("fp8-e5m2-channel", "e5m2", "channel", false, /fp8 e5m2 per-channel \(f32 weight_scale\)/),
 ];
 
