@@ -10,6 +10,7 @@ import { bnbDecoder, BNB4_DECODER } from "./schemes/bnb.js";
 import { gptqDecoder, GPTQ_DECODER } from "./schemes/gptq.js";
 import { fp8Decoder, FP8_DECODER } from "./schemes/fp8.js";
 import { awqDecoder, AWQ_DECODER } from "./schemes/awq.js";
+import { compressedTensorsDecoder, CT_PACK_DECODER, CT_INT8_DECODER } from "./schemes/compressed-tensors.js";
 
 export interface Scheme {
   /** quant_method values it handles */
@@ -24,6 +25,7 @@ export const SCHEMES: readonly Scheme[] = [
   { methods: gptqDecoder.methods!, open: gptqDecoder, decoders: [GPTQ_DECODER] },
   { methods: fp8Decoder.methods!, open: fp8Decoder, decoders: [FP8_DECODER] },
   { methods: awqDecoder.methods!, open: awqDecoder, decoders: [AWQ_DECODER] },
+  { methods: compressedTensorsDecoder.methods!, open: compressedTensorsDecoder, decoders: [CT_PACK_DECODER, CT_INT8_DECODER] },
 ];
 
 /** The decoders the converter, dequantize, verify and inspect open checkpoints with, in order of preference. */

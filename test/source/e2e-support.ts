@@ -1,5 +1,5 @@
 /**
- * Every scheme end to end on the real stories260K (ffn cut to 160 so that GPTQ words fill; see
+ * Shared by e2e-gptq.test.ts and e2e-fp8-awq-ct.test.ts: every scheme end to end on the real stories260K (ffn cut to 160 so that GPTQ words fill; see
  * fixtures/quantized-stories.ts), each Linear encoded by the fixture encoders:
  *  - convert --outtype f32 (2 worker threads: decoding runs there): every GGUF tensor equals, bit for bit,
  *    the encoder's reference values (Q/K rows permuted as llama.cpp's converter does, recomputed here),
@@ -23,12 +23,13 @@ import { Rng } from "../../fixtures/rng.js";
 import { writeQuantizedStories } from "../../fixtures/quantized-stories.js";
 import { gptqEncode, gptqModuleTensors, gptqQuantizationConfig, type GptqEncodeOptions } from "../../fixtures/gptq.js";
 import { awqEncode, awqModuleTensors, awqQuantizationConfig } from "../../fixtures/awq.js";
+import { ctPackEncode, ctConfig } from "../../fixtures/compressed-tensors.js";
 import { fp8EncodeWeight, fp8ModuleTensors, type Fp8Fmt } from "../../fixtures/fp8.js";
 import { withModel, greedyTokens, disposeTestLlama } from "../support/llama.js";
 import { llamaQuantize } from "../support/llama-quantize.js";
 import { main } from "../../src/cli/main.js";
 
-const tmp = await scratchDir("ggufy-schemes-e2e-");
+export const tmp = await scratchDir("ggufy-schemes-e2e-");
 after(async () => {
   await disposeTestLlama();
   await rm(tmp, { recursive: true, force: true });
@@ -65,7 +66,7 @@ const ggufName = (n: string): string => {
   return n.replace(e[0], e[1]);
 };
 
-interface Variant {
+export interface Variant {
   id: string;
   build(dir: string, expected: Map<string, Float32Array>): Promise<unknown>;
   /** also: llama.cpp generation, Q4_K_M vs llama_model_quantize, dequantize round trip */
@@ -73,7 +74,7 @@ interface Variant {
   inspect: RegExp;
 }
 
-function gptqVariant(id: string, o: Omit<GptqEncodeOptions, "rng">, full: boolean, inspect: RegExp): Variant {
+export function gptqVariant(id: string, o: Omit<GptqEncodeOptions, "rng">, full: boolean, inspect: RegExp): Variant {
   return {
     id, full, inspect,
     build: (dir, expected) => {
@@ -90,7 +91,7 @@ function gptqVariant(id: string, o: Omit<GptqEncodeOptions, "rng">, full: boolea
   };
 }
 
-function fp8Variant(id: string, fmt: Fp8Fmt, layout: { block: [number, number] } | "channel", full: boolean, inspect: RegExp): Variant {
+export function fp8Variant(id: string, fmt: Fp8Fmt, layout: { block: [number, number] } | "channel", full: boolean, inspect: RegExp): Variant {
   return {
     id, full, inspect,
     build: (dir, expected) =>
@@ -106,7 +107,7 @@ function fp8Variant(id: string, fmt: Fp8Fmt, layout: { block: [number, number] }
   };
 }
 
-function awqVariant(id: string, gs: number, full: boolean, inspect: RegExp): Variant {
+export function awqVariant(id: string, gs: number, full: boolean, inspect: RegExp): Variant {
   return {
     id, full, inspect,
     build: (dir, expected) =>
@@ -121,18 +122,24 @@ function awqVariant(id: string, gs: number, full: boolean, inspect: RegExp): Var
   };
 }
 
-const VARIANTS: Variant[] = [
-  gptqVariant("gptq4-actorder-v1", { bits: 4, groupSize: 32, descAct: true, sym: false, format: "gptq" }, true, /model\.layers\.0\.mlp\.up_proj\.weight\s+f32\s+\[160, 64\]\s+gptq 4-bit g32 act-order asym \(gptq, f16 scales\)/),
-  gptqVariant("gptq3-v2", { bits: 3, groupSize: 64, descAct: false, sym: true, format: "gptq_v2" }, true, /down_proj\.weight\s+f32\s+\[64, 160\]\s+gptq 3-bit g64 sym \(gptq_v2/),
-  gptqVariant("gptq8", { bits: 8, groupSize: 128, descAct: true, sym: false, format: "gptq_v2" }, false, /gptq 8-bit g128 act-order asym/),
-  gptqVariant("gptq2", { bits: 2, groupSize: -1, descAct: false, sym: false, format: "gptq" }, false, /gptq 2-bit per-channel asym/),
-  fp8Variant("fp8-block128", "e4m3", { block: [128, 128] }, true, /fp8 e4m3 block 128x128 \(f32 weight_scale_inv\)/),
-  awqVariant("awq-gemm-g32", 32, true, /awq 4-bit g32 gemm asym \(f16 scales\)/),
-  fp8Variant("fp8-e5m2-channel", "e5m2", "channel", false, /fp8 e5m2 per-channel \(f32 weight_scale\)/),
-];
+export function ctVariant(id: string, full: boolean, inspect: RegExp): Variant {
+  return {
+    id, full, inspect,
+    build: (dir, expected) =>
+      writeQuantizedStories(dir, {
+        torchDtype: "BF16",
+        quantizationConfig: ctConfig({ group_0: { targets: ["Linear"], weights: { num_bits: 4, type: "int", strategy: "group", group_size: 32, symmetric: false, dynamic: false } } }, "pack-quantized"),
+        quantize: (m, w, r, c) => {
+          const e = ctPackEncode(m, w, r, c, 4, 32, false);
+          expected.set(`${m}.weight`, e.expected);
+          return e.tensors;
+        },
+      }),
+  };
+}
 
 /** Every GGUF tensor = the decoded source (encoder's reference for quantized ones), Q/K permuted. */
-async function checkF32(dir: string, gguf: string, expected: Map<string, Float32Array>): Promise<void> {
+export async function checkF32(dir: string, gguf: string, expected: Map<string, Float32Array>): Promise<void> {
   const g = await readGguf(gguf);
   const byName = new Map(g.tensors.map((t) => [t.name, t]));
   const src = await openSource(dir);
@@ -196,6 +203,7 @@ async function stHeader(file: string): Promise<Record<string, { dtype: string; s
   }
 }
 
+export function runVariants(VARIANTS: Variant[]): void {
 for (const v of VARIANTS) {
   test(`${v.id}: convert f32 = decoder bit for bit${v.full ? "; llama.cpp generates; Q4_K_M = llama_model_quantize; dequantize round trip" : ""}; inspect`, async () => {
     const dir = path.join(tmp, v.id);
@@ -230,7 +238,7 @@ for (const v of VARIANTS) {
     const files = await readdir(plain);
     const header = await stHeader(path.join(plain, "model.safetensors"));
     for (const [k, t] of Object.entries(header)) {
-      assert.doesNotMatch(k, /\.(qweight|qzeros|scales|g_idx|weight_scale_inv|weight_scale|input_scale)$/, `no scheme key: ${k}`);
+      assert.doesNotMatch(k, /\.(qweight|qzeros|scales|g_idx|weight_scale_inv|weight_scale|input_scale|weight_packed|weight_shape|weight_zero_point)$/, `no scheme key: ${k}`);
       assert.equal(t.dtype, "F32", k);
     }
     assert.equal(Object.keys(header).length, 2 + 5 * 9 + 1 - 1, "embed, norm, 5 × (7 linear + 2 norms)");
@@ -240,37 +248,4 @@ for (const v of VARIANTS) {
     await sameTensors(viaPlain, f32, `${v.id} dequantize → convert f32 vs direct`, true);
   });
 }
-
-test("mixed GPTQ checkpoint: lm_head and one MLP module left in bf16 by modules_to_not_convert", async () => {
-  const dir = path.join(tmp, "mixed");
-  const expected = new Map<string, Float32Array>();
-  const o = { bits: 4 as const, groupSize: 32, descAct: true, sym: false, format: "gptq" as const };
-  const skip = ["lm_head", "model.layers.1.mlp.down_proj"];
-  const rng = new Rng(77);
-  await writeQuantizedStories(dir, {
-    untie: true,
-    torchDtype: "BF16",
-    quantizationConfig: gptqQuantizationConfig(o, { modules_to_not_convert: skip }),
-    quantize: (m, w, r, c) => {
-      if (skip.includes(m)) return undefined;
-      const e = gptqEncode(w, r, c, { ...o, rng });
-      expected.set(`${m}.weight`, e.expected);
-      return gptqModuleTensors(m, e, r, c, 4);
-    },
-  });
-  assert.equal(expected.size, 34);
-  const src = await openSource(dir);
-  try {
-    for (const s of skip) {
-      assert.equal(src.isDecoded(`${s}.weight`), false);
-      assert.equal(src.get(`${s}.weight`)!.encoding, "bf16");
-    }
-  } finally {
-    await src.close();
-  }
-  const f32 = path.join(tmp, "mixed-f32.gguf");
-  await convert({ input: dir, outfile: f32, outtype: "f32", threads: 2 });
-  await checkF32(dir, f32, expected);
-  const g = await readGguf(f32);
-  assert.ok(g.tensors.some((t) => t.name === "output.weight"), "untied output");
-});
+}
