@@ -28,6 +28,7 @@ import { fp8EncodeWeight, fp8ModuleTensors, type Fp8Fmt } from "../../fixtures/f
 import { withModel, greedyTokens, disposeTestLlama } from "../support/llama.js";
 import { llamaQuantize } from "../support/llama-quantize.js";
 import { main } from "../../src/cli/main.js";
+import { inspect, verify } from "../../src/index.js";
 
 export const tmp = await scratchDir("ggufy-schemes-e2e-");
 after(async () => {
@@ -218,6 +219,12 @@ for (const v of VARIANTS) {
     const io = { stdout: { write: (s: string) => ((text += s), true) } as unknown as NodeJS.WritableStream, stderr: process.stderr };
     assert.equal(await main(["inspect", dir], io), 0);
     assert.match(text, v.inspect);
+    const info = await inspect(dir);
+    assert.equal(info.modules?.length, 35, "inspect lists every quantized module");
+    assert.ok(info.modules!.every((m) => typeof m.scheme === "string" && m.bits !== undefined && m.zeroPoints !== undefined), JSON.stringify(info.modules![0]));
+    // verify: the F32 GGUF against the quantized checkpoint, exact
+    const vr = await verify(f32, dir);
+    assert.ok(vr.ok, JSON.stringify(vr.failures));
     if (!v.full) return;
 
     await withModel(f32, async (model) => {
