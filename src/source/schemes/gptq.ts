@@ -116,10 +116,17 @@ export const GPTQ_DECODER: SchemeDecoder = {
   },
 };
 
+/** The GPTQ config of a checkpoint, validated once the checkpoint is known to hold GPTQ keys. */
 async function loadConfig(st: SafetensorsCheckpoint, config: Json, dir: string): Promise<GptqConfig | undefined> {
   const method = quantMethodOf(config);
   const cfgFile = path.join(dir, "config.json");
-  if (method === "gptq") return readGptqConfig(config["quantization_config"] as Json, cfgFile);
+  if (method === "gptq") {
+    // keys first: a checkpoint of another kind under a gptq config is refused as such, not for a missing field
+    if (![...st.tensors.keys()].some((k) => k.endsWith(".qweight") || k.endsWith(".qzeros"))) {
+      throw new GgufyError("E_UNSUPPORTED_QUANT", `quant_method is 'gptq' but no module has GPTQ keys ('<module>.qweight', '.qzeros', '.scales'); this checkpoint is not a GPTQ one`, { file: cfgFile });
+    }
+    return readGptqConfig(config["quantization_config"] as Json, cfgFile);
+  }
   if (method !== undefined || config["quantization_config"] !== undefined) return undefined;
   // AutoGPTQ checkpoints without quantization_config carry quantize_config.json
   const qf = path.join(dir, "quantize_config.json");
@@ -138,7 +145,6 @@ async function loadConfig(st: SafetensorsCheckpoint, config: Json, dir: string):
   if (!isObject(j)) throw new GgufyError("E_CONFIG", "is not a JSON object", { file: qf });
   const qm = j["quant_method"];
   if (qm !== undefined && qm !== "gptq") return undefined;
-  void st;
   return readGptqConfig(j, qf, "quantize_config");
 }
 
