@@ -92,8 +92,28 @@ interface GptqMeta {
 export function decodeGptqColumns(qw: Int32Array, m: GptqMeta, out: Float32Array = new Float32Array(m.n * m.inFeatures)): Float32Array {
   const { bits, inFeatures: K, n, scales, zeros, gIdx } = m;
   const mask = (1 << bits) - 1;
+  const G = scales.length / n;
+  // this output row's scales and zeros, contiguous (act-order visits the groups in g_idx order)
+  const sc = new Float32Array(G);
+  const zr = new Int32Array(G);
   for (let c = 0; c < n; c++) {
     const o = c * K;
+    for (let g = 0; g < G; g++) {
+      sc[g] = scales[g * n + c]!;
+      zr[g] = zeros[g * n + c]!;
+    }
+    if (32 % bits === 0) {
+      // 2/4/8 bits: whole values per word
+      const per = 32 / bits;
+      for (let w = 0, k = 0; k < K; w++) {
+        const v = qw[w * n + c]!;
+        for (let j = 0; j < per && k < K; j++, k++) {
+          const g = gIdx[k]!;
+          out[o + k] = Math.fround(sc[g]! * (((v >>> (j * bits)) & mask) - zr[g]!));
+        }
+      }
+      continue;
+    }
     for (let k = 0; k < K; k++) {
       const bit = k * bits;
       const w = bit >>> 5;
@@ -101,8 +121,8 @@ export function decodeGptqColumns(qw: Int32Array, m: GptqMeta, out: Float32Array
       let q = qw[w * n + c]! >>> s;
       if (s + bits > 32) q |= qw[(w + 1) * n + c]! << (32 - s);
       q &= mask;
-      const g = gIdx[k]! * n + c;
-      out[o + k] = Math.fround(scales[g]! * (q - zeros[g]!));
+      const g = gIdx[k]!;
+      out[o + k] = Math.fround(sc[g]! * (q - zr[g]!));
     }
   }
   return out;
