@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   E_UNSUPPORTED_ARCH: "architecture not supported",
   E_UNSUPPORTED_QUANT: "quantization method not supported",
   E_BNB: "bitsandbytes quant state is inconsistent",
+  E_QUANT: "a quantized module (GPTQ, AWQ, FP8, compressed-tensors) is inconsistent",
   E_MISSING_TENSOR: "an expected tensor is missing",
   E_UNEXPECTED_TENSOR: "a tensor that no rule maps",
   E_NONFINITE: "tensor holds NaN or Inf",

@@ -8,12 +8,15 @@ import { typeName } from "../quant/ggml/types.js";
 import { readSafetensorsHeader } from "../formats/safetensors/reader.js";
 import { SourceCheckpoint } from "../convert/source.js";
 import { DECODERS } from "../convert/convert.js";
+import type { ModuleInfo } from "../source/types.js";
 
 export interface InspectResult {
   kind: "gguf" | "safetensors" | "checkpoint";
   path: string;
   metadata: Record<string, unknown>;
   tensors: { name: string; shape: number[]; type: string; bytes?: number; encoding?: string }[];
+  /** a model folder's quantized modules, as their scheme describes them (scheme, bits, group size, act-order, zero points) */
+  modules?: ModuleInfo[];
 }
 
 function jsonValue(v: GGUFValue, full: boolean): unknown {
@@ -41,6 +44,7 @@ export async function inspect(target: string, opts: { full?: boolean } = {}): Pr
           const t = src.get(n)!;
           return { name: n, shape: [...t.shape], type: t.dtype, encoding: t.encoding };
         }),
+        ...(src.modules().length ? { modules: src.modules() } : {}),
       };
     } finally {
       await src.close();

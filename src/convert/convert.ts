@@ -5,8 +5,8 @@ import { GgufyError } from "../errors.js";
 import { findModel, MODELS } from "../models/registry.js";
 import type { ModelFile } from "../models/types.js";
 import { loadVocab } from "../tokenizer/index.js";
-import { bnbDecoder } from "../quant/bnb/index.js";
-import { SourceCheckpoint, readConfig, type DecoderFactory } from "./source.js";
+import { SourceCheckpoint, readConfig } from "../source/checkpoint.js";
+import { DECODERS } from "../source/registry.js";
 import { countParams, expertParamCounts, planFile, type PlanOptions, type PlannedFile } from "./plan.js";
 import { loadMetadata } from "./metadata.js";
 import { splitPlannedFile, wantsSplit } from "./split.js";
@@ -39,8 +39,8 @@ export interface Plan {
   close(): Promise<void>;
 }
 
-/** Extra decoders (bitsandbytes …) are registered here, in order of preference. */
-export const DECODERS: DecoderFactory[] = [bnbDecoder];
+/** The quantization schemes (bitsandbytes, GPTQ …): src/source/registry.ts. */
+export { DECODERS };
 
 export async function plan(opts: ConvertOptions): Promise<Plan> {
   const dir = path.resolve(opts.input);

@@ -1,7 +1,8 @@
 /**
- * bitsandbytes → plain Hugging Face checkpoint ("give users their full-precision checkpoint back").
+ * Quantized (bitsandbytes, GPTQ, AWQ, FP8, compressed-tensors) → plain Hugging Face checkpoint ("give users
+ * their full-precision checkpoint back").
  *
- *  - `openCheckpoint(dir)`: a checkpoint as decoded logical tensors — every bitsandbytes module as its
+ *  - `openCheckpoint(dir)`: a checkpoint as decoded logical tensors — every quantized module as its
  *    `weight` [out, in] (values exact in the quant state's dtype), every other tensor as stored; an async
  *    iterable in the converter's order, each tensor readable in row ranges (`rows(r0, n)`) so that no
  *    tensor has to be whole in memory. The same decoders (`DECODERS`) as `convert`, so the values are
@@ -19,10 +20,10 @@
 import { copyFile, mkdir, readdir, readFile, realpath, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { GgufyError } from "../errors.js";
-import { SafetensorsCheckpoint, INDEX_FILE, safetensorsHeader, compareStrings, ST_DTYPE_SIZE, type StDtype, type StEntry, type StTensorInfo } from "../formats/safetensors/index.js";
-import { f16Lut, f32RowToBf16, f32RowToF16 } from "../formats/half.js";
-import { readConfig, rowGeometry, type DecoderFactory, type FloatDtype, type TensorDecoder } from "./source.js";
-import { DECODERS } from "./convert.js";
+import { SafetensorsCheckpoint, INDEX_FILE, safetensorsHeader, compareStrings, ST_DTYPE_SIZE, type StDtype, type StEntry } from "../formats/safetensors/index.js";
+import { f32RowToBf16, f32RowToF16 } from "../formats/half.js";
+import { SourceCheckpoint, rowGeometry, type DecoderFactory } from "../source/checkpoint.js";
+import { DECODERS } from "../source/registry.js";
 import { AtomicOutput, type FileOpener } from "./output.js";
 import type { ProgressEvent } from "./pipeline.js";
 
@@ -61,6 +62,8 @@ export interface DecodedCheckpoint extends AsyncIterable<CheckpointTensor> {
   readonly config: Record<string, unknown>;
   /** the raw checkpoint (shards, stored tensors, metadata) */
   readonly st: SafetensorsCheckpoint;
+  /** the same checkpoint as the converter sees it (one object: decoded rows come from here) */
+  readonly source: SourceCheckpoint;
   /** names of the decoded (quantized) tensors */
   readonly quantized: readonly string[];
   /** stored keys consumed by the decoders (absmax, quant_map, quant_state, SCB, weight_format …), sorted */
@@ -74,12 +77,10 @@ export interface DecodedCheckpoint extends AsyncIterable<CheckpointTensor> {
 }
 
 export interface OpenCheckpointOptions {
-  /** decoders for quantized modules (default: DECODERS, i.e. bitsandbytes) */
+  /** decoders for quantized modules (default: the registry's DECODERS, every scheme) */
   decoders?: readonly DecoderFactory[];
 }
 
-const FLOAT_ST: Record<string, FloatDtype> = { F32: "f32", F16: "f16", BF16: "bf16" };
-const ST_OF_FLOAT: Record<FloatDtype, StDtype> = { f32: "F32", f16: "F16", bf16: "BF16" };
 
 function numelOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -88,33 +89,6 @@ function numelOf(shape: readonly number[]): number {
 function checkRange(name: string, rows: number, row0: number, nRows: number): void {
   if (!Number.isSafeInteger(row0) || !Number.isSafeInteger(nRows) || row0 < 0 || nRows < 0 || row0 + nRows > rows) {
     throw new RangeError(`${name}: rows [${row0}, ${row0 + nRows}) outside ${rows}`);
-  }
-}
-
-/** Elements [e0, e0 + n) of a plain F32/F16/BF16 tensor as float32. */
-async function readPlainFloats(st: SafetensorsCheckpoint, info: StTensorInfo, e0: number, n: number): Promise<Float32Array> {
-  const out = new Float32Array(n);
-  if (n === 0) return out;
-  switch (info.dtype) {
-    case "F32":
-      await st.read(info.name, e0 * 4, n * 4, new Uint8Array(out.buffer));
-      return out;
-    case "F16": {
-      const raw = await st.read(info.name, e0 * 2, n * 2);
-      const h = new Uint16Array(raw.buffer, raw.byteOffset, n);
-      const lut = f16Lut();
-      for (let i = 0; i < n; i++) out[i] = lut[h[i]!]!;
-      return out;
-    }
-    case "BF16": {
-      const raw = await st.read(info.name, e0 * 2, n * 2);
-      const h = new Uint16Array(raw.buffer, raw.byteOffset, n);
-      const u = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) u[i] = h[i]! << 16;
-      return out;
-    }
-    default:
-      throw new GgufyError("E_TYPE", `stored as ${info.dtype}, not a float tensor`, { file: info.file, tensor: info.name });
   }
 }
 
@@ -140,101 +114,74 @@ async function folderCheck(dir: string): Promise<void> {
 export async function openCheckpoint(dir: string, opts: OpenCheckpointOptions = {}): Promise<DecodedCheckpoint> {
   const abs = path.resolve(dir);
   await folderCheck(abs);
-  const config = await readConfig(abs);
-  const st = await SafetensorsCheckpoint.open(abs);
-  try {
-    let decoder: TensorDecoder | undefined;
-    for (const f of opts.decoders ?? DECODERS) {
-      decoder = await f(st, config, st.dir);
-      if (decoder) break;
-    }
-    const consumed = new Set(decoder ? decoder.consumedKeys() : []);
-    const decoded = new Map<string, CheckpointTensor>();
-    if (decoder) {
-      const dec = decoder;
-      for (const s of dec.tensors()) {
-        const t: CheckpointTensor = {
-          name: s.name,
-          shape: s.shape,
-          dtype: s.dtype,
-          float: true,
-          quantized: true,
-          encoding: s.encoding,
-          numel: numelOf(s.shape),
-          rowLength: s.rowLength,
-          rowCount: s.rows,
-          rows: async (row0, nRows) => {
-            checkRange(s.name, s.rows, row0, nRows);
-            const v = await dec.readRows(s.name, row0, nRows);
-            if (v.length !== nRows * s.rowLength) throw new Error(`${s.name}: decoder returned ${v.length} values for ${nRows} rows of ${s.rowLength}`);
-            return v;
-          },
-          bytes: async () => {
-            throw new GgufyError("E_TYPE", `is ${s.encoding}: decoded tensors have no plain bytes (read rows)`, { file: abs, tensor: s.name });
-          },
-        };
-        decoded.set(s.name, t);
-      }
-    }
-    const tensors = new Map<string, CheckpointTensor>();
-    const order: string[] = [];
-    for (const name of st.names()) {
-      const d = decoded.get(name);
-      if (d) {
-        tensors.set(name, d);
-        order.push(name);
-        continue;
-      }
-      if (consumed.has(name)) continue;
-      const info = st.get(name)!;
-      const fd = FLOAT_ST[info.dtype];
-      const g = rowGeometry(info.shape);
+  // the converter's own source object, with the non-float tensors kept (copied as bytes)
+  const src = await SourceCheckpoint.open(abs, opts.decoders ?? DECODERS, { keepNonFloat: true });
+  const st = src.st;
+  const tensors = new Map<string, CheckpointTensor>();
+  for (const name of src.names()) {
+    const s = src.get(name);
+    const info = st.get(name);
+    const quantized = src.isDecoded(name);
+    if (s) {
       const t: CheckpointTensor = {
         name,
-        shape: info.shape,
-        dtype: info.dtype.toLowerCase() as TensorDtype,
-        float: fd !== undefined,
-        quantized: false,
-        encoding: info.dtype.toLowerCase(),
-        numel: numelOf(info.shape),
-        rowLength: g.rowLength,
-        rowCount: g.rows,
+        shape: s.shape,
+        dtype: quantized ? s.dtype : (info!.dtype.toLowerCase() as TensorDtype),
+        float: true,
+        quantized,
+        encoding: s.encoding,
+        numel: numelOf(s.shape),
+        rowLength: s.rowLength,
+        rowCount: s.rows,
         rows: async (row0, nRows) => {
-          checkRange(name, g.rows, row0, nRows);
-          return readPlainFloats(st, info, row0 * g.rowLength, nRows * g.rowLength);
+          checkRange(name, s.rows, row0, nRows);
+          return src.readRows(name, row0, nRows);
         },
-        bytes: (offset = 0, length?: number) => st.read(name, offset, length),
+        bytes: quantized
+          ? async () => {
+              throw new GgufyError("E_TYPE", `is ${s.encoding}: decoded tensors have no plain bytes (read rows)`, { file: abs, tensor: name });
+            }
+          : (offset = 0, length?: number) => st.read(name, offset, length),
       };
       tensors.set(name, t);
-      order.push(name);
+      continue;
     }
-    for (const [name, t] of decoded) {
-      if (!tensors.has(name)) {
-        tensors.set(name, t);
-        order.push(name);
-      }
-    }
-    const quantized = order.filter((n) => tensors.get(n)!.quantized);
-    const auxKeys = [...consumed].filter((k) => !tensors.has(k)).sort(compareStrings);
-    const ckpt: DecodedCheckpoint = {
-      dir: abs,
-      config,
-      st,
-      quantized,
-      auxKeys,
-      names: () => [...order],
-      get: (name) => tensors.get(name),
-      tensors: () => order.map((n) => tensors.get(n)!),
-      close: () => st.close(),
-      [Symbol.asyncIterator]: async function* () {
-        for (const n of order) yield tensors.get(n)!;
+    const ni = src.nonFloatInfo(name)!;
+    const g = rowGeometry(ni.shape);
+    tensors.set(name, {
+      name,
+      shape: ni.shape,
+      dtype: ni.dtype.toLowerCase() as TensorDtype,
+      float: false,
+      quantized: false,
+      encoding: ni.dtype.toLowerCase(),
+      numel: numelOf(ni.shape),
+      rowLength: g.rowLength,
+      rowCount: g.rows,
+      rows: async () => {
+        throw new GgufyError("E_TYPE", `stored as ${ni.dtype}, not a float tensor`, { file: ni.file, tensor: name });
       },
-    };
-    return ckpt;
-  } catch (e) {
-    await st.close();
-    throw e;
+      bytes: (offset = 0, length?: number) => st.read(name, offset, length),
+    });
   }
+  const order = src.names();
+  const quantized = src.decodedTensors();
+  const auxKeys = [...src.consumed].filter((k) => !tensors.has(k)).sort(compareStrings);
+  return {
+    dir: abs,
+    config: src.config,
+    st,
+    source: src,
+    quantized,
+    auxKeys,
+    names: () => [...order],
+    get: (name) => tensors.get(name),
+    tensors: () => order.map((n) => tensors.get(n)!),
+    close: () => src.close(),
+    [Symbol.asyncIterator]: async function* () {
+      for (const n of order) yield tensors.get(n)!;
+    },
+  };
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -740,10 +687,9 @@ export async function runDequantize(p: DequantizePlan, opts: Omit<DequantizeOpti
           }
         } else {
           // plain floats cast to another dtype: element ranges, so that a long 1-D tensor is chunked too
-          const info = ckpt.st.get(pt.name)!;
           for (let e = 0; e < t.numel; e += chunkElements) {
             const e0 = e;
-            chunks.push(async () => encodeFloats(await readPlainFloats(ckpt.st, info, e0, Math.min(chunkElements, t.numel - e0)), pt.dtype));
+            chunks.push(async () => encodeFloats(await ckpt.source.readPlainElements(pt.name, e0, Math.min(chunkElements, t.numel - e0)), pt.dtype));
           }
         }
         let n = 0;

@@ -7,8 +7,8 @@ import { codecFor } from "../quant/ggml/index.js";
 import { GGMLType, rowBytes } from "../quant/ggml/types.js";
 import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite } from "../quant/ggml/float-wasm.js";
 import { f16Lut } from "../formats/half.js";
-import type { RawRows } from "./source.js";
-import { dequantize4bit } from "../quant/bnb/decode.js";
+import type { RawRows } from "../source/types.js";
+import { decodeEncoded } from "../source/registry.js";
 
 /** Index of the first NaN/Inf in `x`, or -1. */
 export function firstNonFinite(x: Float32Array): number {
@@ -36,12 +36,12 @@ export function checkFinite(rows: Float32Array, tensor: string, firstElement: nu
   if (i >= 0) throw nonFiniteError(rows[i]!, tensor, firstElement + i, file);
 }
 
-/** Rows as stored (plain float bytes, or 4-bit bitsandbytes packed bytes + absmax; see OutputTensor.readRaw). */
+/** Rows as stored (plain float bytes, or rows a scheme read still encoded; see OutputTensor.readRaw). */
 export type RawChunk = RawRows;
 
 /** Number of values a raw chunk holds. */
 export function rawCount(raw: RawChunk): number {
-  return raw.bnb4 ? raw.bnb4.count : raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
+  return raw.encoded ? raw.encoded.count : raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
 }
 
 /** "reject": report the first NaN/Inf; "count": count them and encode anyway (--allow-nonfinite). */
@@ -98,11 +98,11 @@ export function encodeChecked(type: GGMLType, rows: Float32Array, rowLength: num
  * through encodeChecked too, which reports or counts it exactly as for decoded rows.
  */
 export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array): EncodeResult {
-  if (raw.bnb4) {
-    // 4-bit bitsandbytes: decoded here (dequantize4bit, bit-exact) into the reused scratch
-    const q = raw.bnb4;
-    if (scratch.length < q.count) scratch = new Float32Array(q.count);
-    const rows = dequantize4bit(raw.bytes, q.elem0, q.count, q.absmax, q.block0, q.blocksize, q.quantType, q.dtype, scratch.subarray(0, q.count));
+  if (raw.encoded) {
+    // rows still encoded by a scheme: decoded here (by the scheme's decoder, found by its id) into the reused scratch
+    const n = raw.encoded.count;
+    if (scratch.length < n) scratch = new Float32Array(n);
+    const rows = decodeEncoded({ ...raw.encoded, bytes: raw.bytes }, scratch.subarray(0, n));
     return encodeChecked(type, rows, rowLength, mode, into);
   }
   const size = raw.dtype === "f32" ? 4 : 2;

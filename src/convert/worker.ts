@@ -7,6 +7,7 @@
 import { parentPort } from "node:worker_threads";
 import { encodeChecked, encodeRaw, encodeRows, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
 import type { GGMLType } from "../quant/ggml/types.js";
+import { GgufyError, type ErrorCode } from "../errors.js";
 
 export interface Job {
   id: number;
@@ -23,6 +24,11 @@ export interface Job {
 export interface Answer extends Partial<EncodeResult> {
   id: number;
   error?: string;
+  /** a GgufyError's parts, so that the main thread rethrows it with its code */
+  errorCode?: ErrorCode;
+  errorDetail?: string;
+  errorFile?: string;
+  errorTensor?: string;
   /** the input buffer, handed back for reuse (absent when it became the output) */
   spare?: Uint8Array;
   /** the spare output buffer of the job when it was not used */
@@ -54,6 +60,13 @@ parentPort!.on("message", (job: Job) => {
     }
     parentPort!.postMessage(answer, transfer);
   } catch (e) {
-    parentPort!.postMessage({ id: job.id, error: (e as Error).message });
+    const answer: Answer = { id: job.id, error: e instanceof Error ? e.message : String(e) };
+    if (e instanceof GgufyError) {
+      answer.errorCode = e.code;
+      answer.errorDetail = e.detail;
+      if (e.file !== undefined) answer.errorFile = e.file;
+      if (e.tensor !== undefined) answer.errorTensor = e.tensor;
+    }
+    parentPort!.postMessage(answer);
   }
 });

@@ -15,6 +15,13 @@ import { BufferPool, inlineEncoder, type ChunkEncoder } from "./pipeline.js";
 import { rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
 import type { Answer, Job } from "./worker.js";
 import { rowBytes, type GGMLType } from "../quant/ggml/types.js";
+import { GgufyError } from "../errors.js";
+
+/** A worker's error as the main thread rethrows it: a GgufyError keeps its code, file and tensor. */
+export function answerError(m: Answer): Error {
+  if (m.errorCode !== undefined) return new GgufyError(m.errorCode, m.errorDetail ?? m.error ?? "", { ...(m.errorFile !== undefined ? { file: m.errorFile } : {}), ...(m.errorTensor !== undefined ? { tensor: m.errorTensor } : {}) });
+  return new Error(m.error);
+}
 
 interface Pending {
   resolve: (r: Answer) => void;
@@ -28,6 +35,7 @@ export class WorkerPoolEncoder implements ChunkEncoder {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private failed: Error | undefined;
+  private closing = false;
   readonly pool = new BufferPool();
 
   constructor(readonly size: number) {
@@ -41,17 +49,22 @@ export class WorkerPoolEncoder implements ChunkEncoder {
         this.pump();
         if (m.unused) this.pool.give(m.unused);
         if (!p) return;
-        if (m.error !== undefined) p.reject(new Error(m.error));
+        if (m.error !== undefined) p.reject(answerError(m));
         else p.resolve(m);
       });
       w.on("error", (e) => this.fail(e));
+      // a worker that dies (out of memory, process.exit, a native crash) fails every job instead of leaving them pending
+      w.on("exit", (code) => {
+        if (!this.closing) this.fail(new Error(`an encoder worker thread exited (code ${code}) while converting`));
+      });
       this.workers.push(w);
       this.idle.push(w);
     }
   }
 
   private fail(e: Error): void {
-    this.failed = e;
+    this.failed ??= e;
+    this.queue.length = 0;
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
   }
@@ -88,7 +101,7 @@ export class WorkerPoolEncoder implements ChunkEncoder {
 
   async encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }> {
     const n = rawCount(raw);
-    return (await this.submit({ type, raw, rowLength, mode }, raw.bytes, rowBytes(type, rowLength) * (n / rowLength), raw.bnb4 ? [raw.bnb4.absmax.buffer as ArrayBuffer] : [])) as EncodeResult;
+    return (await this.submit({ type, raw, rowLength, mode }, raw.bytes, rowBytes(type, rowLength) * (n / rowLength), raw.encoded?.transfer ? [...raw.encoded.transfer] : [])) as EncodeResult;
   }
 
   private pump(): void {
@@ -100,6 +113,7 @@ export class WorkerPoolEncoder implements ChunkEncoder {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

@@ -30,7 +30,7 @@
  *  - `decodeBnb(module, read)` — all rows
  *  - `describeBnb(module) → string`, e.g. "nf4-dq bs64 bf16 (u8 storage)"
  *  - `bnbAuxKeys(modules) → Set<string>`
- *  - `bnbDecoder`: a DecoderFactory for src/convert/source.ts (`DECODERS.push(bnbDecoder)`)
+ *  - `bnbDecoder`: the checkpoint scheme (src/source/schemes/bnb.ts, registered in src/source/registry.ts)
  *  - pure kernels: `dequantize4bit`, `reconstructNestedAbsmax`, `dequantizeInt8Rows`, `roundToDtypeInPlace`
  *  - tables: `NF4_CODE`, `FP4_CODE` (nibble 8 = -0.0), `INT8_DEQUANT_SCALE`, `INT8_WEIGHT_FORMATS`
  *
@@ -43,7 +43,7 @@ export { NF4_CODE, FP4_CODE, INT8_DEQUANT_SCALE, INT8_WEIGHT_FORMATS } from "./t
 export type { BnbTensorInfo, BnbReadSmall, BnbReadRange, BnbModule, Bnb4bitModule, BnbInt8Module, BnbNestedState, DetectBnbOptions } from "./types.js";
 export { detectBnb, describeBnb } from "./detect.js";
 export { decodeBnbRows, decodeBnb } from "./rows.js";
-export { bnbDecoder } from "./source.js";
+export { bnbDecoder } from "../../source/schemes/bnb.js";
 
 import type { BnbModule } from "./types.js";
 
