@@ -3,9 +3,9 @@
  * src/quant/bnb) bitsandbytes modules, read in row ranges so that no tensor has to be whole in
  * memory. This is what model mappings and the pipeline consume; it knows nothing of GGUF.
  */
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { GgufyError } from "../errors.js";
+import { MissingFile, readSmallFile, SMALL_FILE_CAPS } from "../formats/files.js";
 import { SafetensorsCheckpoint, type StTensorInfo } from "../formats/safetensors/index.js";
 import { f16Lut } from "../formats/half.js";
 import type { Bnb4Encoded } from "../quant/bnb/rows.js";
@@ -61,9 +61,11 @@ export async function readConfig(dir: string): Promise<Record<string, unknown>> 
   const file = path.join(dir, "config.json");
   let text: string;
   try {
-    text = await readFile(file, "utf8");
-  } catch {
-    throw new GgufyError("E_CONFIG", "config.json is missing", { file });
+    // a regular file of bounded size: a FIFO, a device or a huge file is refused before it is read
+    text = (await readSmallFile(file, { code: "E_CONFIG", cap: SMALL_FILE_CAPS.config, what: "config.json" })).toString("utf8");
+  } catch (e) {
+    if (e instanceof MissingFile) throw new GgufyError("E_CONFIG", "config.json is missing", { file });
+    throw e;
   }
   try {
     const j = JSON.parse(text);
