@@ -10,7 +10,9 @@ import { SourceCheckpoint, readConfig, type DecoderFactory } from "./source.js";
 import { countParams, planFile, type PlanOptions, type PlannedFile } from "./plan.js";
 import { loadMetadata } from "./metadata.js";
 import { splitPlannedFile, wantsSplit } from "./split.js";
-import { runPlan, type RunOptions, type RunResult } from "./pipeline.js";
+import { chunkRanges, runPlan, type RunOptions, type RunResult } from "./pipeline.js";
+import { effectiveThreads } from "./limits.js";
+import { refuseInputOverwrite } from "./output.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
 
@@ -76,6 +78,8 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
       if (seen.has(f.path)) throw new GgufyError("E_USAGE", "two outputs would have the same path", { file: f.path });
       seen.add(f.path);
     }
+    // never over a file the conversion reads, even with --force (output.ts)
+    await refuseInputOverwrite(files.map((f) => f.path), dir, source.st.files);
     return { files, source, models, close: () => source.close() };
   } catch (e) {
     await source.close();
@@ -91,7 +95,9 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   const p = await plan(opts);
   try {
     const { makeEncoder } = await import("./workers.js");
-    const threads = opts.threads ?? (await import("node:os")).availableParallelism();
+    // validated and capped (limits.ts): min(requested, 4 × cores, 64, chunks to encode)
+    const chunks = p.files.reduce((a, f) => a + f.tensors.reduce((b, t) => b + chunkRanges(t, opts.chunkElements ?? 4 << 20).length, 0), 0);
+    const threads = effectiveThreads(opts.threads, chunks);
     const encoder = await makeEncoder(threads);
     // keep every worker busy: one chunk per worker plus read-ahead
     const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1 });

@@ -3,7 +3,6 @@
  * from headers alone. The header can then be written before any weight is read, dry runs print
  * it, and the pipeline executes it.
  */
-import { statSync } from "node:fs";
 import path from "node:path";
 import { GgufyError } from "../errors.js";
 import { kv, type GGUFKV } from "../formats/gguf/types.js";
@@ -13,7 +12,7 @@ import { supportedTypes } from "../quant/ggml/index.js";
 import { findPreset, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, type Preset, type PresetOptions } from "../quant/presets.js";
 import type { ModelFile, OutputTensor } from "../models/types.js";
 import { vocabToKvs } from "../tokenizer/index.js";
-import { conventionalName, fillTemplatedFilename } from "./naming.js";
+import { conventionalName, resolveOutputPath } from "./naming.js";
 import { applyKvOverrides, metadataFromFolder, metadataKvs, type KvOverride, type ModelMetadata } from "./metadata.js";
 import type { SplitInfo, SplitOptions } from "./split.js";
 
@@ -223,17 +222,7 @@ export function planFile({ model, modelDir, opts, baseName, metadata, vocabOnly 
   const defaultFile =
     model.role === "mmproj" ? `mmproj-${base}-${label.toLowerCase()}.gguf` : vocabOnly ? `${conventionalName({ ...parts, kind: "vocab" })}.gguf` : `${conventionalName({ ...parts, ...(md?.sizeLabel !== undefined ? { sizeLabel: md.sizeLabel } : {}), encoding: label })}.gguf`;
   const explicit = model.role === "mmproj" ? opts.mmprojOutfile : opts.outfile;
-  let p = path.join(path.resolve(modelDir), defaultFile);
-  if (explicit) {
-    // an existing folder gets the default name inside it; otherwise the name is a template ({ftype} …)
-    const asDir = (() => {
-      try {
-        return statSync(explicit).isDirectory();
-      } catch {
-        return false;
-      }
-    })();
-    p = asDir ? path.join(path.resolve(explicit), defaultFile) : path.resolve(path.dirname(explicit), fillTemplatedFilename(path.basename(explicit), label));
-  }
+  // one safe file name inside the folder the user chose, or the model folder (naming.ts resolveOutputPath)
+  const p = resolveOutputPath(modelDir, defaultFile, explicit, label, model.role === "mmproj" ? "--mmproj-outfile" : "--outfile");
   return { path: p, role: model.role, kvs, tensors, header, fileType: choice.ftype, typeLabel: label, ...(md ? { metadata: md } : {}) };
 }
