@@ -5,6 +5,7 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import path from "node:path";
 import { repoRoot } from "../../fixtures/paths.js";
@@ -77,7 +78,11 @@ export interface ChildOptions {
   signal?: NodeJS.Signals;
   /** …this many ms after the spawn, or when `when()` first holds (polled every 5 ms) */
   after?: number;
-  when?: () => Promise<boolean> | boolean;
+  when?: (pid: number) => Promise<boolean> | boolean;
+  /** …or this many ms after the child's own handlers are installed (Linux: SIGHUP appears in /proc/PID/status SigCgt) */
+  afterReady?: number;
+  /** send the signal a second time this many ms after the first */
+  repeatAfter?: number;
   /** kill with SIGKILL after this long (the case then fails on its exit status) */
   timeoutMs?: number;
   /** close our end of stdout after this many bytes (EPIPE in the child) */
@@ -88,6 +93,31 @@ export interface ChildOptions {
 /** Run bin/ggufy.js with `args`. */
 export function runCli(args: string[], o: ChildOptions = {}): Promise<ChildRun> {
   return runNode([path.join(repoRoot(), "bin", "ggufy.js"), ...args], o);
+}
+
+/** Has process `pid` installed a SIGHUP handler (ggufy's signals.ts installs SIGINT, SIGTERM and SIGHUP together)? */
+export function handlersInstalled(pid: number): boolean {
+  try {
+    const m = /SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m !== null && (BigInt(`0x${m[1]}`) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
+/** Does process `pid` have `file` open (Linux /proc/PID/fd)? */
+export function hasOpen(pid: number, file: string): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`) === file;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
 }
 
 export function runNode(args: string[], o: ChildOptions = {}): Promise<ChildRun> {
@@ -109,13 +139,26 @@ export function runNode(args: string[], o: ChildOptions = {}): Promise<ChildRun>
     if (exited || sentAt) return;
     sentAt = performance.now();
     child.kill(o.signal);
+    if (o.repeatAfter !== undefined) setTimeout(() => !exited && child.kill(o.signal), o.repeatAfter);
   };
   let timer: NodeJS.Timeout | undefined;
   if (o.signal && o.after !== undefined) timer = setTimeout(send, o.after);
+  if (o.signal && o.afterReady !== undefined) {
+    const poll = async (): Promise<void> => {
+      while (!exited && !sentAt) {
+        if (handlersInstalled(child.pid!)) {
+          setTimeout(send, o.afterReady);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
+    void poll();
+  }
   if (o.signal && o.when) {
     const poll = async (): Promise<void> => {
       while (!exited && !sentAt) {
-        if (await o.when!()) return send();
+        if (await o.when!(child.pid!)) return send();
         await new Promise((r) => setTimeout(r, 5));
       }
     };
