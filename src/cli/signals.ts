@@ -23,7 +23,9 @@ const cleanups = new Set<() => void>();
 let installed = false;
 let running = false;
 let forcing = false;
-let message = "ggufy: error: E_INTERRUPTED: interrupted; no output was written";
+const DEFAULT_LINE = "ggufy: error: E_INTERRUPTED: interrupted; no output was written";
+let message = DEFAULT_LINE;
+let doneCode: number | undefined;
 
 /** Were the process-wide handlers installed (the real CLI), or is main() running in-process (tests)? */
 export function signalsInstalled(): boolean {
@@ -44,10 +46,19 @@ export function onForcedExit(fn: () => void): () => void {
 /** A command is running (signals abort it) or not (signals exit at once); `line` is what a forced exit prints. */
 export function setRunning(on: boolean, line?: string): void {
   running = on;
-  if (line !== undefined) message = line;
+  message = line ?? DEFAULT_LINE;
+}
+
+/**
+ * The command has ended with `code` (bin/ggufy.js calls this when main() returns): a signal while the
+ * process winds down exits with that code at once, without another line.
+ */
+export function finished(code: number): void {
+  doneCode = code;
 }
 
 function forceExit(): never {
+  if (doneCode !== undefined) process.exit(doneCode); // the command ended meanwhile: its code, no second line
   forcing = true;
   for (const f of cleanups) {
     try {
@@ -66,6 +77,7 @@ function forceExit(): never {
 
 function onSignal(): void {
   if (forcing) return;
+  if (doneCode !== undefined) process.exit(doneCode);
   if (!running || controller.signal.aborted) forceExit();
   controller.abort(new Error("interrupted"));
   setTimeout(forceExit, GRACE_MS).unref();
