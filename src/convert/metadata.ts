@@ -398,7 +398,7 @@ export async function loadModelCard(dir: string): Promise<Record<string, Yaml>> 
   let text: string;
   try {
     // a model card, not a data dump: a FIFO, device or oversized README is ignored, never read
-    text = (await readSmallFile(file, { cap: MAX_CARD_BYTES, what: "README.md" })).toString("utf8");
+    text = (await readSmallFile(file, { cap: MAX_CARD_BYTES, what: "README.md", confine: true })).toString("utf8");
   } catch {
     return {};
   }
@@ -428,9 +428,10 @@ async function readJsonObject(file: string, what: string, required: boolean): Pr
     const st = await stat(file);
     if (st.size > MAX_JSON_BYTES) throw new GgufyError(required ? "E_USAGE" : "E_CONFIG", `${what} is ${st.size} bytes (cap ${MAX_JSON_BYTES})`, { file });
     // checked again on the descriptor: a FIFO or device never blocks the read
-    text = (await readSmallFile(file, { code: required ? "E_USAGE" : "E_CONFIG", cap: MAX_JSON_BYTES, what })).toString("utf8");
+    // a model-folder file (not --metadata, which the user names) must not link outside the folder
+    text = (await readSmallFile(file, { code: required ? "E_USAGE" : "E_CONFIG", cap: MAX_JSON_BYTES, what, confine: !required })).toString("utf8");
   } catch (e) {
-    if (e instanceof GgufyError && (required || !/not a regular file/.test(e.detail))) throw e;
+    if (e instanceof GgufyError && (required || !/not a regular file|links outside/.test(e.detail))) throw e;
     if (!required) return undefined;
     throw new GgufyError("E_USAGE", `cannot read ${what}: ${(e as Error).message}`, { file });
   }

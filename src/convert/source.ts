@@ -62,7 +62,7 @@ export async function readConfig(dir: string): Promise<Record<string, unknown>> 
   let text: string;
   try {
     // a regular file of bounded size: a FIFO, a device or a huge file is refused before it is read
-    text = (await readSmallFile(file, { code: "E_CONFIG", cap: SMALL_FILE_CAPS.config, what: "config.json" })).toString("utf8");
+    text = (await readSmallFile(file, { code: "E_CONFIG", cap: SMALL_FILE_CAPS.config, what: "config.json", confine: true })).toString("utf8");
   } catch (e) {
     if (e instanceof MissingFile) throw new GgufyError("E_CONFIG", "config.json is missing", { file });
     throw e;

@@ -12,6 +12,7 @@
  * "config.json" is refused by its size before a byte of it is read.
  */
 import fs from "node:fs";
+import path from "node:path";
 import { open, type FileHandle } from "node:fs/promises";
 import { GgufyError, type ErrorCode } from "../errors.js";
 
@@ -86,7 +87,38 @@ async function readCapped(fh: FileHandle, size: number, cap: number, file: strin
   return buf.subarray(0, done);
 }
 
+/**
+ * Is `real` (a resolved path) inside the resolved folder `realDir`, or in the `blobs/` of the Hugging Face
+ * cache repository whose snapshot `realDir` is (the hub keeps files as links from
+ * models--org--name/snapshots/<rev>/ into models--org--name/blobs/)?
+ */
+export function insideFolder(real: string, realDir: string): boolean {
+  if (real === realDir || real.startsWith(realDir + path.sep)) return true;
+  let d = realDir;
+  while (path.basename(path.dirname(d)) !== "snapshots") {
+    const up = path.dirname(d);
+    if (up === d) return false;
+    d = up;
+  }
+  const repo = path.dirname(path.dirname(d));
+  return path.basename(repo).startsWith("models--") && path.dirname(real) === path.join(repo, "blobs");
+}
+
+function checkConfined(file: string, code: ErrorCode): void {
+  let real: string;
+  let realDir: string;
+  try {
+    real = fs.realpathSync(file);
+    realDir = fs.realpathSync(path.dirname(file));
+  } catch {
+    return; // missing or dangling: the open reports it
+  }
+  if (!insideFolder(real, realDir)) throw new GgufyError(code, "links outside the model folder; only files inside it (or in its Hugging Face cache blobs) are read", { file });
+}
+
 export interface SmallFileOptions {
+  /** the file must resolve (through links) inside its own folder — the model folder (default false) */
+  confine?: boolean;
   /** the error code for everything but a missing file (default E_IO) */
   code?: ErrorCode;
   /** size cap in bytes */
@@ -98,6 +130,7 @@ export interface SmallFileOptions {
 /** The bytes of a small regular file; MissingFile when absent. */
 export async function readSmallFile(file: string, o: SmallFileOptions): Promise<Buffer> {
   const code = o.code ?? "E_IO";
+  if (o.confine) checkConfined(file, code);
   const { fh, size } = await openRegular(file, code);
   try {
     return await readCapped(fh, size, o.cap, file, code, o.what ?? "the file");
@@ -113,6 +146,7 @@ export async function readSmallFile(file: string, o: SmallFileOptions): Promise<
 export function readSmallFileSync(file: string, o: SmallFileOptions): Buffer {
   const code = o.code ?? "E_IO";
   const what = o.what ?? "the file";
+  if (o.confine) checkConfined(file, code);
   let fd: number;
   try {
     fd = fs.openSync(file, READ_FLAGS);

@@ -28,7 +28,7 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  */
 export function readBytes(file: string): Uint8Array {
   try {
-    return readSmallFileSync(file, { code: "E_TOKENIZER", cap: SMALL_FILE_CAPS.tokenizer, what: path.basename(file) });
+    return readSmallFileSync(file, { code: "E_TOKENIZER", cap: SMALL_FILE_CAPS.tokenizer, what: path.basename(file), confine: true });
   } catch (e) {
     if (e instanceof GgufyError) throw e;
     throw new GgufyError("E_IO", e instanceof MissingFile ? "cannot read: the file disappeared" : `cannot read: ${(e as Error).message}`, { file, cause: e });

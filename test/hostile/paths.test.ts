@@ -369,3 +369,41 @@ test("regression: two distinct raw names that decode alike are not duplicates; e
   await ggufWithRawNames(f, [Buffer.from([0x61, 0xff]), Buffer.from([0x61, 0xff])]);
   await assert.rejects(readGguf(f), /duplicate tensor name/);
 });
+
+// ───────────────────────────── small files are confined too ─────────────────────────────
+
+test("variant: config.json or tokenizer.model linked to a copy outside the folder is refused; a README.md link is ignored", async () => {
+  for (const [file, code] of [["config.json", "E_CONFIG"], ["tokenizer.model", "E_TOKENIZER"]] as const) {
+    const { dir, top } = await fresh();
+    const outside = path.join(top, `outside-${file}`);
+    await writeFile(outside, await readFile(path.join(dir, file)));
+    await rm(path.join(dir, file));
+    await symlink(outside, path.join(dir, file));
+    const r = await cli(["convert", dir, "--outtype", "f16"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.ok(r.stderr.includes(`${code}: ${path.join(dir, file)}: links outside the model folder`), r.stderr);
+  }
+  const { dir, top } = await fresh();
+  await writeFile(path.join(top, "card.md"), "---\nname: FromOutside\n---\n");
+  await symlink(path.join(top, "card.md"), path.join(dir, "README.md"));
+  const r = await cli(["convert", dir, "--dry-run"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /FromOutside/);
+});
+
+test("a Hugging Face cache snapshot (every file a link into blobs/) still converts", async () => {
+  const { dir, top } = await fresh();
+  const repo = path.join(top, "hub", "models--org--tiny");
+  const snap = path.join(repo, "snapshots", "abc123");
+  await mkdir(path.join(repo, "blobs"), { recursive: true });
+  await mkdir(snap, { recursive: true });
+  const { rename } = await import("node:fs/promises");
+  for (const f of await readdir(dir)) {
+    await rename(path.join(dir, f), path.join(repo, "blobs", `blob-${f}`));
+    await symlink(path.join("..", "..", "blobs", `blob-${f}`), path.join(snap, f));
+  }
+  const out = path.join(top, "hub.gguf");
+  const r = await cli(["convert", snap, "--outtype", "f16", "--outfile", out]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok((await readGguf(out)).tensors.length > 0);
+});

@@ -124,7 +124,7 @@ async function readIndex(indexPath: string): Promise<Map<string, string>> {
   let text: string;
   try {
     // checked on the descriptor: a FIFO or device is refused without blocking, a huge file by its size
-    const bytes = await readSmallFile(indexPath, { code: "E_INDEX", cap: MAX_INDEX_BYTES, what: "the index" });
+    const bytes = await readSmallFile(indexPath, { code: "E_INDEX", cap: MAX_INDEX_BYTES, what: "the index", confine: true });
     if (bytes.length === 0) throw new GgufyError("E_INDEX", "is empty (an interrupted download?)", { file: indexPath });
     text = bytes.toString("utf8");
   } catch (e) {
