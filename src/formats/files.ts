@@ -75,15 +75,15 @@ export async function openRegular(file: string, code: ErrorCode = "E_IO"): Promi
 /** Read all of an opened file of at most `cap` bytes (it may not grow past the cap while being read). */
 async function readCapped(fh: FileHandle, size: number, cap: number, file: string, code: ErrorCode, what: string): Promise<Buffer> {
   if (size > cap) throw new GgufyError(code, `${what} is ${size} bytes, over the ${cap}-byte cap`, { file });
-  // read one byte more than announced: a file that grows is noticed, never read without bound
-  const buf = Buffer.alloc(Math.min(cap, size) + 1);
+  const buf = Buffer.alloc(size);
   let done = 0;
-  for (;;) {
-    const { bytesRead } = await fh.read(buf, done, buf.length - done, done);
+  while (done < size) {
+    const { bytesRead } = await fh.read(buf, done, size - done, done);
     if (bytesRead === 0) break;
     done += bytesRead;
-    if (done === buf.length) throw new GgufyError(code, `${what} grew while being read (over ${size} bytes)`, { file });
   }
+  // one byte past the announced size: a file that grows is noticed, never read without bound
+  if ((await fh.read(Buffer.alloc(1), 0, 1, size)).bytesRead !== 0) throw new GgufyError(code, `${what} grew while being read (over ${size} bytes)`, { file });
   return buf.subarray(0, done);
 }
 
@@ -161,14 +161,14 @@ export function readSmallFileSync(file: string, o: SmallFileOptions): Buffer {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new GgufyError(code, notRegular(st), { file });
     if (st.size > o.cap) throw new GgufyError(code, `${what} is ${st.size} bytes, over the ${o.cap}-byte cap`, { file });
-    const buf = Buffer.alloc(st.size + 1);
+    const buf = Buffer.alloc(st.size);
     let done = 0;
-    for (;;) {
-      const n = fs.readSync(fd, buf, done, buf.length - done, done);
+    while (done < st.size) {
+      const n = fs.readSync(fd, buf, done, st.size - done, done);
       if (n === 0) break;
       done += n;
-      if (done === buf.length) throw new GgufyError(code, `${what} grew while being read (over ${st.size} bytes)`, { file });
     }
+    if (fs.readSync(fd, Buffer.alloc(1), 0, 1, st.size) !== 0) throw new GgufyError(code, `${what} grew while being read (over ${st.size} bytes)`, { file });
     return buf.subarray(0, done);
   } catch (e) {
     if (e instanceof GgufyError) throw e;
