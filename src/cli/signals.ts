@@ -85,8 +85,14 @@ function onSignal(): void {
 
 function onStreamError(e: NodeJS.ErrnoException): void {
   // the reader went away (| head): stop writing, quietly
-  if (e.code === "EPIPE" || e.code === "ERR_STREAM_DESTROYED") process.exit(0);
-  throw e;
+  if (e.code === "EPIPE" || e.code === "ERR_STREAM_DESTROYED") process.exit(doneCode ?? 0);
+  try {
+    // eslint-disable-next-line no-control-regex
+    fs.writeSync(2, `ggufy: error: E_WRITE: stdout: ${String(e.message).replace(/[\u0000-\u001f\u007f-\u009f]/g, " ")}\n`);
+  } catch {
+    /* stderr gone too */
+  }
+  process.exit(2);
 }
 
 /** Install the process-wide handlers (idempotent). */
@@ -95,9 +101,7 @@ export function installSignals(): void {
   installed = true;
   for (const s of SIGNALS) process.on(s, onSignal);
   process.stdout.on("error", onStreamError);
-  process.stderr.on("error", (e: NodeJS.ErrnoException) => {
-    if (e.code !== "EPIPE") throw e;
-  });
+  process.stderr.on("error", () => undefined); // nowhere left to report it
 }
 
 /**
