@@ -89,8 +89,11 @@ test("regression: config.json → /dev/zero is refused as a device, not read (an
   await rm(path.join(dir, "config.json"));
   await symlink("/dev/zero", path.join(dir, "config.json"));
   const r = await runCli(["convert", dir, "--outtype", "f16"], { timeoutMs: 20_000 });
-  refusedQuickly(r, 2, /E_CONFIG: .*config\.json: is a device, not a regular file/);
+  // refused before a byte is read: the link leaves the folder (and /dev/zero is a device)
+  refusedQuickly(r, 2, /E_CONFIG: .*config\.json: (is a device, not a regular file|links outside the model folder)/);
   assert.doesNotMatch(r.stderr, /missing/);
+  // a device named directly is refused by its descriptor
+  refusedQuickly(await runCli(["inspect", "/dev/zero"], { timeoutMs: 20_000 }), 2, /E_IO: \/dev\/zero: is a device, not a regular file/);
 });
 
 test("variant: tokenizer.model → /dev/zero and a 17 MB config.json are refused by kind and size", async () => {
