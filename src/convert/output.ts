@@ -90,15 +90,17 @@ export class AtomicOutput implements ByteWriter {
     const tmp = AtomicOutput.tempPathFor(target);
     if (liveTemps.has(tmp)) throw new GgufyError("E_OUTPUT_EXISTS", "another conversion in this process is writing this output", { file: target });
     await cleanStaleTemps(target, opts.onWarning);
+    if (liveTemps.has(tmp)) throw new GgufyError("E_OUTPUT_EXISTS", "another conversion in this process is writing this output", { file: target });
+    liveTemps.add(tmp); // reserved before the first await that could let another conversion in
     let fh;
     try {
       fh = await (opts.opener ?? ((p: string) => open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o666)))(tmp);
     } catch (e) {
+      liveTemps.delete(tmp);
       const code = (e as NodeJS.ErrnoException).code;
       if (code === "EEXIST" || code === "ELOOP") throw new GgufyError("E_WRITE", `cannot create the temp file ${tmp}: something that is not ours (a link or another file) is already there; remove it`, { file: target, cause: e });
       throw new GgufyError("E_WRITE", `cannot create the output (${(e as Error).message})`, { file: target, cause: e });
     }
-    liveTemps.add(tmp);
     return new AtomicOutput(target, tmp, fh, opts.force === true);
   }
 
