@@ -3,10 +3,14 @@
  * Hugging Face checkpoint (src/convert/dequantize.ts). Progress on a TTY, SIGINT/SIGTERM abort cleanly.
  */
 import { parseArgs } from "node:util";
-import { GgufyError, isGgufyError } from "../errors.js";
-import { dequantize, planDequantize, type DequantizeOptions, type DequantizePlan, type DequantizeDtype } from "../convert/dequantize.js";
+import { GgufyError, isGgufyError, oneLine } from "../errors.js";
+import { rmSync } from "node:fs";
+import path from "node:path";
+import { dequantize, planDequantize, tempDirFor, type DequantizeOptions, type DequantizePlan, type DequantizeDtype } from "../convert/dequantize.js";
 import { ProgressLine, formatBytes, formatDuration } from "./progress.js";
 import type { CliIO } from "./main.js";
+import { jsonSafe, maxOf, termSafe } from "./escape.js";
+import { onForcedExit, withInterrupt } from "./signals.js";
 
 export const DEQUANTIZE_USAGE = `dequantize options:
   --outdir DIR           output folder (required)
@@ -21,15 +25,15 @@ export const DEQUANTIZE_USAGE = `dequantize options:
 export function formatDequantizePlan(p: DequantizePlan): string {
   const lines: string[] = [];
   const dt = p.restoredDtypes.length ? p.restoredDtypes.join("/") : "-";
-  lines.push(`checkpoint: ${p.outdir}  (${p.shards.reduce((a, s) => a + s.tensors.length, 0)} tensors in ${p.shards.length} shard(s), ${formatBytes(p.totalSize)}; ${p.restored.length} bitsandbytes module(s) restored as ${dt}, ${p.dropped.length} auxiliary key(s) dropped)`);
+  lines.push(`checkpoint: ${termSafe(p.outdir)}  (${p.shards.reduce((a, s) => a + s.tensors.length, 0)} tensors in ${p.shards.length} shard(s), ${formatBytes(p.totalSize)}; ${p.restored.length} bitsandbytes module(s) restored as ${dt}, ${p.dropped.length} auxiliary key(s) dropped)`);
   for (const s of p.shards) {
-    lines.push(`  ${s.file}  (${s.tensors.length} tensors, ${s.bytes} bytes)`);
-    const w = Math.max(4, ...s.tensors.map((t) => t.name.length));
-    for (const t of s.tensors) lines.push(`    ${t.name.padEnd(w)}  ${t.dtype.padEnd(4)} [${t.shape.join(", ")}]  ${t.bytes} B  ← ${t.encoding}${t.mode === "copy" ? " (copied)" : ""}`);
+    lines.push(`  ${termSafe(s.file)}  (${s.tensors.length} tensors, ${s.bytes} bytes)`);
+    const w = maxOf(s.tensors, (t) => termSafe(t.name).length, 4);
+    for (const t of s.tensors) lines.push(`    ${termSafe(t.name).padEnd(w)}  ${t.dtype.padEnd(4)} [${t.shape.join(", ")}]  ${t.bytes} B  ← ${t.encoding}${t.mode === "copy" ? " (copied)" : ""}`);
   }
   if (p.indexText !== undefined) lines.push(`  model.safetensors.index.json`);
   lines.push(`  config.json (without quantization_config)`);
-  for (const f of p.copied) lines.push(`  ${f} (copied)`);
+  for (const f of p.copied) lines.push(`  ${termSafe(f)} (copied)`);
   return lines.join("\n");
 }
 
@@ -84,34 +88,33 @@ export async function cmdDequantize(args: string[], out: (s: string) => void, er
   if (v["dry-run"]) {
     const p = await planDequantize(opts);
     await p.checkpoint.close();
-    out(v.json ? JSON.stringify(dequantizePlanJson(p), null, 2) : formatDequantizePlan(p));
+    out(v.json ? jsonSafe(dequantizePlanJson(p), undefined, 2) : formatDequantizePlan(p));
     return 0;
   }
   const progress = new ProgressLine(io.stderr, !v.quiet && io.stderr.isTTY === true);
-  const ac = new AbortController();
-  const onSignal = (sig: NodeJS.Signals): void => {
-    ac.abort(sig);
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const t0 = performance.now();
-  try {
-    const r = await dequantize({ ...opts, signal: ac.signal, onProgress: (e) => progress.update(e), onWarning: (m) => err(`ggufy: warning: ${m}`) });
-    progress.done();
-    if (!v.quiet) {
-      const bytes = r.shards.reduce((a, s) => a + s.bytes, 0);
-      out(`wrote ${r.outdir} (${r.tensors} tensors in ${r.shards.length} shard(s), ${formatBytes(bytes)}; ${r.copied.length} other file(s))`);
-      const dt = r.restoredDtypes.length ? ` as ${r.restoredDtypes.join("/")}` : "";
-      // the summary is for people watching a terminal; scripts get only the `wrote` lines and errors
-      if (io.stderr.isTTY === true) err(`ggufy: ${r.restored} bitsandbytes module(s) restored${dt}, ${r.dropped} auxiliary key(s) dropped, ${formatDuration((performance.now() - t0) / 1000)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
+  // SIGINT/SIGTERM/SIGHUP abort it; the temp folder is removed and the exit code is 130 (signals.ts)
+  // a forced exit (a second signal, or no unwinding within the grace time) removes the temp folder too
+  const tmp = tempDirFor(path.resolve(v.outdir));
+  const undo = onForcedExit(() => rmSync(tmp, { recursive: true, force: true }));
+  return withInterrupt("dequantization interrupted; no output was written", async (signal) => {
+    try {
+      const r = await dequantize({ ...opts, signal, onProgress: (e) => progress.update(e), onWarning: (m) => err(`ggufy: warning: ${oneLine(m)}`) });
+      progress.done();
+      if (!v.quiet) {
+        const bytes = r.shards.reduce((a, s) => a + s.bytes, 0);
+        out(`wrote ${termSafe(r.outdir)} (${r.tensors} tensors in ${r.shards.length} shard(s), ${formatBytes(bytes)}; ${r.copied.length} other file(s))`);
+        const dt = r.restoredDtypes.length ? ` as ${r.restoredDtypes.join("/")}` : "";
+        // the summary is for people watching a terminal; scripts get only the `wrote` lines and errors
+        if (io.stderr.isTTY === true) err(`ggufy: ${r.restored} bitsandbytes module(s) restored${dt}, ${r.dropped} auxiliary key(s) dropped, ${formatDuration((performance.now() - t0) / 1000)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
+      }
+      return 0;
+    } catch (e) {
+      progress.done();
+      if (signal.aborted && !(isGgufyError(e) && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "dequantization interrupted; no output was written");
+      throw e;
+    } finally {
+      undo();
     }
-    return 0;
-  } catch (e) {
-    progress.done();
-    if (ac.signal.aborted && !(isGgufyError(e) && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "dequantization interrupted; no output was written");
-    throw e;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  });
 }

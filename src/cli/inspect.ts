@@ -9,6 +9,7 @@ import { readSafetensorsHeader } from "../formats/safetensors/reader.js";
 import { SourceCheckpoint } from "../convert/source.js";
 import { DECODERS } from "../convert/convert.js";
 import type { ModuleInfo } from "../source/types.js";
+import { jsonSafe, maxOf, termSafe } from "./escape.js";
 
 export interface InspectResult {
   kind: "gguf" | "safetensors" | "checkpoint";
@@ -68,21 +69,26 @@ export async function inspect(target: string, opts: { full?: boolean } = {}): Pr
   return { kind: "gguf", path: p, metadata, tensors: g.tensors.map((t) => ({ name: t.name, shape: t.ne, type: typeName(t.type), bytes: t.bytes })) };
 }
 
+/**
+ * The text report. Every string that came from the file — keys, values, tensor names, the path — is
+ * escaped for the terminal (escape.ts); nothing recurses or spreads in proportion to the input.
+ */
 export function formatInspect(r: InspectResult): string {
-  const lines: string[] = [`${r.kind}: ${r.path}`];
+  const lines: string[] = [`${r.kind}: ${termSafe(r.path)}`];
   for (const [k, v] of Object.entries(r.metadata)) {
     if (v === undefined) continue;
-    let s = JSON.stringify(v);
-    if (s.length > 160) s = s.slice(0, 157) + "...";
-    lines.push(`  ${k} = ${s}`);
+    let s = jsonSafe(v);
+    if (s.length > 160) s = s.slice(0, 157).replace(/\\(u[0-9a-f]{0,3}|x[0-9a-f]?)?$/, "") + "...";
+    lines.push(`  ${termSafe(k)} = ${s}`);
   }
   const counts = new Map<string, number>();
   for (const t of r.tensors) counts.set(t.type, (counts.get(t.type) ?? 0) + 1);
-  lines.push(`${r.tensors.length} tensors (${[...counts].map(([t, n]) => `${n} ${t}`).join(", ")})`);
-  const w = Math.max(4, ...r.tensors.map((t) => t.name.length));
-  for (const t of r.tensors) {
-    const extra = t.encoding && t.encoding !== t.type ? `  ${t.encoding}` : "";
-    lines.push(`  ${t.name.padEnd(w)}  ${t.type.padEnd(6)}  [${t.shape.join(", ")}]${t.bytes !== undefined ? `  ${t.bytes} B` : ""}${extra}`);
-  }
+  lines.push(`${r.tensors.length} tensors (${[...counts].map(([t, n]) => `${n} ${termSafe(t)}`).join(", ")})`);
+  const names = r.tensors.map((t) => termSafe(t.name));
+  const w = maxOf(names, (n) => n.length, 4);
+  r.tensors.forEach((t, i) => {
+    const extra = t.encoding && t.encoding !== t.type ? `  ${termSafe(t.encoding)}` : "";
+    lines.push(`  ${names[i]!.padEnd(w)}  ${termSafe(t.type).padEnd(6)}  [${t.shape.join(", ")}]${t.bytes !== undefined ? `  ${t.bytes} B` : ""}${extra}`);
+  });
   return lines.join("\n");
 }

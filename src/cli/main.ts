@@ -17,6 +17,9 @@ import { MODELS } from "../models/registry.js";
 import { parseSize } from "./args.js";
 import { cmdVerify, VERIFY_USAGE } from "./verify.js";
 import { cmdDequantize, DEQUANTIZE_USAGE } from "./dequantize.js";
+import { jsonSafe, maxOf, termSafe } from "./escape.js";
+import { onForcedExit, signalsInstalled, withInterrupt } from "./signals.js";
+import { removeLiveTempsSync } from "../convert/output.js";
 
 const COMMANDS = `usage:
   ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]
@@ -44,7 +47,7 @@ const CONVERT_OPTIONS = `convert options:
   --print-supported-models  list the architectures ggufy converts
   --dry-run              print the plan (names, shapes, types, bytes) without reading weights
   --json                 machine-readable output: the plan with --dry-run, else the files written; both with "warnings"
-  --threads N            worker threads (default: number of cores)
+  --threads N            worker threads (default: number of cores; capped at min(4 × cores, 64))
   --allow-nonfinite      pass NaN/Inf through instead of refusing
   --force                overwrite existing outputs
   --quiet                no progress or summary
@@ -98,6 +101,8 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
   const debug = argv.includes("--debug");
   const out = (s: string): void => void io.stdout.write(s + "\n");
   const err = (s: string): void => void io.stderr.write(s + "\n");
+  // a forced exit on a signal (signals.ts) removes the temp files being written
+  if (signalsInstalled()) onForcedExit(removeLiveTempsSync);
   try {
     const [cmd, ...rest] = argv;
     if (cmd !== undefined && COMMAND_HELP[cmd] !== undefined && wantsHelp(rest)) {
@@ -158,7 +163,7 @@ async function cmdInspect(args: string[], out: (s: string) => void): Promise<num
   const target = parsed.positionals[0];
   if (!target) throw new GgufyError("E_USAGE", "inspect needs a file or folder");
   const r = await inspect(target, { full: parsed.values.full ?? false });
-  out(parsed.values.json ? JSON.stringify(r, null, 2) : formatInspect(r));
+  out(parsed.values.json ? jsonSafe(r, undefined, 2) : formatInspect(r));
   return 0;
 }
 
@@ -174,19 +179,19 @@ function splitLabel(f: PlannedFile): string {
 export function formatPlan(files: readonly PlannedFile[], disk?: readonly DiskUsage[], source?: SourceShapes): string {
   const lines: string[] = [];
   for (const f of files) {
-    lines.push(`${f.role === "mmproj" ? "mmproj" : "model"}: ${f.path}  (${f.typeLabel}${splitLabel(f)}, ${f.tensors.length} tensors, ${f.kvs.length} keys, ${formatBytes(f.header.fileSize)})`);
+    lines.push(`${f.role === "mmproj" ? "mmproj" : "model"}: ${termSafe(f.path)}  (${f.typeLabel}${splitLabel(f)}, ${f.tensors.length} tensors, ${f.kvs.length} keys, ${formatBytes(f.header.fileSize)})`);
     if (f.metadata) {
       const m = f.metadata;
-      lines.push(`  name ${JSON.stringify(m.name)}${m.basename !== undefined ? `, basename ${JSON.stringify(m.basename)}` : ""}${m.sizeLabel !== undefined ? `, size label ${m.sizeLabel}` : ""}${m.finetune !== undefined ? `, finetune ${JSON.stringify(m.finetune)}` : ""}${m.version !== undefined ? `, version ${JSON.stringify(m.version)}` : ""}`);
+      lines.push(`  name ${jsonSafe(m.name)}${m.basename !== undefined ? `, basename ${jsonSafe(m.basename)}` : ""}${m.sizeLabel !== undefined ? `, size label ${termSafe(m.sizeLabel)}` : ""}${m.finetune !== undefined ? `, finetune ${jsonSafe(m.finetune)}` : ""}${m.version !== undefined ? `, version ${jsonSafe(m.version)}` : ""}`);
     }
-    const w = Math.max(...f.tensors.map((t) => t.out.name.length), 4);
+    const w = maxOf(f.tensors, (t) => termSafe(t.out.name).length, 4);
     for (const t of f.tensors) {
       const fb = t.fallbackFrom !== undefined ? ` (fallback from ${typeName(t.fallbackFrom)})` : "";
       const src = t.out.sources.map((n) => {
         const st = source?.get(n);
-        return st ? `${n} [${st.shape.join(", ")}]` : n;
+        return st ? `${termSafe(n)} [${st.shape.join(", ")}]` : termSafe(n);
       });
-      lines.push(`  ${t.out.name.padEnd(w)}  ${typeName(t.type).padEnd(7)} [${t.out.ne.join(", ")}]  ${t.bytes} B  ← ${src.join(" + ") || "(computed)"} (${t.out.encoding})${fb}`);
+      lines.push(`  ${termSafe(t.out.name).padEnd(w)}  ${typeName(t.type).padEnd(7)} [${t.out.ne.join(", ")}]  ${t.bytes} B  ← ${src.join(" + ") || "(computed)"} (${t.out.encoding})${fb}`);
     }
     const counts = new Map<string, number>();
     for (const t of f.tensors) counts.set(typeName(t.type), (counts.get(typeName(t.type)) ?? 0) + 1);
@@ -197,7 +202,7 @@ export function formatPlan(files: readonly PlannedFile[], disk?: readonly DiskUs
   lines.push(`total: ${files.length} file(s), ${tensors} tensors, ${total} bytes (${formatBytes(total)})`);
   for (const d of disk ?? []) {
     const verdict = d.free === undefined ? "free space unknown" : `${d.free} bytes (${formatBytes(d.free)}) free${d.needed > d.free ? " — NOT ENOUGH" : ""}`;
-    lines.push(`disk: ${d.dir}: needs ${d.needed} bytes (${formatBytes(d.needed)}), ${verdict}`);
+    lines.push(`disk: ${termSafe(d.dir)}: needs ${d.needed} bytes (${formatBytes(d.needed)}), ${verdict}`);
   }
   return lines.join("\n");
 }
@@ -316,44 +321,38 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
       // what the outputs need on each file system, and what is free there (fs.statfs)
       const disk = await diskUsage(p.files);
       for (const w of p.warnings) warn(w);
-      out(v.json ? JSON.stringify({ ...(planJson(p.files, disk, p.source) as object), warnings: p.warnings }, null, 2) : formatPlan(p.files, disk, p.source));
+      out(v.json ? jsonSafe({ ...(planJson(p.files, disk, p.source) as object), warnings: p.warnings }, undefined, 2) : formatPlan(p.files, disk, p.source));
     } finally {
       await p.close();
     }
     return 0;
   }
   const progress = new ProgressLine(io.stderr, !v.quiet && io.stderr.isTTY === true);
-  const ac = new AbortController();
-  const onSignal = (sig: NodeJS.Signals): void => {
-    ac.abort(sig);
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
   const t0 = performance.now();
-  try {
-    const r = await convert({ ...opts, signal: ac.signal, onProgress: (e) => progress.update(e), onWarning: (m) => {
-      progress.done(); // a warning is its own line, not written over the progress line
-      warn(m);
-    } });
-    progress.done();
-    const secs = (performance.now() - t0) / 1000;
-    const bytesIn = r.plan.reduce((a, f) => a + f.tensors.reduce((b, t) => b + t.out.ne.reduce((x, y) => x * y, 1) * 4, 0), 0);
-    const bytesOut = r.files.reduce((a, f) => a + f.bytes, 0);
-    if (v.json) out(JSON.stringify({ files: r.files, warnings: r.warnings, nonFinite: r.nonFinite }, null, 2));
-    else if (!v.quiet) {
-      for (const f of r.files) out(`wrote ${f.path} (${f.tensors} tensors, ${formatBytes(f.bytes)})`);
-      // the summary is for people watching a terminal; scripts get only the `wrote` lines and errors
-      if (io.stderr.isTTY === true) err(`ggufy: ${r.files.reduce((a, f) => a + f.tensors, 0)} tensors, ${formatBytes(bytesIn)} as f32 in, ${formatBytes(bytesOut)} out, ${formatDuration(secs)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
+  // SIGINT/SIGTERM/SIGHUP abort the conversion (signals.ts); it unwinds, removing its temp files, and exits 130
+  return withInterrupt("conversion interrupted; no output was written", async (signal) => {
+    try {
+      const r = await convert({ ...opts, signal, onProgress: (e) => progress.update(e), onWarning: (m) => {
+        progress.done(); // a warning is its own line, not written over the progress line
+        warn(m);
+      } });
+      progress.done();
+      const secs = (performance.now() - t0) / 1000;
+      const bytesIn = r.plan.reduce((a, f) => a + f.tensors.reduce((b, t) => b + t.out.ne.reduce((x, y) => x * y, 1) * 4, 0), 0);
+      const bytesOut = r.files.reduce((a, f) => a + f.bytes, 0);
+      if (v.json) out(jsonSafe({ files: r.files, warnings: r.warnings, nonFinite: r.nonFinite }, undefined, 2));
+      else if (!v.quiet) {
+        for (const f of r.files) out(`wrote ${termSafe(f.path)} (${f.tensors} tensors, ${formatBytes(f.bytes)})`);
+        // the summary is for people watching a terminal; scripts get only the `wrote` lines and errors
+        if (io.stderr.isTTY === true) err(`ggufy: ${r.files.reduce((a, f) => a + f.tensors, 0)} tensors, ${formatBytes(bytesIn)} as f32 in, ${formatBytes(bytesOut)} out, ${formatDuration(secs)}, peak RSS ${formatBytes(process.resourceUsage().maxRSS * 1024)}`);
+      }
+      return 0;
+    } catch (e) {
+      progress.done();
+      if (signal.aborted && !(isGgufyError(e) && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written");
+      throw e;
     }
-    return 0;
-  } catch (e) {
-    progress.done();
-    if (ac.signal.aborted && !(isGgufyError(e) && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written");
-    throw e;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  });
 }
 
 export { USAGE };

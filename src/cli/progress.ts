@@ -1,5 +1,6 @@
 /** A one-line progress display on stderr when it is a terminal; silent otherwise. */
 import type { ProgressEvent } from "../convert/pipeline.js";
+import { termSafe } from "./escape.js";
 
 export function formatBytes(n: number): string {
   const u = ["B", "KB", "MB", "GB", "TB"];
@@ -34,7 +35,7 @@ export class ProgressLine {
     const rate = e.bytesDone / Math.max(secs, 1e-3);
     const eta = (e.bytesTotal - e.bytesDone) / Math.max(rate, 1);
     const pct = ((100 * e.bytesDone) / Math.max(1, e.bytesTotal)).toFixed(1).padStart(5);
-    const line = `${pct}%  ${formatBytes(e.bytesDone)}/${formatBytes(e.bytesTotal)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}  [${e.tensorIndex + 1}/${e.tensorCount}] ${e.tensor}`;
+    const line = `${pct}%  ${formatBytes(e.bytesDone)}/${formatBytes(e.bytesTotal)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}  [${e.tensorIndex + 1}/${e.tensorCount}] ${termSafe(e.tensor)}`;
     const width = this.stream.columns ?? 120;
     this.stream.write(`\r${line.slice(0, width - 1).padEnd(Math.min(width - 1, line.length + 2))}`);
     this.shown = true;

@@ -4,6 +4,8 @@ import { GgufyError } from "../errors.js";
 import { verify, verifyError, type VerifyOptions, type VerifyResult } from "../convert/verify.js";
 import { ProgressLine } from "./progress.js";
 import { lowerTensorTypePattern } from "./args.js";
+import { jsonSafe, maxOf, termSafe } from "./escape.js";
+import { withInterrupt } from "./signals.js";
 
 export const VERIFY_USAGE = `verify options (ggufy verify <file.gguf> <model-dir>):
   --outtype T            the type the file was converted to (default: from general.file_type)
@@ -17,24 +19,25 @@ const fmt = (x: number, digits = 3): string => (x === 0 ? "0" : Number.isFinite(
 
 export function formatVerify(r: VerifyResult, full = true): string {
   const lines: string[] = [];
-  lines.push(`verify: ${r.parts.length > 1 ? `${r.parts.length} parts from ` : ""}${r.file} against ${r.modelDir} (planned as ${r.outtype}${r.fileType !== undefined ? `, file type ${r.fileType}` : ""})`);
+  lines.push(`verify: ${r.parts.length > 1 ? `${r.parts.length} parts from ` : ""}${termSafe(r.file)} against ${termSafe(r.modelDir)} (planned as ${termSafe(r.outtype)}${r.fileType !== undefined ? `, file type ${r.fileType}` : ""})`);
   if (full && r.tensors.length) {
-    const w = Math.max(4, ...r.tensors.map((t) => t.name.length));
+    const names = r.tensors.map((t) => termSafe(t.name));
+    const w = maxOf(names, (n) => n.length, 4);
     lines.push(`  ${"tensor".padEnd(w)}  ${"type".padEnd(7)} ${"rel RMSE".padStart(9)} ${"max |err|".padStart(9)} ${"cosine".padStart(10)}  status`);
-    for (const t of r.tensors) {
+    for (const [i, t] of r.tensors.entries()) {
       const cos = Number.isFinite(t.cosine) ? t.cosine.toFixed(7) : String(t.cosine);
-      lines.push(`  ${t.name.padEnd(w)}  ${t.type.padEnd(7)} ${fmt(t.relRmse).padStart(9)} ${fmt(t.maxAbsErr).padStart(9)} ${cos.padStart(10)}  ${t.ok ? (t.exact ? "ok (exact)" : "ok") : "FAIL: " + t.problems.join("; ")}`);
+      lines.push(`  ${names[i]!.padEnd(w)}  ${termSafe(t.type).padEnd(7)} ${fmt(t.relRmse).padStart(9)} ${fmt(t.maxAbsErr).padStart(9)} ${cos.padStart(10)}  ${t.ok ? (t.exact ? "ok (exact)" : "ok") : "FAIL: " + termSafe(t.problems.join("; "))}`);
     }
   }
-  for (const n of r.missing) lines.push(`  ${n}: MISSING from the file`);
-  for (const n of r.unexpected) lines.push(`  ${n}: UNEXPECTED (not in the plan)`);
+  for (const n of r.missing) lines.push(`  ${termSafe(n)}: MISSING from the file`);
+  for (const n of r.unexpected) lines.push(`  ${termSafe(n)}: UNEXPECTED (not in the plan)`);
   lines.push("summary by type:");
   for (const s of r.summary) {
-    lines.push(`  ${s.type.padEnd(7)} ${String(s.tensors).padStart(4)} tensors  rel RMSE mean ${fmt(s.meanRelRmse)} max ${fmt(s.maxRelRmse)}  rel max err ${fmt(s.maxRelMaxAbs)}  min cosine ${Number.isFinite(s.minCosine) ? s.minCosine.toFixed(7) : s.minCosine}${s.failed ? `  ${s.failed} FAILED` : ""}`);
+    lines.push(`  ${termSafe(s.type).padEnd(7)} ${String(s.tensors).padStart(4)} tensors  rel RMSE mean ${fmt(s.meanRelRmse)} max ${fmt(s.maxRelRmse)}  rel max err ${fmt(s.maxRelMaxAbs)}  min cosine ${Number.isFinite(s.minCosine) ? s.minCosine.toFixed(7) : s.minCosine}${s.failed ? `  ${s.failed} FAILED` : ""}`);
   }
   if (r.kvDifferences.length) {
     lines.push(`metadata differing from the plan (${r.kvDifferences.length}; informational):`);
-    for (const d of r.kvDifferences.slice(0, 20)) lines.push(`  ${d}`);
+    for (const d of r.kvDifferences.slice(0, 20)) lines.push(`  ${termSafe(d)}`);
     if (r.kvDifferences.length > 20) lines.push(`  … ${r.kvDifferences.length - 20} more`);
   }
   lines.push(r.ok ? `OK: ${r.tensors.length} tensors match the plan and are within their type's error bounds` : `FAILED: ${r.failures.length} problem(s)`);
@@ -69,10 +72,7 @@ export async function cmdVerify(args: string[], out: (s: string) => void, err: (
   if (!gguf || !dir) throw new GgufyError("E_USAGE", "verify needs a GGUF file and the model folder it was converted from");
   if (extra !== undefined) throw new GgufyError("E_USAGE", `unexpected argument '${extra}'`);
   const progress = new ProgressLine(io.stderr, !v.quiet && !v.json && io.stderr.isTTY === true);
-  const ac = new AbortController();
-  const onSignal = (): void => ac.abort();
-  process.once("SIGINT", onSignal);
-  const opts: VerifyOptions = {
+  const opts = (signal: AbortSignal): VerifyOptions => ({
     ...(v.outtype ? { outtype: v.outtype } : {}),
     ...(v["mmproj-type"] ? { mmprojType: v["mmproj-type"] } : {}),
     ...(v.pure ? { pure: true } : {}),
@@ -81,17 +81,21 @@ export async function cmdVerify(args: string[], out: (s: string) => void, err: (
     ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"].map(lowerTensorTypePattern) } : {}),
     ...(v["leave-output-tensor"] ? { leaveOutputTensor: true } : {}),
     ...(v.exact ? { exact: true } : {}),
-    signal: ac.signal,
+    signal,
     onProgress: (e) => progress.update({ file: gguf, tensor: e.tensor, tensorIndex: e.tensorIndex, tensorCount: e.tensorCount, bytesDone: e.bytesDone, bytesTotal: e.bytesTotal }),
-  };
-  let r: VerifyResult;
-  try {
-    r = await verify(gguf, dir, opts);
-  } finally {
-    progress.done();
-    process.off("SIGINT", onSignal);
-  }
-  if (v.json) out(JSON.stringify(r, (_k, x: unknown) => (typeof x === "number" && !Number.isFinite(x) ? String(x) : x), 2));
+  });
+  // SIGINT/SIGTERM/SIGHUP: exit 130 with one line, like convert (signals.ts)
+  const r = await withInterrupt("verification interrupted", async (signal) => {
+    try {
+      return await verify(gguf, dir, opts(signal));
+    } catch (e) {
+      if (signal.aborted && !(e instanceof GgufyError && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "verification interrupted");
+      throw e;
+    } finally {
+      progress.done();
+    }
+  });
+  if (v.json) out(jsonSafe(r, (_k, x: unknown) => (typeof x === "number" && !Number.isFinite(x) ? String(x) : x), 2));
   else if (!v.quiet) out(formatVerify(r));
   if (!r.ok) throw verifyError(r);
   if (v.quiet && !v.json) err(`ggufy: verify: OK (${r.tensors.length} tensors)`);

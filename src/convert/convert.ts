@@ -10,7 +10,9 @@ import { DECODERS } from "../source/registry.js";
 import { countParams, expertParamCounts, planFile, type PlanOptions, type PlannedFile } from "./plan.js";
 import { loadMetadata } from "./metadata.js";
 import { splitPlannedFile, wantsSplit } from "./split.js";
-import { runPlan, type RunOptions, type RunResult } from "./pipeline.js";
+import { chunkRanges, runPlan, type RunOptions, type RunResult } from "./pipeline.js";
+import { effectiveThreads } from "./limits.js";
+import { refuseInputOverwrite } from "./output.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
 
@@ -88,6 +90,8 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
       if (seen.has(f.path)) throw new GgufyError("E_USAGE", "two outputs would have the same path", { file: f.path });
       seen.add(f.path);
     }
+    // never over a file the conversion reads, even with --force (output.ts)
+    await refuseInputOverwrite(files.map((f) => f.path), dir, source.st.files);
     return { files, source, models, warnings, close: () => source.close() };
   } catch (e) {
     await source.close();
@@ -108,7 +112,9 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
     // the models' notes (a RoPE scaling or sliding window llama.cpp does not honour …) reach the user
     for (const m of p.models) for (const w of m.warnings ?? []) opts.onWarning?.(w);
     const { makeEncoder } = await import("./workers.js");
-    const threads = opts.threads ?? (await import("node:os")).availableParallelism();
+    // validated and capped (limits.ts): min(requested, 4 × cores, 64, chunks to encode)
+    const chunks = p.files.reduce((a, f) => a + f.tensors.reduce((b, t) => b + chunkRanges(t, opts.chunkElements ?? 4 << 20).length, 0), 0);
+    const threads = effectiveThreads(opts.threads, chunks);
     const encoder = await makeEncoder(threads);
     const onWarning = (m: string): void => {
       warnings.push(m);

@@ -11,7 +11,8 @@
  * Inputs are untrusted: files are size-capped, the YAML subset parser is depth-capped, and values of an
  * unexpected kind are ignored rather than written.
  */
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
+import { readSmallFile } from "../formats/files.js";
 import path from "node:path";
 import { GgufyError, jsonErrorDetail } from "../errors.js";
 import { GGUFValueType, kv, type GGUFKV, type GGUFScalarType } from "../formats/gguf/types.js";
@@ -396,10 +397,8 @@ export async function loadModelCard(dir: string): Promise<Record<string, Yaml>> 
   const file = path.join(dir, "README.md");
   let text: string;
   try {
-    const st = await stat(file);
-    if (!st.isFile()) return {};
-    if (st.size > MAX_CARD_BYTES) return {}; // a model card, not a data dump: ignore rather than read it
-    text = await readFile(file, "utf8");
+    // a model card, not a data dump: a FIFO, device or oversized README is ignored, never read
+    text = (await readSmallFile(file, { cap: MAX_CARD_BYTES, what: "README.md", confine: true })).toString("utf8");
   } catch {
     return {};
   }
@@ -427,11 +426,12 @@ async function readJsonObject(file: string, what: string, required: boolean): Pr
   let text: string;
   try {
     const st = await stat(file);
-    if (!st.isFile()) throw new Error("not a regular file");
     if (st.size > MAX_JSON_BYTES) throw new GgufyError(required ? "E_USAGE" : "E_CONFIG", `${what} is ${st.size} bytes (cap ${MAX_JSON_BYTES})`, { file });
-    text = await readFile(file, "utf8");
+    // checked again on the descriptor: a FIFO or device never blocks the read
+    // a model-folder file (not --metadata, which the user names) must not link outside the folder
+    text = (await readSmallFile(file, { code: required ? "E_USAGE" : "E_CONFIG", cap: MAX_JSON_BYTES, what, confine: !required })).toString("utf8");
   } catch (e) {
-    if (e instanceof GgufyError) throw e;
+    if (e instanceof GgufyError && (required || !/not a regular file|links outside/.test(e.detail))) throw e;
     if (!required) return undefined;
     throw new GgufyError("E_USAGE", `cannot read ${what}: ${(e as Error).message}`, { file });
   }
@@ -811,15 +811,44 @@ export function resolveKvOverride(o: KvOverride, existing?: GGUFKV): GGUFKV {
   }
 }
 
+/** the largest general.alignment ggufy writes (llama.cpp accepts any power of two; padding is zero-filled in memory) */
+export const MAX_ALIGNMENT = 1 << 16;
+
+/**
+ * Keys that shape the file itself, not just its metadata, checked whichever way they are set:
+ * - `general.alignment` (gguf.cpp gguf_init_from_file_impl: UINT32, non-zero power of two) sets where every
+ *   tensor's data starts; ggufy lays the data out with it (writer.ts), up to MAX_ALIGNMENT;
+ * - `split.no` / `split.count` / `split.tensors.count` are written by the splitter (llama-model-loader reads
+ *   them to find the other parts): set by hand they would describe parts that do not exist;
+ * - `general.architecture` prefixes every hyper-parameter key (`llama.block_count` …): another value
+ *   would leave those keys unread.
+ */
+export function checkStructuralKv(o: GGUFKV, existing: GGUFKV | undefined, via: string): void {
+  const fail = (why: string): never => {
+    throw new GgufyError("E_USAGE", `${via} ${o.key}: ${why}`);
+  };
+  if (o.key.startsWith("split.")) fail("split.* keys are written by the splitter (use --split-max-size / --split-max-tensors)");
+  if (o.key === "general.alignment") {
+    if (o.value.type !== GGUFValueType.UINT32) fail(`must be a UINT32 (int), got ${GGUFValueType[o.value.type]}`);
+    const a = Number(o.value.value);
+    if (!Number.isInteger(a) || a < 1 || (a & (a - 1)) !== 0) fail(`${a} is not a power of two (llama.cpp refuses the file)`);
+    if (a > MAX_ALIGNMENT) fail(`${a} is over ggufy's ${MAX_ALIGNMENT}-byte cap`);
+  }
+  if (o.key === "general.architecture" && existing && (o.value.type !== GGUFValueType.STRING || o.value.value !== existing.value.value)) {
+    fail(`the file's keys are written for '${String(existing.value.value)}'; another architecture would leave them unread`);
+  }
+}
+
 /** Apply typed overrides and --override-kv ones, last: existing keys are replaced in place, new ones appended. */
 export function applyKvOverrides(kvs: GGUFKV[], typed: readonly GGUFKV[] = [], raw: readonly KvOverride[] = []): GGUFKV[] {
   const out = [...kvs];
-  const put = (o: GGUFKV): void => {
+  const put = (o: GGUFKV, via: string): void => {
     const i = out.findIndex((k) => k.key === o.key);
+    checkStructuralKv(o, i >= 0 ? out[i] : undefined, via);
     if (i >= 0) out[i] = o;
     else out.push(o);
   };
-  for (const o of typed) put(o);
-  for (const o of raw) put(resolveKvOverride(o, out.find((k) => k.key === o.key)));
+  for (const o of typed) put(o, "override");
+  for (const o of raw) put(resolveKvOverride(o, out.find((k) => k.key === o.key)), "--override-kv");
   return out;
 }

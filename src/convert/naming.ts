@@ -5,6 +5,9 @@
  *
  *   <BaseName>-<SizeLabel>-<FineTune>-<Version>-<Encoding>[-vocab|-LoRA].gguf
  */
+import { statSync } from "node:fs";
+import path from "node:path";
+import { GgufyError } from "../errors.js";
 
 /**
  * Python's `f"{x:.{digits}f}"`: the exact binary value rounded half to even. JavaScript's toFixed rounds
@@ -198,11 +201,98 @@ export interface NameParts {
   kind?: "vocab" | "LoRA";
 }
 
-/** gguf-py naming_convention: <BaseName>-<SizeLabel>-<FineTune>-<Version>-<Encoding>[-<Kind>] (no extension). */
+/**
+ * Longest file-name stem ggufy derives from metadata, in UTF-8 bytes. File names are at most 255 bytes
+ * (NAME_MAX); the stem also carries a split suffix (`-00001-of-00002`, 15), `.gguf` and, while being
+ * written, the temp name's `.` + `.ggufy-tmp-<pid>` (≤ 19).
+ */
+export const MAX_STEM_BYTES = 200;
+/** a size label, fine-tune or version longer than this is cut (the base name gets what is left) */
+const MAX_PART_BYTES = 40;
+
+/**
+ * Characters never allowed in a name part that came from a checkpoint, a model card, --metadata or
+ * --model-name: path separators (both kinds), C0/DEL/C1 controls, line and paragraph separators, bidi
+ * overrides and isolates (they make a name display as something else), and the characters Windows
+ * refuses in file names.
+ */
+// eslint-disable-next-line no-control-regex
+const UNSAFE_IN_NAME = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\ufeff/\\:*?"<>|]/gu;
+
+function utf8Cut(s: string, maxBytes: number): string {
+  if (Buffer.byteLength(s, "utf8") <= maxBytes) return s;
+  let out = "";
+  let n = 0;
+  for (const ch of s) {
+    const b = Buffer.byteLength(ch, "utf8");
+    if (n + b > maxBytes) break;
+    out += ch;
+    n += b;
+  }
+  return out;
+}
+
+/**
+ * One metadata-derived name part as it may appear in a file name: unsafe characters become `-`, lone
+ * surrogates (not encodable) become U+FFFD, and the result is cut to `maxBytes` UTF-8 bytes. A part can
+ * no longer contain a separator, so `..` inside it is only text ("x-..-..-escaped"), never a folder step.
+ */
+export function safeNamePart(s: string, maxBytes = MAX_PART_BYTES): string {
+  const wellFormed = (s as string & { toWellFormed?: () => string }).toWellFormed?.() ?? s.replace(/[\ud800-\udfff]/g, "\ufffd");
+  return utf8Cut(wellFormed.trim().replace(/ /g, "-").replace(UNSAFE_IN_NAME, "-"), maxBytes);
+}
+
+/**
+ * gguf-py naming_convention: <BaseName>-<SizeLabel>-<FineTune>-<Version>-<Encoding>[-<Kind>] (no extension),
+ * every part made safe for one path component (safeNamePart), the whole at most MAX_STEM_BYTES, and no
+ * leading dot (which would hide the file). gguf-py replaces only "/" in the base name; the other parts
+ * reached the file name raw (issue 15: `finetune: x/../../../escaped/pwned` wrote outside the folder).
+ */
 export function conventionalName(p: NameParts): string {
-  const name = p.baseName !== undefined ? p.baseName.trim().replace(/ /g, "-").replace(/\//g, "-") : p.name !== undefined ? p.name.trim().replace(/ /g, "-").replace(/\//g, "-") : "ggml-model";
-  const dash = (s: string | undefined, upper = false): string => (s !== undefined ? `-${upper ? s.trim().replace(/ /g, "-").toUpperCase() : s.trim().replace(/ /g, "-")}` : "");
-  return `${name}${p.sizeLabel !== undefined ? `-${p.sizeLabel}` : ""}${dash(p.fineTune)}${dash(p.version)}${dash(p.encoding, true)}${dash(p.kind)}`;
+  const dash = (s: string | undefined, upper = false): string => (s !== undefined ? `-${safeNamePart(upper ? s.toUpperCase() : s)}` : "");
+  const rest = `${p.sizeLabel !== undefined ? dash(p.sizeLabel) : ""}${dash(p.fineTune)}${dash(p.version)}${dash(p.encoding, true)}${dash(p.kind)}`;
+  const budget = MAX_STEM_BYTES - Buffer.byteLength(rest, "utf8");
+  const raw = p.baseName !== undefined ? p.baseName : p.name !== undefined ? p.name : "ggml-model";
+  let name = safeNamePart(raw, budget).replace(/^[.-]+/, ""); // no hidden file, nothing that reads as an option
+  if (name === "" || name === "-") name = "ggml-model";
+  return `${name}${rest}`;
+}
+
+/** A single file-name component: not empty, not `.`/`..`, no separator, no control character. */
+export function isSafeComponent(name: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return name !== "" && name !== "." && name !== ".." && !/[/\\\u0000-\u001f\u007f-\u009f]/.test(name) && Buffer.byteLength(name, "utf8") <= 255;
+}
+
+/**
+ * The output path: the default name in the model folder, or what --outfile says. An existing folder (or
+ * a path ending in a separator, which must then be an existing folder) gets the default name inside it;
+ * otherwise the last component is a file name template ({ftype} …) in its folder. Either way the result is
+ * one safe file name directly inside the folder the user chose (or the model folder), checked here.
+ */
+export function resolveOutputPath(modelDir: string, defaultFile: string, explicit: string | undefined, label: string, flag = "--outfile"): string {
+  if (!explicit) return confined(path.resolve(modelDir), defaultFile);
+  const isDir = (() => {
+    try {
+      return statSync(explicit).isDirectory();
+    } catch {
+      return false;
+    }
+  })();
+  if (isDir) return confined(path.resolve(explicit), defaultFile);
+  if (/[/\\]$/.test(explicit) || (path.sep === "/" && explicit.endsWith(path.sep))) {
+    throw new GgufyError("E_USAGE", `${flag} ${explicit}: the folder does not exist (create it first, or drop the trailing separator to name a file)`, { file: path.resolve(explicit) });
+  }
+  const base = fillTemplatedFilename(path.basename(explicit), label);
+  if (!isSafeComponent(base)) throw new GgufyError("E_USAGE", `${flag} ${explicit}: not a file name`, { file: path.resolve(explicit) });
+  return confined(path.resolve(path.dirname(explicit)), base);
+}
+
+/** `dir/name`, after checking that it names a file directly inside `dir`. */
+function confined(dir: string, name: string): string {
+  const p = path.join(dir, name);
+  if (!isSafeComponent(name) || path.dirname(p) !== dir) throw new GgufyError("E_USAGE", `output name '${name}' is not a single file name inside ${dir}`, { file: p });
+  return p;
 }
 
 /**

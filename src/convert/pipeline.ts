@@ -211,7 +211,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
   };
   try {
     abortCheck();
-    for (const f of files) outputs.push(await AtomicOutput.create(f.path, { ...(opts.force ? { force: true } : {}), ...(opts.opener ? { opener: opts.opener } : {}) }));
+    for (const f of files) outputs.push(await AtomicOutput.create(f.path, { ...(opts.force ? { force: true } : {}), ...(opts.opener ? { opener: opts.opener } : {}), ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) }));
     await checkFreeSpace(files, opts.freeSpace);
     for (let fi = 0; fi < files.length; fi++) {
       const f = files[fi]!;
@@ -294,7 +294,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
       await out.flush();
     }
     abortCheck();
-    for (const o of outputs) await o.commit();
+    await AtomicOutput.commitAll(outputs); // all parts or none: a failed later part takes back the earlier ones
     if (nonFinite > 0) opts.onWarning?.(`${nonFinite} non-finite value(s) were passed through (--allow-nonfinite)`);
     return { files: files.map((f, i) => ({ path: f.path, bytes: outputs[i]!.bytesWritten, tensors: f.tensors.length })), nonFinite };
   } catch (e) {

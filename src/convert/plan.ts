@@ -13,7 +13,7 @@ import { supportedTypes } from "../quant/ggml/index.js";
 import { findPreset, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, type Preset, type PresetOptions } from "../quant/presets.js";
 import type { ModelFile, OutputTensor } from "../models/types.js";
 import { vocabToKvs } from "../tokenizer/index.js";
-import { conventionalName, fillTemplatedFilename } from "./naming.js";
+import { conventionalName, fillTemplatedFilename, resolveOutputPath } from "./naming.js";
 import { applyKvOverrides, metadataFromFolder, metadataKvs, type KvOverride, type ModelMetadata } from "./metadata.js";
 import type { SplitInfo, SplitOptions } from "./split.js";
 
@@ -245,29 +245,27 @@ export function planFile({ model, modelDir, opts, baseName, metadata, vocabOnly 
   const defaultFile =
     model.role === "mmproj" ? `mmproj-${base}-${label.toLowerCase()}.gguf` : vocabOnly ? `${conventionalName({ ...parts, kind: "vocab" })}.gguf` : `${conventionalName({ ...parts, ...(md?.sizeLabel !== undefined ? { sizeLabel: md.sizeLabel } : {}), encoding: label })}.gguf`;
   const explicit = model.role === "mmproj" ? opts.mmprojOutfile : opts.outfile;
-  const isDir = (f: string): boolean => {
-    try {
-      return statSync(f).isDirectory();
-    } catch {
-      return false;
-    }
-  };
-  let p = path.join(path.resolve(modelDir), defaultFile);
-  if (explicit) {
-    // an existing folder gets the default name inside it; otherwise the name is a template ({ftype} …)
-    p = isDir(explicit) ? path.join(path.resolve(explicit), defaultFile) : path.resolve(path.dirname(explicit), fillTemplatedFilename(path.basename(explicit), label));
-  } else if (model.role === "mmproj" && opts.outfile) {
+  // one safe file name inside the folder the user chose, or the model folder (naming.ts resolveOutputPath)
+  let p: string;
+  if (!explicit && model.role === "mmproj" && opts.outfile) {
     // no --mmproj-outfile but an --outfile: the projector goes beside the language model, named after it
     // (out/x.gguf, out/x-{ftype}.gguf and out/x-Q4_K_M.gguf with --outtype Q4_K_M → out/mmproj-x-f16.gguf), as
     // the converter's --mmproj run prefixes "mmproj-" to the file name (conversion/base.py MmprojModel.prepare_metadata)
-    if (isDir(opts.outfile)) p = path.join(path.resolve(opts.outfile), defaultFile);
+    const isDir = (f: string): boolean => {
+      try {
+        return statSync(f).isDirectory();
+      } catch {
+        return false;
+      }
+    };
+    if (isDir(opts.outfile) || /[/\\]$/.test(opts.outfile)) p = resolveOutputPath(modelDir, defaultFile, opts.outfile, label, "--outfile");
     else {
       let stem = path.basename(opts.outfile).replace(/\.gguf$/i, "");
       const llmType = opts.outtype?.toLowerCase();
       if (llmType && llmType !== "auto" && stem.toLowerCase().endsWith(`-${llmType}`) && stem.length > llmType.length + 1) stem = stem.slice(0, -(llmType.length + 1));
       const name = /\{(ftype|outtype|FTYPE|OUTTYPE|)\}/.test(stem) ? fillTemplatedFilename(stem, label) : `${stem}-${label.toLowerCase()}`;
-      p = path.resolve(path.dirname(opts.outfile), `mmproj-${name}.gguf`);
+      p = resolveOutputPath(modelDir, defaultFile, path.join(path.dirname(opts.outfile), `mmproj-${name}.gguf`), label, "--outfile");
     }
-  }
+  } else p = resolveOutputPath(modelDir, defaultFile, explicit, label, model.role === "mmproj" ? "--mmproj-outfile" : "--outfile");
   return { path: p, role: model.role, kvs, tensors, header, fileType: choice.ftype, typeLabel: label, ...(md ? { metadata: md } : {}) };
 }

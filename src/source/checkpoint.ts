@@ -5,9 +5,9 @@
  * pipeline, verify, inspect and dequantize (`openCheckpoint`) consume; it knows nothing of GGUF and
  * nothing of any particular scheme.
  */
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { GgufyError, brief } from "../errors.js";
+import { MissingFile, readSmallFile, SMALL_FILE_CAPS } from "../formats/files.js";
 import { SafetensorsCheckpoint, type StTensorInfo } from "../formats/safetensors/index.js";
 import { f16Lut } from "../formats/half.js";
 import type { DecoderFactory, FloatDtype, ModuleInfo, RawRows, SourceTensor, TensorDecoder } from "./types.js";
@@ -27,9 +27,11 @@ export async function readConfig(dir: string): Promise<Record<string, unknown>> 
   const file = path.join(dir, "config.json");
   let text: string;
   try {
-    text = await readFile(file, "utf8");
-  } catch {
-    throw new GgufyError("E_CONFIG", "config.json is missing", { file });
+    // a regular file of bounded size: a FIFO, a device or a huge file is refused before it is read
+    text = (await readSmallFile(file, { code: "E_CONFIG", cap: SMALL_FILE_CAPS.config, what: "config.json", confine: true })).toString("utf8");
+  } catch (e) {
+    if (e instanceof MissingFile) throw new GgufyError("E_CONFIG", "config.json is missing", { file });
+    throw e;
   }
   try {
     const j = JSON.parse(text);

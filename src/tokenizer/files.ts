@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { GgufyError, jsonErrorDetail } from "../errors.js";
+import { MissingFile, readSmallFileSync, SMALL_FILE_CAPS } from "../formats/files.js";
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 export type JsonObject = { [k: string]: Json };
@@ -21,11 +22,16 @@ export function fileIn(dir: string, name: string): string | undefined {
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
+/**
+ * The whole file, when it is a regular file within the tokenizer size cap (a FIFO, a device or a
+ * runaway file is refused by its descriptor's fstat before anything is read).
+ */
 export function readBytes(file: string): Uint8Array {
   try {
-    return fs.readFileSync(file);
+    return readSmallFileSync(file, { code: "E_TOKENIZER", cap: SMALL_FILE_CAPS.tokenizer, what: path.basename(file), confine: true });
   } catch (e) {
-    throw new GgufyError("E_IO", `cannot read: ${(e as Error).message}`, { file, cause: e });
+    if (e instanceof GgufyError) throw e;
+    throw new GgufyError("E_IO", e instanceof MissingFile ? "cannot read: the file disappeared" : `cannot read: ${(e as Error).message}`, { file, cause: e });
   }
 }
 

@@ -3,7 +3,8 @@
  * against caps and the file size before anything is allocated, tensor types and ranges are
  * validated, and nothing is read whole except the header.
  */
-import { open, stat, type FileHandle } from "node:fs/promises";
+import { type FileHandle } from "node:fs/promises";
+import { MissingFile, openRegular } from "../files.js";
 import { GgufyError } from "../../errors.js";
 import { GGUFValueType, GGUF_MAGIC, GGUF_DEFAULT_ALIGNMENT, type GGUFScalar, type GGUFScalarType, type GGUFValue } from "./types.js";
 import { TYPE_INFO, tensorBytes, type GGMLType } from "../../quant/ggml/types.js";
@@ -82,6 +83,12 @@ class Cursor {
     if (len > BigInt(MAX_STRING) || Number(len) > this.size - this.pos) this.fail(`${what}: string length ${len} exceeds the file or the ${MAX_STRING}-byte cap`);
     return (await this.need(Number(len))).toString("utf8");
   }
+  /** A string's raw bytes (names are measured and compared as bytes: invalid UTF-8 decodes lossily). */
+  async strBytes(what: string): Promise<Buffer> {
+    const len = await this.u64();
+    if (len > BigInt(MAX_STRING) || Number(len) > this.size - this.pos) this.fail(`${what}: string length ${len} exceeds the file or the ${MAX_STRING}-byte cap`);
+    return Buffer.from(await this.need(Number(len)));
+  }
   async scalar(t: GGUFScalarType, what: string): Promise<GGUFScalar> {
     switch (t) {
       case GGUFValueType.UINT8: return (await this.need(1)).readUInt8(0);
@@ -136,11 +143,11 @@ function isScalarType(t: number): t is GGUFScalarType {
 export async function readGguf(path: string): Promise<GGUFFile> {
   let fh: FileHandle;
   try {
-    // a FIFO or device would block or never end: only regular files are opened
-    if (!(await stat(path)).isFile()) throw new GgufyError("E_IO", "is not a regular file", { file: path });
-    fh = await open(path, "r");
+    // a FIFO or device would block or never end: only regular files are read (checked on the descriptor)
+    fh = (await openRegular(path, "E_IO")).fh;
   } catch (e) {
     if (e instanceof GgufyError) throw e;
+    if (e instanceof MissingFile) throw new GgufyError("E_IO", "does not exist", { file: path });
     throw new GgufyError("E_IO", (e as Error).message, { file: path, cause: e });
   }
   try {
@@ -161,10 +168,15 @@ export async function readGguf(path: string): Promise<GGUFFile> {
     if (Number(nKv) * 13 + Number(nTensors) * 32 > size - c.pos) fail(`${nKv} key/value pairs and ${nTensors} tensor infos cannot fit in a ${size}-byte file`);
     const kvs = new Map<string, GGUFValue>();
     const keys: string[] = [];
+    const rawKeys = new Set<string>();
     for (let i = 0; i < Number(nKv); i++) {
-      const key = await c.str(`key #${i}`);
+      const keyBytes = await c.strBytes(`key #${i}`);
+      const key = keyBytes.toString("utf8");
       if (!key) fail(`key #${i} is empty`);
-      if (kvs.has(key)) fail(`duplicate key '${key}'`);
+      // compared as bytes: two distinct invalid-UTF-8 keys decode to the same replacement characters
+      if (rawKeys.has(keyBytes.toString("latin1"))) fail(`duplicate key '${key}'`);
+      rawKeys.add(keyBytes.toString("latin1"));
+      if (kvs.has(key)) fail(`key '${key}' is not valid UTF-8 and collides with another key once decoded`);
       const t = await c.u32();
       let value: GGUFValue;
       if (t === GGUFValueType.ARRAY) {
@@ -202,10 +214,13 @@ export async function readGguf(path: string): Promise<GGUFFile> {
     const tensors: GGUFTensorEntry[] = [];
     const names = new Set<string>();
     for (let i = 0; i < Number(nTensors); i++) {
-      const name = await c.str(`tensor #${i} name`);
-      if (Buffer.byteLength(name) >= 64) fail(`tensor name is ${Buffer.byteLength(name)} bytes (max 63)`, name);
-      if (names.has(name)) fail(`duplicate tensor name`, name);
-      names.add(name);
+      const nameBytes = await c.strBytes(`tensor #${i} name`);
+      const name = nameBytes.toString("utf8");
+      // measured and compared as the bytes in the file (llama.cpp GGML_MAX_NAME counts bytes)
+      if (nameBytes.length >= 64) fail(`tensor name is ${nameBytes.length} bytes (max 63)`, name);
+      const rawName = nameBytes.toString("latin1");
+      if (names.has(rawName)) fail(`duplicate tensor name`, name);
+      names.add(rawName);
       const nDims = await c.u32();
       if (nDims < 1 || nDims > 4) fail(`${nDims} dimensions (1–4 allowed)`, name);
       const ne: number[] = [];
@@ -243,7 +258,10 @@ export async function readGguf(path: string): Promise<GGUFFile> {
 
 /** Read a tensor's raw bytes (or a byte range of them). */
 export async function readGgufTensorBytes(file: GGUFFile, t: GGUFTensorEntry, offset = 0, length = t.bytes - offset): Promise<Uint8Array> {
-  const fh = await open(file.path, "r");
+  // the file may have been swapped for a FIFO since its header was read: the same checked open
+  const fh = await openRegular(file.path, "E_IO").then((o) => o.fh, (e: unknown) => {
+    throw e instanceof MissingFile ? new GgufyError("E_IO", "disappeared while being read", { file: file.path }) : e;
+  });
   try {
     const out = new Uint8Array(length);
     let done = 0;

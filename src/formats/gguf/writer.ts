@@ -82,8 +82,17 @@ export function padTo(n: number, align: number): number {
   return Math.ceil(n / align) * align;
 }
 
+/** The data alignment a file with these KVs must use: `general.alignment` when set (a UINT32), else 32. */
+export function alignmentOf(kvs: readonly GGUFKV[]): number {
+  const a = kvs.find((k) => k.key === "general.alignment");
+  if (!a) return GGUF_DEFAULT_ALIGNMENT;
+  const v = a.value.type === GGUFValueType.UINT32 ? Number(a.value.value) : NaN;
+  if (!Number.isInteger(v) || v < 1 || (v & (v - 1)) !== 0) throw new Error(`GGUF: general.alignment must be a UINT32 power of two`);
+  return v;
+}
+
 /** Encode magic, counts, KVs, tensor infos and the padding up to the data section. */
-export function encodeGgufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment = GGUF_DEFAULT_ALIGNMENT): EncodedHeader {
+export function encodeGgufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment = alignmentOf(kvs)): EncodedHeader {
   const seen = new Set<string>();
   for (const { key } of kvs) {
     if (!key) throw new Error("GGUF: empty key");
@@ -144,7 +153,7 @@ export class GGUFStreamWriter {
   private writtenInCurrent = 0;
   readonly header: EncodedHeader;
 
-  constructor(private readonly out: ByteWriter, kvs: readonly GGUFKV[], readonly tensors: readonly GGUFTensorInfo[], private readonly alignment = GGUF_DEFAULT_ALIGNMENT) {
+  constructor(private readonly out: ByteWriter, kvs: readonly GGUFKV[], readonly tensors: readonly GGUFTensorInfo[], private readonly alignment = alignmentOf(kvs)) {
     this.header = encodeGgufHeader(kvs, tensors, alignment);
   }
 

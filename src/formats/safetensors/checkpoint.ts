@@ -2,7 +2,8 @@
  * A safetensors checkpoint: one file, or shards listed by model.safetensors.index.json.
  * Validates that the index and the shards agree and that no shard path leaves the folder.
  */
-import { readdir, readFile, realpath, access, stat } from "node:fs/promises";
+import { readdir, realpath, access } from "node:fs/promises";
+import { MissingFile, readSmallFile } from "../files.js";
 import path from "node:path";
 import { GgufyError, jsonErrorDetail } from "../../errors.js";
 import { readSafetensorsHeader, FileReaderPool, type StTensorInfo } from "./reader.js";
@@ -28,7 +29,7 @@ export class SafetensorsCheckpoint {
     for (const f of this.files) {
       const inFile = [...this.tensors.values()].filter((t) => t.file === f).map((t) => t.name);
       inFile.sort(compareStrings);
-      out.push(...inFile);
+      for (const n of inFile) out.push(n); // no spread: 200,000 names would overflow the call stack
     }
     return out;
   }
@@ -76,6 +77,8 @@ export class SafetensorsCheckpoint {
       }
       files = entries.filter((f) => f.endsWith(".safetensors")).sort(compareStrings).map((f) => path.join(absDir, f));
       if (files.length === 0) throw new GgufyError("E_IO", `no .safetensors file and no ${INDEX_FILE}`, { file: absDir });
+      // a single model.safetensors (or unindexed shards) is confined like indexed shards
+      for (const f of files) await confineFile(f, realDir, { file: f }, path.basename(f));
     }
     const tensors = new Map<string, StTensorInfo>();
     let metadata: Record<string, string> = {};
@@ -120,14 +123,13 @@ async function readIndex(indexPath: string): Promise<Map<string, string>> {
   let json: unknown;
   let text: string;
   try {
-    const st = await stat(indexPath);
-    if (!st.isFile()) throw new GgufyError("E_INDEX", "is not a regular file", { file: indexPath });
-    if (st.size > MAX_INDEX_BYTES) throw new GgufyError("E_INDEX", `is ${st.size} bytes, over the ${MAX_INDEX_BYTES}-byte cap`, { file: indexPath });
-    if (st.size === 0) throw new GgufyError("E_INDEX", "is empty (an interrupted download?)", { file: indexPath });
-    text = await readFile(indexPath, "utf8");
+    // checked on the descriptor: a FIFO or device is refused without blocking, a huge file by its size
+    const bytes = await readSmallFile(indexPath, { code: "E_INDEX", cap: MAX_INDEX_BYTES, what: "the index", confine: true });
+    if (bytes.length === 0) throw new GgufyError("E_INDEX", "is empty (an interrupted download?)", { file: indexPath });
+    text = bytes.toString("utf8");
   } catch (e) {
     if (e instanceof GgufyError) throw e;
-    throw new GgufyError("E_IO", (e as Error).message, { file: indexPath, cause: e });
+    throw new GgufyError("E_IO", e instanceof MissingFile ? "disappeared while being read" : (e as Error).message, { file: indexPath, cause: e });
   }
   try {
     json = JSON.parse(text);
@@ -150,14 +152,19 @@ async function confineShard(indexPath: string, absDir: string, realDir: string, 
   const ctx = { file: indexPath, ...(someTensor ? { tensor: someTensor } : {}) };
   if (path.isAbsolute(shard) || shard.split(/[\\/]/).includes("..")) throw new GgufyError("E_SHARD_PATH", `shard '${shard}' points outside the model folder`, ctx);
   const p = path.join(absDir, shard);
+  await confineFile(p, realDir, ctx, shard);
+  return p;
+}
+
+/** `p` must resolve (through any links) inside the model folder, or into its Hugging Face cache blobs. */
+async function confineFile(p: string, realDir: string, ctx: { file: string; tensor?: string }, shown: string): Promise<void> {
   let real: string;
   try {
     real = await realpath(p);
   } catch {
-    throw new GgufyError("E_SHARD_MISSING", `shard '${shard}' does not exist`, ctx);
+    throw new GgufyError("E_SHARD_MISSING", `shard '${shown}' does not exist (or is a dangling link)`, ctx);
   }
-  if (real !== realDir && !real.startsWith(realDir + path.sep) && !inHfCacheBlobs(realDir, real)) throw new GgufyError("E_SHARD_PATH", `shard '${shard}' resolves (through a link) outside the model folder`, ctx);
-  return p;
+  if (real !== realDir && !real.startsWith(realDir + path.sep) && !inHfCacheBlobs(realDir, real)) throw new GgufyError("E_SHARD_PATH", `shard '${shown}' resolves (through a link) outside the model folder`, ctx);
 }
 
 /**

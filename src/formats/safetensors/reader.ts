@@ -2,7 +2,8 @@
  * safetensors reader: reads the header only, validates it the way the reference crate does, then
  * serves tensor bytes with positioned reads. Never loads a whole file.
  */
-import { open, stat, type FileHandle } from "node:fs/promises";
+import { stat, type FileHandle } from "node:fs/promises";
+import { MissingFile, openRegular } from "../files.js";
 import { GgufyError, brief, jsonErrorDetail } from "../../errors.js";
 import { ST_DTYPE_SIZE, isStDtype, type StDtype } from "./dtypes.js";
 
@@ -95,10 +96,14 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, da
 export async function readSafetensorsHeader(file: string): Promise<StHeader> {
   let fh: FileHandle | undefined;
   try {
-    // a FIFO or device would block or never end: only regular files are opened
-    if (!(await stat(file)).isFile()) throw new GgufyError("E_IO", "is not a regular file", { file });
-    fh = await open(file, "r");
-    const size = (await fh.stat()).size;
+    // a FIFO or device would block or never end: only regular files are read (checked on the descriptor)
+    let size: number;
+    try {
+      ({ fh, size } = await openRegular(file, "E_IO"));
+    } catch (e) {
+      if (e instanceof MissingFile) throw new GgufyError("E_IO", "does not exist", { file });
+      throw e;
+    }
     if (size < 8) throw new GgufyError("E_ST_HEADER_LENGTH", `file is ${size} bytes, too short for the 8-byte header length`, { file });
     const lenBuf = Buffer.alloc(8);
     await fh.read(lenBuf, 0, 8, 0);
@@ -128,7 +133,11 @@ export class FileReaderPool {
   async read(file: string, position: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     let h = this.handles.get(file);
     if (!h) {
-      h = open(file, "r");
+      // a shard swapped for a FIFO after its header was read must not block: the same checked open
+      h = openRegular(file, "E_IO").then((o) => o.fh, (e: unknown) => {
+        throw e instanceof MissingFile ? new GgufyError("E_IO", "disappeared while converting", { file }) : e;
+      });
+      h.catch(() => undefined);
       this.handles.set(file, h);
     }
     const fh = await h;
