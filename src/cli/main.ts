@@ -44,6 +44,7 @@ const CONVERT_OPTIONS = `convert options:
   --split-max-tensors N  split the output into parts of at most N tensors
   --no-tensor-first-split  the first part holds only the metadata
   --vocab-only           only the tokenizer and metadata
+  --pre NAME             BPE pre-tokenizer name (llama-bpe, qwen2, gpt-2 …) instead of the one read from tokenizer.json
   --print-supported-models  list the architectures ggufy converts
   --dry-run              print the plan (names, shapes, types, bytes) without reading weights
   --json                 machine-readable output: the plan with --dry-run, else the files written; both with "warnings"
@@ -264,6 +265,7 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
         "split-max-tensors": { type: "string" },
         "no-tensor-first-split": { type: "boolean" },
         "vocab-only": { type: "boolean" },
+        pre: { type: "string" },
         "print-supported-models": { type: "boolean" },
         "dry-run": { type: "boolean" },
         json: { type: "boolean" },
@@ -311,6 +313,7 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
     ...(splitMaxTensors !== undefined ? { splitMaxTensors } : {}),
     ...(v["no-tensor-first-split"] ? { noTensorFirstSplit: true } : {}),
     ...(v["vocab-only"] ? { vocabOnly: true } : {}),
+    ...(v.pre !== undefined ? { pre: v.pre } : {}),
     ...(v["allow-nonfinite"] ? { allowNonfinite: true } : {}),
     ...(v.force ? { force: true } : {}),
     ...(threads ? { threads } : {}),

@@ -21,6 +21,8 @@ export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder">
   input: string;
   /** only the tokenizer and metadata */
   vocabOnly?: boolean;
+  /** --pre: the BPE pre-tokenizer name, overriding the one read from tokenizer.json */
+  pre?: string;
   /** worker threads for quantization (default: number of cores) */
   threads?: number;
 }
@@ -62,7 +64,7 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
       dir,
       config,
       ...(opts.vocabOnly ? { vocabOnly: true } : {}),
-      loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}), warn }),
+      loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}), ...(opts.pre !== undefined ? { pre: opts.pre } : {}), warn }),
     });
     const llm = models.find((m) => m.role === "model");
     if (opts.vocabOnly && wantsSplit(opts)) throw new GgufyError("E_USAGE", "a vocabulary-only file cannot be split");
