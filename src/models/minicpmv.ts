@@ -18,8 +18,8 @@
  *   and current clip.cpp (current clip.cpp detects the legacy layout and swaps back).
  */
 import path from "node:path";
-import { readFileSync } from "node:fs";
 import { GgufyError } from "../errors.js";
+import { MissingFile, readSmallFileSync, SMALL_FILE_CAPS } from "../formats/files.js";
 import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import { GGMLType as G, typeInfo } from "../quant/ggml/types.js";
 import type { SourceCheckpoint, SourceTensor } from "../convert/source.js";
@@ -66,10 +66,17 @@ function checkSupported(config: Record<string, unknown>, file: string): Record<s
 function meanStd(dir: string): { mean: number[]; std: number[] } {
   const file = path.join(dir, "preprocessor_config.json");
   let pp: Record<string, unknown> | undefined;
+  let text: string;
   try {
-    pp = obj(JSON.parse(readFileSync(file, "utf8")));
+    // a regular file of bounded size inside the model folder: a FIFO or device is refused, never waited on
+    text = readSmallFileSync(file, { code: "E_CONFIG", cap: SMALL_FILE_CAPS.config, what: "preprocessor_config.json", confine: true }).toString("utf8");
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return { mean: DEFAULT_MEAN_STD, std: DEFAULT_MEAN_STD };
+    if (e instanceof MissingFile) return { mean: DEFAULT_MEAN_STD, std: DEFAULT_MEAN_STD };
+    throw e;
+  }
+  try {
+    pp = obj(JSON.parse(text));
+  } catch (e) {
     throw new GgufyError("E_CONFIG", `preprocessor_config.json is not valid JSON (${(e as Error).message})`, { file });
   }
   const pick = (keys: string[]): number[] => {

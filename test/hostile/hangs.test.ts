@@ -12,6 +12,7 @@ import { encodeGgufHeader } from "../../src/formats/gguf/writer.js";
 import { kv } from "../../src/formats/gguf/types.js";
 import { GGMLType } from "../../src/quant/ggml/types.js";
 import { cli, copyStories, leftovers, scratch, shard, writeRandomLlama } from "./helpers.js";
+import { writeMinicpmvHeaderOnly } from "../../fixtures/minicpmv.js";
 import { diff, hasOpen, mkfifo, runCli, snapshot, type ChildRun } from "./tree.js";
 
 let root: string;
@@ -201,4 +202,12 @@ test("variant: inspect --json and convert --dry-run piped into head -c 100 end q
     assert.equal(r.stderr, "", args.join(" "));
   }
   assert.ok((await stat(manyGguf)).size > 0);
+});
+
+test("variant: MiniCPM-V's preprocessor_config.json as a FIFO is refused at once (convert --dry-run)", async () => {
+  const dir = path.join(root, "minicpmv-fifo");
+  await writeMinicpmvHeaderOnly(dir);
+  await rm(path.join(dir, "preprocessor_config.json"), { force: true });
+  mkfifo(path.join(dir, "preprocessor_config.json"));
+  refusedQuickly(await runCli(["convert", dir, "--dry-run"], { timeoutMs: 20_000 }), 2, /E_CONFIG: .*preprocessor_config\.json: .*FIFO/);
 });
