@@ -19,48 +19,13 @@ import { scratchDir } from "../../fixtures/qwen2.js";
 import { writeTinyFamily, type Family } from "../../fixtures/llama3.js";
 import { disposeTestLlama } from "../support/llama.js";
 import { TOL, compare, positionsOf, promptIds } from "../support/family-check.js";
+import { permuteRows, llamaGgufName } from "../support/hf-llama.js";
 
 const tmp = await scratchDir("ggufy-e2e-llama3-bnb-");
 after(async () => {
   await disposeTestLlama();
   await rm(tmp, { recursive: true, force: true });
 });
-
-/** numpy: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2).reshape(rows, cols) */
-function permuteRows(w: Float32Array, rows: number, cols: number, nHead: number): Float32Array {
-  const out = new Float32Array(w.length);
-  const d = rows / nHead;
-  let o = 0;
-  for (let h = 0; h < nHead; h++)
-    for (let i = 0; i < d / 2; i++)
-      for (let j = 0; j < 2; j++, o++) {
-        const s = h * d + j * (d / 2) + i;
-        out.set(w.subarray(s * cols, (s + 1) * cols), o * cols);
-      }
-  return out;
-}
-
-const HF_TO_GGUF: [RegExp, string][] = [
-  [/^model\.embed_tokens\.weight$/, "token_embd.weight"],
-  [/^model\.norm\.weight$/, "output_norm.weight"],
-  [/^lm_head\.weight$/, "output.weight"],
-  [/^model\.layers\.(\d+)\.input_layernorm\.weight$/, "blk.$1.attn_norm.weight"],
-  [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, "blk.$1.ffn_norm.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$/, "blk.$1.attn_q.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.k_proj\.weight$/, "blk.$1.attn_k.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.v_proj\.weight$/, "blk.$1.attn_v.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$/, "blk.$1.attn_output.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.q_norm\.weight$/, "blk.$1.attn_q_norm.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.k_norm\.weight$/, "blk.$1.attn_k_norm.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/, "blk.$1.ffn_gate.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.up_proj\.weight$/, "blk.$1.ffn_up.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/, "blk.$1.ffn_down.weight"],
-];
-const ggufName = (hf: string): string => {
-  const row = HF_TO_GGUF.find(([re]) => re.test(hf));
-  if (!row) throw new Error(`no GGUF name for ${hf}`);
-  return hf.replace(row[0], row[1]);
-};
 
 const VARIANTS: { id: string; opts: QuantizeCheckpointOptions }[] = [
   { id: "nf4-dq", opts: { method: "nf4", doubleQuant: true, blocksize: 64, computeDtype: "bfloat16" } },
@@ -98,7 +63,7 @@ for (const f of FAMILIES) {
         const read = (n: string, o: number, l: number): Promise<Uint8Array> => st.read(n, o, l);
         let checked = 0;
         for (const [w, m] of mods) {
-          const gt = byName.get(ggufName(w));
+          const gt = byName.get(llamaGgufName(w));
           assert.ok(gt, `${w} has a GGUF tensor`);
           assert.equal(gt.type, GGMLType.F32);
           assert.deepEqual(gt.ne, [m.shape[1], m.shape[0]]);
@@ -111,7 +76,7 @@ for (const f of FAMILIES) {
         // the plain tensors (embedding, norms, q/k norms, lm_head) are the source's float32 bytes
         for (const name of orig.names()) {
           if (mods.has(name)) continue;
-          const gt = byName.get(ggufName(name))!;
+          const gt = byName.get(llamaGgufName(name))!;
           assert.ok(gt, `${name} has a GGUF tensor`);
           assert.deepEqual(await readGgufTensorBytes(g, gt), await orig.read(name), `${gt.name} bytes`);
           checked++;

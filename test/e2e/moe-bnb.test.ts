@@ -17,23 +17,13 @@ import { quantizeCheckpointToBnb, type QuantizeCheckpointOptions } from "../../f
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { writeTinyMoe, type TinyMoeOptions } from "../../fixtures/moe.js";
 import { withModel, greedyTokens, disposeTestLlama } from "../support/llama.js";
+import { permuteRows } from "../support/hf-llama.js";
 
 const tmp = await scratchDir("ggufy-e2e-moe-bnb-");
 after(async () => {
   await disposeTestLlama();
   await rm(tmp, { recursive: true, force: true });
 });
-
-/** numpy: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2).reshape(rows, cols) (LlamaModel.permute) */
-function permuteRows(w: Float32Array, rows: number, cols: number, nHead: number): Float32Array {
-  const out = new Float32Array(w.length);
-  const d = rows / nHead;
-  let o = 0;
-  for (let h = 0; h < nHead; h++)
-    for (let i = 0; i < d / 2; i++)
-      for (let j = 0; j < 2; j++, o++) out.set(w.subarray((h * d + j * (d / 2) + i) * cols, (h * d + j * (d / 2) + i + 1) * cols), o * cols);
-  return out;
-}
 
 /** HF module weight → [GGUF tensor, expert slot or undefined] */
 function ggufOf(w: string): [string, number | undefined] | undefined {

@@ -17,23 +17,13 @@ import { scratchDir } from "../../fixtures/qwen2.js";
 import { withModel, greedyTokens, disposeTestLlama } from "../support/llama.js";
 import { STORIES260K_HF_DIR, ReferenceDecoder } from "../support/reference-llama.js";
 import { main } from "../../src/cli/main.js";
+import { permuteRows, llamaGgufName } from "../support/hf-llama.js";
 
 const tmp = await scratchDir("ggufy-e2e-stories-bnb-");
 after(async () => {
   await disposeTestLlama();
   await rm(tmp, { recursive: true, force: true });
 });
-
-/** numpy: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2).reshape(rows, cols) */
-function permuteRows(w: Float32Array, rows: number, cols: number, nHead: number): Float32Array {
-  const out = new Float32Array(w.length);
-  const d = rows / nHead;
-  let o = 0;
-  for (let h = 0; h < nHead; h++)
-    for (let i = 0; i < d / 2; i++)
-      for (let j = 0; j < 2; j++, o++) out.set(w.subarray((h * d + j * (d / 2) + i) * cols, (h * d + j * (d / 2) + i + 1) * cols), o * cols);
-  return out;
-}
 
 /** How many leading tokens two greedy runs share. */
 function agreement(a: readonly number[], b: readonly number[]): number {
@@ -42,15 +32,6 @@ function agreement(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
-const GGUF_NAME: [RegExp, string][] = [
-  [/^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$/, "blk.$1.attn_q.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.k_proj\.weight$/, "blk.$1.attn_k.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.v_proj\.weight$/, "blk.$1.attn_v.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$/, "blk.$1.attn_output.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/, "blk.$1.ffn_gate.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.up_proj\.weight$/, "blk.$1.ffn_up.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/, "blk.$1.ffn_down.weight"],
-];
 
 const VARIANTS = [
   { id: "nf4-dq", opts: { method: "nf4" as const, doubleQuant: true, blocksize: 64 } },
@@ -73,8 +54,7 @@ for (const v of VARIANTS) {
       assert.equal(mods.size, 5 * 7, "every linear layer of the 5 blocks is quantized");
       const read = (n: string, o: number, l: number): Promise<Uint8Array> => st.read(n, o, l);
       for (const [w, m] of mods) {
-        const [re, to] = GGUF_NAME.find(([re]) => re.test(w))!;
-        const t = byName.get(w.replace(re, to))!;
+        const t = byName.get(llamaGgufName(w))!;
         assert.ok(t, `${w} has a GGUF tensor`);
         assert.equal(t.type, GGMLType.F32);
         assert.deepEqual(t.ne, [m.shape[1], m.shape[0]]);

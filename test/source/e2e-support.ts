@@ -29,43 +29,13 @@ import { withModel, greedyTokens, disposeTestLlama } from "../support/llama.js";
 import { llamaQuantize } from "../support/llama-quantize.js";
 import { main } from "../../src/cli/main.js";
 import { inspect, verify } from "../../src/index.js";
+import { permuteRows, llamaGgufName } from "../support/hf-llama.js";
 
 export const tmp = await scratchDir("ggufy-schemes-e2e-");
 after(async () => {
   await disposeTestLlama();
   await rm(tmp, { recursive: true, force: true });
 });
-
-/** numpy: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2).reshape(rows, cols) */
-function permuteRows(w: Float32Array, rows: number, cols: number, nHead: number): Float32Array {
-  const out = new Float32Array(w.length);
-  const d = rows / nHead;
-  let o = 0;
-  for (let h = 0; h < nHead; h++)
-    for (let i = 0; i < d / 2; i++)
-      for (let j = 0; j < 2; j++, o++) out.set(w.subarray((h * d + j * (d / 2) + i) * cols, (h * d + j * (d / 2) + i + 1) * cols), o * cols);
-  return out;
-}
-
-const GGUF_NAME: [RegExp, string][] = [
-  [/^model\.embed_tokens\.weight$/, "token_embd.weight"],
-  [/^lm_head\.weight$/, "output.weight"],
-  [/^model\.norm\.weight$/, "output_norm.weight"],
-  [/^model\.layers\.(\d+)\.input_layernorm\.weight$/, "blk.$1.attn_norm.weight"],
-  [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, "blk.$1.ffn_norm.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$/, "blk.$1.attn_q.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.k_proj\.weight$/, "blk.$1.attn_k.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.v_proj\.weight$/, "blk.$1.attn_v.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$/, "blk.$1.attn_output.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/, "blk.$1.ffn_gate.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.up_proj\.weight$/, "blk.$1.ffn_up.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/, "blk.$1.ffn_down.weight"],
-];
-const ggufName = (n: string): string => {
-  const e = GGUF_NAME.find(([re]) => re.test(n));
-  assert.ok(e, `a GGUF name for ${n}`);
-  return n.replace(e[0], e[1]);
-};
 
 export interface Variant {
   id: string;
@@ -148,7 +118,7 @@ export async function checkF32(dir: string, gguf: string, expected: Map<string, 
     let quantized = 0;
     for (const name of src.names()) {
       const s = src.get(name)!;
-      const t = byName.get(ggufName(name))!;
+      const t = byName.get(llamaGgufName(name))!;
       assert.ok(t, `${name} in the GGUF`);
       assert.equal(t.type, GGMLType.F32);
       let want = expected.get(name);
