@@ -82,6 +82,15 @@ async function unpermuteQk(src: string, dst: string, heads: { q: number; k: numb
   await writeFile(dst, buf);
 }
 
+/** A copy of a LoRA GGUF with adapter.lora.alpha set to `alpha` (the f32 after the key and its type). */
+async function withAlpha(src: string, dst: string, alpha: number): Promise<void> {
+  const buf = Buffer.from(await readFile(src));
+  const at = buf.indexOf("adapter.lora.alpha") + "adapter.lora.alpha".length;
+  assert.equal(buf.readUInt32LE(at), GGUFValueType.FLOAT32);
+  buf.writeFloatLE(alpha, at + 4);
+  await writeFile(dst, buf);
+}
+
 function maxAbsDiff(a: readonly Float64Array[], b: readonly Float64Array[]): number {
   let m = 0;
   for (let p = 0; p < a.length; p++) for (let i = 0; i < a[p]!.length; i++) m = Math.max(m, Math.abs(a[p]![i]! - b[p]![i]!));
@@ -144,6 +153,15 @@ for (const c of [
         const dw = maxAbsDiff(wrong, merged);
         assert.ok(dw > 1e-2, `unpermuted Q/K lora_b should differ, max |Δ log p| = ${dw}`);
         if (process.env["GGUFY_LORA_DEBUG"]) console.log(`unpermuted: ${dw}`);
+      }
+      if (c.family === "llama3.1" && c.rslora) {
+        // the guard: lora_alpha written as convert_lora_to_gguf.py does (use_rslora ignored) misses the bound
+        const pyStyle = path.join(dir, "lora-python-alpha.gguf");
+        await withAlpha(loraFile, pyStyle, 16);
+        const wrong = await withModel(baseGguf, (m) => logProbsAt(m, IDS, POSITIONS, { lora: [{ filePath: pyStyle, scale: 1 }] }));
+        const dw = maxAbsDiff(wrong, merged);
+        assert.ok(dw > 1e-2, `alpha without rsLoRA should differ, max |Δ log p| = ${dw}`);
+        if (process.env["GGUFY_LORA_DEBUG"]) console.log(`python-style alpha: ${dw}`);
       }
     });
   });
