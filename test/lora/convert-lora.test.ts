@@ -153,6 +153,17 @@ for (const c of [
         const dw = maxAbsDiff(wrong, merged);
         assert.ok(dw > 1e-2, `unpermuted Q/K lora_b should differ, max |Δ log p| = ${dw}`);
         if (process.env["GGUFY_LORA_DEBUG"]) console.log(`unpermuted: ${dw}`);
+        // f16 and q8_0 files (lora_b rows of r = 8 fall back to F16) load too, close to the merged model
+        for (const outtype of ["f16", "q8_0"] as const) {
+          const f = path.join(dir, `lora-${outtype}.gguf`);
+          await convertLora({ adapter: path.join(dir, "adapter"), base: path.join(dir, "base"), outtype, outfile: f });
+          const lp = await withModel(baseGguf, (m) => logProbsAt(m, IDS, POSITIONS, { lora: [{ filePath: f, scale: 1 }] }));
+          const dq = maxAbsDiff(lp, merged);
+          // only that llama.cpp loads them and is near: the rounding of A and B to f16 / q8_0 moves the strong update
+          // (base vs merged: 4.9) by ~1e-2 / ~1e-1; exactness is the F32 file's bound above
+          assert.ok(dq < (outtype === "f16" ? 0.05 : 0.5), `${outtype}: max |Δ log p| = ${dq}`);
+          if (process.env["GGUFY_LORA_DEBUG"]) console.log(`${outtype}: ${dq}`);
+        }
       }
       if (c.family === "llama3.1" && c.rslora) {
         // the guard: lora_alpha written as convert_lora_to_gguf.py does (use_rslora ignored) misses the bound
