@@ -15,7 +15,7 @@ import { withInterrupt } from "./signals.js";
 export const CONVERT_LORA_USAGE = `convert-lora options (ggufy convert-lora <adapter-dir> --base <base-model-dir>):
   --base DIR             the base model folder the adapter was trained on (config.json and the
                          checkpoint's tensor names; plain, bitsandbytes, GPTQ … — weights are not read)
-  --outtype T            f32 (default) | f16 | bf16 | q8_0
+  --outtype T            f32 (default) | f16 | bf16 | q8_0 | auto (bf16 or f16 after the adapter's dtype)
   --outfile PATH         output file or folder (default: <name>-<TYPE>-LoRA.gguf in the adapter folder)
   --model-name NAME, --metadata FILE.json, --override-kv KEY=TYPE:VALUE   as for convert
   --dry-run              print the tensors (and what is done to them) without writing

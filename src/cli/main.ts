@@ -27,7 +27,7 @@ const COMMANDS = `usage:
   ggufy inspect <file.gguf|file.safetensors|model-dir> [--json]
   ggufy verify <file.gguf> <model-dir> [--outtype TYPE] [--json] [--exact]
   ggufy dequantize <bnb-model-dir> --outdir DIR [--dtype bf16|f16|f32|auto] [--max-shard-size 5GB]
-  ggufy convert-lora <adapter-dir> --base <base-model-dir> [--outtype f32|f16|bf16|q8_0] [--outfile PATH]
+  ggufy convert-lora <adapter-dir> --base <base-model-dir> [--outtype f32|f16|bf16|q8_0|auto] [--outfile PATH]
   ggufy --version
   ggufy <command> --help`;
 
@@ -78,7 +78,7 @@ const COMMAND_HELP: Record<string, string> = {
   convert: `usage: ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]\n\n${CONVERT_OPTIONS}`,
   inspect: `usage: ggufy inspect <file.gguf|file.safetensors|model-dir> [--json] [--full]\n\n${INSPECT_OPTIONS}`,
   verify: `usage: ggufy verify <file.gguf> <model-dir> [--outtype TYPE] [--json] [--exact]\n\n${VERIFY_USAGE}`,
-  "convert-lora": `usage: ggufy convert-lora <adapter-dir> --base <base-model-dir> [--outtype f32|f16|bf16|q8_0] [--outfile PATH]\n\n${CONVERT_LORA_USAGE}`,
+  "convert-lora": `usage: ggufy convert-lora <adapter-dir> --base <base-model-dir> [--outtype f32|f16|bf16|q8_0|auto] [--outfile PATH]\n\n${CONVERT_LORA_USAGE}`,
   dequantize: `usage: ggufy dequantize <bnb-model-dir> --outdir DIR [--dtype bf16|f16|f32|auto] [--max-shard-size 5GB]\n\n${DEQUANTIZE_USAGE}`,
 };
 

@@ -98,7 +98,7 @@ test("ggufy convert-lora: writes, --dry-run --json, usage and refusals in one li
     assert.match(r.stderr, /E_USAGE: convert-lora needs --base/);
     r = await cli(["convert-lora", ad, "--base", base, "--outtype", "Q4_K_M"]);
     assert.equal(r.code, 64);
-    assert.match(r.stderr, /a LoRA GGUF is f32, f16, bf16 or q8_0/);
+    assert.match(r.stderr, /a LoRA GGUF is f32, f16, bf16, q8_0 or auto/);
     r = await cli(["convert-lora", "--help"]);
     assert.equal(r.code, 0);
     assert.match(r.stdout, /^usage: ggufy convert-lora [\s\S]*--base DIR/);

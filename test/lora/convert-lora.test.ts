@@ -222,6 +222,11 @@ test("the file convert_lora_to_gguf.py writes: KVs in its order, names, shapes, 
       }
       await rm(r.path);
     }
+    // auto: the adapter is bf16 → BF16 (the script's GUESSED heuristics), named -BF16-LoRA
+    const auto = await convertLora({ adapter: adDir, base: baseDir, outtype: "auto" });
+    assert.match(path.basename(auto.path), /-BF16-LoRA\.gguf$/);
+    assert.ok((await readGguf(auto.path)).tensors.every((t) => t.type === GGMLType.BF16));
+    await rm(auto.path);
     // values: lora_a of v_proj is A as stored (bf16 → f32 exactly)
     const r = await convertLora({ adapter: adDir, base: baseDir, outfile: path.join(dir, "x-{ftype}.gguf") });
     assert.equal(path.basename(r.path), "x-f32.gguf");

@@ -66,7 +66,7 @@ export interface ConvertLoraOptions extends Omit<RunOptions, "encoder"> {
   adapter: string;
   /** the base model folder (config.json and the checkpoint's tensor names/shapes; plain, bitsandbytes, GPTQ …) */
   base: string;
-  /** default f32, as convert_lora_to_gguf.py */
+  /** default f32, as convert_lora_to_gguf.py; "auto": bf16 or f16 after the first pair's dtype (its heuristics) */
   outtype?: LoraOuttype | string;
   /** output file, or a folder (default: the adapter folder), `{ftype}` templates as convert */
   outfile?: string;
@@ -118,15 +118,15 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
   const baseDir = path.resolve(opts.base);
   const bst = await stat(baseDir).catch(() => undefined);
   if (!bst?.isDirectory()) throw new GgufyError("E_IO", bst ? "is not a folder (give the base model folder)" : "base model folder not found", { file: baseDir });
-  const outtype = (opts.outtype ?? "f32").toLowerCase();
-  if (!(outtype in OUTTYPES)) throw new GgufyError("E_USAGE", `--outtype ${opts.outtype}: a LoRA GGUF is f32, f16, bf16 or q8_0 (as convert_lora_to_gguf.py)`);
-  const ot = OUTTYPES[outtype as LoraOuttype];
+  const requested = (opts.outtype ?? "f32").toLowerCase();
+  if (!(requested in OUTTYPES) && requested !== "auto") throw new GgufyError("E_USAGE", `--outtype ${opts.outtype}: a LoRA GGUF is f32, f16, bf16, q8_0 or auto (as convert_lora_to_gguf.py)`);
   const configFile = path.join(baseDir, "config.json");
   const config = await readConfig(baseDir);
   const fam = baseFamily(config, configFile);
   const h = readTextHparams(textConfig(config, configFile));
   const adapter = await openLoraAdapter(opts.adapter);
   try {
+    const ot = OUTTYPES[requested === "auto" ? autoOuttype(adapter) : (requested as LoraOuttype)];
     // the base's logical tensors (a quantized base is described, never decoded)
     const src = await SourceCheckpoint.open(baseDir, DECODERS);
     let shapes: Map<string, readonly number[]>;
@@ -204,6 +204,19 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
     await adapter.close();
     throw e;
   }
+}
+
+/**
+ * conversion/base.py ModelBase.__init__ for LlamaFileType.GUESSED: the first ≥2-D tensor (a LoRA pair, in
+ * sorted-key order; float32 when A and B differ) in bf16 → BF16, in f16 → F16; none → F16.
+ */
+function autoOuttype(adapter: LoraAdapter): LoraOuttype {
+  for (const t of [...adapter.targets].sort((x, y) => (x.a.name < y.a.name ? -1 : x.a.name > y.a.name ? 1 : 0))) {
+    if (t.a.dtype !== t.b.dtype) continue;
+    if (t.a.dtype === "BF16") return "bf16";
+    if (t.a.dtype === "F16") return "f16";
+  }
+  return "f16";
 }
 
 /** A whole adapter tensor, read once per output tensor and dropped after its last row was served. */
