@@ -227,6 +227,20 @@ test("the file convert_lora_to_gguf.py writes: KVs in its order, names, shapes, 
     assert.match(path.basename(auto.path), /-BF16-LoRA\.gguf$/);
     assert.ok((await readGguf(auto.path)).tensors.every((t) => t.type === GGMLType.BF16));
     await rm(auto.path);
+    // activated LoRA: alora_invocation_tokens → adapter.alora.invocation_tokens (u32[]) after the alpha; llama.cpp loads it
+    const alDir = path.join(dir, "alora");
+    await writePeftAdapter(alDir, { base: new Map(fam.tensors.map((t) => [t.name, t.shape])), r: 4, extraConfig: { alora_invocation_tokens: [300, 45] } });
+    const al = await convertLora({ adapter: alDir, base: baseDir });
+    const ag = await readGguf(al.path);
+    assert.deepEqual(ag.keys.slice(-3), ["adapter.lora.alpha", "adapter.alora.invocation_tokens", "general.quantization_version"]);
+    const tok = ag.kvs.get("adapter.alora.invocation_tokens")!;
+    assert.ok(tok.type === GGUFValueType.ARRAY && tok.itemType === GGUFValueType.UINT32 && Array.from(tok.value as ArrayLike<number>).join() === "300,45");
+    const baseGguf = path.join(dir, "base.gguf");
+    await convert({ input: baseDir, outtype: "f32", outfile: baseGguf, threads: 1 });
+    const lp = await withModel(baseGguf, (m) => logProbsAt(m, IDS, [IDS.length - 1], { lora: [{ filePath: al.path, scale: 1 }] }));
+    assert.equal(lp[0]!.length, 512);
+    await writePeftAdapter(alDir, { base: new Map(fam.tensors.map((t) => [t.name, t.shape])), r: 4, extraConfig: { alora_invocation_tokens: [300, 9999] } });
+    await assert.rejects(convertLora({ adapter: alDir, base: baseDir, outfile: path.join(dir, "al2.gguf") }), /alora_invocation_tokens holds 9999, beyond the base's vocab_size 512/);
     // values: lora_a of v_proj is A as stored (bf16 → f32 exactly)
     const r = await convertLora({ adapter: adDir, base: baseDir, outfile: path.join(dir, "x-{ftype}.gguf") });
     assert.equal(path.basename(r.path), "x-f32.gguf");

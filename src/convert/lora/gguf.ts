@@ -33,7 +33,7 @@
 import path from "node:path";
 import { stat } from "node:fs/promises";
 import { GgufyError } from "../../errors.js";
-import { kv, type GGUFKV } from "../../formats/gguf/types.js";
+import { GGUFValueType, kv, type GGUFKV } from "../../formats/gguf/types.js";
 import { encodeGgufHeader } from "../../formats/gguf/writer.js";
 import { TENSOR } from "../../formats/gguf/keys.js";
 import { GGMLType as G, tensorBytes, typeInfo } from "../../quant/ggml/types.js";
@@ -124,7 +124,7 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
   const config = await readConfig(baseDir);
   const fam = baseFamily(config, configFile);
   const h = readTextHparams(textConfig(config, configFile));
-  const adapter = await openLoraAdapter(opts.adapter);
+  const adapter = await openLoraAdapter(opts.adapter, { allowAlora: true });
   try {
     const ot = OUTTYPES[requested === "auto" ? autoOuttype(adapter) : (requested as LoraOuttype)];
     // the base's logical tensors (a quantized base is described, never decoded)
@@ -140,6 +140,11 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
       throw new GgufyError("E_LORA", `a modules_to_save replacement of '${s.baseName}': a llama.cpp LoRA GGUF holds only lora_a/lora_b pairs (convert_lora_to_gguf.py refuses these too); merge the adapter into the model with ggufy convert --lora`, { file: adapter.file, tensor: s.tensor.name });
     }
     const cfg = adapter.config;
+    const alora = cfg.aloraInvocationTokens;
+    if (alora && h.vocabSize !== undefined) {
+      const bad = alora.find((t) => t >= h.vocabSize!);
+      if (bad !== undefined) throw new GgufyError("E_LORA", `alora_invocation_tokens holds ${bad}, beyond the base's vocab_size ${h.vocabSize}`, { file: path.join(adapter.dir, "adapter_config.json") });
+    }
     // the one alpha of the file: exact for every module with the default r and α (see the header comment)
     const alpha = cfg.useRslora ? cfg.loraAlpha * Math.sqrt(cfg.r) : cfg.loraAlpha;
     const alpha32 = Math.fround(alpha);
@@ -190,6 +195,8 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
       kv.str("adapter.type", "lora"),
       ...metadataKvs(md),
       kv.f32("adapter.lora.alpha", alpha),
+      // activated LoRA: the token ids as u32 (convert_lora_to_gguf.py set_gguf_parameters; llama-adapter.cpp requires UINT32)
+      ...(alora ? [{ key: "adapter.alora.invocation_tokens", value: { type: GGUFValueType.ARRAY, itemType: GGUFValueType.UINT32, value: Uint32Array.from(alora) } } as GGUFKV] : []),
       kv.u32("general.quantization_version", 2),
     ];
     kvs = applyKvOverrides(kvs, [], opts.kvOverrides ?? []);
