@@ -281,6 +281,17 @@ test("refused with one line naming the tensor, nothing left behind: DoRA, a rank
       assert.deepEqual((await readdir(ad)).sort(), before, `${name}: nothing written into the adapter folder`);
       assert.ok(!(await readdir(dir)).some((f) => f.startsWith(`out-${name}`) || f.includes("ggufy-tmp")), `${name}: no output or temp file`);
     }
+    // a tied base has no lm_head; a NaN in lora_B stops the write (E_NONFINITE), no output or temp file
+    const tied = path.join(dir, "tied");
+    const tiedFam = await writeTinyFamily(tied, "llama3.2", { seed: 3 });
+    const adTied = path.join(dir, "ad-tied");
+    await writePeftAdapter(adTied, { base: shapes, targetModules: ["lm_head"] });
+    assert.ok(tiedFam.tied);
+    await assert.rejects(convertLora({ adapter: adTied, base: tied, outfile: path.join(dir, "out-tied.gguf") }), (e: unknown) => e instanceof GgufyError && e.tensor === "base_model.model.lm_head.lora_A.weight" && /the base has no lm_head \(its output layer is tied/.test(e.message));
+    const adNan = path.join(dir, "ad-nan");
+    await writePeftAdapter(adNan, { base: shapes, targetModules: ["v_proj"], bStd: Number.NaN });
+    await assert.rejects(convertLora({ adapter: adNan, base: baseDir, outfile: path.join(dir, "out-nan.gguf") }), (e: unknown) => e instanceof GgufyError && e.code === "E_NONFINITE" && /lora_B\.weight/.test(e.message));
+    assert.ok(!(await readdir(dir)).some((f) => f.startsWith("out-") || f.includes("ggufy-tmp")), (await readdir(dir)).join(","));
     // the plan alone names every target and what was done to it
     const ad = path.join(dir, "ad-plan");
     await writePeftAdapter(ad, { base: shapes, r: 4, loraAlpha: 8, useRslora: true, rankPattern: { v_proj: 2 } });

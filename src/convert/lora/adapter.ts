@@ -434,6 +434,10 @@ export function matchAdapterToBase(adapter: Pick<LoraAdapter, "targets" | "saved
   };
   for (const t of adapter.targets) {
     const s = baseShapes.get(t.baseName);
+    if (!s && /(^|\.)lm_head\.weight$/u.test(t.baseName) && [...baseShapes.keys()].some((n) => n.endsWith("embed_tokens.weight"))) {
+      // conversion: convert_lora_to_gguf.py LoraModel.modify_tensors raises "lm_head is present in adapter, but is ignored in base model"
+      refuse(t.a.name, `targets '${t.baseName}', but the base has no lm_head (its output layer is tied to the token embeddings)`);
+    }
     if (!s) refuse(t.a.name, `targets '${t.baseName}', which the base model does not have (an adapter for another model or architecture?)`);
     const want = t.embedding ? [t.a.shape[1]!, t.b.shape[0]!] : [t.b.shape[0]!, t.a.shape[1]!];
     if (s!.length !== 2 || s![0] !== want[0] || s![1] !== want[1]) {
