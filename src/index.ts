@@ -17,3 +17,4 @@ export { readGguf, readGgufTensorBytes, type GGUFFile, type GGUFTensorEntry } fr
 export { GGMLType, typeName } from "./quant/ggml/types.js";
 export { codecFor } from "./quant/ggml/index.js";
 export { MODELS } from "./models/registry.js";
+export { LoraMerge, type LoraSpec, type LoraMergeSummary, type LoraMergeEntry } from "./convert/lora/merge.js";
