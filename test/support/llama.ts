@@ -54,6 +54,8 @@ export interface EvalOptions {
   precision?: "exact" | "default";
   /** CPU threads (default 1: ggml's spinning thread barriers make tiny models far slower on busy, oversubscribed cores) */
   threads?: number;
+  /** LoRA GGUF adapters applied at run time (llama.cpp's llama_adapter_lora, through node-llama-cpp's `lora` context option) */
+  lora?: readonly { filePath: string; scale?: number }[];
 }
 
 function contextOptions(nTokens: number, o: EvalOptions): LlamaContextOptions {
@@ -63,6 +65,7 @@ function contextOptions(nTokens: number, o: EvalOptions): LlamaContextOptions {
     threads: o.threads ?? 1,
     sequences: 1,
   };
+  if (o.lora?.length) opts.lora = { adapters: o.lora.map((a) => ({ ...a })) };
   if ((o.precision ?? "exact") === "exact") {
     opts.flashAttention = false;
     opts.experimentalKvCacheKeyType = "F32";
