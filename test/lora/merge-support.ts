@@ -10,11 +10,11 @@ import { DECODERS } from "../../src/source/registry.js";
 import type { PeftAdapter } from "../../fixtures/peft.js";
 
 /** The base's decoded rows (the converter's own decoders: these are the tests' "W" for any base format). */
-export async function decodedBase(dir: string): Promise<Map<string, { shape: readonly number[]; values: Float32Array }>> {
+export async function decodedBase(dir: string, only?: (name: string) => boolean): Promise<Map<string, { shape: readonly number[]; values: Float32Array }>> {
   const src = await SourceCheckpoint.open(dir, DECODERS);
   try {
     const out = new Map<string, { shape: readonly number[]; values: Float32Array }>();
-    for (const n of src.names()) out.set(n, { shape: src.get(n)!.shape, values: await src.readAll(n) });
+    for (const n of src.names()) if (!only || only(n)) out.set(n, { shape: src.get(n)!.shape, values: await src.readAll(n) });
     return out;
   } finally {
     await src.close();
