@@ -111,8 +111,8 @@ class MatrixCache {
 export class LoraMerge {
   /** the base tensors that change, with what changes them */
   private readonly ops = new Map<string, TensorOps>();
-  /** A (and, transposed, an embedding's B) as float64, a few tensors at a time */
-  private readonly cache = new MatrixCache(8 << 20);
+  /** A and B as read (float32; an embedding's B transposed), a few tensors at a time (16 MB) */
+  private readonly cache = new MatrixCache(4 << 20);
 
   private constructor(
     readonly base: SourceCheckpoint,
@@ -237,27 +237,34 @@ export class LoraMerge {
     const start = o.replace ? await this.readSaved(o.replace, name, row0, n, cols) : await this.base.readRows(name, row0, n);
     if (o.deltas.length === 0) return start;
     const prepared = await Promise.all(o.deltas.map((d) => this.prepare(d, name, t.shape[0]!, cols, row0, n)));
-    const out = new Float32Array(n * cols);
-    const acc = new Float64Array(cols);
-    const prod = new Float64Array(cols);
-    for (let r = 0; r < n; r++) {
-      const off = r * cols;
-      for (let i = 0; i < cols; i++) acc[i] = start[off + i]!;
-      for (const p of prepared) {
-        prod.fill(0);
-        const rank = p.rank;
-        // prod = Σ_k coeff[r, k] · M[k, :] — M is A (linear) or Bᵀ (embedding), both [rank, cols]
-        for (let k = 0; k < rank; k++) {
-          const c = p.coeff[r * rank + k]!;
-          if (c === 0) continue;
-          const base = k * cols;
+    // in place (each element is read once, before it is written): no second chunk-sized buffer. Columns
+    // in tiles of TILE so that the rank × TILE slice of each M stays in cache across the chunk's rows;
+    // the order of the sums per element (k ascending, adapters in order) does not depend on the tiling.
+    const out = start;
+    const TILE = 512;
+    const acc = new Float64Array(TILE);
+    const prod = new Float64Array(TILE);
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const w = Math.min(TILE, cols - c0);
+      for (let r = 0; r < n; r++) {
+        const off = r * cols + c0;
+        for (let i = 0; i < w; i++) acc[i] = out[off + i]!;
+        for (const p of prepared) {
+          prod.fill(0);
+          const rank = p.rank;
           const M = p.M;
-          for (let i = 0; i < cols; i++) prod[i] += c * M[base + i]!;
+          // prod = Σ_k coeff[r, k] · M[k, c0 …] — M is A (linear) or Bᵀ (embedding), both [rank, cols]
+          for (let k = 0; k < rank; k++) {
+            const c = p.coeff[r * rank + k]!;
+            if (c === 0) continue;
+            const base = k * cols + c0;
+            for (let i = 0; i < w; i++) prod[i] += c * M[base + i]!;
+          }
+          const s = p.coef;
+          for (let i = 0; i < w; i++) acc[i] += s * prod[i]!;
         }
-        const s = p.coef;
-        for (let i = 0; i < cols; i++) acc[i] += s * prod[i]!;
+        for (let i = 0; i < w; i++) out[off + i] = acc[i]!; // the one rounding to float32
       }
-      for (let i = 0; i < cols; i++) out[off + i] = acc[i]!; // the one rounding to float32
     }
     return out;
   }
@@ -266,7 +273,7 @@ export class LoraMerge {
    * The two factors of a delta for rows [row0, row0+n): `M` [rank, cols] (linear: A; embedding: Bᵀ) and
    * `coeff` [n, rank] (linear: B's rows; embedding: A's columns row0…, transposed), float64.
    */
-  private async prepare(d: Delta, name: string, rows: number, cols: number, row0: number, n: number): Promise<{ M: Float64Array; coeff: Float64Array; rank: number; coef: number }> {
+  private async prepare(d: Delta, name: string, rows: number, cols: number, row0: number, n: number): Promise<{ M: Matrix; coeff: Matrix; rank: number; coef: number }> {
     const r = d.rank;
     const aName = nameOf(d.a, `${name} lora_A`);
     const bName = nameOf(d.b, `${name} lora_B`);
@@ -276,19 +283,20 @@ export class LoraMerge {
       return v;
     };
     if (!d.embedding) {
-      const M = await this.cache.get(d.a, async () => Float64Array.from(await readChecked(d.a, aName, r * cols)), r * cols);
-      const B = await this.cache.get(d.b, async () => Float64Array.from(await readChecked(d.b, bName, rows * r)), rows * r);
+      // float32 values, each product and sum in float64 (a float32 element reads as an exact double)
+      const M = await this.cache.get(d.a, () => readChecked(d.a, aName, r * cols), r * cols);
+      const B = await this.cache.get(d.b, () => readChecked(d.b, bName, rows * r), rows * r);
       return { M, coeff: B.subarray(row0 * r, (row0 + n) * r), rank: r, coef: d.coef };
     }
     // embedding: base [vocab = rows, hidden = cols]; A [r, vocab], B [hidden, r]
     const M = await this.cache.get(d.b, async () => {
       const B = await readChecked(d.b, bName, cols * r);
-      const bt = new Float64Array(r * cols);
+      const bt = new Float32Array(r * cols);
       for (let h = 0; h < cols; h++) for (let k = 0; k < r; k++) bt[k * cols + h] = B[h * r + k]!;
       return bt;
     }, r * cols);
-    const A = await this.cache.get(d.a, async () => Float64Array.from(await readChecked(d.a, aName, r * rows)), r * rows);
-    const coeff = new Float64Array(n * r);
+    const A = await this.cache.get(d.a, () => readChecked(d.a, aName, r * rows), r * rows);
+    const coeff = new Float32Array(n * r);
     for (let v = 0; v < n; v++) for (let k = 0; k < r; k++) coeff[v * r + k] = A[k * rows + row0 + v]!;
     return { M, coeff, rank: r, coef: d.coef };
   }
