@@ -19,3 +19,4 @@ export { codecFor } from "./quant/ggml/index.js";
 export { MODELS } from "./models/registry.js";
 export { openLoraAdapter, matchAdapterToBase, parseLoraConfig, type LoraAdapter, type LoraConfig, type LoraTarget, type LoraSaved, type TensorRef } from "./convert/lora/adapter.js";
 export { convertLora, planLora, type ConvertLoraOptions, type ConvertLoraResult, type LoraPlan, type LoraTensorPlan, type LoraOuttype } from "./convert/lora/gguf.js";
+export { LoraMerge, type LoraSpec, type LoraMergeSummary, type LoraMergeEntry } from "./convert/lora/merge.js";

@@ -10,6 +10,7 @@ import { dequantize, planDequantize, tempDirFor, type DequantizeOptions, type De
 import { ProgressLine, formatBytes, formatDuration } from "./progress.js";
 import type { CliIO } from "./main.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
+import { LORA_USAGE, takeLoraArgs } from "./lora-args.js";
 import { onForcedExit, withInterrupt } from "./signals.js";
 
 export const DEQUANTIZE_USAGE = `dequantize options:
@@ -20,6 +21,7 @@ export const DEQUANTIZE_USAGE = `dequantize options:
   --dry-run              print the shards and tensors without reading weights
   --json                 machine-readable --dry-run
   --force                replace an existing output folder
+${LORA_USAGE}
   --quiet                no progress or summary`;
 
 export function formatDequantizePlan(p: DequantizePlan): string {
@@ -51,7 +53,8 @@ export function dequantizePlanJson(p: DequantizePlan): unknown {
   };
 }
 
-export async function cmdDequantize(args: string[], out: (s: string) => void, err: (s: string) => void, io: CliIO): Promise<number> {
+export async function cmdDequantize(argv: string[], out: (s: string) => void, err: (s: string) => void, io: CliIO): Promise<number> {
+  const { args, lora } = takeLoraArgs(argv);
   let parsed;
   try {
     parsed = parseArgs({
@@ -84,6 +87,7 @@ export async function cmdDequantize(args: string[], out: (s: string) => void, er
     dtype: dtype as DequantizeDtype,
     ...(v["max-shard-size"] !== undefined ? { maxShardSize: v["max-shard-size"] } : {}),
     ...(v.force ? { force: true } : {}),
+    ...(lora.length ? { lora } : {}),
   };
   if (v["dry-run"]) {
     const p = await planDequantize(opts);

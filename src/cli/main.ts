@@ -21,6 +21,7 @@ import { cmdConvertLora, CONVERT_LORA_USAGE } from "./convert-lora.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
 import { onForcedExit, signalsInstalled, withInterrupt } from "./signals.js";
 import { removeLiveTempsSync } from "../convert/output.js";
+import { formatLoraSummary, LORA_USAGE, takeLoraArgs } from "./lora-args.js";
 
 const COMMANDS = `usage:
   ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]
@@ -46,6 +47,7 @@ const CONVERT_OPTIONS = `convert options:
   --split-max-tensors N  split the output into parts of at most N tensors
   --no-tensor-first-split  the first part holds only the metadata
   --vocab-only           only the tokenizer and metadata
+${LORA_USAGE}
   --pre NAME             BPE pre-tokenizer name (llama-bpe, qwen2, gpt-2 …) instead of the one read from tokenizer.json
   --print-supported-models  list the architectures ggufy converts
   --dry-run              print the plan (names, shapes, types, bytes) without reading weights
@@ -249,7 +251,8 @@ export function formatSupportedModels(): string {
   return lines.join("\n");
 }
 
-async function cmdConvert(args: string[], out: (s: string) => void, err: (s: string) => void, io: CliIO): Promise<number> {
+async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: string) => void, io: CliIO): Promise<number> {
+  const { args, lora } = takeLoraArgs(argv);
   let parsed;
   try {
     parsed = parseArgs({
@@ -324,6 +327,7 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
     ...(v["allow-nonfinite"] ? { allowNonfinite: true } : {}),
     ...(v.force ? { force: true } : {}),
     ...(threads ? { threads } : {}),
+    ...(lora.length ? { lora } : {}),
   };
   if (v["dry-run"]) {
     const p = await plan(opts);
@@ -331,7 +335,7 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
       // what the outputs need on each file system, and what is free there (fs.statfs)
       const disk = await diskUsage(p.files);
       for (const w of p.warnings) warn(w);
-      out(v.json ? jsonSafe({ ...(planJson(p.files, disk, p.source) as object), warnings: p.warnings }, undefined, 2) : formatPlan(p.files, disk, p.source));
+      out(v.json ? jsonSafe({ ...(planJson(p.files, disk, p.source) as object), ...(p.lora ? { lora: p.lora } : {}), warnings: p.warnings }, undefined, 2) : formatPlan(p.files, disk, p.source) + (p.lora ? "\n" + formatLoraSummary(p.lora) : ""));
     } finally {
       await p.close();
     }

@@ -5,6 +5,7 @@ import { verify, verifyError, type VerifyOptions, type VerifyResult } from "../c
 import { ProgressLine } from "./progress.js";
 import { lowerTensorTypePattern } from "./args.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
+import { takeLoraArgs } from "./lora-args.js";
 import { withInterrupt } from "./signals.js";
 
 export const VERIFY_USAGE = `verify options (ggufy verify <file.gguf> <model-dir>):
@@ -12,6 +13,7 @@ export const VERIFY_USAGE = `verify options (ggufy verify <file.gguf> <model-dir
   --mmproj-type T, --pure, --output-tensor-type T, --token-embedding-type T, --tensor-type REGEX=T,
   --leave-output-tensor  as given to convert, when the file was made with them
   --exact                also quantize the source again and compare bytes
+  --lora DIR [--lora-scale S]  the adapters given to convert --lora (repeatable): check the merged file
   --json                 machine-readable report
   --quiet                only the verdict`;
 
@@ -44,7 +46,8 @@ export function formatVerify(r: VerifyResult, full = true): string {
   return lines.join("\n");
 }
 
-export async function cmdVerify(args: string[], out: (s: string) => void, err: (s: string) => void, io: { stderr: NodeJS.WriteStream }): Promise<number> {
+export async function cmdVerify(argv: string[], out: (s: string) => void, err: (s: string) => void, io: { stderr: NodeJS.WriteStream }): Promise<number> {
+  const { args, lora } = takeLoraArgs(argv);
   let parsed;
   try {
     parsed = parseArgs({
@@ -81,6 +84,7 @@ export async function cmdVerify(args: string[], out: (s: string) => void, err: (
     ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"].map(lowerTensorTypePattern) } : {}),
     ...(v["leave-output-tensor"] ? { leaveOutputTensor: true } : {}),
     ...(v.exact ? { exact: true } : {}),
+    ...(lora.length ? { lora } : {}),
     signal,
     onProgress: (e) => progress.update({ file: gguf, tensor: e.tensor, tensorIndex: e.tensorIndex, tensorCount: e.tensorCount, bytesDone: e.bytesDone, bytesTotal: e.bytesTotal }),
   });

@@ -15,6 +15,8 @@ import { effectiveThreads } from "./limits.js";
 import { refuseInputOverwrite } from "./output.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
+import { checkMergeWritten, type LoraMerge, type LoraMergeSummary } from "./lora/merge.js";
+import { openLoraMerge } from "./lora/open.js";
 
 export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder"> {
   /** model folder */
@@ -39,6 +41,8 @@ export interface Plan {
    * `onWarning` as they are found
    */
   warnings: string[];
+  /** with `lora`: the adapters and every base tensor they change */
+  lora?: LoraMergeSummary;
   /** release the checkpoint's file handles */
   close(): Promise<void>;
 }
@@ -58,14 +62,18 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
     warnings.push(m);
     opts.onWarning?.(m);
   };
+  let merge: LoraMerge | undefined;
   try {
+    // --lora: the models read the base through a view with the adapters merged (src/convert/lora/merge.ts)
+    merge = opts.lora?.length && !opts.vocabOnly ? await openLoraMerge(source, opts.lora) : undefined;
     const models = await conv.build({
-      src: source,
+      src: merge ? merge.view() : source,
       dir,
       config,
       ...(opts.vocabOnly ? { vocabOnly: true } : {}),
       loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}), ...(opts.pre !== undefined ? { pre: opts.pre } : {}), warn }),
     });
+    if (merge) checkMergeWritten(merge, models);
     const llm = models.find((m) => m.role === "model");
     if (opts.vocabOnly && wantsSplit(opts)) throw new GgufyError("E_USAGE", "a vocabulary-only file cannot be split");
     // general.* as llama.cpp's converter fills it: model card, config _name_or_path, folder name, --metadata, --model-name
@@ -94,9 +102,13 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
     }
     // never over a file the conversion reads, even with --force (output.ts)
     await refuseInputOverwrite(files.map((f) => f.path), dir, source.st.files);
-    return { files, source, models, warnings, close: () => source.close() };
+    return { files, source, models, warnings, ...(merge ? { lora: merge.summary() } : {}), close: async () => {
+      await source.close();
+      await merge?.close();
+    } };
   } catch (e) {
     await source.close();
+    await merge?.close();
     throw e;
   }
 }
@@ -126,6 +138,6 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
     const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1, onWarning });
     return { ...r, plan: p.files, warnings };
   } finally {
-    await p.source.close();
+    await p.close();
   }
 }

@@ -26,6 +26,8 @@ import { SourceCheckpoint, rowGeometry, type DecoderFactory } from "../source/ch
 import { DECODERS } from "../source/registry.js";
 import { AtomicOutput, type FileOpener } from "./output.js";
 import type { ProgressEvent } from "./pipeline.js";
+import { isMergedByLora, type LoraMerge, type LoraMergeSummary, type LoraSpec } from "./lora/merge.js";
+import { openLoraMerge } from "./lora/open.js";
 
 // ------------------------------------------------------------------------------------------------------------
 // reader: openCheckpoint
@@ -45,6 +47,8 @@ export interface CheckpointTensor {
   readonly float: boolean;
   /** a bitsandbytes (or other decoder's) module, decoded on the fly */
   readonly quantized: boolean;
+  /** changed by a LoRA adapter (openCheckpoint's `lora`): rows are merged on the fly */
+  readonly merged?: boolean;
   /** how it is stored: "bf16", "i64", "nf4-dq bs64 bf16 (u8 storage)" … */
   readonly encoding: string;
   readonly numel: number;
@@ -68,6 +72,8 @@ export interface DecodedCheckpoint extends AsyncIterable<CheckpointTensor> {
   readonly quantized: readonly string[];
   /** stored keys consumed by the decoders (absmax, quant_map, quant_state, SCB, weight_format …), sorted */
   readonly auxKeys: readonly string[];
+  /** with `lora`: the adapters and the tensors they change */
+  readonly lora?: LoraMergeSummary;
   /** logical tensor names in the converter's order (shards sorted by name, names sorted within a shard) */
   names(): string[];
   get(name: string): CheckpointTensor | undefined;
@@ -79,6 +85,8 @@ export interface DecodedCheckpoint extends AsyncIterable<CheckpointTensor> {
 export interface OpenCheckpointOptions {
   /** decoders for quantized modules (default: the registry's DECODERS, every scheme) */
   decoders?: readonly DecoderFactory[];
+  /** PEFT LoRA adapters merged into the rows as they are read (merge_and_unload; src/convert/lora/merge.ts) */
+  lora?: readonly LoraSpec[];
 }
 
 
@@ -115,20 +123,35 @@ export async function openCheckpoint(dir: string, opts: OpenCheckpointOptions = 
   const abs = path.resolve(dir);
   await folderCheck(abs);
   // the converter's own source object, with the non-float tensors kept (copied as bytes)
-  const src = await SourceCheckpoint.open(abs, opts.decoders ?? DECODERS, { keepNonFloat: true });
+  const base = await SourceCheckpoint.open(abs, opts.decoders ?? DECODERS, { keepNonFloat: true });
+  let src = base;
+  let lora: LoraMergeSummary | undefined;
+  let merge: LoraMerge | undefined;
+  if (opts.lora?.length) {
+    try {
+      merge = await openLoraMerge(base, opts.lora);
+      src = merge.view();
+      lora = merge.summary();
+    } catch (e) {
+      await base.close();
+      throw e;
+    }
+  }
   const st = src.st;
   const tensors = new Map<string, CheckpointTensor>();
   for (const name of src.names()) {
     const s = src.get(name);
     const info = st.get(name);
     const quantized = src.isDecoded(name);
+    const merged = isMergedByLora(src, name);
     if (s) {
       const t: CheckpointTensor = {
         name,
         shape: s.shape,
-        dtype: quantized ? s.dtype : (info!.dtype.toLowerCase() as TensorDtype),
+        dtype: quantized || merged ? s.dtype : (info!.dtype.toLowerCase() as TensorDtype),
         float: true,
         quantized,
+        ...(merged ? { merged } : {}),
         encoding: s.encoding,
         numel: numelOf(s.shape),
         rowLength: s.rowLength,
@@ -137,7 +160,7 @@ export async function openCheckpoint(dir: string, opts: OpenCheckpointOptions = 
           checkRange(name, s.rows, row0, nRows);
           return src.readRows(name, row0, nRows);
         },
-        bytes: quantized
+        bytes: quantized || merged
           ? async () => {
               throw new GgufyError("E_TYPE", `is ${s.encoding}: decoded tensors have no plain bytes (read rows)`, { file: abs, tensor: name });
             }
@@ -174,10 +197,14 @@ export async function openCheckpoint(dir: string, opts: OpenCheckpointOptions = 
     source: src,
     quantized,
     auxKeys,
+    ...(lora ? { lora } : {}),
     names: () => [...order],
     get: (name) => tensors.get(name),
     tensors: () => order.map((n) => tensors.get(n)!),
-    close: () => src.close(),
+    close: async () => {
+      await src.close();
+      await merge?.close();
+    },
     [Symbol.asyncIterator]: async function* () {
       for (const n of order) yield tensors.get(n)!;
     },
@@ -213,6 +240,8 @@ export interface DequantizeOptions {
   freeSpace?: (dir: string) => Promise<number | undefined>;
   /** decoders (default DECODERS) */
   decoders?: readonly DecoderFactory[];
+  /** PEFT LoRA adapters to merge (the merged checkpoint: merge_and_unload) */
+  lora?: readonly LoraSpec[];
 }
 
 export interface DequantizeTensor {
@@ -459,7 +488,8 @@ export function editConfigText(text: string, remove: readonly string[], set: Rea
 
 function outputDtypeFor(t: CheckpointTensor, target: DequantizeDtype, autoDtype: StDtype | undefined): StDtype {
   const stored = t.dtype.toUpperCase() as StDtype;
-  if (t.quantized) {
+  // a merged tensor (float32 rows): like merge_and_unload, the model's dtype (torch_dtype) unless told
+  if (t.quantized || t.merged) {
     if (target !== "auto") return DTYPE_FLAG[target];
     return autoDtype ?? stored;
   }
@@ -486,7 +516,7 @@ export async function planDequantize(opts: DequantizeOptions): Promise<Dequantiz
   if (!opts.outdir) throw new GgufyError("E_USAGE", "dequantize needs an output folder (--outdir)");
   const input = path.resolve(opts.input);
   const outdir = path.resolve(opts.outdir);
-  const ckpt = await openCheckpoint(input, opts.decoders ? { decoders: opts.decoders } : {});
+  const ckpt = await openCheckpoint(input, { ...(opts.decoders ? { decoders: opts.decoders } : {}), ...(opts.lora ? { lora: opts.lora } : {}) });
   try {
     await refuseOverlap(input, outdir);
     const td = ckpt.config["torch_dtype"] ?? ckpt.config["dtype"];
@@ -496,7 +526,7 @@ export async function planDequantize(opts: DequantizeOptions): Promise<Dequantiz
     for (const t of ckpt.tensors()) {
       const dtype = outputDtypeFor(t, target, autoDtype);
       const stored = t.dtype.toUpperCase() as StDtype;
-      const mode = !t.quantized && dtype === stored ? "copy" : "decode";
+      const mode = !t.quantized && !t.merged && dtype === stored ? "copy" : "decode";
       if (t.quantized) restoredDtypes.add(dtype);
       items.push({ name: t.name, shape: t.shape, dtype, bytes: t.numel * ST_DTYPE_SIZE[dtype], mode, encoding: t.encoding });
     }
@@ -679,7 +709,7 @@ export async function runDequantize(p: DequantizePlan, opts: Omit<DequantizeOpti
             const o = off;
             chunks.push(() => t.bytes(o, Math.min(COPY_BYTES, pt.bytes - o)));
           }
-        } else if (t.quantized) {
+        } else if (t.quantized || t.merged) {
           const per = Math.max(1, Math.floor(chunkElements / Math.max(1, t.rowLength)));
           for (let r = 0; r < t.rowCount; r += per) {
             const r0 = r;

@@ -6,6 +6,7 @@
 import { statSync } from "node:fs";
 import path from "node:path";
 import { GgufyError } from "../errors.js";
+import type { LoraSpec } from "./lora/merge.js";
 import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import { encodeGgufHeader, type EncodedHeader } from "../formats/gguf/writer.js";
 import { GGMLType as G, parseTypeName, tensorBytes, typeInfo, typeName } from "../quant/ggml/types.js";
@@ -37,6 +38,8 @@ export interface PlanOptions extends SplitOptions {
   overrides?: readonly GGUFKV[];
   /** --override-kv KEY=TYPE:VALUE, applied after `overrides` (see metadata.ts parseKvOverride) */
   kvOverrides?: readonly KvOverride[];
+  /** PEFT LoRA adapters merged into the base as it is read (src/convert/lora/merge.ts), in order */
+  lora?: readonly LoraSpec[];
 }
 
 export interface PlannedTensor {
