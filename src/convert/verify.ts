@@ -385,7 +385,11 @@ export async function verify(gguf: string, modelDir: string, opts: VerifyOptions
           if (check.maxAbsErr !== 0) problems.push(`${typeName(entry.type)} must reproduce the ${t.out.dtype} source exactly, max abs error ${fmt(check.maxAbsErr)}`);
         } else {
           if (!(check.relRmse <= check.bound.relRmse)) problems.push(`relative RMSE ${fmt(check.relRmse)} > ${fmt(check.bound.relRmse)} for ${typeName(entry.type)}`);
-          if (!(check.relMaxAbs <= check.bound.relMaxAbs)) problems.push(`relative max error ${fmt(check.relMaxAbs)} > ${fmt(check.bound.relMaxAbs)} for ${typeName(entry.type)}`);
+          // an importance vector moves error onto the columns it deems unimportant: the max-error bound doubles there,
+          // and the weighted error must meet the type's RMSE bound
+          const maxBound = t.imatrix ? 2 * check.bound.relMaxAbs : check.bound.relMaxAbs;
+          if (!(check.relMaxAbs <= maxBound)) problems.push(`relative max error ${fmt(check.relMaxAbs)} > ${fmt(maxBound)} for ${typeName(entry.type)}${t.imatrix ? " with an imatrix" : ""}`);
+          if (check.weightedRelRmse !== undefined && !(check.weightedRelRmse <= check.bound.relRmse)) problems.push(`importance-weighted relative RMSE ${fmt(check.weightedRelRmse)} > ${fmt(check.bound.relRmse)} for ${typeName(entry.type)}`);
         }
         if (check.bytesDiffering) problems.push(`${check.bytesDiffering} byte(s) differ from a fresh quantization of the source`);
       }
