@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   E_TYPE: "requested output type is not possible",
   E_IMATRIX_REQUIRED: "type needs an importance matrix",
   E_LORA: "a LoRA adapter is invalid, unsupported, or does not fit the base model",
+  E_IMATRIX: "importance matrix file is invalid or does not fit the model",
   // GGUF input (inspect / verify)
   E_GGUF_FORMAT: "GGUF file is malformed",
   // output

@@ -40,6 +40,10 @@ const CONVERT_OPTIONS = `convert options:
   --mmproj-type T        f16 (default) | f32 | q8_0
   --pure                 no k-quant mixture: the preset's type for every quantizable tensor
   --output-tensor-type T, --token-embedding-type T, --tensor-type REGEX=T (repeatable), --leave-output-tensor
+  --imatrix FILE         importance matrix from llama-imatrix (GGUF or legacy .dat), as llama-quantize --imatrix;
+                         also allows Q2_K_S
+  --include-weights NAME, --exclude-weights NAME  use the imatrix only for tensors whose name contains NAME
+                         (repeatable; not together)
   --model-name NAME      general.name
   --metadata FILE.json   general.* overrides with llama.cpp's key names ("general.name", "general.tags" …)
   --override-kv KEY=TYPE:VALUE  set a metadata key (TYPE: int, float, bool, str); repeatable
@@ -268,6 +272,9 @@ async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: str
         "token-embedding-type": { type: "string" },
         "tensor-type": { type: "string", multiple: true },
         "leave-output-tensor": { type: "boolean" },
+        imatrix: { type: "string" },
+        "include-weights": { type: "string", multiple: true },
+        "exclude-weights": { type: "string", multiple: true },
         "model-name": { type: "string" },
         metadata: { type: "string" },
         "override-kv": { type: "string", multiple: true },
@@ -316,6 +323,9 @@ async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: str
     ...(v["token-embedding-type"] ? { tokenEmbeddingType: v["token-embedding-type"] } : {}),
     ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"].map(lowerTensorTypePattern) } : {}),
     ...(v["leave-output-tensor"] ? { leaveOutputTensor: true } : {}),
+    ...(v.imatrix !== undefined ? { imatrix: v.imatrix } : {}),
+    ...(v["include-weights"] ? { includeWeights: v["include-weights"] } : {}),
+    ...(v["exclude-weights"] ? { excludeWeights: v["exclude-weights"] } : {}),
     ...(v["model-name"] ? { modelName: v["model-name"] } : {}),
     ...(v.metadata ? { metadata: v.metadata } : {}),
     ...(kvOverrides.length ? { kvOverrides } : {}),

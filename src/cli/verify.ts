@@ -12,6 +12,8 @@ export const VERIFY_USAGE = `verify options (ggufy verify <file.gguf> <model-dir
   --outtype T            the type the file was converted to (default: from general.file_type)
   --mmproj-type T, --pure, --output-tensor-type T, --token-embedding-type T, --tensor-type REGEX=T,
   --leave-output-tensor  as given to convert, when the file was made with them
+  --imatrix FILE, --include-weights NAME, --exclude-weights NAME  as given to convert: the plan uses the imatrix
+                         and the report adds the importance-weighted relative RMSE ("w rel RMSE")
   --exact                also quantize the source again and compare bytes
   --lora DIR [--lora-scale S]  the adapters given to convert --lora (repeatable): check the merged file
   --json                 machine-readable report
@@ -25,17 +27,19 @@ export function formatVerify(r: VerifyResult, full = true): string {
   if (full && r.tensors.length) {
     const names = r.tensors.map((t) => termSafe(t.name));
     const w = maxOf(names, (n) => n.length, 4);
-    lines.push(`  ${"tensor".padEnd(w)}  ${"type".padEnd(7)} ${"rel RMSE".padStart(9)} ${"max |err|".padStart(9)} ${"cosine".padStart(10)}  status`);
+    const weighted = r.tensors.some((t) => t.weightedRelRmse !== undefined);
+    const wcol = (t?: VerifyResult["tensors"][number]): string => (!weighted ? "" : t === undefined ? ` ${"w rel RMSE".padStart(10)}` : ` ${(t.weightedRelRmse === undefined ? "-" : fmt(t.weightedRelRmse)).padStart(10)}`);
+    lines.push(`  ${"tensor".padEnd(w)}  ${"type".padEnd(7)} ${"rel RMSE".padStart(9)}${wcol()} ${"max |err|".padStart(9)} ${"cosine".padStart(10)}  status`);
     for (const [i, t] of r.tensors.entries()) {
       const cos = Number.isFinite(t.cosine) ? t.cosine.toFixed(7) : String(t.cosine);
-      lines.push(`  ${names[i]!.padEnd(w)}  ${termSafe(t.type).padEnd(7)} ${fmt(t.relRmse).padStart(9)} ${fmt(t.maxAbsErr).padStart(9)} ${cos.padStart(10)}  ${t.ok ? (t.exact ? "ok (exact)" : "ok") : "FAIL: " + termSafe(t.problems.join("; "))}`);
+      lines.push(`  ${names[i]!.padEnd(w)}  ${termSafe(t.type).padEnd(7)} ${fmt(t.relRmse).padStart(9)}${wcol(t)} ${fmt(t.maxAbsErr).padStart(9)} ${cos.padStart(10)}  ${t.ok ? (t.exact ? "ok (exact)" : "ok") : "FAIL: " + termSafe(t.problems.join("; "))}`);
     }
   }
   for (const n of r.missing) lines.push(`  ${termSafe(n)}: MISSING from the file`);
   for (const n of r.unexpected) lines.push(`  ${termSafe(n)}: UNEXPECTED (not in the plan)`);
   lines.push("summary by type:");
   for (const s of r.summary) {
-    lines.push(`  ${termSafe(s.type).padEnd(7)} ${String(s.tensors).padStart(4)} tensors  rel RMSE mean ${fmt(s.meanRelRmse)} max ${fmt(s.maxRelRmse)}  rel max err ${fmt(s.maxRelMaxAbs)}  min cosine ${Number.isFinite(s.minCosine) ? s.minCosine.toFixed(7) : s.minCosine}${s.failed ? `  ${s.failed} FAILED` : ""}`);
+    lines.push(`  ${termSafe(s.type).padEnd(7)} ${String(s.tensors).padStart(4)} tensors  rel RMSE mean ${fmt(s.meanRelRmse)} max ${fmt(s.maxRelRmse)}${s.meanWeightedRelRmse !== undefined ? `  weighted (imatrix) mean ${fmt(s.meanWeightedRelRmse)}` : ""}  rel max err ${fmt(s.maxRelMaxAbs)}  min cosine ${Number.isFinite(s.minCosine) ? s.minCosine.toFixed(7) : s.minCosine}${s.failed ? `  ${s.failed} FAILED` : ""}`);
   }
   if (r.kvDifferences.length) {
     lines.push(`metadata differing from the plan (${r.kvDifferences.length}; informational):`);
@@ -61,6 +65,9 @@ export async function cmdVerify(argv: string[], out: (s: string) => void, err: (
         "token-embedding-type": { type: "string" },
         "tensor-type": { type: "string", multiple: true },
         "leave-output-tensor": { type: "boolean" },
+        imatrix: { type: "string" },
+        "include-weights": { type: "string", multiple: true },
+        "exclude-weights": { type: "string", multiple: true },
         exact: { type: "boolean" },
         json: { type: "boolean" },
         quiet: { type: "boolean" },
@@ -83,6 +90,9 @@ export async function cmdVerify(argv: string[], out: (s: string) => void, err: (
     ...(v["token-embedding-type"] ? { tokenEmbeddingType: v["token-embedding-type"] } : {}),
     ...(v["tensor-type"] ? { tensorTypes: v["tensor-type"].map(lowerTensorTypePattern) } : {}),
     ...(v["leave-output-tensor"] ? { leaveOutputTensor: true } : {}),
+    ...(v.imatrix !== undefined ? { imatrix: v.imatrix } : {}),
+    ...(v["include-weights"] ? { includeWeights: v["include-weights"] } : {}),
+    ...(v["exclude-weights"] ? { excludeWeights: v["exclude-weights"] } : {}),
     ...(v.exact ? { exact: true } : {}),
     ...(lora.length ? { lora } : {}),
     signal,

@@ -12,6 +12,7 @@ import { loadMetadata } from "./metadata.js";
 import { splitPlannedFile, wantsSplit } from "./split.js";
 import { chunkRanges, runPlan, type RunOptions, type RunResult } from "./pipeline.js";
 import { effectiveThreads } from "./limits.js";
+import { loadImatrix } from "../quant/imatrix.js";
 import { refuseInputOverwrite } from "./output.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
@@ -87,10 +88,13 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
           ...(opts.modelName !== undefined ? { modelName: opts.modelName } : {}),
         })
       : undefined;
+    // --imatrix: read, normalised and filtered as llama-quantize's load_imatrix / prepare_imatrix
+    const imatrix = opts.imatrix !== undefined ? await loadImatrix(opts.imatrix, { ...(opts.includeWeights ? { include: opts.includeWeights } : {}), ...(opts.excludeWeights ? { exclude: opts.excludeWeights } : {}) }) : undefined;
+    if (!imatrix && (opts.includeWeights?.length || opts.excludeWeights?.length)) throw new GgufyError("E_USAGE", "--include-weights / --exclude-weights need --imatrix");
     const files: PlannedFile[] = [];
     let baseName: string | undefined;
     for (const m of opts.vocabOnly ? models.filter((x) => x === llm) : models) {
-      const f = planFile({ model: m, modelDir: dir, opts, ...(baseName ? { baseName } : {}), ...(m === llm && metadata ? { metadata } : {}), ...(opts.vocabOnly ? { vocabOnly: true } : {}) });
+      const f = planFile({ model: m, modelDir: dir, opts, ...(baseName ? { baseName } : {}), ...(m === llm && metadata ? { metadata } : {}), ...(opts.vocabOnly ? { vocabOnly: true } : {}), ...(m === llm && imatrix ? { imatrix } : {}) });
       if (m === llm) baseName = path.basename(f.path).replace(/-[^-]+\.gguf$/, "");
       // --split-max-size / --split-max-tensors: the language model in llama.cpp's split format
       files.push(...(m === llm ? splitPlannedFile(f, opts) : [f]));

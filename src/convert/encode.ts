@@ -19,11 +19,12 @@ export function firstNonFinite(x: Float32Array): number {
   return -1;
 }
 
-export function encodeRows(type: GGMLType, rows: Float32Array, rowLength: number, into?: Uint8Array): Uint8Array {
+/** `qw`: the importance vector of the rows (--imatrix; rowLength floats), or none. */
+export function encodeRows(type: GGMLType, rows: Float32Array, rowLength: number, into?: Uint8Array, qw?: Float32Array): Uint8Array {
   const nRows = rows.length / rowLength;
   const size = rowBytes(type, rowLength) * nRows;
   const out = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
-  codecFor(type).quantize(rows, out);
+  codecFor(type).quantize(rows, out, qw);
   return out;
 }
 
@@ -80,15 +81,15 @@ export function widenRaw(raw: RawChunk): Float32Array {
 }
 
 /** Check (per `mode`) and encode float32 rows. */
-export function encodeChecked(type: GGMLType, rows: Float32Array, rowLength: number, mode: FiniteMode, into?: Uint8Array): EncodeResult {
+export function encodeChecked(type: GGMLType, rows: Float32Array, rowLength: number, mode: FiniteMode, into?: Uint8Array, qw?: Float32Array): EncodeResult {
   const bad = firstNonFinite(rows);
   if (bad >= 0) {
     if (mode === "reject") return { bytes: new Uint8Array(0), firstBad: bad, badValue: rows[bad]! };
     let count = 0;
     for (let i = bad; i < rows.length; i++) if (rows[i]! - rows[i]! !== 0) count++;
-    return { bytes: encodeRows(type, rows, rowLength, into), nonFinite: count };
+    return { bytes: encodeRows(type, rows, rowLength, into, qw), nonFinite: count };
   }
-  return { bytes: encodeRows(type, rows, rowLength, into) };
+  return { bytes: encodeRows(type, rows, rowLength, into, qw) };
 }
 
 /**
@@ -97,13 +98,13 @@ export function encodeChecked(type: GGMLType, rows: Float32Array, rowLength: num
  * widens into a reused scratch array and takes encodeChecked. Any non-finite value sends the chunk
  * through encodeChecked too, which reports or counts it exactly as for decoded rows.
  */
-export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array): EncodeResult {
+export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array, qw?: Float32Array): EncodeResult {
   if (raw.encoded) {
     // rows still encoded by a scheme: decoded here (by the scheme's decoder, found by its id) into the reused scratch
     const n = raw.encoded.count;
     if (scratch.length < n) scratch = new Float32Array(n);
     const rows = decodeEncoded({ ...raw.encoded, bytes: raw.bytes }, scratch.subarray(0, n));
-    return encodeChecked(type, rows, rowLength, mode, into);
+    return encodeChecked(type, rows, rowLength, mode, into, qw);
   }
   const size = raw.dtype === "f32" ? 4 : 2;
   const n = raw.bytes.length / size;
@@ -119,7 +120,7 @@ export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode
     // widen and scan in one SIMD pass; a finite chunk skips the scalar scan
     if (scratch.length < n) scratch = new Float32Array(n);
     const wide = scratch.subarray(0, n);
-    if (bf16ToF32(raw.bytes, wide) === true) return { bytes: encodeRows(type, wide, rowLength, into) };
+    if (bf16ToF32(raw.bytes, wide) === true) return { bytes: encodeRows(type, wide, rowLength, into, qw) };
   }
-  return encodeChecked(type, widenRaw(raw), rowLength, mode, into);
+  return encodeChecked(type, widenRaw(raw), rowLength, mode, into, qw);
 }

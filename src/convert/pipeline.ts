@@ -12,6 +12,7 @@ import { rowBytes } from "../quant/ggml/types.js";
 import { AtomicOutput, type FileOpener } from "./output.js";
 import { checkFinite, encodeChecked, encodeRaw, encodeRows, firstNonFinite, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
 import type { PlannedFile, PlannedTensor } from "./plan.js";
+import { importanceForRows } from "../quant/imatrix.js";
 
 export interface ProgressEvent {
   file: string;
@@ -25,11 +26,12 @@ export interface ProgressEvent {
 
 /** Encodes chunks; the default runs in this thread, the worker pool implements the same shape. */
 export interface ChunkEncoder {
-  encode(type: PlannedTensor["type"], rows: Float32Array, rowLength: number): Promise<Uint8Array>;
+  /** `qw`: the importance vector of the rows (--imatrix, rowLength floats) for the codec's weighted path */
+  encode(type: PlannedTensor["type"], rows: Float32Array, rowLength: number, qw?: Float32Array): Promise<Uint8Array>;
   /** check (per mode) and encode float32 rows where the encoding runs; `spare` is a buffer free for reuse */
-  encodeChecked?(type: PlannedTensor["type"], rows: Float32Array, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }>;
+  encodeChecked?(type: PlannedTensor["type"], rows: Float32Array, rowLength: number, mode: FiniteMode, qw?: Float32Array): Promise<EncodeResult & { spare?: Uint8Array }>;
   /** widen, check and encode the stored bytes of plain float rows */
-  encodeRaw?(type: PlannedTensor["type"], raw: RawChunk, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }>;
+  encodeRaw?(type: PlannedTensor["type"], raw: RawChunk, rowLength: number, mode: FiniteMode, qw?: Float32Array): Promise<EncodeResult & { spare?: Uint8Array }>;
   /** chunk buffers for reuse (read targets, encode targets) */
   readonly pool?: BufferPool;
   close?(): Promise<void>;
@@ -61,12 +63,12 @@ const inlinePool = new BufferPool(4);
 
 /** Encodes in this thread (--threads 1). */
 export const inlineEncoder: ChunkEncoder = {
-  encode: async (type, rows, rowLength) => encodeRows(type, rows, rowLength),
-  encodeChecked: async (type, rows, rowLength, mode) => encodeChecked(type, rows, rowLength, mode, inlinePool.take(rowBytes(type, rowLength) * (rows.length / rowLength))),
-  encodeRaw: async (type, raw, rowLength, mode) => {
+  encode: async (type, rows, rowLength, qw) => encodeRows(type, rows, rowLength, undefined, qw),
+  encodeChecked: async (type, rows, rowLength, mode, qw) => encodeChecked(type, rows, rowLength, mode, inlinePool.take(rowBytes(type, rowLength) * (rows.length / rowLength)), qw),
+  encodeRaw: async (type, raw, rowLength, mode, qw) => {
     const n = rawCount(raw);
     const into = inlinePool.take(rowBytes(type, rowLength) * (n / rowLength));
-    const r = encodeRaw(type, raw, rowLength, mode, into);
+    const r = encodeRaw(type, raw, rowLength, mode, into, qw);
     if (into && into.buffer !== r.bytes.buffer) inlinePool.give(into);
     return r.bytes.buffer === raw.bytes.buffer ? r : { ...r, spare: raw.bytes };
   },
@@ -163,7 +165,8 @@ export function chunkRanges(t: PlannedTensor, chunkElements: number): [number, n
   per = Math.max(align, per - (per % align));
   const out: [number, number][] = [];
   // a stacked MoE tensor: chunks end at each expert's last row, so each reads from one source tensor
-  const boundary = t.out.rowBoundary ?? rows;
+  // (and, with an imatrix, each chunk has one expert's importance vector)
+  const boundary = t.out.rowBoundary ?? (t.imatrix && t.imatrix.length > ne0 ? t.out.ne[1]! : rows);
   for (let b = 0; b < rows; b += boundary) {
     const end = Math.min(rows, b + boundary);
     for (let r = b; r < end; r += per) out.push([r, Math.min(per, end - r)]);
@@ -232,6 +235,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
       const mode: FiniteMode = opts.allowNonfinite ? "count" : "reject";
       const encodeChunk = async (t: PlannedTensor, r0: number, n: number): Promise<Uint8Array> => {
         const ne0 = t.out.ne[0]!;
+        const qw = importanceForRows(t.imatrix, t.out.ne, r0, n);
         // name the checkpoint tensor(s) too: the flat index is in the GGUF tensor's layout
         const named = (e: unknown): unknown => (e instanceof GgufyError && t.out.sources.length ? new GgufyError(e.code, `${e.detail}; made from ${t.out.sources.join(" + ")}`, { tensor: t.out.name }) : e);
         let res: (EncodeResult & { spare?: Uint8Array }) | undefined;
@@ -243,13 +247,13 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
           if (raw) {
             const got = rawCount(raw);
             if (got !== n * ne0) throw new Error(`${t.out.name}: raw read of rows [${r0}, ${r0 + n}) returned ${got} values, expected ${n * ne0}`);
-            res = await encoder.encodeRaw(t.type, raw, ne0, mode);
+            res = await encoder.encodeRaw(t.type, raw, ne0, mode, qw);
           }
         }
         if (!res) {
           const rows = await t.out.read(r0, n);
           if (rows.length !== n * ne0) throw new Error(`${t.out.name}: read of rows [${r0}, ${r0 + n}) returned ${rows.length} values, expected ${n * ne0}`);
-          if (encoder.encodeChecked) res = await encoder.encodeChecked(t.type, rows, ne0, mode);
+          if (encoder.encodeChecked) res = await encoder.encodeChecked(t.type, rows, ne0, mode, qw);
           else {
             if (opts.allowNonfinite) {
               if (firstNonFinite(rows) >= 0) for (const v of rows) if (v - v !== 0) nonFinite++;
@@ -260,7 +264,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
                 throw named(e);
               }
             }
-            res = { bytes: await encoder.encode(t.type, rows, ne0) };
+            res = { bytes: await encoder.encode(t.type, rows, ne0, qw) };
           }
         }
         if (res.spare) encoder.pool?.give(res.spare);

@@ -11,7 +11,8 @@ import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import { encodeGgufHeader, type EncodedHeader } from "../formats/gguf/writer.js";
 import { GGMLType as G, parseTypeName, tensorBytes, typeInfo, typeName } from "../quant/ggml/types.js";
 import { supportedTypes } from "../quant/ggml/index.js";
-import { findPreset, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, type Preset, type PresetOptions } from "../quant/presets.js";
+import { findPreset, findLlamaFtype, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, tensorRequiresImatrix, type Preset, type PresetOptions } from "../quant/presets.js";
+import { imatrixKvs, matchImatrix, type Imatrix } from "../quant/imatrix.js";
 import type { ModelFile, OutputTensor } from "../models/types.js";
 import { vocabToKvs } from "../tokenizer/index.js";
 import { conventionalName, fillTemplatedFilename, resolveOutputPath } from "./naming.js";
@@ -40,6 +41,12 @@ export interface PlanOptions extends SplitOptions {
   kvOverrides?: readonly KvOverride[];
   /** PEFT LoRA adapters merged into the base as it is read (src/convert/lora/merge.ts), in order */
   lora?: readonly LoraSpec[];
+  /** --imatrix FILE: llama-imatrix's importance matrix (GGUF or legacy .dat), as llama-quantize --imatrix */
+  imatrix?: string;
+  /** --include-weights NAME (repeatable) */
+  includeWeights?: readonly string[];
+  /** --exclude-weights NAME (repeatable) */
+  excludeWeights?: readonly string[];
 }
 
 export interface PlannedTensor {
@@ -48,6 +55,8 @@ export interface PlannedTensor {
   readonly bytes: number;
   /** the type first chosen, when a row-length fallback replaced it */
   readonly fallbackFrom?: G;
+  /** the importance vector (--imatrix): ne0 floats, or ne0 × ne2 for a stacked expert tensor (one slice per expert) */
+  readonly imatrix?: Float32Array;
 }
 
 export interface PlannedFile {
@@ -109,10 +118,13 @@ export interface TypeChoice {
   ftype: number;
   label: string;
   fallbacks: Map<string, G>;
+  /** the llama-quantize preset, when one chose the types (undefined types = copied unchanged) */
+  preset?: Preset;
+  chosen?: (G | undefined)[];
 }
 
 /** Decide the type of every tensor of a text-model file. */
-export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
+export function chooseTypes(m: ModelFile, opts: PlanOptions, hasImatrix = false): TypeChoice {
   const requested = opts.outtype ?? "auto";
   const lower = requested.toLowerCase();
   const fallbacks = new Map<string, G>();
@@ -122,7 +134,7 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
     const ft = CONVERT_TYPES[req.toLowerCase()]?.ftype ?? 1;
     return { types, order: m.tensors, ftype: ft, label: req.toLowerCase(), fallbacks };
   }
-  if (IMATRIX_PRESETS.includes(requested.toUpperCase())) {
+  if (IMATRIX_PRESETS.includes(requested.toUpperCase()) && !hasImatrix) {
     throw new GgufyError("E_IMATRIX_REQUIRED", `${requested.toUpperCase()} needs an importance matrix (llama-quantize refuses it without one); ggufy does not compute imatrices yet — choose IQ4_XS, Q4_K_M or another type`);
   }
   if (lower === "auto" || (CONVERT_TYPES[lower] && requested === lower)) {
@@ -133,7 +145,8 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
   if (UNSUPPORTED_PRESETS.includes(requested.toUpperCase())) {
     throw new GgufyError("E_USAGE", `${requested.toUpperCase()} is a llama-quantize preset ggufy cannot produce yet (no codec for its types) — choose IQ4_XS, Q3_K_M, Q4_K_M or another type`);
   }
-  const preset: Preset | undefined = findPreset(requested);
+  const imatrixOnly = hasImatrix && IMATRIX_PRESETS.includes(requested.toUpperCase());
+  const preset: Preset | undefined = imatrixOnly ? findLlamaFtype(requested) : findPreset(requested);
   if (!preset) throw new GgufyError("E_USAGE", `--outtype ${requested}: not a known type or preset (try f32, f16, bf16, q8_0, auto, Q4_K_M, Q5_K_M, Q6_K, Q8_0, Q4_0 …)`);
   const order = quantizeOrder(m.tensors);
   const popts: PresetOptions = {
@@ -147,6 +160,7 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
     ...(opts.outputTensorType ? { outputTensorType: parseUserType(opts.outputTensorType, "--output-tensor-type") } : {}),
     ...(opts.tokenEmbeddingType ? { tokenEmbeddingType: parseUserType(opts.tokenEmbeddingType, "--token-embedding-type") } : {}),
     ...(opts.tensorTypes?.length ? { tensorTypes: opts.tensorTypes.map((s) => parseTensorTypeOverride(s)) } : {}),
+    ...(hasImatrix ? { imatrix: true } : {}),
   };
   const chosen = presetTypes(order, preset, popts);
   const types = order.map((t, i) => {
@@ -156,7 +170,12 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
     if (f !== c) fallbacks.set(t.name, c);
     return f;
   });
-  return { types, order, ftype: preset.ftype, label: preset.name, fallbacks };
+  if (imatrixOnly) {
+    // an imatrix-only preset (Q2_K_S, the IQ1/IQ2/IQ3 ones): every type it chooses needs a codec
+    const missing = types.find((t) => !supportedTypes().includes(t));
+    if (missing !== undefined) throw new GgufyError("E_USAGE", `${preset.name} needs type ${typeName(missing)}, which ggufy cannot write yet`);
+  }
+  return { types, order, ftype: preset.ftype, label: preset.name, fallbacks, preset, chosen };
 }
 
 export function parseTensorTypeOverride(s: string): [RegExp, G] {
@@ -209,11 +228,32 @@ export interface FilePlanInput {
   metadata?: ModelMetadata;
   /** a --vocab-only file: named <name>-vocab.gguf */
   vocabOnly?: boolean;
+  /** the loaded --imatrix (convert.ts plan() reads it) */
+  imatrix?: Imatrix;
+}
+
+/** The importance vector of each tensor of a preset's choice (quant/imatrix.ts matchImatrix). */
+function imatrixFor(im: Imatrix, choice: TypeChoice): (Float32Array | undefined)[] {
+  return matchImatrix(
+    im,
+    choice.order.map((t, i) => {
+      const type = choice.types[i]!;
+      const quantized = choice.chosen![i] !== undefined && type !== G.F32;
+      return { name: t.name, ne: t.ne, quantized, requiresImatrix: quantized && tensorRequiresImatrix(t.name, type, choice.preset!) };
+    }),
+  );
 }
 
 /** Plan one output file: types, KVs in llama.cpp's order, header, path. */
-export function planFile({ model, modelDir, opts, baseName, metadata, vocabOnly }: FilePlanInput): PlannedFile {
-  const choice = chooseTypes(model, opts);
+export function planFile({ model, modelDir, opts, baseName, metadata, vocabOnly, imatrix }: FilePlanInput): PlannedFile {
+  const im = imatrix && imatrix.entries.size > 0 ? imatrix : undefined; // an imatrix left empty by the filters is none (quantize.cpp)
+  const req = opts.outtype ?? "auto";
+  const convertRule = req.toLowerCase() === "auto" || (CONVERT_TYPES[req.toLowerCase()] !== undefined && req === req.toLowerCase());
+  if (im && (model.chooseType || convertRule || !findLlamaFtype(req))) {
+    throw new GgufyError("E_USAGE", `--imatrix applies to llama-quantize presets (Q4_K_M, IQ4_XS, Q2_K_S …), not to --outtype ${opts.outtype ?? "auto"}`);
+  }
+  const choice = chooseTypes(model, opts, im !== undefined);
+  const qws = im && choice.preset ? imatrixFor(im, choice) : undefined;
   for (let i = 0; i < choice.order.length; i++) {
     const t = choice.order[i]!;
     const type = choice.types[i]!;
@@ -235,10 +275,12 @@ export function planFile({ model, modelDir, opts, baseName, metadata, vocabOnly 
   if (model.role === "model") kvs.push(kv.u32("general.quantization_version", 2));
   if (model.vocab) kvs.push(...vocabToKvs(model.vocab));
   kvs = applyKvOverrides(kvs, opts.overrides, opts.kvOverrides);
+  if (im) kvs.push(...imatrixKvs(im));
   const tensors: PlannedTensor[] = choice.order.map((out, i) => {
     const type = choice.types[i]!;
     const from = choice.fallbacks.get(out.name);
-    return { out, type, bytes: tensorBytes(type, out.ne), ...(from !== undefined ? { fallbackFrom: from } : {}) };
+    const qw = qws?.[i];
+    return { out, type, bytes: tensorBytes(type, out.ne), ...(from !== undefined ? { fallbackFrom: from } : {}), ...(qw ? { imatrix: qw } : {}) };
   });
   const header = encodeGgufHeader(kvs, tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
   const label = choice.label;

@@ -20,7 +20,8 @@ import { GGUFValueType, type GGUFValue } from "../formats/gguf/types.js";
 import { readGguf, type GGUFFile, type GGUFTensorEntry } from "../formats/gguf/reader.js";
 import { codecFor, supportedTypes } from "../quant/ggml/index.js";
 import { GGMLType as G, rowBytes, typeName } from "../quant/ggml/types.js";
-import { PRESETS } from "../quant/presets.js";
+import { IMATRIX_PRESETS, LLAMA_FTYPES, PRESETS } from "../quant/presets.js";
+import { importanceForRows } from "../quant/imatrix.js";
 import { plan, type ConvertOptions, type Plan } from "./convert.js";
 import { encodeRows } from "./encode.js";
 import { chunkRanges } from "./pipeline.js";
@@ -95,6 +96,11 @@ export interface TensorCheck {
   maxAbsErr: number;
   /** max |error| / max |source| */
   relMaxAbs: number;
+  /**
+   * with --imatrix, for tensors quantized with an importance vector: the importance-weighted relative RMSE,
+   * sqrt(Σ qw[col]·err² / Σ qw[col]·src²) — the error as the imatrix's activations see it
+   */
+  weightedRelRmse?: number;
   cosine: number;
   /** values the output holds as NaN/Inf where the source is finite (or the other way round) */
   nonFinite: number;
@@ -112,6 +118,8 @@ export interface TypeSummary {
   tensors: number;
   elements: number;
   meanRelRmse: number;
+  /** mean of the tensors' weightedRelRmse (with --imatrix; over the tensors that have one) */
+  meanWeightedRelRmse?: number;
   maxRelRmse: number;
   maxRelMaxAbs: number;
   minCosine: number;
@@ -189,7 +197,9 @@ export async function openGgufParts(file: string): Promise<OpenedGguf> {
 }
 
 /** Output types whose plan could have produced this file, most likely first. */
-function candidateOuttypes(g: OpenedGguf, role: "model" | "mmproj"): string[] {
+function candidateOuttypes(g: OpenedGguf, role: "model" | "mmproj", imatrix = false): string[] {
+  // with an imatrix the imatrix-only presets (Q2_K_S …) are candidates too
+  const presets = imatrix ? [...PRESETS, ...LLAMA_FTYPES.filter((p) => IMATRIX_PRESETS.includes(p.name))] : PRESETS;
   const ft = scalar(g.kvs.get("general.file_type"));
   const out: string[] = [];
   if (ft !== undefined) {
@@ -198,7 +208,7 @@ function candidateOuttypes(g: OpenedGguf, role: "model" | "mmproj"): string[] {
       if (MMPROJ_FTYPES[n]) out.push(MMPROJ_FTYPES[n]!);
     } else {
       if (CONVERT_FTYPES[n]) out.push(CONVERT_FTYPES[n]!);
-      for (const p of PRESETS) if (p.ftype === n) out.push(p.name);
+      for (const p of presets) if (p.ftype === n) out.push(p.name);
     }
   }
   if (out.length === 0) {
@@ -211,7 +221,7 @@ function candidateOuttypes(g: OpenedGguf, role: "model" | "mmproj"): string[] {
       if (role === "mmproj") out.push(Object.values(MMPROJ_FTYPES).includes(name) ? name : "f16");
       else {
         if (Object.values(CONVERT_FTYPES).includes(name)) out.push(name);
-        for (const p of PRESETS) if (p.defaultType === top) out.push(p.name);
+        for (const p of presets) if (p.defaultType === top) out.push(p.name);
       }
     }
   }
@@ -281,7 +291,7 @@ export async function verify(gguf: string, modelDir: string, opts: VerifyOptions
   const ft = scalar(g.kvs.get("general.file_type"));
   const fileType = ft === undefined ? undefined : Number(ft);
   const { chunkElements, bounds, exact, onProgress, signal, ...planOpts } = opts;
-  const candidates = role === "mmproj" ? (opts.mmprojType ? [opts.mmprojType] : candidateOuttypes(g, role)) : opts.outtype ? [opts.outtype] : candidateOuttypes(g, role);
+  const candidates = role === "mmproj" ? (opts.mmprojType ? [opts.mmprojType] : candidateOuttypes(g, role)) : opts.outtype ? [opts.outtype] : candidateOuttypes(g, role, opts.imatrix !== undefined);
 
   // re-plan for each candidate; keep the plan the file matches best
   let best: { p: Plan; f: PlannedFile; score: number; outtype: string } | undefined;
@@ -301,6 +311,7 @@ export async function verify(gguf: string, modelDir: string, opts: VerifyOptions
       await p.close();
       throw new GgufyError("E_VERIFY", `the file is a '${arch}' GGUF but converting ${modelDir} gives ${p.files.map((x) => `'${String(archOf(x))}'`).join(" and ")}`, { file: g.parts[0]!.path });
     }
+    // a candidate planned with --imatrix whose type choice cannot use one (f16 …) was refused above; an mmproj never takes it
     const score = mismatchScore(f, g);
     if (!best || score < best.score) {
       if (best) await best.p.close();
@@ -374,7 +385,11 @@ export async function verify(gguf: string, modelDir: string, opts: VerifyOptions
           if (check.maxAbsErr !== 0) problems.push(`${typeName(entry.type)} must reproduce the ${t.out.dtype} source exactly, max abs error ${fmt(check.maxAbsErr)}`);
         } else {
           if (!(check.relRmse <= check.bound.relRmse)) problems.push(`relative RMSE ${fmt(check.relRmse)} > ${fmt(check.bound.relRmse)} for ${typeName(entry.type)}`);
-          if (!(check.relMaxAbs <= check.bound.relMaxAbs)) problems.push(`relative max error ${fmt(check.relMaxAbs)} > ${fmt(check.bound.relMaxAbs)} for ${typeName(entry.type)}`);
+          // an importance vector moves error onto the columns it deems unimportant: the max-error bound doubles there,
+          // and the weighted error must meet the type's RMSE bound
+          const maxBound = t.imatrix ? 2 * check.bound.relMaxAbs : check.bound.relMaxAbs;
+          if (!(check.relMaxAbs <= maxBound)) problems.push(`relative max error ${fmt(check.relMaxAbs)} > ${fmt(maxBound)} for ${typeName(entry.type)}${t.imatrix ? " with an imatrix" : ""}`);
+          if (check.weightedRelRmse !== undefined && !(check.weightedRelRmse <= check.bound.relRmse)) problems.push(`importance-weighted relative RMSE ${fmt(check.weightedRelRmse)} > ${fmt(check.bound.relRmse)} for ${typeName(entry.type)}`);
         }
         if (check.bytesDiffering) problems.push(`${check.bytesDiffering} byte(s) differ from a fresh quantization of the source`);
       }
@@ -386,11 +401,13 @@ export async function verify(gguf: string, modelDir: string, opts: VerifyOptions
     for (const c of checks) byType.set(c.type, [...(byType.get(c.type) ?? []), c]);
     const summary: TypeSummary[] = [...byType].map(([type, cs]) => {
       const measured = cs.filter((c) => Number.isFinite(c.relRmse));
+      const weighted = cs.filter((c) => c.weightedRelRmse !== undefined && Number.isFinite(c.weightedRelRmse));
       return {
         type,
         tensors: cs.length,
         elements: cs.reduce((a, c) => a + c.elements, 0),
         meanRelRmse: measured.length ? measured.reduce((a, c) => a + c.relRmse, 0) / measured.length : NaN,
+        ...(weighted.length ? { meanWeightedRelRmse: weighted.reduce((a, c) => a + c.weightedRelRmse!, 0) / weighted.length } : {}),
         maxRelRmse: Math.max(...cs.map((c) => (Number.isNaN(c.relRmse) ? -Infinity : c.relRmse))),
         maxRelMaxAbs: Math.max(...cs.map((c) => (Number.isNaN(c.relMaxAbs) ? -Infinity : c.relMaxAbs))),
         minCosine: Math.min(...cs.map((c) => (Number.isNaN(c.cosine) ? Infinity : c.cosine))),
@@ -443,6 +460,8 @@ async function compareTensor(t: PlannedTensor, entry: GGUFTensorEntry, fh: FileH
   let maxRef = 0;
   let nonFinite = 0;
   let differing = 0;
+  let wErr = 0;
+  let wRef = 0;
   let out = new Float32Array(0);
   for (const [r0, n] of chunkRanges(t, chunkElements)) {
     if (signal?.aborted) throw new GgufyError("E_INTERRUPTED", "verification interrupted");
@@ -451,6 +470,7 @@ async function compareTensor(t: PlannedTensor, entry: GGUFTensorEntry, fh: FileH
     const bytes = await readAt(fh, entry.fileOffset + r0 * rb, n * rb);
     if (out.length !== n * ne0) out = new Float32Array(n * ne0);
     codec.dequantize(bytes, out);
+    const qw = importanceForRows(t.imatrix, t.out.ne, r0, n);
     for (let i = 0; i < ref.length; i++) {
       const r = ref[i]!;
       const o = out[i]!;
@@ -464,6 +484,11 @@ async function compareTensor(t: PlannedTensor, entry: GGUFTensorEntry, fh: FileH
         continue;
       }
       const d = o - r;
+      if (qw) {
+        const w = qw[i % ne0]!;
+        wErr += w * d * d;
+        wRef += w * r * r;
+      }
       sumSqErr += d * d;
       sumSqRef += r * r;
       sumSqOut += o * o;
@@ -474,7 +499,7 @@ async function compareTensor(t: PlannedTensor, entry: GGUFTensorEntry, fh: FileH
       if (ar > maxRef) maxRef = ar;
     }
     if (exactBytes) {
-      const again = encodeRows(entry.type, ref, ne0);
+      const again = encodeRows(entry.type, ref, ne0, undefined, qw);
       for (let i = 0; i < again.length; i++) if (again[i] !== bytes[i]) differing++;
     }
   }
@@ -485,6 +510,7 @@ async function compareTensor(t: PlannedTensor, entry: GGUFTensorEntry, fh: FileH
   c.relMaxAbs = maxRef > 0 ? maxErr / maxRef : maxErr === 0 ? 0 : Infinity;
   c.cosine = sumSqRef > 0 && sumSqOut > 0 ? dot / Math.sqrt(sumSqRef * sumSqOut) : sumSqRef === 0 && sumSqOut === 0 ? 1 : 0;
   c.nonFinite = nonFinite;
+  if (t.imatrix) c.weightedRelRmse = wRef > 0 ? Math.sqrt(wErr / wRef) : wErr === 0 ? 0 : Infinity;
   if (exactBytes) c.bytesDiffering = differing;
 }
 

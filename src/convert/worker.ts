@@ -19,6 +19,8 @@ export interface Job {
   mode?: FiniteMode;
   /** a spare output buffer */
   into?: Uint8Array;
+  /** the importance vector of the rows (--imatrix), copied with the job */
+  qw?: Float32Array;
 }
 
 export interface Answer extends Partial<EncodeResult> {
@@ -40,11 +42,11 @@ parentPort!.on("message", (job: Job) => {
     let r: EncodeResult;
     let input: Uint8Array;
     if (job.raw) {
-      r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", job.into);
+      r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", job.into, job.qw);
       input = job.raw.bytes;
     } else {
       const rows = job.rows!;
-      r = job.mode ? encodeChecked(job.type, rows, job.rowLength, job.mode, job.into) : { bytes: encodeRows(job.type, rows, job.rowLength, job.into) };
+      r = job.mode ? encodeChecked(job.type, rows, job.rowLength, job.mode, job.into, job.qw) : { bytes: encodeRows(job.type, rows, job.rowLength, job.into, job.qw) };
       input = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
     }
     const answer: Answer = { ...r, id: job.id };

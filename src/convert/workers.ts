@@ -88,20 +88,20 @@ export class WorkerPoolEncoder implements ChunkEncoder {
     return rows.byteOffset === 0 && rows.buffer.byteLength === rows.byteLength ? rows : rows.slice();
   }
 
-  async encode(type: GGMLType, rows: Float32Array, rowLength: number): Promise<Uint8Array> {
+  async encode(type: GGMLType, rows: Float32Array, rowLength: number, qw?: Float32Array): Promise<Uint8Array> {
     const own = WorkerPoolEncoder.own(rows);
-    const a = await this.submit({ type, rows: own, rowLength }, new Uint8Array(own.buffer), rowBytes(type, rowLength) * (rows.length / rowLength));
+    const a = await this.submit({ type, rows: own, rowLength, ...(qw ? { qw } : {}) }, new Uint8Array(own.buffer), rowBytes(type, rowLength) * (rows.length / rowLength));
     return a.bytes!;
   }
 
-  async encodeChecked(type: GGMLType, rows: Float32Array, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }> {
+  async encodeChecked(type: GGMLType, rows: Float32Array, rowLength: number, mode: FiniteMode, qw?: Float32Array): Promise<EncodeResult & { spare?: Uint8Array }> {
     const own = WorkerPoolEncoder.own(rows);
-    return (await this.submit({ type, rows: own, rowLength, mode }, new Uint8Array(own.buffer), rowBytes(type, rowLength) * (rows.length / rowLength))) as EncodeResult;
+    return (await this.submit({ type, rows: own, rowLength, mode, ...(qw ? { qw } : {}) }, new Uint8Array(own.buffer), rowBytes(type, rowLength) * (rows.length / rowLength))) as EncodeResult;
   }
 
-  async encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode): Promise<EncodeResult & { spare?: Uint8Array }> {
+  async encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, qw?: Float32Array): Promise<EncodeResult & { spare?: Uint8Array }> {
     const n = rawCount(raw);
-    return (await this.submit({ type, raw, rowLength, mode }, raw.bytes, rowBytes(type, rowLength) * (n / rowLength), raw.encoded?.transfer ? [...raw.encoded.transfer] : [])) as EncodeResult;
+    return (await this.submit({ type, raw, rowLength, mode, ...(qw ? { qw } : {}) }, raw.bytes, rowBytes(type, rowLength) * (n / rowLength), raw.encoded?.transfer ? [...raw.encoded.transfer] : [])) as EncodeResult;
   }
 
   private pump(): void {

@@ -148,6 +148,8 @@ export interface PresetOptions {
   nExpert?: number;
   /** general.architecture: decides llama.cpp's LLM_TYPE_70B (attn_v bump) and the Falcon rules */
   arch?: string;
+  /** an importance matrix is given (quantize_state_impl has_imatrix): changes the IQ3_XXS, IQ4_NL/IQ4_XS and Q4_0/Q5_0 rules */
+  imatrix?: boolean;
 }
 
 /** ggml_n_dims: 1 + the index of the last dimension larger than 1 (at least 1). */
@@ -226,6 +228,19 @@ export function isType70B(arch: string | undefined, o: { nLayer: number; nHead: 
     case "qwen2": case "deci": case "olmo": return o.nLayer === 80;
     case "jais2": return o.nLayer === 68;
     default: return false;
+  }
+}
+
+/** tensor_requires_imatrix (src/llama-quant.cpp): the target type needs an importance matrix. */
+export function tensorRequiresImatrix(name: string, type: G, preset: Preset): boolean {
+  if (name === "token_embd.weight" || name === "per_layer_token_embd.weight" || name === "output.weight") return false;
+  switch (type) {
+    case G.IQ3_XXS: case G.IQ2_XXS: case G.IQ2_XS: case G.IQ2_S: case G.IQ1_M: case G.IQ1_S:
+      return true;
+    case G.Q2_K:
+      return preset.ftype === FT.Q2_K_S;
+    default:
+      return false;
   }
 }
 
@@ -311,7 +326,7 @@ export function presetChoices(tensors: readonly QuantTensor[], preset: Preset, o
       // note: attn_qkv is attn_v-like, so it takes this branch (llama.cpp's separate ATTENTION_QKV branch is never reached)
       if (ftype === FT.Q2_K) newType = nGqa >= 4 ? G.Q4_K : G.Q3_K;
       else if (ftype === FT.Q2_K_S && nGqa >= 4) newType = G.Q4_K;
-      else if (ftype === FT.IQ3_XXS) newType = nGqa >= 4 ? G.Q4_K : G.IQ3_S; // (no imatrix)
+      else if (ftype === FT.IQ3_XXS) newType = nGqa >= 4 ? G.Q4_K : !opts.imatrix ? G.IQ3_S : G.IQ3_XXS;
       else if (is(FT.IQ3_XS, FT.IQ3_S) && nGqa >= 4) newType = G.Q4_K;
       else if (ftype === FT.IQ3_M) newType = G.Q4_K;
       else if (ftype === FT.Q3_K_M) newType = iAttnWv < 2 ? G.Q5_K : G.Q4_K;
@@ -341,17 +356,18 @@ export function presetChoices(tensors: readonly QuantTensor[], preset: Preset, o
       const n16 = Math.trunc(n / 16);
       if (ftype === FT.Q2_K) newType = G.Q3_K;
       else if (ftype === FT.Q2_K_S) { if (i < n8) newType = G.Q4_K; }
-      else if (ftype === FT.IQ3_XXS) newType = i < n8 ? G.Q4_K : G.Q3_K; // (no imatrix)
+      else if (ftype === FT.IQ3_XXS && !opts.imatrix) newType = i < n8 ? G.Q4_K : G.Q3_K;
       else if (ftype === FT.Q3_K_M) newType = i < n16 ? G.Q5_K : !falcon || useMoreBits(i, n) ? G.Q4_K : G.Q3_K;
       else if (ftype === FT.IQ3_M && (i < n8 || (nExpertRaw === 8 && useMoreBits(i, n)))) newType = G.Q4_K;
       else if (ftype === FT.Q3_K_L) newType = falcon ? G.Q4_K : G.Q5_K;
       else if (ftype === FT.Q4_K_M) {
         if (falcon) newType = i < n16 ? G.Q6_K : useMoreBits(i, n) ? G.Q5_K : G.Q4_K;
         else if (useMoreBits(i, n)) newType = G.Q6_K;
-      } else if (i < n8 && is(FT.IQ4_NL, FT.IQ4_XS)) newType = G.Q5_K; // (no imatrix)
+      } else if (i < n8 && is(FT.IQ4_NL, FT.IQ4_XS) && !opts.imatrix) newType = G.Q5_K;
       else if (ftype === FT.Q5_K_M && useMoreBits(i, n)) newType = G.Q6_K;
       else if (ftype === FT.Q4_K_S && !falcon && i < n8) newType = G.Q5_K;
-      // (Q4_0/Q5_0 → q4_1/q5_1 on the first layers happens only with an imatrix)
+      // "Guard against craziness in the first few ffn_down layers": only with an imatrix
+      else if (is(FT.Q4_0, FT.Q5_0) && opts.imatrix && i < n8) newType = ftype === FT.Q4_0 ? G.Q4_1 : G.Q5_1;
       iFfnDown++;
       return newType;
     }

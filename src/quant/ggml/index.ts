@@ -13,6 +13,7 @@ import { q5_k } from "./q5_k.js";
 import { q6_k } from "./q6_k.js";
 import { iq4_nl, iq4_xs } from "./iq4.js";
 import { tq1_0, tq2_0 } from "./tq.js";
+import { withImportance } from "./weighted.js";
 
 export type { BlockCodec } from "./codec.js";
 export * from "./types.js";
@@ -26,8 +27,17 @@ export function supportedTypes(): GGMLType[] {
   return [...CODECS.keys()];
 }
 
+const WITH_IMPORTANCE = new Map<GGMLType, BlockCodec>();
+
+/**
+ * The codec of a type. Its `quantize(src, dst, qw)` takes the importance vector (llama-quantize
+ * --imatrix): types whose weighted path lives in weighted.ts are wrapped once here; codecs that
+ * implement `qw` themselves, or ignore it as ggml does, are returned as they are.
+ */
 export function codecFor(t: GGMLType): BlockCodec {
   const c = CODECS.get(t);
   if (!c) throw new Error(`ggml type ${typeName(t)} is not supported for writing`);
-  return c;
+  let w = WITH_IMPORTANCE.get(t);
+  if (!w) WITH_IMPORTANCE.set(t, (w = withImportance(c)));
+  return w;
 }

@@ -1,0 +1,719 @@
+/**
+ * Importance-weighted quantization (llama-quantize --imatrix): literal float32 ports of the
+ * `quantize_row_<type>_impl(x, y, n_per_row, quant_weights)` paths of ggml/src/ggml-quants.c, which
+ * `ggml_quantize_chunk(type, src, dst, start, nrows, n_per_row, imatrix)` runs row by row when an
+ * importance vector (one float per column) is given:
+ *
+ *   Q4_0 / Q5_0   quantize_row_q4_0_impl / _q5_0_impl: make_qx_quants with weights qw·sqrt(σ² + x²), σ² over the row
+ *   Q4_1 / Q5_1   quantize_row_q4_1_impl / _q5_1_impl: make_qkx3_quants, same weights
+ *   Q2_K          quantize_row_q2_K_impl: make_qkx3_quants per 16, make_qp_quants for the 4-bit scales/mins
+ *   Q3_K          quantize_row_q3_K_impl: make_qx_quants per 16 and for the 6-bit scales
+ *   Q4_K / Q5_K   quantize_row_q4_K_impl / _q5_K_impl: make_qkx3_quants per 32, make_qp_quants for the 6-bit scales/mins
+ *   Q6_K          quantize_row_q6_K_impl: make_qx_quants with the raw importance as weights
+ *   IQ4_NL/IQ4_XS quantize_row_iq4_nl_impl (ntry = 7) with weights qw·sqrt(σ² + x²)
+ *
+ * Q8_0, TQ1_0, TQ2_0 and the float types ignore the imatrix in ggml (quantize_q8_0 / _tq1_0 / _tq2_0:
+ * "(void)quant_weights; // not used").
+ *
+ * Every float operation is one IEEE binary32 operation (Math.fround right after it, in the C order;
+ * ggml-base is built for baseline x86-64, no FMA contraction). sqrtf(v) = fround(Math.sqrt(v)) for a
+ * float32 v (both correctly rounded). These are reference ports, not tuned: the weighted path runs in
+ * TypeScript only (the no-imatrix paths keep their WebAssembly kernels).
+ */
+import type { BlockCodec } from "./codec.js";
+import { GGMLType } from "./types.js";
+import { F, H2F, nearestSlow, packScaleMinK4, pack2bit, putF16, toF16 } from "./kquant-common.js";
+
+/** GROUP_MAX_EPS */
+const EPS = F(1e-15);
+
+/** nearest_int(fval) for a float32 value (the bit formula, valid for every input). */
+const nearest = nearestSlow;
+
+// ---------------------------------------------------------------------------------------------
+// the shared searches (ggml-quants.c), with quant_weights always given
+
+/**
+ * make_qx_quants(n, nmax, x, L, rmse_type = 1, qw): x at x[xo..xo+n), weights qw[wo..wo+n), levels
+ * written to L[lo..lo+n) as l + nmax; returns the scale.
+ */
+function makeQxQuantsW(n: number, nmax: number, x: ArrayLike<number>, xo: number, L: Int8Array, lo: number, qw: ArrayLike<number>, wo: number): number {
+  let max = 0;
+  let amax = 0;
+  for (let i = 0; i < n; ++i) {
+    const ax = Math.abs(x[xo + i]!);
+    if (ax > amax) {
+      amax = ax;
+      max = x[xo + i]!;
+    }
+  }
+  if (amax < EPS) {
+    for (let i = 0; i < n; ++i) L[lo + i] = 0;
+    return 0;
+  }
+  let iscale = F(-nmax / max);
+  let sumlx = 0;
+  let suml2 = 0;
+  for (let i = 0; i < n; ++i) {
+    const xi = x[xo + i]!;
+    let l = nearest(F(iscale * xi));
+    l = Math.max(-nmax, Math.min(nmax - 1, l));
+    L[lo + i] = l + nmax;
+    const w = qw[wo + i]!;
+    sumlx = F(sumlx + F(F(w * xi) * l));
+    suml2 = F(suml2 + F(F(w * l) * l));
+  }
+  let scale = suml2 !== 0 ? F(sumlx / suml2) : 0;
+  let best = F(scale * sumlx);
+  for (let is = -9; is <= 9; ++is) {
+    if (is === 0) continue;
+    iscale = F(-F(nmax + F(F(0.1) * is)) / max);
+    sumlx = 0;
+    suml2 = 0;
+    for (let i = 0; i < n; ++i) {
+      const xi = x[xo + i]!;
+      let l = nearest(F(iscale * xi));
+      l = Math.max(-nmax, Math.min(nmax - 1, l));
+      const w = qw[wo + i]!;
+      sumlx = F(sumlx + F(F(w * xi) * l));
+      suml2 = F(suml2 + F(F(w * l) * l));
+    }
+    if (suml2 > 0 && F(sumlx * sumlx) > F(best * suml2)) {
+      for (let i = 0; i < n; ++i) {
+        const l = nearest(F(iscale * x[xo + i]!));
+        L[lo + i] = nmax + Math.max(-nmax, Math.min(nmax - 1, l));
+      }
+      scale = F(sumlx / suml2);
+      best = F(scale * sumlx);
+    }
+  }
+  return scale;
+}
+
+/** the_min of the last makeQkx3 call */
+let qkx3Min = 0;
+const LAUX = new Uint8Array(32);
+
+/**
+ * make_qkx3_quants(n, nmax, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad = false), weights
+ * given: x at x[xo..), weights w[0..n), levels to L[lo..lo+n); the_min left in qkx3Min.
+ */
+function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: ArrayLike<number>, L: Uint8Array, lo: number, rmin: number, rdelta: number, nstep: number): number {
+  let min = x[xo]!;
+  let max = x[xo]!;
+  let sumW = w[0]!;
+  let sumX = F(sumW * x[xo]!);
+  for (let i = 1; i < n; ++i) {
+    const xi = x[xo + i]!;
+    if (xi < min) min = xi;
+    if (xi > max) max = xi;
+    const wi = w[i]!;
+    sumW = F(sumW + wi);
+    sumX = F(sumX + F(wi * xi));
+  }
+  if (min > 0) min = 0;
+  if (max <= min) {
+    for (let i = 0; i < n; ++i) L[lo + i] = 0;
+    qkx3Min = -min;
+    return 0;
+  }
+  let iscale = F(nmax / F(max - min));
+  let scale = F(1 / iscale);
+  let bestMad = 0;
+  for (let i = 0; i < n; ++i) {
+    const xi = x[xo + i]!;
+    const l = nearest(F(iscale * F(xi - min)));
+    const li = Math.max(0, Math.min(nmax, l));
+    L[lo + i] = li;
+    let diff = F(F(F(scale * li) + min) - xi);
+    diff = F(diff * diff);
+    bestMad = F(bestMad + F(w[i]! * diff));
+  }
+  if (nstep < 1) {
+    qkx3Min = -min;
+    return scale;
+  }
+  const fr = F(rmin);
+  const fd = F(rdelta);
+  for (let is = 0; is <= nstep; ++is) {
+    iscale = F(F(F(fr + F(fd * is)) + nmax) / F(max - min));
+    let sumL = 0;
+    let sumL2 = 0;
+    let sumXL = 0;
+    for (let i = 0; i < n; ++i) {
+      const xi = x[xo + i]!;
+      let l = nearest(F(iscale * F(xi - min)));
+      l = Math.max(0, Math.min(nmax, l));
+      LAUX[i] = l;
+      const wi = w[i]!;
+      sumL = F(sumL + F(wi * l));
+      sumL2 = F(sumL2 + F(F(wi * l) * l));
+      sumXL = F(sumXL + F(F(wi * l) * xi));
+    }
+    const D = F(F(sumW * sumL2) - F(sumL * sumL));
+    if (D > 0) {
+      let thisScale = F(F(F(sumW * sumXL) - F(sumX * sumL)) / D);
+      let thisMin = F(F(F(sumL2 * sumX) - F(sumL * sumXL)) / D);
+      if (thisMin > 0) {
+        thisMin = 0;
+        thisScale = F(sumXL / sumL2);
+      }
+      let mad = 0;
+      for (let i = 0; i < n; ++i) {
+        let diff = F(F(F(thisScale * LAUX[i]!) + thisMin) - x[xo + i]!);
+        diff = F(diff * diff);
+        mad = F(mad + F(w[i]! * diff));
+      }
+      if (mad < bestMad) {
+        for (let i = 0; i < n; ++i) L[lo + i] = LAUX[i]!;
+        bestMad = mad;
+        scale = thisScale;
+        min = thisMin;
+      }
+    }
+  }
+  qkx3Min = -min;
+  return scale;
+}
+
+/** make_qp_quants(n, nmax, x, L, quant_weights): non-negative x, levels 0..nmax (uint8 storage). */
+function makeQpQuants(n: number, nmax: number, x: ArrayLike<number>, L: Uint8Array, qw: ArrayLike<number>): number {
+  let max = 0;
+  for (let i = 0; i < n; ++i) max = max > x[i]! ? max : x[i]!;
+  if (max < EPS) {
+    for (let i = 0; i < n; ++i) L[i] = 0;
+    return 0;
+  }
+  let iscale = F(nmax / max);
+  for (let i = 0; i < n; ++i) L[i] = nearest(F(iscale * x[i]!));
+  const scale = F(1 / iscale);
+  let bestMse = 0;
+  for (let i = 0; i < n; ++i) {
+    const diff = F(x[i]! - F(scale * L[i]!));
+    bestMse = F(bestMse + F(F(qw[i]! * diff) * diff));
+  }
+  for (let is = -4; is <= 4; ++is) {
+    if (is === 0) continue;
+    const iscaleIs = F(F(F(F(0.1) * is) + nmax) / max);
+    const scaleIs = F(1 / iscaleIs);
+    let mse = 0;
+    for (let i = 0; i < n; ++i) {
+      let l = nearest(F(iscaleIs * x[i]!));
+      l = Math.min(nmax, l);
+      const diff = F(x[i]! - F(scaleIs * l));
+      mse = F(mse + F(F(qw[i]! * diff) * diff));
+    }
+    if (mse < bestMse) {
+      bestMse = mse;
+      iscale = iscaleIs;
+    }
+  }
+  let sumlx = 0;
+  let suml2 = 0;
+  for (let i = 0; i < n; ++i) {
+    let l = nearest(F(iscale * x[i]!));
+    l = Math.min(nmax, l);
+    L[i] = l;
+    const w = qw[i]!;
+    sumlx = F(sumlx + F(F(w * x[i]!) * l));
+    suml2 = F(suml2 + F(F(w * l) * l));
+  }
+  for (let itry = 0; itry < 5; ++itry) {
+    let nChanged = 0;
+    for (let i = 0; i < n; ++i) {
+      const w = qw[i]!;
+      const li = L[i]!;
+      let slx = F(sumlx - F(F(w * x[i]!) * li));
+      let sl2 = F(suml2 - F(F(w * li) * li));
+      if (slx > 0 && sl2 > 0) {
+        let newL = nearest(F(F(x[i]! * sl2) / slx));
+        newL = Math.min(nmax, newL);
+        if (newL !== li) {
+          slx = F(slx + F(F(w * x[i]!) * newL));
+          sl2 = F(sl2 + F(F(w * newL) * newL));
+          if (F(F(slx * slx) * suml2) > F(F(sumlx * sumlx) * sl2)) {
+            L[i] = newL;
+            sumlx = slx;
+            suml2 = sl2;
+            ++nChanged;
+          }
+        }
+      }
+    }
+    if (!nChanged) break;
+  }
+  return suml2 > 0 ? F(sumlx / suml2) : 0;
+}
+
+/** qw[j] · sqrtf(sigma2 + x[j]²) for n values, into out[0..n). */
+function importanceWeights(x: Float32Array, xo: number, qw: Float32Array, wo: number, sigma2: number, n: number, out: Float64Array): void {
+  for (let j = 0; j < n; ++j) {
+    const v = x[xo + j]!;
+    out[j] = F(qw[wo + j]! * F(Math.sqrt(F(sigma2 + F(v * v)))));
+  }
+}
+
+/** Σ x² in float32, index order. */
+function sumSquares(x: Float32Array, xo: number, n: number): number {
+  let s = 0;
+  for (let j = 0; j < n; ++j) {
+    const v = x[xo + j]!;
+    s = F(s + F(v * v));
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// legacy 32-blocks
+
+const WT = new Float64Array(32);
+const L32 = new Int8Array(32);
+const U32 = new Uint8Array(32);
+
+/** quantize_row_q4_0_impl / quantize_row_q5_0_impl: one row of n floats at x[xo..] → dst[o..]. */
+function rowQ40(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
+  const sigma2 = F(sumSquares(x, xo, n) / n);
+  const size = five ? 22 : 18;
+  for (let ib = 0; ib < n / 32; ++ib) {
+    const bo = xo + 32 * ib;
+    importanceWeights(x, bo, qw, 32 * ib, sigma2, 32, WT);
+    const d = makeQxQuantsW(32, five ? 16 : 8, x, bo, L32, 0, WT, 0);
+    const p = o + size * ib;
+    putF16(dst, p, toF16(d));
+    if (!five) {
+      for (let j = 0; j < 16; ++j) dst[p + 2 + j] = (L32[j]! | (L32[j + 16]! << 4)) & 0xff;
+    } else {
+      let qh = 0;
+      for (let j = 0; j < 16; ++j) {
+        const a = L32[j]! & 0xff;
+        const b = L32[j + 16]! & 0xff;
+        dst[p + 6 + j] = (a & 15) | ((b & 15) << 4);
+        qh |= ((a & 0x10) >>> 4) << j;
+        qh |= ((b & 0x10) >>> 4) << (j + 16);
+      }
+      dst[p + 2] = qh & 0xff;
+      dst[p + 3] = (qh >>> 8) & 0xff;
+      dst[p + 4] = (qh >>> 16) & 0xff;
+      dst[p + 5] = (qh >>> 24) & 0xff;
+    }
+  }
+}
+
+/** quantize_row_q4_1_impl / quantize_row_q5_1_impl. */
+function rowQ41(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
+  const sigma2 = F(sumSquares(x, xo, n) / n);
+  const size = five ? 24 : 20;
+  for (let ib = 0; ib < n / 32; ++ib) {
+    const bo = xo + 32 * ib;
+    importanceWeights(x, bo, qw, 32 * ib, sigma2, 32, WT);
+    const d = makeQkx3(32, five ? 31 : 15, x, bo, WT, U32, 0, -0.9, 0.05, 36);
+    const min = qkx3Min;
+    const p = o + size * ib;
+    putF16(dst, p, toF16(d));
+    putF16(dst, p + 2, toF16(F(-min)));
+    if (!five) {
+      for (let j = 0; j < 16; ++j) dst[p + 4 + j] = U32[j]! | (U32[j + 16]! << 4);
+    } else {
+      let qh = 0;
+      for (let j = 0; j < 16; ++j) {
+        const a = U32[j]!;
+        const b = U32[j + 16]!;
+        dst[p + 8 + j] = ((a & 15) | ((b & 15) << 4)) & 0xff;
+        qh |= ((a & 0x10) >>> 4) << j;
+        qh |= ((b & 0x10) >>> 4) << (j + 16);
+      }
+      dst[p + 4] = qh & 0xff;
+      dst[p + 5] = (qh >>> 8) & 0xff;
+      dst[p + 6] = (qh >>> 16) & 0xff;
+      dst[p + 7] = (qh >>> 24) & 0xff;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants
+
+const QK = 256;
+const LK = new Uint8Array(QK);
+const LK8 = new Int8Array(QK);
+const SCALES = new Float64Array(16);
+const MINS = new Float64Array(16);
+const SW = new Float64Array(16);
+const LS = new Uint8Array(16);
+const LM = new Uint8Array(16);
+const LS8 = new Int8Array(16);
+
+/** quantize_row_q2_K_impl (84-byte blocks: scales[16], qs[64], d, dmin). */
+function rowQ2K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+  for (let i = 0; i < n / QK; ++i) {
+    const bx = xo + QK * i;
+    const p = o + 84 * i;
+    SW.fill(0);
+    const sigma2 = F(sumSquares(x, bx, QK) / QK);
+    for (let j = 0; j < 16; ++j) {
+      importanceWeights(x, bx + 16 * j, qw, QK * i + 16 * j, sigma2, 16, WT);
+      for (let l = 0; l < 16; ++l) SW[j] = F(SW[j]! + WT[l]!);
+      SCALES[j] = makeQkx3(16, 3, x, bx + 16 * j, WT, LK, 16 * j, -0.9, 0.05, 36);
+      MINS[j] = qkx3Min;
+    }
+    let dm = makeQpQuants(16, 15, SCALES, LS, SW);
+    let mm = makeQpQuants(16, 15, MINS, LM, SW);
+    const dh = toF16(dm);
+    const mh = toF16(mm);
+    putF16(dst, p + 80, dh);
+    putF16(dst, p + 82, mh);
+    dm = H2F[dh]!;
+    mm = H2F[mh]!;
+    for (let j = 0; j < 16; ++j) dst[p + j] = (LS[j]! | (LM[j]! << 4)) & 0xff;
+    for (let j = 0; j < 16; ++j) {
+      const sc = dst[p + j]!;
+      const d = F(dm * (sc & 15));
+      if (!d) continue;
+      const m = F(mm * (sc >> 4));
+      for (let ii = 0; ii < 16; ++ii) {
+        const l = nearest(F(F(x[bx + 16 * j + ii]! + m) / d));
+        LK[16 * j + ii] = Math.max(0, Math.min(3, l));
+      }
+    }
+    pack2bit(dst, p + 16, LK);
+  }
+}
+
+/** quantize_row_q3_K_impl (110-byte blocks: hmask[32], qs[64], scales[12], d). */
+function rowQ3K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+  for (let i = 0; i < n / QK; ++i) {
+    const bx = xo + QK * i;
+    const p = o + 110 * i;
+    const sigma2 = F(F(2 * sumSquares(x, bx, QK)) / QK);
+    for (let j = 0; j < 16; ++j) {
+      importanceWeights(x, bx + 16 * j, qw, QK * i + 16 * j, sigma2, 16, WT);
+      let sumw = 0;
+      for (let l = 0; l < 16; ++l) sumw = F(sumw + WT[l]!);
+      SW[j] = sumw;
+      SCALES[j] = makeQxQuantsW(16, 4, x, bx + 16 * j, LK8, 16 * j, WT, 0);
+    }
+    const so = p + 96;
+    for (let k = 0; k < 12; ++k) dst[so + k] = 0;
+    const dBlock = makeQxQuantsW(16, 32, SCALES, 0, LS8, 0, SW, 0);
+    for (let j = 0; j < 16; ++j) {
+      let l = LS8[j]!;
+      if (j < 8) dst[so + j] = l & 15;
+      else dst[so + j - 8] |= (l & 15) << 4;
+      l >>= 4;
+      dst[so + 8 + (j % 4)] |= (l << (2 * (j >> 2))) & 0xff;
+    }
+    const dh = toF16(dBlock);
+    putF16(dst, p + 108, dh);
+    const dd = H2F[dh]!;
+    for (let j = 0; j < 16; ++j) {
+      let sc = j < 8 ? dst[so + j]! & 15 : dst[so + j - 8]! >> 4;
+      sc = (((sc | (((dst[so + 8 + (j % 4)]! >> (2 * (j >> 2))) & 3) << 4)) - 32) << 24) >> 24;
+      const d = F(dd * sc);
+      if (!d) continue;
+      for (let ii = 0; ii < 16; ++ii) {
+        const l = nearest(F(x[bx + 16 * j + ii]! / d));
+        LK8[16 * j + ii] = Math.max(-4, Math.min(3, l)) + 4;
+      }
+    }
+    for (let k = 0; k < 32; ++k) dst[p + k] = 0;
+    for (let e = 0; e < QK; ++e) {
+      if (LK8[e]! > 3) {
+        dst[p + (e & 31)] |= 1 << (e >> 5);
+        LK8[e] = LK8[e]! - 4;
+      }
+    }
+    pack2bit(dst, p + 32, LK8);
+  }
+}
+
+const W32 = new Float64Array(32);
+
+/** quantize_row_q4_K_impl / quantize_row_q5_K_impl (d, dmin, scales[12], [qh[32]], qs[128]). */
+function rowQ45K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
+  const nmax = five ? 31 : 15;
+  const size = five ? 176 : 144;
+  for (let i = 0; i < n / QK; ++i) {
+    const bx = xo + QK * i;
+    const p = o + size * i;
+    const sigma2 = F(F(2 * sumSquares(x, bx, QK)) / QK);
+    for (let j = 0; j < 8; ++j) {
+      importanceWeights(x, bx + 32 * j, qw, QK * i + 32 * j, sigma2, 32, W32);
+      let sumw = 0;
+      for (let l = 0; l < 32; ++l) sumw = F(sumw + W32[l]!);
+      SW[j] = sumw;
+      SCALES[j] = makeQkx3(32, nmax, x, bx + 32 * j, W32, LK, 32 * j, -0.9, 0.05, 36);
+      MINS[j] = qkx3Min;
+    }
+    const dBlock = makeQpQuants(8, 63, SCALES, LS, SW);
+    const mBlock = makeQpQuants(8, 63, MINS, LM, SW);
+    if (five) {
+      for (let j = 0; j < 8; ++j) {
+        LS[j] = Math.min(63, LS[j]!);
+        LM[j] = Math.min(63, LM[j]!);
+      }
+    }
+    for (let k = 0; k < 12; ++k) dst[p + 4 + k] = 0;
+    packScaleMinK4(dst, p + 4, LS, LM);
+    const dh = toF16(dBlock);
+    const mh = toF16(mBlock);
+    putF16(dst, p, dh);
+    putF16(dst, p + 2, mh);
+    const d0 = H2F[dh]!;
+    const m0 = H2F[mh]!;
+    for (let j = 0; j < 8; ++j) {
+      const sc = j < 4 ? dst[p + 4 + j]! & 63 : (dst[p + 4 + j + 4]! & 15) | ((dst[p + 4 + j - 4]! >> 6) << 4);
+      const m = j < 4 ? dst[p + 4 + j + 4]! & 63 : (dst[p + 4 + j + 4]! >> 4) | ((dst[p + 4 + j]! >> 6) << 4);
+      const d = F(d0 * sc);
+      if (!d) continue;
+      const dm = F(m0 * m);
+      for (let ii = 0; ii < 32; ++ii) {
+        const l = nearest(F(F(x[bx + 32 * j + ii]! + dm) / d));
+        LK[32 * j + ii] = Math.max(0, Math.min(nmax, l));
+      }
+    }
+    if (!five) {
+      const q = p + 16;
+      for (let c = 0; c < 4; ++c) for (let l = 0; l < 32; ++l) dst[q + 32 * c + l] = LK[64 * c + l]! | (LK[64 * c + 32 + l]! << 4);
+    } else {
+      const qh = p + 16;
+      const ql = p + 48;
+      for (let l = 0; l < 32; ++l) dst[qh + l] = 0;
+      for (let c = 0; c < 4; ++c) {
+        const m1 = 1 << (2 * c);
+        const m2 = m1 << 1;
+        for (let l = 0; l < 32; ++l) {
+          let a = LK[64 * c + l]!;
+          if (a > 15) {
+            a -= 16;
+            dst[qh + l] |= m1;
+          }
+          let b = LK[64 * c + 32 + l]!;
+          if (b > 15) {
+            b -= 16;
+            dst[qh + l] |= m2;
+          }
+          dst[ql + 32 * c + l] = a | (b << 4);
+        }
+      }
+    }
+  }
+}
+
+/** quantize_row_q6_K_impl (ql[128], qh[64], scales[16], d). */
+function rowQ6K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+  for (let i = 0; i < n / QK; ++i) {
+    const bx = xo + QK * i;
+    const p = o + 210 * i;
+    let maxScale = 0;
+    let maxAbs = 0;
+    for (let ib = 0; ib < 16; ++ib) {
+      const s = makeQxQuantsW(16, 32, x, bx + 16 * ib, LK8, 16 * ib, qw, QK * i + 16 * ib);
+      SCALES[ib] = s;
+      const as = Math.abs(s);
+      if (as > maxAbs) {
+        maxAbs = as;
+        maxScale = s;
+      }
+    }
+    if (maxAbs < EPS) {
+      dst.fill(0, p, p + 210);
+      continue;
+    }
+    const iscale = F(-128 / maxScale);
+    const dh = toF16(F(1 / iscale));
+    putF16(dst, p + 208, dh);
+    const d0 = H2F[dh]!;
+    for (let ib = 0; ib < 16; ++ib) dst[p + 192 + ib] = Math.min(127, nearest(F(iscale * SCALES[ib]!))) & 0xff;
+    for (let j = 0; j < 16; ++j) {
+      const d = F(d0 * ((dst[p + 192 + j]! << 24) >> 24));
+      if (!d) continue;
+      for (let ii = 0; ii < 16; ++ii) {
+        const l = nearest(F(x[bx + 16 * j + ii]! / d));
+        LK8[16 * j + ii] = Math.max(-32, Math.min(31, l)) + 32;
+      }
+    }
+    for (let h = 0; h < 2; ++h) {
+      const bl = 128 * h;
+      const ql = p + 64 * h;
+      const qh = p + 128 + 32 * h;
+      for (let l = 0; l < 32; ++l) {
+        const a = LK8[bl + l]!;
+        const c = LK8[bl + 32 + l]!;
+        const e = LK8[bl + 64 + l]!;
+        const g = LK8[bl + 96 + l]!;
+        dst[ql + l] = (a & 15) | ((e & 15) << 4);
+        dst[ql + 32 + l] = (c & 15) | ((g & 15) << 4);
+        dst[qh + l] = (a >> 4) | ((c >> 4) << 2) | ((e >> 4) << 4) | ((g >> 4) << 6);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IQ4_NL / IQ4_XS (quantize_row_iq4_nl_impl with quant_weights, ntry = 7)
+
+const KV = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113] as const;
+
+/** best_index_int8(16, kvalues_iq4nl, x), literally. */
+function bestIndex(v: number): number {
+  if (v <= KV[0]) return 0;
+  if (v >= KV[15]) return 15;
+  let ml = 0;
+  let mu = 15;
+  while (mu - ml > 1) {
+    const mav = (ml + mu) >> 1;
+    if (v < KV[mav]!) mu = mav;
+    else ml = mav;
+  }
+  return F(v - KV[mu - 1]!) < F(KV[mu]! - v) ? mu - 1 : mu;
+}
+
+const LIQ = new Uint8Array(QK);
+const SIQ = new Float64Array(8);
+
+/** One IQ4 super-block of `sbs` values (32: IQ4_NL, 256: IQ4_XS) at x[xo..], importance qw[wo..]. */
+function iq4Block(sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo: number, dst: Uint8Array, o: number): void {
+  let sigma2 = sumSquares(x, xo, sbs);
+  sigma2 = F(sigma2 * F(2 / sbs));
+  const nsub = sbs / 32;
+  const q4 = nsub > 1 ? o + 8 : o + 2;
+  for (let k = 0; k < sbs / 2; ++k) dst[q4 + k] = 0;
+  putF16(dst, o, 0);
+  let maxScale = 0;
+  let amaxScale = 0;
+  for (let ib = 0; ib < nsub; ++ib) {
+    const xb = xo + 32 * ib;
+    importanceWeights(x, xb, qw, wo + 32 * ib, sigma2, 32, WT);
+    let amax = 0;
+    let max = 0;
+    for (let j = 0; j < 32; ++j) {
+      const ax = Math.abs(x[xb + j]!);
+      if (ax > amax) {
+        amax = ax;
+        max = x[xb + j]!;
+      }
+    }
+    if (amax < EPS) {
+      SIQ[ib] = 0;
+      continue;
+    }
+    let d = F(-max / KV[0]);
+    let id = F(1 / d);
+    let sumqx = 0;
+    let sumq2 = 0;
+    for (let j = 0; j < 32; ++j) {
+      const xj = x[xb + j]!;
+      const l = bestIndex(F(id * xj));
+      LIQ[32 * ib + j] = l;
+      const q = KV[l]!;
+      const w = WT[j]!;
+      sumqx = F(sumqx + F(F(w * q) * xj));
+      sumq2 = F(sumq2 + F(F(w * q) * q));
+    }
+    d = sumq2 > 0 ? F(sumqx / sumq2) : 0;
+    let best = F(d * sumqx);
+    for (let itry = -7; itry <= 7; ++itry) {
+      id = F((itry + KV[0]) / max);
+      sumqx = 0;
+      sumq2 = 0;
+      for (let j = 0; j < 32; ++j) {
+        const xj = x[xb + j]!;
+        const q = KV[bestIndex(F(id * xj))]!;
+        const w = WT[j]!;
+        sumqx = F(sumqx + F(F(w * q) * xj));
+        sumq2 = F(sumq2 + F(F(w * q) * q));
+      }
+      if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
+        d = F(sumqx / sumq2);
+        best = F(d * sumqx);
+      }
+    }
+    SIQ[ib] = d;
+    const ad = Math.abs(d);
+    if (ad > amaxScale) {
+      amaxScale = ad;
+      maxScale = d;
+    }
+  }
+  if (nsub > 1) {
+    let scalesH = 0;
+    const d = F(-maxScale / 32);
+    putF16(dst, o, toF16(d));
+    const id = d ? F(1 / d) : 0;
+    for (let ib = 0; ib < nsub; ++ib) {
+      let l = nearest(F(id * SIQ[ib]!));
+      l = Math.max(-32, Math.min(31, l));
+      const dl = F(d * l);
+      const idl = dl ? F(1 / dl) : 0;
+      for (let j = 0; j < 32; ++j) LIQ[32 * ib + j] = bestIndex(F(idl * x[xo + 32 * ib + j]!));
+      l += 32;
+      const sl = o + 4 + (ib >> 1);
+      if ((ib & 1) === 0) dst[sl] = l & 15;
+      else dst[sl] = dst[sl]! | ((l & 15) << 4);
+      scalesH |= (l >> 4) << (2 * ib);
+    }
+    dst[o + 2] = scalesH & 0xff;
+    dst[o + 3] = (scalesH >>> 8) & 0xff;
+  } else {
+    putF16(dst, o, toF16(SIQ[0]!));
+    const id = SIQ[0] ? F(1 / SIQ[0]) : 0;
+    for (let j = 0; j < sbs; ++j) LIQ[j] = bestIndex(F(id * x[xo + j]!));
+  }
+  for (let i = 0; i < sbs / 32; ++i) for (let j = 0; j < 16; ++j) dst[q4 + 16 * i + j] = LIQ[32 * i + j]! | (LIQ[32 * i + 16 + j]! << 4);
+}
+
+function rowIQ4NL(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+  for (let ib = 0; ib < n / 32; ++ib) iq4Block(32, x, xo + 32 * ib, qw, 32 * ib, dst, o + 18 * ib);
+}
+
+function rowIQ4XS(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+  for (let ib = 0; ib < n / QK; ++ib) iq4Block(QK, x, xo + QK * ib, qw, QK * ib, dst, o + 136 * ib);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** One row of n_per_row = qw.length floats at x[xo..] → its bytes at dst[o..] (ggml's _impl). */
+export type WeightedRow = (x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number) => void;
+
+/** The weighted row quantizer of each type whose ggml quantizer reads quant_weights. */
+export const WEIGHTED_ROWS: ReadonlyMap<GGMLType, WeightedRow> = new Map<GGMLType, WeightedRow>([
+  [GGMLType.Q4_0, (x, xo, n, qw, d, o) => rowQ40(x, xo, n, qw, d, o, false)],
+  [GGMLType.Q5_0, (x, xo, n, qw, d, o) => rowQ40(x, xo, n, qw, d, o, true)],
+  [GGMLType.Q4_1, (x, xo, n, qw, d, o) => rowQ41(x, xo, n, qw, d, o, false)],
+  [GGMLType.Q5_1, (x, xo, n, qw, d, o) => rowQ41(x, xo, n, qw, d, o, true)],
+  [GGMLType.Q2_K, rowQ2K],
+  [GGMLType.Q3_K, rowQ3K],
+  [GGMLType.Q4_K, (x, xo, n, qw, d, o) => rowQ45K(x, xo, n, qw, d, o, false)],
+  [GGMLType.Q5_K, (x, xo, n, qw, d, o) => rowQ45K(x, xo, n, qw, d, o, true)],
+  [GGMLType.Q6_K, rowQ6K],
+  [GGMLType.IQ4_NL, rowIQ4NL],
+  [GGMLType.IQ4_XS, rowIQ4XS],
+]);
+
+/**
+ * A codec that takes the importance vector: with `qw`, `src` holds whole rows of qw.length floats
+ * and each row runs ggml's weighted path (ggml_quantize_chunk with an imatrix); without it, the
+ * codec's own (no-imatrix) path. A codec that already implements `quantize(src, dst, qw)` itself
+ * (the IQ1/IQ2/IQ3 codecs) or whose ggml quantizer ignores the imatrix is returned as it is.
+ */
+export function withImportance(codec: BlockCodec): BlockCodec {
+  const row = WEIGHTED_ROWS.get(codec.type);
+  if (!row) return codec;
+  const plain = codec.quantize.bind(codec);
+  return {
+    ...codec,
+    quantize(src, dst, qw) {
+      if (!qw) {
+        plain(src, dst);
+        return;
+      }
+      const n = qw.length;
+      if (n === 0 || n % codec.blockSize !== 0) throw new Error(`${codec.type}: importance vector of ${n} values is not a whole number of ${codec.blockSize}-blocks`);
+      if (src.length % n !== 0) throw new Error(`importance vector of ${n} values does not divide ${src.length} values into rows`);
+      const rowSize = (n / codec.blockSize) * codec.typeSize;
+      const rows = src.length / n;
+      if (dst.length < rows * rowSize) throw new Error(`destination holds ${dst.length} bytes, need ${rows * rowSize}`);
+      for (let r = 0; r < rows; ++r) row(src, r * n, n, qw, dst, r * rowSize);
+    },
+  };
+}
