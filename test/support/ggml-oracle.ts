@@ -22,8 +22,8 @@ export function llamaBinDir(): string {
 }
 
 export interface GgmlOracle {
-  /** ggml_quantize_chunk(type, src, dst, 0, nrows, n_per_row, NULL) → bytes */
-  quantizeChunk(type: number, src: Float32Array, nPerRow: number): Uint8Array;
+  /** ggml_quantize_chunk(type, src, dst, 0, nrows, n_per_row, imatrix ?? NULL) → bytes (imatrix: n_per_row floats) */
+  quantizeChunk(type: number, src: Float32Array, nPerRow: number, imatrix?: Float32Array | null): Uint8Array;
   /** ggml type_traits to_float for a whole buffer of n values */
   dequantize(type: number, src: Uint8Array, n: number): Float32Array;
   fp32ToFp16Row(src: Float32Array): Uint16Array;
@@ -60,12 +60,13 @@ export function ggmlOracle(): GgmlOracle {
     lib,
     rowSize: (type, n) => Number(row_size(type, n)),
     requiresImatrix: (type) => Boolean(req_imatrix(type)),
-    quantizeChunk(type, src, nPerRow) {
+    quantizeChunk(type, src, nPerRow, imatrix) {
+      if (imatrix && imatrix.length !== nPerRow) throw new Error(`imatrix of ${imatrix.length} floats for rows of ${nPerRow}`);
       init(type);
       const nrows = src.length / nPerRow;
       const size = Number(row_size(type, nPerRow)) * nrows;
       const dst = new Uint8Array(size);
-      const written = Number(quantize_chunk(type, src, dst, 0, nrows, nPerRow, null));
+      const written = Number(quantize_chunk(type, src, dst, 0, nrows, nPerRow, imatrix ?? null));
       if (written !== size) throw new Error(`ggml_quantize_chunk wrote ${written}, expected ${size}`);
       return dst;
     },
