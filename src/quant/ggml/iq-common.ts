@@ -56,6 +56,7 @@ export class Lattice {
   private readonly nb: (Uint16Array | undefined)[];
   private readonly d2: Int32Array;
   private readonly hist: Int32Array;
+  private readonly pos: Int32Array;
 
   constructor(
     kgrid: Uint16Array,
@@ -76,6 +77,7 @@ export class Lattice {
     }
     this.nb = new Array<Uint16Array | undefined>(kmapSize);
     this.d2 = new Int32Array(this.size);
+    this.pos = new Int32Array(dim);
     // largest squared distance: dim · (2·mask)²
     this.hist = new Int32Array(dim * 4 * mask * mask + 1);
   }
@@ -87,7 +89,7 @@ export class Lattice {
     if (this.map[u]! >= 0 || u < 0 || u >= this.map.length) throw new Error(`IQ lattice: no neighbour list for ${u}`);
     const { dim, bits, size, q, d2, hist } = this;
     const mask = (1 << bits) - 1;
-    const pos = new Int32Array(dim);
+    const pos = this.pos;
     for (let c = 0; c < dim; c++) pos[c] = 2 * ((u >> (bits * c)) & mask) + 1;
     hist.fill(0);
     for (let j = 0; j < size; j++) {
@@ -129,6 +131,7 @@ export const latticeIq3xxs = (): Lattice => (lat3xxs ??= new Lattice(KGRID_IQ3XX
 export const latticeIq3s = (): Lattice => (lat3s ??= new Lattice(KGRID_IQ3S, 4, 3, 3, KMAP_3));
 
 const FLT_MAX = 3.4028234663852886e38;
+const SQ = new Float64Array(16);
 
 /**
  * iq2_find_best_neighbour / iq3_find_best_neighbour (ggml-quants.c): the neighbour of u minimising
@@ -140,11 +143,13 @@ export function bestNeighbour(lat: Lattice, u: number, x: Float64Array, xo: numb
   const q = lat.q;
   let best = FLT_MAX;
   let gi = -1;
+  // scale·q for the odd coordinates q = 1 … 15 (the same float32 product the C loop forms each time)
+  for (let v = 1; v < 16; v += 2) SQ[v] = F(scale * v);
   for (let j = 0; j < nb.length; j++) {
     const g = nb[j]! * dim;
     let d2 = 0;
     for (let i = 0; i < dim; i++) {
-      const diff = F(F(scale * q[g + i]!) - x[xo + i]!);
+      const diff = F(SQ[q[g + i]!]! - x[xo + i]!);
       d2 = F(d2 + F(F(w[xo + i]! * diff) * diff));
     }
     if (d2 < best) {

@@ -30,11 +30,16 @@ const sumw = new Float64Array(33);
 const scales = new Float64Array(16);
 const shifts = new Int8Array(16);
 const index = new Uint16Array(4);
+const ORDER: number[][] = [];
+ORDER[16] = new Array<number>(16).fill(0);
+ORDER[32] = new Array<number>(32).fill(0);
+const SC = new Uint16Array(4);
+const SQ1 = new Float64Array(8);
 
 /** qsort(pairs, n, …, iq1_sort_helper) as glibc runs it (stable): idx[j] = position of the j-th smallest */
 function sortBlock(x: Float32Array, xo: number, n: number): void {
-  const order: number[] = [];
-  for (let j = 0; j < n; j++) order.push(j);
+  const order = ORDER[n]!;
+  for (let j = 0; j < n; j++) order[j] = j;
   order.sort((a, b) => {
     const l = x[xo + a]!;
     const r = x[xo + b]!;
@@ -49,12 +54,15 @@ function bestNeighbour2(lat: Lattice, u: number, x: Float32Array, xo: number, wo
   const q = lat.q;
   let best = FLT_MAX;
   let gi = -1;
+  // scale·xg[l] for the grid coordinates 2l + 1 = 1, 3, 5 (the float32 product the C loop forms each time)
+  SQ1[1] = F(scale * xg[0]!);
+  SQ1[3] = F(scale * xg[1]!);
+  SQ1[5] = F(scale * xg[2]!);
   for (let j = 0; j < nb.length; j++) {
     const g = nb[j]! * 8;
     let d2 = 0;
     for (let i = 0; i < 8; i++) {
-      const qv = xg[(q[g + i]! - 1) >> 1]!;
-      const diff = F(F(scale * qv) - x[xo + i]!);
+      const diff = F(SQ1[q[g + i]!]! - x[xo + i]!);
       d2 = F(d2 + F(F(weight[wo + i]! * diff) * diff));
     }
     if (d2 < best) {
@@ -330,7 +338,7 @@ function quantizeIq1mBlock(x: Float32Array, xo: number, qw: Float32Array | null 
     maxScale = maxScale > scale ? maxScale : scale;
   }
   if (!maxScale) return;
-  const sc = new Uint16Array(4);
+  const sc = SC.fill(0);
   let d = F(maxScale / 15);
   const id = F(1 / d);
   let fx = 0, f2 = 0;

@@ -29,6 +29,9 @@ const scales = new Float64Array(16);
 const signs = new Uint8Array(4);
 const onGrid = [true, true];
 const onGridAux = [true, true];
+const LV = new Int32Array(32);
+const Q2XXS = new Uint32Array(16);
+const Q2XS = new Uint16Array(32);
 
 /** make_qp_quants(n, nmax, x, L, quant_weights) over xval/weight (ggml-quants.c); only the scale is used. */
 function makeQpQuants(n: number, nmax: number): number {
@@ -61,7 +64,7 @@ function makeQpQuants(n: number, nmax: number): number {
       iscale = iscaleIs;
     }
   }
-  const Lv = new Int32Array(n);
+  const Lv = LV;
   let sumlx = 0;
   let suml2 = 0;
   for (let i = 0; i < n; i++) {
@@ -100,7 +103,7 @@ function makeQpQuants(n: number, nmax: number): number {
 }
 
 /** weights, |x| with the sign bits (even count forced for IQ2_XXS/XS by flipping the least important) */
-function prepare(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, n: number, sigma2: number, iq2s: boolean, parity: boolean): void {
+function prepare(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, n: number, sigma2: number, parity: boolean): void {
   if (qw) {
     for (let i = 0; i < n; i++) weight[i] = F(qw[qo + i]! * F(Math.sqrt(F(sigma2 + F(x[xo + i]! * x[xo + i]!)))));
   } else {
@@ -108,7 +111,6 @@ function prepare(x: Float32Array, xo: number, qw: Float32Array | null | undefine
     const s4 = F(0.25 * sigma2);
     for (let i = 0; i < n; i++) weight[i] = F(s4 + F(x[xo + i]! * x[xo + i]!));
   }
-  void iq2s;
   for (let i = 0; i < n; i++) waux[i] = F(Math.sqrt(weight[i]!));
   for (let k = 0; k < n / 8; k++) {
     let nflip = 0;
@@ -153,16 +155,20 @@ function levels8(k: number, id: number, La: Int8Array): number {
   return u;
 }
 
-function sums(n: number, La: Int8Array): [number, number] {
-  let sumqx = 0;
-  let sumq2 = 0;
+let sumqx = 0;
+let sumq2 = 0;
+/** Σ w·x·q and Σ w·q² with q = 2L + 1 (into sumqx / sumq2) */
+function sums(n: number, La: Int8Array): void {
+  let a = 0;
+  let b = 0;
   for (let i = 0; i < n; i++) {
     const w = weight[i]!;
     const q = 2 * La[i]! + 1;
-    sumqx = F(sumqx + F(F(w * xval[i]!) * q));
-    sumq2 = F(sumq2 + F(F(w * q) * q));
+    a = F(a + F(F(w * xval[i]!) * q));
+    b = F(b + F(F(w * q) * q));
   }
-  return [sumqx, sumq2];
+  sumqx = a;
+  sumq2 = b;
 }
 
 function packedU(k: number): number {
@@ -186,12 +192,12 @@ function sigma2Of(x: Float32Array, xo: number, two: boolean): number {
 function quantizeIq2xxsBlock(x: Float32Array, xo: number, qw: Float32Array, qo: number, dst: Uint8Array, o: number): void {
   const lat = latticeIq2xxs();
   const kMaxQ = 3;
-  const q2 = new Uint32Array(16);
+  const q2 = Q2XXS.fill(0);
   let maxScale = 0;
   const sigma2 = sigma2Of(x, xo, false);
   for (let ib = 0; ib < 8; ib++) {
     const xb = xo + 32 * ib;
-    prepare(x, xb, qw, qo + 32 * ib, 32, sigma2, false, true);
+    prepare(x, xb, qw, qo + 32 * ib, 32, sigma2, true);
     let max = xval[0]!;
     for (let i = 1; i < 32; i++) max = max > xval[i]! ? max : xval[i]!;
     if (max < EPS) {
@@ -212,7 +218,7 @@ function quantizeIq2xxsBlock(x: Float32Array, xo: number, qw: Float32Array, qo: 
         const u = levels8(k, id, Laux);
         if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 8 * k, waux, thisScale, Laux);
       }
-      const [sumqx, sumq2] = sums(32, Laux);
+      sums(32, Laux);
       if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
         scale = F(sumqx / sumq2);
         best = F(scale * sumqx);
@@ -225,7 +231,7 @@ function quantizeIq2xxsBlock(x: Float32Array, xo: number, qw: Float32Array, qo: 
         const u = levels8(k, id, L);
         if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 8 * k, waux, scale, L);
       }
-      const [sumqx, sumq2] = sums(32, L);
+      sums(32, L);
       if (sumq2 > 0) scale = F(sumqx / sumq2);
     }
     if (scale < 0) {
@@ -265,14 +271,14 @@ function quantizeIq2xxsBlock(x: Float32Array, xo: number, qw: Float32Array, qo: 
 function quantizeIq2xsBlock(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number, isS: boolean): void {
   const lat = isS ? latticeIq2s() : latticeIq2xs();
   const kMaxQ = 3;
-  const q2 = new Uint16Array(32); // IQ2_XS: grid | signs << 9
+  const q2 = Q2XS.fill(0); // IQ2_XS: grid | signs << 9
   const size = isS ? 82 : 74;
   dst.fill(0, o, o + size);
   let maxScale = 0;
   const sigma2 = sigma2Of(x, xo, isS);
   for (let ib = 0; ib < 16; ib++) {
     const xb = xo + 16 * ib;
-    prepare(x, xb, qw, qo + 16 * ib, 16, sigma2, isS, !isS);
+    prepare(x, xb, qw, qo + 16 * ib, 16, sigma2, !isS);
     let max = xval[0]!;
     for (let i = 1; i < 16; i++) max = max > xval[i]! ? max : xval[i]!;
     L.fill(0, 0, 16);
@@ -294,7 +300,7 @@ function quantizeIq2xsBlock(x: Float32Array, xo: number, qw: Float32Array | null
           bestNeighbour(lat, u, xval, 8 * k, waux, thisScale, Laux);
         }
       }
-      const [sumqx, sumq2] = sums(16, Laux);
+      sums(16, Laux);
       if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
         scale = F(sumqx / sumq2);
         best = F(scale * sumqx);
@@ -311,7 +317,7 @@ function quantizeIq2xsBlock(x: Float32Array, xo: number, qw: Float32Array | null
         const u = levels8(k, id, L);
         if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 8 * k, waux, scale, L);
       }
-      const [sumqx, sumq2] = sums(16, L);
+      sums(16, L);
       if (sumq2 > 0) scale = F(sumqx / sumq2);
     }
     if (scale < 0) {

@@ -25,6 +25,7 @@ const scales = new Float64Array(8);
 const signs = new Uint8Array(4);
 const onGrid = new Uint8Array(8);
 const onGridAux = new Uint8Array(8);
+const Q3 = new Uint8Array(96);
 
 function prepare(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, sigma2: number, parity: boolean): void {
   if (qw) {
@@ -106,7 +107,7 @@ function gridIndexOf(map: Int32Array, k: number): number {
 /** quantize_row_iq3_xxs_impl(256, …) for one 256-block: 98 bytes at dst[o] */
 function quantizeIq3xxsBlock(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number): void {
   const lat = latticeIq3xxs();
-  const q3 = new Uint8Array(96);
+  const q3 = Q3.fill(0);
   let maxScale = 0;
   const sigma2 = sigma2Of(x, xo);
   for (let ib = 0; ib < 8; ib++) {
