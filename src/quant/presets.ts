@@ -75,13 +75,13 @@ export const LLAMA_FTYPES: readonly Preset[] = [
  * Presets that need an importance matrix: llama-quantize aborts without one ("this quantization
  * requires an imatrix!") because some tensor's target is IQ1_S/IQ1_M/IQ2_XXS/IQ2_XS/IQ2_S/IQ3_XXS, or
  * q2_K inside Q2_K_S (tensor_requires_imatrix). IQ3_XS needs one through attn_q/attn_k → iq3_xxs.
- * IQ3_S and IQ3_M do NOT need one (their targets are iq3_s/q4_K) — they are listed in
- * UNSUPPORTED_PRESETS instead, because ggufy has no IQ3_S codec.
+ * IQ3_S and IQ3_M do NOT need one (their targets are iq3_s/q4_K and friends, none of which
+ * tensor_requires_imatrix names), so they are ordinary presets.
  */
 export const IMATRIX_PRESETS: readonly string[] = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S"];
 
 /** Presets llama-quantize accepts without an imatrix but whose codecs ggufy does not implement. */
-export const UNSUPPORTED_PRESETS: readonly string[] = ["IQ3_S", "IQ3_M", "MXFP4_MOE", "Q1_0", "Q2_0"];
+export const UNSUPPORTED_PRESETS: readonly string[] = ["MXFP4_MOE", "Q1_0", "Q2_0"];
 
 /** Presets ggufy can produce (the codecs of every type they can choose exist). */
 export const PRESETS: readonly Preset[] = LLAMA_FTYPES.filter((p) => !IMATRIX_PRESETS.includes(p.name) && !UNSUPPORTED_PRESETS.includes(p.name));

@@ -183,6 +183,7 @@ test("preset table: names, ftype ids, default types; imatrix-only and unsupporte
     ["Q5_0", 8, G.Q5_0], ["Q5_1", 9, G.Q5_1], ["Q2_K", 10, G.Q2_K], ["Q3_K_S", 11, G.Q3_K], ["Q3_K_M", 12, G.Q3_K], ["Q3_K_L", 13, G.Q3_K],
     ["Q4_K_S", 14, G.Q4_K], ["Q4_K_M", 15, G.Q4_K], ["Q5_K_S", 16, G.Q5_K], ["Q5_K_M", 17, G.Q5_K], ["Q6_K", 18, G.Q6_K],
     ["IQ4_NL", 25, G.IQ4_NL], ["IQ4_XS", 30, G.IQ4_XS], ["TQ1_0", 36, G.TQ1_0], ["TQ2_0", 37, G.TQ2_0],
+    ["IQ3_S", 26, G.IQ3_S], ["IQ3_M", 27, G.IQ3_S],
   ];
   assert.deepEqual(PRESETS.map((p) => [p.name, p.ftype, p.defaultType]).sort(), expect.sort());
   assert.equal(findPreset("q4_k")?.name, "Q4_K_M");

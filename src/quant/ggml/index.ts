@@ -14,12 +14,15 @@ import { q6_k } from "./q6_k.js";
 import { iq4_nl, iq4_xs } from "./iq4.js";
 import { tq1_0, tq2_0 } from "./tq.js";
 import { withImportance } from "./weighted.js";
+import { iq2_xxs, iq2_xs, iq2_s } from "./iq2.js";
+import { iq3_xxs, iq3_s } from "./iq3.js";
+import { iq1_s, iq1_m } from "./iq1.js";
 
 export type { BlockCodec } from "./codec.js";
 export * from "./types.js";
 
 const CODECS: ReadonlyMap<GGMLType, BlockCodec> = new Map(
-  [f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, tq1_0, tq2_0].map((c) => [c.type, c] as const),
+  [f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, tq1_0, tq2_0, iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m].map((c) => [c.type, c] as const),
 );
 
 /** Types ggufy can write. */

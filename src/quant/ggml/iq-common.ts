@@ -1,0 +1,197 @@
+/**
+ * Shared machinery of the IQ1/IQ2/IQ3 codecs: the lattices ggml's quantizer searches and the
+ * dequantisation grids, all derived from the packed tables of iq-grids.ts.
+ *
+ * - Dequantisation grids (ggml-common.h iq2xxs_grid, iq2xs_grid, iq2s_grid, iq3xxs_grid, iq3s_grid,
+ *   iq1s_grid): coordinate c of grid point k is LEVELS[(kgrid[k] >> bits·c) & mask]. The level sets are
+ *   {8, 25, 43} (IQ2), {4, 12, …, 52, 62} (IQ3_XXS), {1, 3, …, 15} (IQ3_S), {−1, 0, 1} (IQ1) — the
+ *   tests compare every grid point with what ggml's to_float gives for a crafted block.
+ * - Quantiser lattice (ggml-quants.c iq2xs_init_impl / iq3xs_init_impl): the grid with coordinates
+ *   2l + 1, the map from a packed level vector u to its grid index (−1 when u is off the grid), and for
+ *   off-grid u the list of "neighbours": all grid points whose squared distance to (2l + 1)_c is one of
+ *   the nwant smallest distinct distances, ordered by (distance, index) as ggml's qsort orders them.
+ *   ggml builds every list at init; here a list is built the first time a u is looked up (same
+ *   content, same order), which is what makes the first quantisation cheap.
+ * - ksigns_iq2xs[i] = i | parity(i) << 7 (ggml-common.h), kmask_iq2xs[j] = 1 << j.
+ */
+import { KGRID_IQ1S, KGRID_IQ2S, KGRID_IQ2XS, KGRID_IQ2XXS, KGRID_IQ3S, KGRID_IQ3XXS } from "./iq-grids.js";
+
+export const F = Math.fround;
+
+/** ggml-common.h ksigns_iq2xs: 7 sign bits plus the parity bit that makes the count even. */
+export const KSIGNS: Uint8Array = (() => {
+  const t = new Uint8Array(128);
+  for (let i = 0; i < 128; i++) {
+    let p = 0;
+    for (let b = 0; b < 7; b++) p ^= (i >> b) & 1;
+    t[i] = i | (p << 7);
+  }
+  return t;
+})();
+
+function dequantGrid(kgrid: Uint16Array, dim: number, bits: number, levels: readonly number[]): Int16Array {
+  const g = new Int16Array(kgrid.length * dim);
+  const mask = (1 << bits) - 1;
+  for (let k = 0; k < kgrid.length; k++) {
+    for (let c = 0; c < dim; c++) g[k * dim + c] = levels[(kgrid[k]! >> (bits * c)) & mask]!;
+  }
+  return g;
+}
+
+/** iq2xxs_grid / iq2xs_grid / iq2s_grid (8 bytes per point), iq3xxs_grid / iq3s_grid (4), iq1s_grid (8, signed) */
+export const IQ2XXS_GRID = dequantGrid(KGRID_IQ2XXS, 8, 2, [8, 25, 43, 62]);
+export const IQ2XS_GRID = dequantGrid(KGRID_IQ2XS, 8, 2, [8, 25, 43, 62]);
+export const IQ2S_GRID = dequantGrid(KGRID_IQ2S, 8, 2, [8, 25, 43, 62]);
+export const IQ3XXS_GRID = dequantGrid(KGRID_IQ3XXS, 4, 3, [4, 12, 20, 28, 36, 44, 52, 62]);
+export const IQ3S_GRID = dequantGrid(KGRID_IQ3S, 4, 3, [1, 3, 5, 7, 9, 11, 13, 15]);
+export const IQ1S_GRID = dequantGrid(KGRID_IQ1S, 8, 2, [-1, 0, 1, 2]);
+
+/** The quantiser's lattice for one grid (iq2_data[i] / iq3_data[i] of ggml-quants.c). */
+export class Lattice {
+  readonly size: number;
+  /** grid point j's coordinates 2l + 1, dim per point (kgrid_q2xs / kgrid_q3xs) */
+  readonly q: Int8Array;
+  /** kmap_q2xs / kmap_q3xs: packed level vector → grid index, −1 when off the grid */
+  readonly map: Int32Array;
+  private readonly nb: (Uint16Array | undefined)[];
+  private readonly d2: Int32Array;
+  private readonly hist: Int32Array;
+  private readonly pos: Int32Array;
+
+  constructor(
+    kgrid: Uint16Array,
+    readonly dim: number,
+    readonly bits: number,
+    readonly nwant: number,
+    kmapSize: number,
+  ) {
+    this.size = kgrid.length;
+    const mask = (1 << bits) - 1;
+    this.q = new Int8Array(this.size * dim);
+    for (let k = 0; k < this.size; k++) for (let c = 0; c < dim; c++) this.q[k * dim + c] = 2 * ((kgrid[k]! >> (bits * c)) & mask) + 1;
+    this.map = new Int32Array(kmapSize).fill(-1);
+    for (let k = 0; k < this.size; k++) {
+      let u = 0;
+      for (let c = 0; c < dim; c++) u |= ((this.q[k * dim + c]! - 1) >> 1) << (bits * c);
+      this.map[u] = k;
+    }
+    this.nb = new Array<Uint16Array | undefined>(kmapSize);
+    this.d2 = new Int32Array(this.size);
+    this.pos = new Int32Array(dim);
+    // largest squared distance: dim · (2·mask)²
+    this.hist = new Int32Array(dim * 4 * mask * mask + 1);
+  }
+
+  /** The neighbour list of an off-grid u (without ggml's leading count). */
+  neighbours(u: number): Uint16Array {
+    let l = this.nb[u];
+    if (l) return l;
+    if (this.map[u]! >= 0 || u < 0 || u >= this.map.length) throw new Error(`IQ lattice: no neighbour list for ${u}`);
+    const { dim, bits, size, q, d2, hist } = this;
+    const mask = (1 << bits) - 1;
+    const pos = this.pos;
+    for (let c = 0; c < dim; c++) pos[c] = 2 * ((u >> (bits * c)) & mask) + 1;
+    hist.fill(0);
+    for (let j = 0; j < size; j++) {
+      let s = 0;
+      for (let c = 0; c < dim; c++) {
+        const t = q[j * dim + c]! - pos[c]!;
+        s += t * t;
+      }
+      d2[j] = s;
+      hist[s]!++;
+    }
+    // the nwant smallest distinct distances (iq2xs_init_impl: stop when a new distance would be the nwant+1-th)
+    const levels: number[] = [];
+    let count = 0;
+    for (let s = 0; s < hist.length && levels.length < this.nwant; s++) {
+      if (hist[s]! > 0) {
+        levels.push(s);
+        count += hist[s]!;
+      }
+    }
+    l = new Uint16Array(count);
+    let n = 0;
+    for (const s of levels) for (let j = 0; j < size; j++) if (d2[j] === s) l[n++] = j;
+    this.nb[u] = l;
+    return l;
+  }
+}
+
+let lat2xxs: Lattice | undefined, lat2xs: Lattice | undefined, lat2s: Lattice | undefined, lat1s: Lattice | undefined;
+let lat3xxs: Lattice | undefined, lat3s: Lattice | undefined;
+const KMAP_2 = 43692; // iq2xs_init_impl kmap_size
+const KMAP_3 = 4096; // iq3xs_init_impl kmap_size
+/** iq2xs_init_impl: nwant = 3 for IQ1_S/IQ1_M, 1 for IQ2_S, 2 otherwise; iq3xs_init_impl: 2 for 256, 3 for 512 */
+export const latticeIq2xxs = (): Lattice => (lat2xxs ??= new Lattice(KGRID_IQ2XXS, 8, 2, 2, KMAP_2));
+export const latticeIq2xs = (): Lattice => (lat2xs ??= new Lattice(KGRID_IQ2XS, 8, 2, 2, KMAP_2));
+export const latticeIq2s = (): Lattice => (lat2s ??= new Lattice(KGRID_IQ2S, 8, 2, 1, KMAP_2));
+export const latticeIq1s = (): Lattice => (lat1s ??= new Lattice(KGRID_IQ1S, 8, 2, 3, KMAP_2));
+export const latticeIq3xxs = (): Lattice => (lat3xxs ??= new Lattice(KGRID_IQ3XXS, 4, 3, 2, KMAP_3));
+export const latticeIq3s = (): Lattice => (lat3s ??= new Lattice(KGRID_IQ3S, 4, 3, 3, KMAP_3));
+
+const FLT_MAX = 3.4028234663852886e38;
+const SQ = new Float64Array(16);
+
+/**
+ * iq2_find_best_neighbour / iq3_find_best_neighbour (ggml-quants.c): the neighbour of u minimising
+ * Σ w·(scale·q − x)² in float32; writes L = (q − 1)/2 and returns the grid index.
+ */
+export function bestNeighbour(lat: Lattice, u: number, x: Float64Array, xo: number, w: Float64Array, scale: number, L: Int8Array): number {
+  const nb = lat.neighbours(u);
+  const dim = lat.dim;
+  const q = lat.q;
+  let best = FLT_MAX;
+  let gi = -1;
+  // scale·q for the odd coordinates q = 1 … 15 (the same float32 product the C loop forms each time)
+  for (let v = 1; v < 16; v += 2) SQ[v] = F(scale * v);
+  for (let j = 0; j < nb.length; j++) {
+    const g = nb[j]! * dim;
+    let d2 = 0;
+    for (let i = 0; i < dim; i++) {
+      const diff = F(SQ[q[g + i]!]! - x[xo + i]!);
+      d2 = F(d2 + F(F(w[xo + i]! * diff) * diff));
+    }
+    if (d2 < best) {
+      best = d2;
+      gi = nb[j]!;
+    }
+  }
+  if (gi < 0) throw new Error("IQ quantizer: no grid point found (non-finite input?)");
+  const g = gi * dim;
+  for (let i = 0; i < dim; i++) L[xo + i] = (q[g + i]! - 1) >> 1;
+  return gi;
+}
+
+// nearest_int (ggml-quants.c): float32 add of 1.5·2^23, then the mantissa bits
+const nf = new Float32Array(1);
+const ni = new Int32Array(nf.buffer);
+export function nearestInt(v: number): number {
+  if (v > -4194303 && v < 4194303) return F(v + 12582912) - 12582912;
+  nf[0] = v + 12582912;
+  return (ni[0]! & 0x7fffff) - 0x400000;
+}
+
+/** MAX(lo, MIN(hi, l)) with ggml's macro argument order (ints) */
+export const clampI = (l: number, lo: number, hi: number): number => {
+  const m = hi < l ? hi : l;
+  return lo > m ? lo : m;
+};
+
+export function checkArgs(name: string, src: Float32Array, dst: Uint8Array, typeSize: number, qw?: Float32Array | null): number {
+  if (src.length % 256 !== 0) throw new Error(`${name}: ${src.length} values is not a multiple of 256`);
+  const nb = src.length / 256;
+  if (dst.length < nb * typeSize) throw new Error(`${name}: destination holds ${dst.length} bytes, need ${nb * typeSize}`);
+  if (qw) {
+    if (qw.length === 0 || qw.length % 256 !== 0) throw new Error(`${name}: importance vector of ${qw.length} values is not a multiple of 256`);
+    if (src.length % qw.length !== 0) throw new Error(`${name}: ${src.length} values is not a whole number of ${qw.length}-rows`);
+  }
+  return nb;
+}
+
+export function checkDeqArgs(name: string, src: Uint8Array, dst: Float32Array, typeSize: number): number {
+  if (dst.length % 256 !== 0) throw new Error(`${name}: ${dst.length} values is not a multiple of 256`);
+  const nb = dst.length / 256;
+  if (src.length < nb * typeSize) throw new Error(`${name}: source holds ${src.length} bytes, need ${nb * typeSize}`);
+  return nb;
+}

@@ -1,0 +1,339 @@
+import type { BlockCodec } from "./codec.js";
+import { GGMLType } from "./types.js";
+import { toF16 } from "../../formats/half.js";
+import { H2F } from "./kquant-common.js";
+import { F, KSIGNS, IQ3XXS_GRID, IQ3S_GRID, bestNeighbour, nearestInt, clampI, checkArgs, checkDeqArgs, latticeIq3xxs, latticeIq3s } from "./iq-common.js";
+
+/**
+ * IQ3_XXS (3.0625 bpw) and IQ3_S (3.4375 bpw): 256-blocks of 4-vectors on the D4-lattice grids of
+ * 256 / 512 points. Ports of ggml-quants.c quantize_row_iq3_xxs_impl(256, …) (quantize_iq3_xxs) and
+ * quantize_row_iq3_s_impl(32, …) (quantize_iq3_s), dequantize_row_iq3_xxs / _s. Both take a NULL
+ * importance vector (weight = x²). Every float32 operation is one Math.fround in the C order.
+ */
+
+const EPS_IQ3_XXS = F(1e-8); // GROUP_MAX_EPS_IQ3_XXS
+const P2 = F(0.2);
+const QK = 256;
+const kMaxQ = 8;
+
+const weight = new Float64Array(32);
+const waux = new Float64Array(32);
+const xval = new Float64Array(32);
+const L = new Int8Array(32);
+const Laux = new Int8Array(32);
+const scales = new Float64Array(8);
+const signs = new Uint8Array(4);
+const onGrid = new Uint8Array(8);
+const onGridAux = new Uint8Array(8);
+const Q3 = new Uint8Array(96);
+
+function prepare(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, sigma2: number, parity: boolean): void {
+  if (qw) {
+    for (let i = 0; i < 32; i++) weight[i] = F(qw[qo + i]! * F(Math.sqrt(F(sigma2 + F(x[xo + i]! * x[xo + i]!)))));
+  } else {
+    for (let i = 0; i < 32; i++) weight[i] = F(x[xo + i]! * x[xo + i]!);
+  }
+  for (let i = 0; i < 32; i++) waux[i] = F(Math.sqrt(weight[i]!));
+  for (let k = 0; k < 4; k++) {
+    let nflip = 0;
+    let s = 0;
+    for (let i = 0; i < 8; i++) {
+      const v = x[xo + 8 * k + i]!;
+      if (v >= 0) xval[8 * k + i] = v;
+      else {
+        xval[8 * k + i] = -v;
+        nflip++;
+        s |= 1 << i;
+      }
+    }
+    if (parity && nflip % 2) {
+      let imin = 0;
+      const v0 = x[xo + 8 * k]!;
+      let min = F(F(weight[8 * k]! * v0) * v0);
+      for (let i = 1; i < 8; i++) {
+        const v = x[xo + 8 * k + i]!;
+        const ax = F(F(weight[8 * k + i]! * v) * v);
+        if (ax < min) {
+          min = ax;
+          imin = i;
+        }
+      }
+      xval[8 * k + imin] = -xval[8 * k + imin]!;
+      s ^= 1 << imin;
+    }
+    signs[k] = parity ? s & 127 : s;
+  }
+}
+
+function levels4(k: number, id: number, La: Int8Array): number {
+  let u = 0;
+  for (let i = 0; i < 4; i++) {
+    const l = clampI(nearestInt(F(0.5 * F(F(id * xval[4 * k + i]!) - 1))), 0, kMaxQ - 1);
+    La[4 * k + i] = l;
+    u |= l << (3 * i);
+  }
+  return u;
+}
+
+let sumqx = 0;
+let sumq2 = 0;
+function sums(La: Int8Array): void {
+  let a = 0;
+  let b = 0;
+  for (let i = 0; i < 32; i++) {
+    const w = weight[i]!;
+    const q = 2 * La[i]! + 1;
+    a = F(a + F(F(w * xval[i]!) * q));
+    b = F(b + F(F(w * q) * q));
+  }
+  sumqx = a;
+  sumq2 = b;
+}
+
+function sigma2Of(x: Float32Array, xo: number): number {
+  let sumx2 = 0;
+  for (let i = 0; i < QK; i++) sumx2 = F(sumx2 + F(x[xo + i]! * x[xo + i]!));
+  return F(F(2 * sumx2) / QK);
+}
+
+function gridIndexOf(map: Int32Array, k: number): number {
+  let u = 0;
+  for (let i = 0; i < 4; i++) u |= L[4 * k + i]! << (3 * i);
+  const gi = map[u]!;
+  if (gi < 0) throw new Error(`IQ3 quantizer: point ${u} not on the grid`); // ggml: GGML_ABORT
+  return gi;
+}
+
+/** quantize_row_iq3_xxs_impl(256, …) for one 256-block: 98 bytes at dst[o] */
+function quantizeIq3xxsBlock(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number): void {
+  const lat = latticeIq3xxs();
+  const q3 = Q3.fill(0);
+  let maxScale = 0;
+  const sigma2 = sigma2Of(x, xo);
+  for (let ib = 0; ib < 8; ib++) {
+    const xb = xo + 32 * ib;
+    prepare(x, xb, qw, qo + 32 * ib, sigma2, true);
+    let max = xval[0]!;
+    for (let i = 1; i < 32; i++) max = max > xval[i]! ? max : xval[i]!;
+    L.fill(0);
+    if (max < EPS_IQ3_XXS) {
+      scales[ib] = 0;
+      continue;
+    }
+    let best = 0;
+    let scale = F(max / (2 * kMaxQ - 1));
+    onGrid.fill(1);
+    for (let is = -15; is <= 15; is++) {
+      const id = F(F(2 * kMaxQ - 1 + F(is * P2)) / max);
+      const thisScale = F(1 / id);
+      for (let k = 0; k < 8; k++) {
+        const u = levels4(k, id, Laux);
+        onGridAux[k] = 1;
+        if (lat.map[u]! < 0) {
+          onGridAux[k] = 0;
+          bestNeighbour(lat, u, xval, 4 * k, waux, thisScale, Laux);
+        }
+      }
+      sums(Laux);
+      if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
+        scale = F(sumqx / sumq2);
+        best = F(scale * sumqx);
+        L.set(Laux);
+        onGrid.set(onGridAux);
+      }
+    }
+    let notOn = 0;
+    for (let k = 0; k < 8; k++) if (!onGrid[k]) notOn++;
+    if (notOn > 0 && scale > 0) {
+      const id = F(1 / scale);
+      for (let k = 0; k < 8; k++) {
+        if (onGrid[k]) continue;
+        const u = levels4(k, id, L);
+        if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 4 * k, waux, scale, L);
+      }
+      sums(L);
+      if (sumq2 > 0) scale = F(sumqx / sumq2);
+    }
+    if (scale < 0) {
+      scale = -scale;
+      for (let k = 0; k < 4; k++) signs[k] = ~signs[k]! & 127;
+    }
+    for (let k = 0; k < 8; k++) q3[8 * ib + k] = gridIndexOf(lat.map, k);
+    const ss = (signs[0]! | (signs[1]! << 7) | (signs[2]! << 14) | (signs[3]! << 21)) >>> 0;
+    const p = 64 + 4 * ib;
+    q3[p] = ss & 255;
+    q3[p + 1] = (ss >>> 8) & 255;
+    q3[p + 2] = (ss >>> 16) & 255;
+    q3[p + 3] = ss >>> 24;
+    scales[ib] = scale;
+    maxScale = maxScale > scale ? maxScale : scale;
+  }
+  dst.fill(0, o, o + 98);
+  if (!maxScale) return;
+  const d = F(maxScale / 31);
+  const h = toF16(F(d * F(1.0125)));
+  dst[o] = h & 255;
+  dst[o + 1] = h >> 8;
+  const id = F(1 / d);
+  for (let ib = 0; ib < 8; ib++) {
+    const l = clampI(nearestInt(F(0.5 * F(F(id * scales[ib]!) - 1))), 0, 15);
+    q3[64 + 4 * ib + 3]! |= l << 4;
+  }
+  dst.set(q3, o + 2);
+}
+
+/** quantize_row_iq3_s_impl(32, …) for one 256-block: 110 bytes at dst[o] */
+function quantizeIq3sBlock(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number): void {
+  const lat = latticeIq3s();
+  dst.fill(0, o, o + 110);
+  let maxScale = 0;
+  const sigma2 = sigma2Of(x, xo);
+  // ggml advances its qs and signs pointers at the end of the sub-block loop body, so an all-zero
+  // sub-block (the `continue`) does not advance them: later sub-blocks' bytes move down (qh does not)
+  let qsOff = o + 2;
+  let signsOff = o + 74;
+  for (let ib = 0; ib < 8; ib++) {
+    const xb = xo + 32 * ib;
+    prepare(x, xb, qw, qo + 32 * ib, sigma2, false);
+    let max = xval[0]!;
+    for (let i = 1; i < 32; i++) max = max > xval[i]! ? max : xval[i]!;
+    L.fill(0);
+    if (!max) {
+      scales[ib] = 0;
+      continue;
+    }
+    let best = 0;
+    let scale = F(max / (2 * kMaxQ - 1));
+    onGrid.fill(0);
+    for (let is = -9; is <= 9; is++) {
+      const id = F(F(2 * kMaxQ - 1 + F(is * P2)) / max);
+      const thisScale = F(1 / id);
+      for (let k = 0; k < 8; k++) {
+        const u = levels4(k, id, Laux);
+        onGridAux[k] = 1;
+        if (lat.map[u]! < 0) {
+          onGridAux[k] = 0;
+          bestNeighbour(lat, u, xval, 4 * k, waux, thisScale, Laux);
+        }
+      }
+      sums(Laux);
+      if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
+        scale = F(sumqx / sumq2);
+        best = F(scale * sumqx);
+        L.set(Laux);
+        onGrid.set(onGridAux);
+      }
+    }
+    let notOn = 0;
+    for (let k = 0; k < 8; k++) if (!onGrid[k]) notOn++;
+    if (notOn > 0 && scale > 0) {
+      const id = F(1 / scale);
+      for (let k = 0; k < 8; k++) {
+        const u = levels4(k, id, L); // every group, on the grid or not (ggml: the skip is commented out)
+        if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 4 * k, waux, scale, L);
+      }
+      sums(L);
+      if (sumq2 > 0) scale = F(sumqx / sumq2);
+    }
+    if (scale < 0) {
+      scale = -scale;
+      for (let k = 0; k < 4; k++) signs[k] = ~signs[k]! & 255;
+    }
+    for (let k = 0; k < 8; k++) {
+      const gi = gridIndexOf(lat.map, k);
+      dst[qsOff + k] = gi & 255;
+      dst[o + 66 + ib]! |= (gi >> 8) << k;
+    }
+    qsOff += 8;
+    for (let k = 0; k < 4; k++) dst[signsOff + k] = signs[k]!;
+    signsOff += 4;
+    scales[ib] = scale;
+    maxScale = maxScale > scale ? maxScale : scale;
+  }
+  if (!maxScale) return;
+  const d = F(maxScale / 31);
+  const h = toF16(F(d * F(1.033)));
+  dst[o] = h & 255;
+  dst[o + 1] = h >> 8;
+  const id = F(1 / d);
+  for (let ib = 0; ib < 8; ib += 2) {
+    const l1 = clampI(nearestInt(F(0.5 * F(F(id * scales[ib]!) - 1))), 0, 15);
+    const l2 = clampI(nearestInt(F(0.5 * F(F(id * scales[ib + 1]!) - 1))), 0, 15);
+    dst[o + 106 + (ib >> 1)] = l1 | (l2 << 4);
+  }
+}
+
+function quantizeRows(
+  name: string, typeSize: number, src: Float32Array, dst: Uint8Array, qw: Float32Array | null | undefined,
+  block: (x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number) => void,
+): void {
+  const nb = checkArgs(name, src, dst, typeSize, qw);
+  const n = qw ? qw.length : 0;
+  for (let b = 0; b < nb; b++) block(src, 256 * b, qw, n ? (256 * b) % n : 0, dst, b * typeSize);
+}
+
+function dequantIq3xxs(src: Uint8Array, dst: Float32Array): void {
+  const nb = checkDeqArgs("IQ3_XXS", src, dst, 98);
+  for (let i = 0; i < nb; i++) {
+    const o = i * 98;
+    const d = H2F[src[o]! | (src[o + 1]! << 8)]!;
+    for (let ib = 0; ib < 8; ib++) {
+      const p = o + 66 + 4 * ib;
+      const aux = (src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | (src[p + 3]! << 24)) >>> 0;
+      const db = F(F(d * (0.5 + (aux >>> 28))) * 0.5);
+      for (let l = 0; l < 4; l++) {
+        const s = KSIGNS[(aux >>> (7 * l)) & 127]!;
+        const g1 = src[o + 2 + 8 * ib + 2 * l]! * 4;
+        const g2 = src[o + 2 + 8 * ib + 2 * l + 1]! * 4;
+        const y = 256 * i + 32 * ib + 8 * l;
+        for (let j = 0; j < 4; j++) {
+          const v1 = db * IQ3XXS_GRID[g1 + j]!;
+          const v2 = db * IQ3XXS_GRID[g2 + j]!;
+          dst[y + j] = s & (1 << j) ? -v1 : v1;
+          dst[y + j + 4] = s & (1 << (j + 4)) ? -v2 : v2;
+        }
+      }
+    }
+  }
+}
+
+function dequantIq3s(src: Uint8Array, dst: Float32Array): void {
+  const nb = checkDeqArgs("IQ3_S", src, dst, 110);
+  for (let i = 0; i < nb; i++) {
+    const o = i * 110;
+    const d = H2F[src[o]! | (src[o + 1]! << 8)]!;
+    for (let ib = 0; ib < 8; ib++) {
+      const sc = src[o + 106 + (ib >> 1)]!;
+      const db = F(d * (1 + 2 * (ib & 1 ? sc >> 4 : sc & 15)));
+      const qh = src[o + 66 + ib]!;
+      for (let l = 0; l < 4; l++) {
+        const g1 = (src[o + 2 + 8 * ib + 2 * l]! | ((qh << (8 - 2 * l)) & 256)) * 4;
+        const g2 = (src[o + 2 + 8 * ib + 2 * l + 1]! | ((qh << (7 - 2 * l)) & 256)) * 4;
+        const s = src[o + 74 + 4 * ib + l]!;
+        const y = 256 * i + 32 * ib + 8 * l;
+        for (let j = 0; j < 4; j++) {
+          const v1 = db * IQ3S_GRID[g1 + j]!;
+          const v2 = db * IQ3S_GRID[g2 + j]!;
+          dst[y + j] = s & (1 << j) ? -v1 : v1;
+          dst[y + j + 4] = s & (1 << (j + 4)) ? -v2 : v2;
+        }
+      }
+    }
+  }
+}
+
+export const iq3_xxs: BlockCodec = {
+  type: GGMLType.IQ3_XXS,
+  blockSize: 256,
+  typeSize: 98,
+  quantize: (src, dst, qw) => quantizeRows("IQ3_XXS", 98, src, dst, qw, quantizeIq3xxsBlock),
+  dequantize: dequantIq3xxs,
+};
+
+export const iq3_s: BlockCodec = {
+  type: GGMLType.IQ3_S,
+  blockSize: 256,
+  typeSize: 110,
+  quantize: (src, dst, qw) => quantizeRows("IQ3_S", 110, src, dst, qw, quantizeIq3sBlock),
+  dequantize: dequantIq3s,
+};
