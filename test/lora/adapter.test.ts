@@ -250,3 +250,16 @@ test("refused by name: a lora_A without its lora_B, two adapter names, an intege
     });
   });
 });
+
+test("a FIFO as adapter_config.json or adapter_model.safetensors is refused at once, never read (no hang)", { skip: process.platform === "win32" }, async () => {
+  const { execFileSync } = await import("node:child_process");
+  for (const f of ["adapter_config.json", "adapter_model.safetensors"]) {
+    await withAdapter(async (dir) => {
+      await writePeftAdapter(dir, { base: llamaShapes() });
+      await unlink(path.join(dir, f));
+      execFileSync("mkfifo", [path.join(dir, f)]);
+      const e = await openLoraAdapter(dir).then(() => undefined, (x: unknown) => x);
+      assert.ok(e instanceof GgufyError && /FIFO/.test(e.message) && e.file === path.join(dir, f), String(e));
+    });
+  }
+});

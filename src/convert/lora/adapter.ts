@@ -395,15 +395,15 @@ export function classify(config: LoraConfig, tensors: readonly TensorRef[], file
 
 /**
  * The base name of a modules_to_save tensor: `<module>.<param>` (get_peft_model_state_dict's form) or
- * `<module>.modules_to_save.<adapter>.<param>` (an unfiltered state dict), where `<module>` is listed in
- * modules_to_save (peft/utils/other.py:_set_trainable: the name equals an entry or ends with "." + entry).
+ * `<module>.modules_to_save.<adapter>.<param>` (an unfiltered state dict), where `<module>` ends with an entry
+ * of modules_to_save (peft/utils/other.py:_set_trainable: `key.endswith(target_key)`, no dot boundary).
  */
 function savedBaseName(cfg: LoraConfig, key: string): string | undefined {
   if (cfg.modulesToSave.length === 0) return undefined;
   const m = /^(.+)\.modules_to_save\.[^.]+\.([^.]+)$/u.exec(key);
   const [module, param] = m ? [m[1]!, m[2]!] : [key.slice(0, key.lastIndexOf(".")), key.slice(key.lastIndexOf(".") + 1)];
   if (!module || !param) return undefined;
-  return cfg.modulesToSave.some((t) => module === t || module.endsWith("." + t)) ? `${module}.${param}` : undefined;
+  return cfg.modulesToSave.some((t) => module.endsWith(t)) ? `${module}.${param}` : undefined;
 }
 
 async function readTensor(pool: FileReaderPool, t: TensorRef): Promise<Float32Array> {
