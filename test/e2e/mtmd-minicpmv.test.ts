@@ -8,6 +8,8 @@
  *   query_num = 64 tokens between <image> and </image>); its embeddings equal the reference forward pass
  *   (test/support/reference-minicpmv-vision.ts, the HF SigLIP + resampler definitions on the checkpoint's own
  *   tensors) on the same preprocessed pixels: max |Δ| / max |ref| ≤ 1e-4 at an F32 mmproj;
+ * - a 896×448 image is sliced in the 2.6 template (overview + two slices); a slice is an unresized 448×448 crop,
+ *   and its embeddings equal the reference on that crop;
  * - a deliberately broken mmproj (resampler.proj.weight transposed; the 70×70 SigLIP position table transposed)
  *   is far from the reference: the comparison has teeth;
  * - `--mmproj-type q8_0` loads and runs (embeddings close to the reference, llama-mtmd-cli generates);
@@ -173,6 +175,30 @@ for (const which of ["bf16", "int4"] as const) {
     }
   });
 }
+
+test("a 896x448 image is sliced as MiniCPM-V 2.6 does: <image> overview </image><slice> left </slice><slice> right </slice>; a slice equals the reference", async (t) => {
+  const wide = testImage(896, 448);
+  const r = await mtmdEncode({ model: pairs.bf16.llm, mmproj: pairs.bf16.mmproj, image: wide });
+  const SLICE_START = 151656; // <slice>
+  const SLICE_END = 151657; // </slice>
+  assert.deepEqual(
+    r.chunks.map((c) => [c.type, c.nTokens, c.tokens ?? null]),
+    [
+      ["text", 1, [IMAGE_START]], ["image", 64, null], ["text", 2, [IMAGE_END, SLICE_START]],
+      ["image", 64, null], ["text", 2, [SLICE_END, SLICE_START]], ["image", 64, null], ["text", 1, [SLICE_END]],
+    ],
+  );
+  // llava-uhd slicing (mtmd-image.cpp): grid 2×1, refined size = 896×448 = the image, so each slice is a plain
+  // 448×448 crop (no resize); the right one is checked against the reference
+  const right = new Uint8Array(448 * 448 * 3);
+  for (let y = 0; y < 448; y++) right.set(wide.rgb.subarray((y * 896 + 448) * 3, (y * 896 + 896) * 3), y * 448 * 3);
+  const ref = minicpmvVisionForward(bf16Weights, cfg, clipPixels({ nx: 448, ny: 448, rgb: right }, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]), 448, 448);
+  const err = maxRelError(r.embeddings[2]!, ref);
+  t.diagnostic(`right slice: ${err.toExponential(3)}`);
+  assert.ok(err <= TOL, `right slice: max relative error ${err} > ${TOL}`);
+  // and it is not the left slice
+  assert.ok(maxRelError(r.embeddings[1]!, ref) > 10 * TOL);
+});
 
 /** Copy an F32 mmproj and rewrite one F32 tensor's data in place (same size). */
 async function brokenMmproj(src: string, dst: string, tensor: string, rewrite: (data: Float32Array, ne: number[]) => Float32Array): Promise<void> {

@@ -24,7 +24,9 @@
  *      an image of exactly clip.vision.image_size × image_size (448 for 2.5/2.6/o-2.6/4.x) is not sliced
  *      (`has_slices` needs a side > image_size), its overview size is image_size × image_size, and
  *      `img_tool::resize` of equal sizes is a plain copy: one image chunk of minicpmv_query_num tokens.
- *      (A smaller image would be upscaled bicubically to image_size; a larger one sliced.)
+ *      (A smaller image would be upscaled bicubically to image_size; a larger one sliced.) A 2·S × S image
+ *      (896×448) gives grid 2×1 and a refined size equal to the image: the overview is resized, but the two
+ *      slices are plain S × S crops (left, right) — chunks <image> ov </image><slice> L </slice><slice> R </slice>.
  *    - Qwen2-VL / 2.5-VL (mtmd_image_preprocessor_dyn_size): `calc_size_preserved_ratio` with
  *      align = patch_size · n_merge (28) and the min/max pixel bounds: an image whose sides are multiples of
  *      28 and whose area is within the bounds is kept as it is (copy).
