@@ -21,7 +21,7 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { copyFile, mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { gguf } from "@huggingface/gguf";
@@ -246,6 +246,18 @@ test("the comparison has teeth: a transposed projector or a transposed position 
     t.diagnostic(`${stem}: ${err.toExponential(3)}`);
     assert.ok(err > 10 * TOL, `${stem}: error ${err} should be far above ${TOL}`);
   }
+});
+
+test("llama.cpp refuses an mmproj whose clip.minicpmv_version it does not know, and the child reports it", async () => {
+  const bytes = await readFile(pairs.bf16.mmproj);
+  const key = Buffer.from("clip.minicpmv_version");
+  const at = bytes.indexOf(key) + key.length;
+  assert.ok(at > key.length, "key present");
+  assert.deepEqual([bytes.readUInt32LE(at), bytes.readInt32LE(at + 4)], [5, 3]); // GGUF INT32, version 3 (2.6)
+  bytes.writeInt32LE(7, at + 4);
+  const file = path.join(tmp, "mmproj-version7.gguf");
+  await writeFile(file, bytes);
+  await assert.rejects(mtmdEncode({ model: pairs.bf16.llm, mmproj: file, image: IMAGE }), /unsupported minicpmv version: 7/);
 });
 
 test("--mmproj-type q8_0 (int4 checkpoint): libmtmd loads and encodes it; the embeddings stay close to the reference", async (t) => {
