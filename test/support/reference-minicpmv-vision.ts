@@ -10,6 +10,9 @@
  *       (70), fractional_coords_h = arange(0, 1 − 1e-6, 1/nh), bucket_h = bucketize(…, boundaries, right=True),
  *       likewise w, id = bucket_h·S + bucket_w;
  *     h = patches + position_embedding[id];
+ *       (clip.cpp computes the buckets as floor(70·i/n): the same ids, except on grids of 25, 49, 50 and 55 patches
+ *       per side, where HF's float32 coordinates put some rows/columns one bucket lower — pick other slice sizes
+ *       when comparing with llama.cpp; test/models/minicpmv-vision-reference.test.ts pins the list)
  *     per layer: h += out_proj(MHA(layer_norm1(h))) (q/k/v/out with biases, scale head_dim^−½, softmax);
  *                h += fc2(gelu_pytorch_tanh(fc1(layer_norm2(h))));
  *     h = post_layernorm(h)     (drop_vision_last_layer checkpoints simply store one layer fewer).
