@@ -10,7 +10,7 @@ import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import { encodeGgufHeader, type EncodedHeader } from "../formats/gguf/writer.js";
 import { GGMLType as G, parseTypeName, tensorBytes, typeInfo, typeName } from "../quant/ggml/types.js";
 import { supportedTypes } from "../quant/ggml/index.js";
-import { findPreset, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, type Preset, type PresetOptions } from "../quant/presets.js";
+import { findPreset, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, imatrixRequiredBy, type Preset, type PresetOptions } from "../quant/presets.js";
 import type { ModelFile, OutputTensor } from "../models/types.js";
 import { vocabToKvs } from "../tokenizer/index.js";
 import { conventionalName, fillTemplatedFilename, resolveOutputPath } from "./naming.js";
@@ -153,6 +153,9 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions): TypeChoice {
     if (f !== c) fallbacks.set(t.name, c);
     return f;
   });
+  // a type override may pick an IQ type that needs an importance matrix (llama-quantize: "this quantization requires an imatrix!")
+  const needs = (opts as { imatrix?: unknown }).imatrix ? undefined : imatrixRequiredBy(order, types);
+  if (needs) throw new GgufyError("E_IMATRIX_REQUIRED", `tensor '${needs.name}': type ${typeName(needs.type)} needs an importance matrix (llama-quantize refuses it without one)`);
   return { types, order, ftype: preset.ftype, label: preset.name, fallbacks };
 }
 
