@@ -11,7 +11,7 @@ import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import { encodeGgufHeader, type EncodedHeader } from "../formats/gguf/writer.js";
 import { GGMLType as G, parseTypeName, tensorBytes, typeInfo, typeName } from "../quant/ggml/types.js";
 import { supportedTypes } from "../quant/ggml/index.js";
-import { findPreset, findLlamaFtype, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, tensorRequiresImatrix, type Preset, type PresetOptions } from "../quant/presets.js";
+import { findPreset, findLlamaFtype, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, tensorRequiresImatrix, imatrixRequiredBy, type Preset, type PresetOptions } from "../quant/presets.js";
 import { imatrixKvs, matchImatrix, type Imatrix } from "../quant/imatrix.js";
 import type { ModelFile, OutputTensor } from "../models/types.js";
 import { vocabToKvs } from "../tokenizer/index.js";
@@ -175,6 +175,9 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions, hasImatrix = false)
     const missing = types.find((t) => !supportedTypes().includes(t));
     if (missing !== undefined) throw new GgufyError("E_USAGE", `${preset.name} needs type ${typeName(missing)}, which ggufy cannot write yet`);
   }
+  // a type override may pick an IQ type that needs an importance matrix (llama-quantize: "this quantization requires an imatrix!")
+  const needs = hasImatrix ? undefined : imatrixRequiredBy(order, types);
+  if (needs) throw new GgufyError("E_IMATRIX_REQUIRED", `tensor '${needs.name}': type ${typeName(needs.type)} needs an importance matrix (llama-quantize refuses it without one)`);
   return { types, order, ftype: preset.ftype, label: preset.name, fallbacks, preset, chosen };
 }
 

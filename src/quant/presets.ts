@@ -431,3 +431,23 @@ export function presetTypes(tensors: readonly QuantTensor[], preset: Preset, opt
 export function finalPresetTypes(tensors: readonly QuantTensor[], preset: Preset, opts: PresetOptions): (G | undefined)[] {
   return presetChoices(tensors, preset, opts).map((c, i) => (c === undefined ? undefined : c.fallback ? fallbackType(c.type, tensors[i]!.ne[0]!) : c.type));
 }
+
+/**
+ * The first tensor whose chosen type cannot be quantized without an importance matrix, as
+ * llama-quantize decides it (src/llama-quant.cpp tensor_requires_imatrix: IQ3_XXS, IQ2_XXS, IQ2_XS,
+ * IQ2_S, IQ1_M, IQ1_S except on token_embd / output), plus the types ggml itself refuses to quantize
+ * without one anywhere (ggml_quantize_requires_imatrix: IQ2_XXS, IQ2_XS, IQ1_S — reachable through
+ * --tensor-type / --output-tensor-type / --token-embedding-type). Q2_K inside Q2_K_S is refused by
+ * preset (IMATRIX_PRESETS).
+ */
+export function imatrixRequiredBy(order: readonly { name: string }[], types: readonly G[]): { name: string; type: G } | undefined {
+  const anywhere = [G.IQ2_XXS, G.IQ2_XS, G.IQ1_S];
+  const mixture = [G.IQ3_XXS, G.IQ2_XXS, G.IQ2_XS, G.IQ2_S, G.IQ1_M, G.IQ1_S];
+  for (let i = 0; i < order.length; i++) {
+    const name = order[i]!.name;
+    const t = types[i]!;
+    const embdOrOutput = name === "token_embd.weight" || name === "output.weight";
+    if (anywhere.includes(t) || (!embdOrOutput && mixture.includes(t))) return { name, type: t };
+  }
+  return undefined;
+}

@@ -242,6 +242,10 @@ test("imatrix-only presets and presets without codecs are refused before anythin
   for (const p of ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S"]) {
     await assert.rejects(convert({ input: m.dir, outtype: p, outfile: path.join(tmp, "refused.gguf"), force: true }), { code: "E_IMATRIX_REQUIRED" }, p);
   }
+  // an override to an IQ type that needs an imatrix (tensor_requires_imatrix / ggml_quantize_requires_imatrix)
+  for (const [tt, o] of [["attn_q=iq2_xxs", {}], ["ffn_up=iq3_xxs", {}], ["attn_k=iq1_m", {}], ["x=q4_k", { outputTensorType: "iq2_xs" }]] as const) {
+    await assert.rejects(convert({ input: m.dir, outtype: "Q4_K_M", tensorTypes: [tt], ...o, outfile: path.join(tmp, "refused.gguf"), force: true }), { code: "E_IMATRIX_REQUIRED" }, tt);
+  }
   for (const p of ["MXFP4_MOE", "Q1_0", "Q2_0"]) {
     await assert.rejects(convert({ input: m.dir, outtype: p, outfile: path.join(tmp, "refused.gguf"), force: true }), { code: "E_USAGE" }, p);
   }

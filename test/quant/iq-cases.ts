@@ -51,8 +51,11 @@ export const DATASETS: Array<[string, () => Float32Array]> = [
   ["all zero", () => new Float32Array(N)],
 ];
 
-export const imatrix = (seed: number, zeros = false): Float32Array =>
-  fill(NPR, seed, (_i, r, g) => (zeros && r() < 0.25 ? 0 : Math.abs(g()) * 10 ** (3 * r() - 1)));
+/** zeros: 0 = none, 1 = a quarter of the entries, 2 = whole sub-blocks (columns 32–63 and 296–311) zero */
+export const imatrix = (seed: number, zeros: 0 | 1 | 2 = 0): Float32Array =>
+  fill(NPR, seed, (i, r, g) =>
+    (zeros === 1 && r() < 0.25) || (zeros === 2 && ((i >= 32 && i < 64) || (i >= 296 && i < 312))) ? 0 : Math.abs(g()) * 10 ** (3 * r() - 1));
+const ZEROS = ["", " (imatrix with zeros)", " (imatrix with zero sub-blocks)"];
 
 export function firstDiff(a: Uint8Array, b: Uint8Array): string {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return `byte ${i}: ${a[i]} vs ggml ${b[i]}`;
@@ -67,12 +70,12 @@ for (const t of types) {
     let seed = 1000 * t;
     for (const [name, make] of DATASETS) {
       const src = make();
-      for (const zeros of [false, true]) {
+      for (const zeros of [0, 1, 2] as const) {
         const qw = imatrix(++seed, zeros);
         const want = g.quantizeChunk(t, src, NPR, qw);
         const got = new Uint8Array(want.length);
         c.quantize(src, got, qw);
-        assert.equal(firstDiff(got, want), "", `${typeName(t)} ${name}${zeros ? " (imatrix with zeros)" : ""}`);
+        assert.equal(firstDiff(got, want), "", `${typeName(t)} ${name}${ZEROS[zeros]}`);
       }
     }
   });

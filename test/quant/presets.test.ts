@@ -15,7 +15,7 @@ import path from "node:path";
 import { GGMLType as G, typeName } from "../../src/quant/ggml/types.js";
 import {
   allowsQuantization, fallbackType, finalPresetTypes, findLlamaFtype, findPreset, FT, IMATRIX_PRESETS, isType70B, LLAMA_FTYPES,
-  PRESETS, presetTypes, quantizeOrder, UNSUPPORTED_PRESETS, useMoreBits, type PresetOptions, type QuantTensor,
+  imatrixRequiredBy, PRESETS, presetTypes, quantizeOrder, UNSUPPORTED_PRESETS, useMoreBits, type PresetOptions, type QuantTensor,
 } from "../../src/quant/presets.js";
 import { kv } from "../../src/formats/gguf/types.js";
 import { readGguf } from "../../src/formats/gguf/reader.js";
@@ -413,4 +413,16 @@ test("IMATRIX_PRESETS are exactly the ftypes whose mixture needs an imatrix (ten
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("imatrixRequiredBy follows tensor_requires_imatrix (token_embd/output exempt) and ggml_quantize_requires_imatrix", () => {
+  const order = [{ name: "token_embd.weight" }, { name: "blk.0.attn_q.weight" }, { name: "output.weight" }];
+  assert.equal(imatrixRequiredBy(order, [G.Q4_K, G.IQ3_S, G.Q6_K]), undefined);
+  assert.deepEqual(imatrixRequiredBy(order, [G.Q4_K, G.IQ3_XXS, G.Q6_K]), { name: "blk.0.attn_q.weight", type: G.IQ3_XXS });
+  for (const t of [G.IQ2_XXS, G.IQ2_XS, G.IQ2_S, G.IQ1_S, G.IQ1_M]) assert.equal(imatrixRequiredBy(order, [G.Q4_K, t, G.Q6_K])?.type, t);
+  // on token_embd / output only what ggml itself refuses without quant_weights
+  assert.equal(imatrixRequiredBy(order, [G.IQ2_S, G.Q4_K, G.IQ3_XXS]), undefined);
+  assert.equal(imatrixRequiredBy(order, [G.IQ1_M, G.Q4_K, G.Q6_K]), undefined);
+  assert.deepEqual(imatrixRequiredBy(order, [G.Q4_K, G.Q4_K, G.IQ2_XXS]), { name: "output.weight", type: G.IQ2_XXS });
+  assert.deepEqual(imatrixRequiredBy(order, [G.IQ1_S, G.Q4_K, G.Q6_K]), { name: "token_embd.weight", type: G.IQ1_S });
 });

@@ -30,22 +30,21 @@ const sumw = new Float64Array(33);
 const scales = new Float64Array(16);
 const shifts = new Int8Array(16);
 const index = new Uint16Array(4);
-const ORDER: number[][] = [];
-ORDER[16] = new Array<number>(16).fill(0);
-ORDER[32] = new Array<number>(32).fill(0);
 const SC = new Uint16Array(4);
 const SQ1 = new Float64Array(8);
 
 /** qsort(pairs, n, …, iq1_sort_helper) as glibc runs it (stable): idx[j] = position of the j-th smallest */
 function sortBlock(x: Float32Array, xo: number, n: number): void {
-  const order = ORDER[n]!;
-  for (let j = 0; j < n; j++) order[j] = j;
-  order.sort((a, b) => {
-    const l = x[xo + a]!;
-    const r = x[xo + b]!;
-    return l < r ? -1 : l > r ? 1 : 0;
-  });
-  for (let j = 0; j < n; j++) idx[j] = order[j]!;
+  // stable insertion sort (an element moves left only past strictly greater values)
+  for (let j = 0; j < n; j++) {
+    const v = x[xo + j]!;
+    let k = j;
+    while (k > 0 && x[xo + idx[k - 1]!]! > v) {
+      idx[k] = idx[k - 1]!;
+      k--;
+    }
+    idx[k] = j;
+  }
 }
 
 /** iq1_find_best_neighbour2: min Σ w·(scale·xg[l] − x)² over u's neighbours; writes L, returns the index */

@@ -155,8 +155,8 @@ function levels8(k: number, id: number, La: Int8Array): number {
   return u;
 }
 
-let sumqx = 0;
-let sumq2 = 0;
+/** [Σ w·x·q, Σ w·q²] of the last sums() (a typed array: module-level number variables would box every double) */
+const SUMS = new Float64Array(2);
 /** Σ w·x·q and Σ w·q² with q = 2L + 1 (into sumqx / sumq2) */
 function sums(n: number, La: Int8Array): void {
   let a = 0;
@@ -167,8 +167,8 @@ function sums(n: number, La: Int8Array): void {
     a = F(a + F(F(w * xval[i]!) * q));
     b = F(b + F(F(w * q) * q));
   }
-  sumqx = a;
-  sumq2 = b;
+  SUMS[0] = a;
+  SUMS[1] = b;
 }
 
 function packedU(k: number): number {
@@ -219,6 +219,7 @@ function quantizeIq2xxsBlock(x: Float32Array, xo: number, qw: Float32Array, qo: 
         if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 8 * k, waux, thisScale, Laux);
       }
       sums(32, Laux);
+      const sumqx = SUMS[0]!, sumq2 = SUMS[1]!;
       if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
         scale = F(sumqx / sumq2);
         best = F(scale * sumqx);
@@ -232,7 +233,7 @@ function quantizeIq2xxsBlock(x: Float32Array, xo: number, qw: Float32Array, qo: 
         if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 8 * k, waux, scale, L);
       }
       sums(32, L);
-      if (sumq2 > 0) scale = F(sumqx / sumq2);
+      if (SUMS[1]! > 0) scale = F(SUMS[0]! / SUMS[1]!);
     }
     if (scale < 0) {
       scale = -scale;
@@ -301,6 +302,7 @@ function quantizeIq2xsBlock(x: Float32Array, xo: number, qw: Float32Array | null
         }
       }
       sums(16, Laux);
+      const sumqx = SUMS[0]!, sumq2 = SUMS[1]!;
       if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
         scale = F(sumqx / sumq2);
         best = F(scale * sumqx);
@@ -318,7 +320,7 @@ function quantizeIq2xsBlock(x: Float32Array, xo: number, qw: Float32Array | null
         if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 8 * k, waux, scale, L);
       }
       sums(16, L);
-      if (sumq2 > 0) scale = F(sumqx / sumq2);
+      if (SUMS[1]! > 0) scale = F(SUMS[0]! / SUMS[1]!);
     }
     if (scale < 0) {
       scale = -scale;

@@ -75,8 +75,8 @@ function levels4(k: number, id: number, La: Int8Array): number {
   return u;
 }
 
-let sumqx = 0;
-let sumq2 = 0;
+/** [Σ w·x·q, Σ w·q²] of the last sums() (a typed array: module-level number variables would box every double) */
+const SUMS = new Float64Array(2);
 function sums(La: Int8Array): void {
   let a = 0;
   let b = 0;
@@ -86,8 +86,8 @@ function sums(La: Int8Array): void {
     a = F(a + F(F(w * xval[i]!) * q));
     b = F(b + F(F(w * q) * q));
   }
-  sumqx = a;
-  sumq2 = b;
+  SUMS[0] = a;
+  SUMS[1] = b;
 }
 
 function sigma2Of(x: Float32Array, xo: number): number {
@@ -135,6 +135,7 @@ function quantizeIq3xxsBlock(x: Float32Array, xo: number, qw: Float32Array | nul
         }
       }
       sums(Laux);
+      const sumqx = SUMS[0]!, sumq2 = SUMS[1]!;
       if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
         scale = F(sumqx / sumq2);
         best = F(scale * sumqx);
@@ -152,7 +153,7 @@ function quantizeIq3xxsBlock(x: Float32Array, xo: number, qw: Float32Array | nul
         if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 4 * k, waux, scale, L);
       }
       sums(L);
-      if (sumq2 > 0) scale = F(sumqx / sumq2);
+      if (SUMS[1]! > 0) scale = F(SUMS[0]! / SUMS[1]!);
     }
     if (scale < 0) {
       scale = -scale;
@@ -217,6 +218,7 @@ function quantizeIq3sBlock(x: Float32Array, xo: number, qw: Float32Array | null 
         }
       }
       sums(Laux);
+      const sumqx = SUMS[0]!, sumq2 = SUMS[1]!;
       if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
         scale = F(sumqx / sumq2);
         best = F(scale * sumqx);
@@ -233,7 +235,7 @@ function quantizeIq3sBlock(x: Float32Array, xo: number, qw: Float32Array | null 
         if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 4 * k, waux, scale, L);
       }
       sums(L);
-      if (sumq2 > 0) scale = F(sumqx / sumq2);
+      if (SUMS[1]! > 0) scale = F(SUMS[0]! / SUMS[1]!);
     }
     if (scale < 0) {
       scale = -scale;
