@@ -117,3 +117,19 @@ test("the CLI refuses --include-weights with --exclude-weights", async () => {
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /E_USAGE: --include-weights and --exclude-weights cannot be used together/);
 });
+
+test("the importance vector reaches the worker threads: --threads 2 writes the same bytes as --threads 1 (and not the plain ones)", async () => {
+  const one = path.join(tmp, "t1.gguf");
+  const two = path.join(tmp, "t2.gguf");
+  const plain = path.join(tmp, "t0.gguf");
+  await convert({ input: dir, outtype: "Q5_K_S", outfile: one, force: true, imatrix: imFile, threads: 1 });
+  await convert({ input: dir, outtype: "Q5_K_S", outfile: two, force: true, imatrix: imFile, threads: 2, chunkElements: 1 << 14 });
+  await convert({ input: dir, outtype: "Q5_K_S", outfile: plain, force: true, threads: 2 });
+  const [a, b, c] = await Promise.all([readFile(one), readFile(two), readFile(plain)]);
+  assert.ok(a.equals(b), "threads 1 and 2 differ");
+  const g = await readGguf(two);
+  const p = await readGguf(plain);
+  const t = g.tensors.find((x) => x.name === "blk.1.ffn_up.weight")!;
+  const u = p.tensors.find((x) => x.name === "blk.1.ffn_up.weight")!;
+  assert.ok(!b.subarray(t.fileOffset, t.fileOffset + t.bytes).equals(c.subarray(u.fileOffset, u.fileOffset + u.bytes)), "the imatrix must change the bytes");
+});

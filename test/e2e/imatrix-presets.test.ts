@@ -18,6 +18,7 @@ import { findLlamaFtype } from "../../src/quant/presets.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { writeSmallQwen2 } from "../../fixtures/qwen2-small.js";
 import { llamaTool } from "../support/llama-tools.js";
+import { writeTinyMoe } from "../../fixtures/moe.js";
 
 const tmp = await scratchDir("ggufy-e2e-imatrix-");
 after(async () => {
@@ -64,19 +65,19 @@ function kvText(f: GGUFFile, key: string): string {
 }
 
 /** ggufy --imatrix vs llama-quantize --imatrix on ggufy's F32 file; returns the type tally. */
-async function compare(preset: string, imatrix: string, extra: { include?: string[]; exclude?: string[] } = {}): Promise<Record<string, number>> {
+async function compare(preset: string, imatrix: string, extra: { include?: string[]; exclude?: string[] } = {}, m: { dir: string; f32: string } = { dir: modelDir, f32 }): Promise<Record<string, number>> {
   const p = findLlamaFtype(preset);
   assert.ok(p, preset);
   const tag = `${preset}-${path.extname(imatrix).slice(1)}-${extra.include ? "inc" : extra.exclude ? "exc" : "all"}`;
   const ours = path.join(tmp, `${tag}.gguf`);
   const ref = path.join(tmp, `${tag}-llama.gguf`);
   const opts: ConvertOptions = {
-    input: modelDir, outtype: preset, outfile: ours, force: true, imatrix, threads: 1,
+    input: m.dir, outtype: preset, outfile: ours, force: true, imatrix, threads: 1,
     ...(extra.include ? { includeWeights: extra.include } : {}), ...(extra.exclude ? { excludeWeights: extra.exclude } : {}),
   };
   await convert(opts);
   const flags = [...(extra.include ?? []).flatMap((s) => ["--include-weights", s]), ...(extra.exclude ?? []).flatMap((s) => ["--exclude-weights", s])];
-  run(llamaTool("llama-quantize"), ["--imatrix", imatrix, ...flags, f32, ref, preset, "2"]);
+  run(llamaTool("llama-quantize"), ["--imatrix", imatrix, ...flags, m.f32, ref, preset, "2"]);
   const [a, b] = await Promise.all([readGguf(ours), readGguf(ref)]);
   const [ab, bb] = await Promise.all([readFile(ours), readFile(ref)]);
   try {
@@ -127,4 +128,24 @@ for (const p of ["Q2_K_S", "Q4_K_M", "Q5_0", "IQ4_XS"]) {
 test("--include-weights / --exclude-weights (Q4_K_M) match llama-quantize's", async () => {
   await compare("Q4_K_M", imGguf, { include: ["attn_v", "ffn_down"] });
   await compare("Q4_K_M", imGguf, { exclude: ["blk.3.", "attn_q"] });
+});
+
+test("MoE (Qwen3-MoE, 8 experts): per-expert importance slices, both formats, byte-identical to llama-quantize --imatrix", async () => {
+  const dir = path.join(tmp, "moe");
+  await writeTinyMoe(dir, { family: "qwen3moe", bpe: 1024, layers: 2, hidden: 256, heads: 4, kvHeads: 2, headDim: 64, expertFf: 256, experts: 8, used: 2, dtype: "F32", seed: 31 });
+  const moeF32 = path.join(tmp, "moe-f32.gguf");
+  await convert({ input: dir, outtype: "f32", outfile: moeF32, force: true, threads: 1 });
+  const g = path.join(tmp, "moe-imatrix.gguf");
+  const d = path.join(tmp, "moe-imatrix.dat");
+  const common = ["-m", moeF32, "-f", textFile, "-c", "64", "-b", "64", "-ub", "64", "--chunks", "6", "-t", "2", "--no-ppl"];
+  run(llamaTool("llama-imatrix"), [...common, "-o", g, "--output-format", "gguf"]);
+  run(llamaTool("llama-imatrix"), [...common, "-o", d, "--output-format", "dat"]);
+  // the expert stacks have one importance row per expert
+  const im = await readGguf(g);
+  assert.deepEqual(im.tensors.find((t) => t.name === "blk.0.ffn_up_exps.weight.in_sum2")?.ne, [256, 8]);
+  const m = { dir, f32: moeF32 };
+  const tally = await compare("Q4_K_M", g, {}, m);
+  assert.ok((tally["q4_K"] ?? 0) > 0);
+  await compare("IQ4_XS", g, {}, m);
+  await compare("Q4_K_M", d, {}, m);
 });

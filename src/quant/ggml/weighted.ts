@@ -22,13 +22,13 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { F, H2F, nearestSlow, packScaleMinK4, pack2bit, putF16, toF16 } from "./kquant-common.js";
+import { F, H2F, nearestInt, packScaleMinK4, pack2bit, putF16, toF16 } from "./kquant-common.js";
 
 /** GROUP_MAX_EPS */
 const EPS = F(1e-15);
 
-/** nearest_int(fval) for a float32 value (the bit formula, valid for every input). */
-const nearest = nearestSlow;
+/** nearest_int(fval) for a float32 value (kquant-common.ts: exact arithmetic form, the bit formula outside it). */
+const nearest = nearestInt;
 
 // ---------------------------------------------------------------------------------------------
 // the shared searches (ggml-quants.c), with quant_weights always given
