@@ -1,21 +1,27 @@
 /**
- * MiniCPM-V 2.6 (`architectures: ["MiniCPMV"]`, `model_type: "minicpmv"`, SigLIP vision tower, Qwen2 LLM).
+ * The MiniCPM-V family (`architectures: ["MiniCPMV"]` / `["MiniCPMO"]`): MiniCPM-Llama3-V 2.5, MiniCPM-V 2.6,
+ * MiniCPM-o 2.6 (vision part), MiniCPM-V 4.0 and 4.5 — a SigLIP-400M-shaped vision tower (`vpm`), a one-layer
+ * resampler (`resampler`) and an LLM (`llm`). Which release, and so which clip.minicpmv_version and LLM
+ * architecture, is decided in src/models/minicpmv/versions.ts from config.json (or --minicpmv-version).
  *
- * llama.cpp has no convert_hf_to_gguf path for it; the supported route is the legacy pipeline
+ * llama.cpp has no convert_hf_to_gguf path for these; the supported route is the legacy pipeline
  * (tools/mtmd/legacy-models/minicpmv-surgery.py, minicpmv-convert-image-encoder-to-gguf.py,
  * then convert_hf_to_gguf.py on the surgery output). This module produces the same two files
  * directly from the checkpoint:
  *
- * - the language model: every `llm.*` tensor with the prefix stripped, converted exactly as Qwen2
- *   (llama.cpp conversion/qwen.py Qwen2Model), with the MiniCPM-V tokenizer (its added tokens <image>,
- *   <slice> … and ChatML template come from the checkpoint's own tokenizer files);
+ * - the language model: every `llm.*` tensor with the prefix stripped, converted exactly as the release's LLM
+ *   class (Llama: conversion/llama.py LlamaModel, Q/K un-permuted; Qwen2 / Qwen3: conversion/qwen.py), with the
+ *   checkpoint's own tokenizer (its added tokens <image>, <slice> … and chat template);
  * - the vision projector ("mmproj", `general.architecture = clip`): `vpm.*` (SigLIP) and
  *   `resampler.*`, with the legacy image-encoder script's keys, names and dtype rules
  *   (tools/mtmd/legacy-models/minicpmv-convert-image-encoder-to-gguf.py):
  *   `resampler.attn.in_proj_*` split into q/k/v thirds, `resampler.proj` transposed into
  *   `resampler.proj.weight`, the computed 2-D sin/cos table `resampler.pos_embed_k`, and the
  *   legacy (swapped) vision FFN names `ffn_down` = fc1, `ffn_up` = fc2, which load in both old
- *   and current clip.cpp (current clip.cpp detects the legacy layout and swaps back).
+ *   and current clip.cpp (current clip.cpp detects the legacy layout and swaps back). The releases differ
+ *   only in `clip.minicpmv_version` and the widths / query count read from config.json.
+ * - MiniCPM-o's audio encoder (`apm`), audio projection and TTS (`tts`) are not converted (the legacy pipeline
+ *   keeps vision only); a warning names them with their tensor counts.
  */
 import path from "node:path";
 import { GgufyError } from "../errors.js";
