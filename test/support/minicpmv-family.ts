@@ -222,3 +222,19 @@ export function familyTests(release: MinicpmvReleaseId): void {
     });
   }
 }
+
+// ------------------------------------------------------------------------------------------------------------
+// llama.cpp's multimodal runtime (test/support/mtmd.ts) on each release's pair
+
+/** The id of an added token in a fixture folder's tokenizer files (tokenizer.json added_tokens, tokenizer_config added_tokens_decoder, added_tokens.json). */
+export async function addedTokenId(dir: string, content: string): Promise<number> {
+  const read = async (f: string): Promise<unknown> => JSON.parse(await readFile(path.join(dir, f), "utf8").catch(() => "null"));
+  const tj = (await read("tokenizer.json")) as { added_tokens?: { id: number; content: string }[] } | null;
+  const hit = tj?.added_tokens?.find((t) => t.content === content);
+  if (hit) return hit.id;
+  const tc = (await read("tokenizer_config.json")) as { added_tokens_decoder?: Record<string, { content: string }> } | null;
+  for (const [id, t] of Object.entries(tc?.added_tokens_decoder ?? {})) if (t.content === content) return Number(id);
+  const at = (await read("added_tokens.json")) as Record<string, number> | null;
+  if (at && typeof at[content] === "number") return at[content]!;
+  throw new Error(`${content} is not an added token in ${dir}`);
+}
