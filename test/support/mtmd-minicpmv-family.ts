@@ -4,7 +4,8 @@
  * release convert in one command to the pair; libmtmd loads it, encodes the fixed 448×448 test image (unsliced:
  * <image> [query_num embeddings] </image>, the same chunk layout in mtmd's 2.5 and 2.6 slice templates when there
  * are no slices) and its image embeddings equal the reference forward pass (test/support/reference-minicpmv-vision.ts)
- * within 1e-4 relative at an F32 mmproj; llama-mtmd-cli generates tokens from the bf16 pair.
+ * within 1e-4 relative at an F32 mmproj; a q8_0 mmproj loads and stays close; llama-mtmd-cli generates tokens from
+ * the bf16 pair.
  *
  * What differs between the releases in the vision path, and how the reference follows it: nothing in the graph
  * (clip.cpp builds clip_graph_minicpmv for every clip.minicpmv_version; its NaViT bucket positions and the
@@ -20,7 +21,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { gguf } from "@huggingface/gguf";
-import { convert } from "../../src/convert/convert.js";
+import { convert, plan } from "../../src/convert/convert.js";
+import { runPlan } from "../../src/convert/pipeline.js";
 import { openCheckpoint } from "../../src/convert/dequantize.js";
 import { writeTinyMinicpmv, writeTinyMinicpmvInt4, RELEASE_CLIP_VERSION, type MinicpmvReleaseId } from "../../fixtures/minicpmv.js";
 import { clipPixels, maxRelError, mtmdCli, mtmdEncode, testImage, writePpm, type MtmdEncodeResult } from "./mtmd.js";
@@ -109,6 +111,22 @@ export function mtmdFamilyTests(release: MinicpmvReleaseId): void {
       assert.ok(err <= TOL, `max relative error ${err} > ${TOL}`);
     });
   }
+
+  test(`${release} int4 --mmproj-type q8_0: libmtmd loads and encodes it; embeddings close to the reference`, async (t) => {
+    const mmproj = path.join(tmp, "int4-q8_0-mmproj.gguf");
+    const p = await plan({ input: pairs.int4.dir, outtype: "q8_0", mmprojType: "q8_0", outfile: path.join(tmp, "unused.gguf"), mmprojOutfile: mmproj });
+    try {
+      await runPlan([p.files[1]!], {});
+    } finally {
+      await p.close();
+    }
+    const { tensorInfos } = await gguf(mmproj, { allowLocalFile: true });
+    assert.ok(tensorInfos.some((x) => x.dtype === 8), "some Q8_0 tensors");
+    const r = await mtmdEncode({ model: pairs.int4.llm, mmproj, image: IMAGE });
+    const err = maxRelError(oneImageChunk(r), pairs.int4.ref!);
+    t.diagnostic(`${release} q8_0 mmproj: ${err.toExponential(3)}`);
+    assert.ok(err < 5e-2, `q8_0 embeddings differ by ${err}`);
+  });
 
   test(`${release} bf16: llama-mtmd-cli encodes the image, decodes its ${release === "2.5" ? 96 : 64} embeddings and generates tokens`, async () => {
     const r = await mtmdCli({ model: pairs.bf16.llm, mmproj: pairs.bf16.mmproj, image: imageFile, prompt: "What is in the picture?", nPredict: 4 });
