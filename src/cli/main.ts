@@ -14,6 +14,7 @@ import type { PlannedFile } from "../convert/plan.js";
 import { diskUsage, type DiskUsage } from "../convert/pipeline.js";
 import { parseKvOverride } from "../convert/metadata.js";
 import { MODELS } from "../models/registry.js";
+import { parseMinicpmvVersion } from "../models/minicpmv/versions.js";
 import { parseSize } from "./args.js";
 import { cmdVerify, VERIFY_USAGE } from "./verify.js";
 import { cmdDequantize, DEQUANTIZE_USAGE } from "./dequantize.js";
@@ -38,6 +39,7 @@ const CONVERT_OPTIONS = `convert options:
   --outfile PATH         output file ({ftype} is replaced by the type)
   --mmproj-outfile PATH  vision projector output (multimodal models)
   --mmproj-type T        f16 (default) | f32 | q8_0
+  --minicpmv-version N   MiniCPM-V: convert as this clip.minicpmv_version (2 = 2.5, 3 = 2.6, 4 = o-2.6, 5 = 4.0, 6 = 4.5), overriding config.json (warns)
   --pure                 no k-quant mixture: the preset's type for every quantizable tensor
   --output-tensor-type T, --token-embedding-type T, --tensor-type REGEX=T (repeatable), --leave-output-tensor
   --imatrix FILE         importance matrix from llama-imatrix (GGUF or legacy .dat), as llama-quantize --imatrix;
@@ -283,6 +285,7 @@ async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: str
         "no-tensor-first-split": { type: "boolean" },
         "vocab-only": { type: "boolean" },
         pre: { type: "string" },
+        "minicpmv-version": { type: "string" },
         "print-supported-models": { type: "boolean" },
         "dry-run": { type: "boolean" },
         json: { type: "boolean" },
@@ -334,6 +337,7 @@ async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: str
     ...(v["no-tensor-first-split"] ? { noTensorFirstSplit: true } : {}),
     ...(v["vocab-only"] ? { vocabOnly: true } : {}),
     ...(v.pre !== undefined ? { pre: v.pre } : {}),
+    ...(v["minicpmv-version"] !== undefined ? { minicpmvVersion: parseMinicpmvVersion(v["minicpmv-version"]) } : {}),
     ...(v["allow-nonfinite"] ? { allowNonfinite: true } : {}),
     ...(v.force ? { force: true } : {}),
     ...(threads ? { threads } : {}),

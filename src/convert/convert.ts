@@ -26,6 +26,8 @@ export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder">
   vocabOnly?: boolean;
   /** --pre: the BPE pre-tokenizer name, overriding the one read from tokenizer.json */
   pre?: string;
+  /** --minicpmv-version: convert a MiniCPM-V checkpoint as this clip.minicpmv_version (a warning says so) */
+  minicpmvVersion?: number;
   /** worker threads for quantization (default: number of cores) */
   threads?: number;
 }
@@ -72,6 +74,7 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
       dir,
       config,
       ...(opts.vocabOnly ? { vocabOnly: true } : {}),
+      ...(opts.minicpmvVersion !== undefined ? { minicpmvVersion: opts.minicpmvVersion } : {}),
       loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}), ...(opts.pre !== undefined ? { pre: opts.pre } : {}), warn }),
     });
     if (merge) checkMergeWritten(merge, models);

@@ -1,21 +1,27 @@
 /**
- * MiniCPM-V 2.6 (`architectures: ["MiniCPMV"]`, `model_type: "minicpmv"`, SigLIP vision tower, Qwen2 LLM).
+ * The MiniCPM-V family (`architectures: ["MiniCPMV"]` / `["MiniCPMO"]`): MiniCPM-Llama3-V 2.5, MiniCPM-V 2.6,
+ * MiniCPM-o 2.6 (vision part), MiniCPM-V 4.0 and 4.5 — a SigLIP-400M-shaped vision tower (`vpm`), a one-layer
+ * resampler (`resampler`) and an LLM (`llm`). Which release, and so which clip.minicpmv_version and LLM
+ * architecture, is decided in src/models/minicpmv/versions.ts from config.json (or --minicpmv-version).
  *
- * llama.cpp has no convert_hf_to_gguf path for it; the supported route is the legacy pipeline
+ * llama.cpp has no convert_hf_to_gguf path for these; the supported route is the legacy pipeline
  * (tools/mtmd/legacy-models/minicpmv-surgery.py, minicpmv-convert-image-encoder-to-gguf.py,
  * then convert_hf_to_gguf.py on the surgery output). This module produces the same two files
  * directly from the checkpoint:
  *
- * - the language model: every `llm.*` tensor with the prefix stripped, converted exactly as Qwen2
- *   (llama.cpp conversion/qwen.py Qwen2Model), with the MiniCPM-V tokenizer (its added tokens <image>,
- *   <slice> … and ChatML template come from the checkpoint's own tokenizer files);
+ * - the language model: every `llm.*` tensor with the prefix stripped, converted exactly as the release's LLM
+ *   class (Llama: conversion/llama.py LlamaModel, Q/K un-permuted; Qwen2 / Qwen3: conversion/qwen.py), with the
+ *   checkpoint's own tokenizer (its added tokens <image>, <slice> … and chat template);
  * - the vision projector ("mmproj", `general.architecture = clip`): `vpm.*` (SigLIP) and
  *   `resampler.*`, with the legacy image-encoder script's keys, names and dtype rules
  *   (tools/mtmd/legacy-models/minicpmv-convert-image-encoder-to-gguf.py):
  *   `resampler.attn.in_proj_*` split into q/k/v thirds, `resampler.proj` transposed into
  *   `resampler.proj.weight`, the computed 2-D sin/cos table `resampler.pos_embed_k`, and the
  *   legacy (swapped) vision FFN names `ffn_down` = fc1, `ffn_up` = fc2, which load in both old
- *   and current clip.cpp (current clip.cpp detects the legacy layout and swaps back).
+ *   and current clip.cpp (current clip.cpp detects the legacy layout and swaps back). The releases differ
+ *   only in `clip.minicpmv_version` and the widths / query count read from config.json.
+ * - MiniCPM-o's audio encoder (`apm`), audio projection and TTS (`tts`) are not converted (the legacy pipeline
+ *   keeps vision only); a warning names them with their tensor counts.
  */
 import path from "node:path";
 import { GgufyError } from "../errors.js";
@@ -24,8 +30,14 @@ import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import { GGMLType as G, typeInfo } from "../quant/ggml/types.js";
 import type { SourceCheckpoint, SourceTensor } from "../convert/source.js";
 import { passThrough, toNe } from "./tensors.js";
-import { buildQwen2 } from "./qwen2.js";
+import { buildTextDecoder, type DecoderSpec } from "./text-decoder.js";
+import { llamaSpec } from "./llama.js";
+import { qwen2Spec } from "./qwen2.js";
+import { qwen3Spec } from "./qwen3.js";
+import { detectMinicpmvRelease, MINICPMO_SKIPPED_MODULES, MINICPMV_VISION_TYPES, type MinicpmvLlm, type MinicpmvRelease } from "./minicpmv/versions.js";
 import type { ConvertContext, ModelConverter, ModelFile, OutputTensor } from "./types.js";
+
+export { MINICPMV_RELEASES, detectMinicpmvRelease, parseMinicpmvVersion } from "./minicpmv/versions.js";
 
 /** The resampler's position grid is always 70×70 (Resampler max_size; the legacy script hard-codes it). */
 export const MINICPMV_POS_GRID = 70;
@@ -48,18 +60,30 @@ function num(o: Record<string, unknown> | undefined, key: string): number | unde
   return typeof v === "number" && Number.isFinite(v) ? v : undefined;
 }
 
-/** Refuse configs of other MiniCPM-V generations (2.0 / 2.5 / 4.x have other towers or LLMs). */
-function checkSupported(config: Record<string, unknown>, file: string): Record<string, unknown> {
+/**
+ * The release (src/models/minicpmv/versions.ts) and its vision_config, refused by name when ggufy does not know it:
+ * every release's tower is SigLIP-400M-shaped (Idefics2VisionTransformer for 2.5, the SigLIP NaViT copy for 2.6+)
+ * with gelu_pytorch_tanh, which is what clip.cpp's `clip.use_gelu` graph computes.
+ */
+export function checkSupported(config: Record<string, unknown>, file: string, override?: number): { vc: Record<string, unknown>; release: MinicpmvRelease; warnings: readonly string[] } {
+  const { release, warnings } = detectMinicpmvRelease(config, file, override);
   const vc = obj(config["vision_config"]);
-  const vt = vc?.["model_type"];
-  if (!vc || (vt !== "siglip" && vt !== "siglip_vision_model")) {
-    throw new GgufyError("E_UNSUPPORTED_ARCH", `MiniCPM-V with vision_config.model_type ${JSON.stringify(vt ?? null)} is not supported (only MiniCPM-V 2.6: a SigLIP vision tower and a Qwen2 LLM)`, { file });
+  if (!vc) throw new GgufyError("E_CONFIG", "vision_config is missing or not an object (MiniCPM-V needs its vision tower's config)", { file });
+  const vt = vc["model_type"];
+  if (vt !== undefined && !(MINICPMV_VISION_TYPES as readonly unknown[]).includes(vt)) {
+    throw new GgufyError("E_UNSUPPORTED_ARCH", `vision_config.model_type ${JSON.stringify(vt)} is not a MiniCPM-V vision tower ggufy knows (${MINICPMV_VISION_TYPES.join(", ")})`, { file });
   }
-  const version = config["version"];
-  if (version !== undefined && Number(version) !== 2.6) {
-    throw new GgufyError("E_UNSUPPORTED_ARCH", `MiniCPM-V version ${JSON.stringify(version)} is not supported (only 2.6)`, { file });
+  const act = vc["hidden_act"];
+  if (act !== undefined && act !== "gelu_pytorch_tanh") {
+    throw new GgufyError("E_UNSUPPORTED_ARCH", `vision_config.hidden_act ${JSON.stringify(act)}: llama.cpp's MiniCPM-V graph computes gelu_pytorch_tanh (clip.use_gelu)`, { file });
   }
-  return vc;
+  for (const k of ["hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "patch_size", "image_size"]) {
+    const x = vc[k];
+    if (x !== undefined && !(typeof x === "number" && Number.isInteger(x) && x > 0)) {
+      throw new GgufyError("E_CONFIG", `vision_config.${k} must be a positive integer, found ${JSON.stringify(x)}`, { file });
+    }
+  }
+  return { vc, release, warnings };
 }
 
 /** image_mean / image_std from preprocessor_config.json (`image_mean`, or MiniCPM-V's `norm_mean`), else 0.5. */
@@ -239,9 +263,11 @@ interface VisionDims {
   layers: number;
 }
 
-export function buildMinicpmvMmproj(ctx: ConvertContext): ModelFile {
+export function buildMinicpmvMmproj(ctx: ConvertContext, release?: MinicpmvRelease): ModelFile {
   const file = path.join(ctx.dir, "config.json");
-  const vc = checkSupported(ctx.config, file);
+  const checked = checkSupported(ctx.config, file, ctx.minicpmvVersion);
+  const vc = checked.vc;
+  const rel = release ?? checked.release;
   const src = ctx.src;
   const req = (name: string): SourceTensor => src.require(name);
 
@@ -342,7 +368,7 @@ export function buildMinicpmvMmproj(ctx: ConvertContext): ModelFile {
   for (const n of src.names()) {
     if (!(n.startsWith("vpm.") || n.startsWith("resampler.")) || used.has(n)) continue;
     if (n === "vpm.embeddings.position_ids") continue; // a buffer the script skips
-    throw new GgufyError("E_UNEXPECTED_TENSOR", "no GGUF name for this tensor in MiniCPM-V 2.6's vision projector", { file: src.dir, tensor: n });
+    throw new GgufyError("E_UNEXPECTED_TENSOR", `no GGUF name for this tensor in ${rel.name}'s vision projector`, { file: src.dir, tensor: n });
   }
 
   const { mean, std } = meanStd(ctx.dir);
@@ -354,7 +380,7 @@ export function buildMinicpmvMmproj(ctx: ConvertContext): ModelFile {
     kv.u32("general.file_type", 1),
     kv.str("general.description", "image encoder for MiniCPM-V"),
     kv.str("clip.projector_type", "resampler"),
-    kv.i32("clip.minicpmv_version", MINICPMV_26_VERSION),
+    kv.i32("clip.minicpmv_version", rel.clipVersion),
     kv.u32("clip.vision.image_size", imageSize),
     kv.u32("clip.vision.patch_size", dims.patch),
     kv.u32("clip.vision.embedding_length", dims.hidden),
@@ -377,17 +403,36 @@ export function buildMinicpmvMmproj(ctx: ConvertContext): ModelFile {
   };
 }
 
+/** The decoder module of each release's language model (the architectures of src/models). */
+const LLM_SPECS: Record<MinicpmvLlm, DecoderSpec> = { llama: llamaSpec, qwen2: qwen2Spec, qwen3: qwen3Spec };
+
+/** Top-level module of a checkpoint key ("llm", "vpm", "apm" …). */
+const topModule = (n: string): string => n.slice(0, n.indexOf(".") >>> 0);
+
 export const minicpmv: ModelConverter = {
   id: "minicpmv",
-  hfArchitectures: ["MiniCPMV"],
+  hfArchitectures: ["MiniCPMV", "MiniCPMO"],
   async build(ctx: ConvertContext): Promise<ModelFile[]> {
-    checkSupported(ctx.config, path.join(ctx.dir, "config.json"));
+    const { release, warnings } = checkSupported(ctx.config, path.join(ctx.dir, "config.json"), ctx.minicpmvVersion);
+    const skipped = new Map<string, number>();
     for (const n of ctx.src.names()) {
-      if (!/^(llm|vpm|resampler)\./.test(n)) throw new GgufyError("E_UNEXPECTED_TENSOR", "MiniCPM-V tensors live under llm., vpm. or resampler.", { file: ctx.src.dir, tensor: n });
+      if (/^(llm|vpm|resampler)\./.test(n)) continue;
+      const m = topModule(n);
+      if (release.architecture === "MiniCPMO" && (MINICPMO_SKIPPED_MODULES as readonly string[]).includes(m)) {
+        skipped.set(m, (skipped.get(m) ?? 0) + 1);
+        continue;
+      }
+      throw new GgufyError("E_UNEXPECTED_TENSOR", `${release.name} tensors live under llm., vpm. or resampler.${release.architecture === "MiniCPMO" ? ` (and the skipped ${MINICPMO_SKIPPED_MODULES.join(", ")})` : ""}`, { file: ctx.src.dir, tensor: n });
     }
-    // the surgery script's net effect: the LLM is every llm.* tensor with the prefix stripped
-    const llm = await buildQwen2(ctx, "llm.", ctx.dir);
+    const notes = [...warnings];
+    if (skipped.size) {
+      notes.push(`${release.name}: not converted (llama.cpp's MiniCPM-V pipeline has vision only): ${[...skipped].map(([m, c]) => `${m} (${c} tensor${c === 1 ? "" : "s"})`).join(", ")}`);
+    }
+    // the surgery script's net effect: the LLM is every llm.* tensor with the prefix stripped, converted as
+    // convert_hf_to_gguf.py converts the class the release's modeling code instantiates
+    const llm = await buildTextDecoder(ctx, LLM_SPECS[release.llm], "llm.", ctx.dir);
+    const withNotes = notes.length ? { ...llm, warnings: [...notes, ...(llm.warnings ?? [])] } : llm;
     // --vocab-only: the tokenizer lives in the LLM file; there is no vision projector to write
-    return ctx.vocabOnly ? [llm] : [llm, buildMinicpmvMmproj(ctx)];
+    return ctx.vocabOnly ? [withNotes] : [withNotes, buildMinicpmvMmproj(ctx, release)];
   },
 };

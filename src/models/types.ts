@@ -72,6 +72,8 @@ export interface ConvertContext {
   readonly config: Record<string, unknown>;
   /** only the vocabulary is wanted (no tensors need to be readable) */
   readonly vocabOnly?: boolean;
+  /** --minicpmv-version: the clip.minicpmv_version to convert a MiniCPM-V checkpoint as (src/models/minicpmv/versions.ts) */
+  readonly minicpmvVersion?: number;
   /** the tokenizer loader (src/tokenizer), injected so models stay free of file formats */
   readonly loadVocab: (opts: VocabRequest) => Promise<GGUFVocab>;
 }

@@ -266,12 +266,13 @@ test("image mean/std come from preprocessor_config.json (image_mean, else norm_m
   }
 });
 
-test("other MiniCPM-V generations are refused (non-SigLIP tower, version ≠ 2.6)", async () => {
+test("unknown MiniCPM-V generations are refused (a tower ggufy does not know, version 2.0 / 3.0; the family tests cover 2.5 … 4.5)", async () => {
   const d = await small();
   const cfg = JSON.parse(await readFile(path.join(d, "config.json"), "utf8")) as Record<string, unknown>;
   const code = (c: string) => (e: unknown) => (e as { code?: string }).code === c;
-  await assert.rejects(withCtx(d, (ctx) => minicpmv.build(ctx), { ...cfg, vision_config: { ...(cfg["vision_config"] as object), model_type: "idefics2" } }), code("E_UNSUPPORTED_ARCH"));
-  await assert.rejects(withCtx(d, (ctx) => minicpmv.build(ctx), { ...cfg, version: 4.0 }), code("E_UNSUPPORTED_ARCH"));
+  await assert.rejects(withCtx(d, (ctx) => minicpmv.build(ctx), { ...cfg, vision_config: { ...(cfg["vision_config"] as object), model_type: "clip_vision_model" } }), code("E_UNSUPPORTED_ARCH"));
+  await assert.rejects(withCtx(d, (ctx) => minicpmv.build(ctx), { ...cfg, version: 3.0 }), code("E_UNSUPPORTED_ARCH"));
+  await assert.rejects(withCtx(d, (ctx) => minicpmv.build(ctx), { ...cfg, version: 2.0 }), code("E_UNSUPPORTED_ARCH"));
   await assert.rejects(withCtx(d, (ctx) => minicpmv.build(ctx), { ...cfg, vision_config: { ...(cfg["vision_config"] as object), num_hidden_layers: 3 } }), code("E_CONFIG"));
   await assert.rejects(withCtx(d, (ctx) => minicpmv.build(ctx), { ...cfg, query_num: 32 }), code("E_CONFIG"));
 });

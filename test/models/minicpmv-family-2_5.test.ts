@@ -1,0 +1,4 @@
+/** MiniCPM-V family, release 2.5: tiny bf16 and int4 checkpoints convert to the exact LLM + mmproj pair (test/support/minicpmv-family.ts). */
+import { familyTests } from "../support/minicpmv-family.js";
+
+familyTests("2.5");
