@@ -22,7 +22,7 @@ import { GgufyError } from "../errors.js";
 import { kv } from "../formats/gguf/types.js";
 import { LLM, TENSOR, archKey } from "../formats/gguf/keys.js";
 import { buildTextDecoder, type DecoderSpec } from "./text-decoder.js";
-import { buildQwen2vlMmproj, qwenVlKind } from "./qwen2vl-vision.js";
+import { buildQwen2vlMmproj, qwenVlKind, readQwenMeanStd, readQwenVision } from "./qwen2vl-vision.js";
 import type { ConvertContext, ModelConverter, ModelFile } from "./types.js";
 
 export const QWEN2VL_ARCH = "qwen2vl";
@@ -88,7 +88,11 @@ export const qwen2vl: ModelConverter = {
   hfArchitectures: qwen2vlSpec.hfArchitectures,
   async build(ctx: ConvertContext): Promise<ModelFile[]> {
     const file = path.join(ctx.dir, "config.json");
-    qwenVlKind(ctx.config, file);
+    // the vision config and preprocessor settings are checked first: a refusal comes before the tokenizer is read
+    if (!ctx.vocabOnly) {
+      readQwenVision(ctx.config, file);
+      readQwenMeanStd(ctx.dir);
+    } else qwenVlKind(ctx.config, file);
     for (const n of ctx.src.names()) {
       if (n.startsWith("model.visual.") || n.startsWith("model.language_model.")) {
         throw new GgufyError("E_UNEXPECTED_TENSOR", "transformers ≥ 4.52's layout (model.language_model.* / model.visual.*) is not supported; ggufy reads the published Qwen2-VL layout (model.layers.*, visual.*), as llama.cpp's conversion/qwenvl.py does", { file: ctx.src.dir, tensor: n });
