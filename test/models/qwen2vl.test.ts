@@ -246,3 +246,24 @@ test("a vision tensor the projector has no name for, and a missing block tensor,
     await writeFile(pp, saved);
   }
 });
+
+test("convert --dry-run (CLI) plans both files; the real run writes exactly what it announced", async () => {
+  const { cli } = await import("../cli/helpers.js");
+  const { stat, readdir, mkdir } = await import("node:fs/promises");
+  const { readGguf } = await import("../../src/index.js");
+  const out = path.join(tmp, "dry");
+  await mkdir(out, { recursive: true });
+  const args = ["convert", dirs["qwen25vl"]!, "--outtype", "q8_0", "--mmproj-type", "q8_0", "--outfile", path.join(out, "llm.gguf")];
+  const d = await cli([...args, "--dry-run", "--json"]);
+  assert.equal(d.code, 0, d.stderr);
+  const p = JSON.parse(d.stdout) as { files: { path: string; role: string; bytes: number; tensors: { name: string; shape: number[]; type: string }[] }[] };
+  assert.deepEqual(p.files.map((f) => [f.role, f.tensors.length]), [["model", 2 + 12 * TINY_QWEN25VL.llm.layers], ["mmproj", 2 + 16 * TINY_QWEN25VL.vision.depth + 1 + 4]]);
+  assert.deepEqual(await readdir(out).catch(() => []), [], "a dry run writes nothing");
+  const r = await cli(args);
+  assert.equal(r.code, 0, r.stderr);
+  for (const f of p.files) {
+    assert.equal((await stat(f.path)).size, f.bytes, f.path);
+    const g = await readGguf(f.path);
+    assert.deepEqual(g.tensors.map((t) => [t.name, t.ne, typeName(t.type)]), f.tensors.map((t) => [t.name, t.shape, t.type]));
+  }
+});
