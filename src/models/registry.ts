@@ -6,10 +6,11 @@ import { gemma2, gemma3 } from "./gemma.js";
 import { phi3 } from "./phi3.js";
 import { qwen3 } from "./qwen3.js";
 import { qwen3moe } from "./qwen3moe.js";
+import { qwen2vl } from "./qwen2vl.js";
 import type { ModelConverter } from "./types.js";
 
 /** Every architecture ggufy converts, one module each. */
-export const MODELS: readonly ModelConverter[] = [llama, qwen2, minicpmv, qwen3, qwen3moe, gemma2, gemma3, phi3];
+export const MODELS: readonly ModelConverter[] = [llama, qwen2, minicpmv, qwen3, qwen3moe, gemma2, gemma3, phi3, qwen2vl];
 
 
 export function findModel(config: Record<string, unknown>, file: string, models: readonly ModelConverter[] = MODELS): ModelConverter {

@@ -60,6 +60,7 @@ const PRE_BY_ARCH: Record<string, string> = {
   qwen2: "qwen2",
   qwen3: "qwen2",
   qwen3moe: "qwen2",
+  qwen2vl: "qwen2",
   gpt2: "gpt-2",
 };
 
@@ -74,6 +75,8 @@ const ARCH_ALIASES: Record<string, string> = {
   MixtralForCausalLM: "llama",
   Qwen3ForCausalLM: "qwen3",
   Qwen3MoeForCausalLM: "qwen3moe",
+  Qwen2VLForConditionalGeneration: "qwen2vl",
+  Qwen2_5_VLForConditionalGeneration: "qwen2vl",
   Gemma2ForCausalLM: "gemma2",
   Gemma3ForCausalLM: "gemma3",
   Gemma3ForConditionalGeneration: "gemma3",
