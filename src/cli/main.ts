@@ -20,6 +20,7 @@ import { cmdDequantize, DEQUANTIZE_USAGE } from "./dequantize.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
 import { onForcedExit, signalsInstalled, withInterrupt } from "./signals.js";
 import { removeLiveTempsSync } from "../convert/output.js";
+import { HUB_OPTIONS, HUB_USAGE, withModel } from "./hub.js";
 
 const COMMANDS = `usage:
   ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]
@@ -53,7 +54,8 @@ const CONVERT_OPTIONS = `convert options:
   --force                overwrite existing outputs
   --quiet                no progress or summary
   --debug                stack traces on errors
-  --help, -h             this help`;
+  --help, -h             this help
+${HUB_USAGE}`;
 
 const INSPECT_OPTIONS = `inspect options (ggufy inspect <file.gguf|file.safetensors|model-dir>):
   --json                 machine-readable output
@@ -157,13 +159,13 @@ function usageError(e: unknown): never {
 async function cmdInspect(args: string[], out: (s: string) => void): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" }, full: { type: "boolean" }, debug: { type: "boolean" } } });
+    parsed = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" }, full: { type: "boolean" }, debug: { type: "boolean" }, ...HUB_OPTIONS } });
   } catch (e) {
     usageError(e);
   }
   const target = parsed.positionals[0];
   if (!target) throw new GgufyError("E_USAGE", "inspect needs a file or folder");
-  const r = await inspect(target, { full: parsed.values.full ?? false });
+  const r = await withModel(target, parsed.values, (loc) => inspect(loc.dir, { full: parsed.values.full ?? false }));
   out(parsed.values.json ? jsonSafe(r, undefined, 2) : formatInspect(r));
   return 0;
 }
@@ -274,6 +276,7 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
         force: { type: "boolean" },
         quiet: { type: "boolean" },
         debug: { type: "boolean" },
+        ...HUB_OPTIONS,
       },
     });
   } catch (e) {
@@ -295,8 +298,10 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
   if (splitMaxSize !== undefined && splitMaxSize <= 0) throw new GgufyError("E_USAGE", `--split-max-size ${v["split-max-size"]}: must be positive`);
   const splitMaxTensors = parseIntFlag(v["split-max-tensors"], "--split-max-tensors");
   const kvOverrides = (v["override-kv"] ?? []).map(parseKvOverride);
+  // hf:owner/name: the folder it resolves to (cli/hub.ts), released when the command ends
+  return withModel(input, v, async (loc) => {
   const opts = {
-    input,
+    input: loc.dir,
     ...(v.outtype ? { outtype: v.outtype } : {}),
     ...(v.outfile ? { outfile: v.outfile } : {}),
     ...(v["mmproj-outfile"] ? { mmprojOutfile: v["mmproj-outfile"] } : {}),
@@ -330,7 +335,7 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
     }
     return 0;
   }
-  const progress = new ProgressLine(io.stderr, !v.quiet && io.stderr.isTTY === true);
+  const progress = new ProgressLine(io.stderr, !v.quiet && io.stderr.isTTY === true, loc.stats ? () => loc.stats!.bytes : undefined);
   const t0 = performance.now();
   // SIGINT/SIGTERM/SIGHUP abort the conversion (signals.ts); it unwinds, removing its temp files, and exits 130
   return withInterrupt("conversion interrupted; no output was written", async (signal) => {
@@ -355,6 +360,7 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
       if (signal.aborted && !(isGgufyError(e) && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written");
       throw e;
     }
+  });
   });
 }
 

@@ -13,6 +13,7 @@ import { splitPlannedFile, wantsSplit } from "./split.js";
 import { chunkRanges, runPlan, type RunOptions, type RunResult } from "./pipeline.js";
 import { effectiveThreads } from "./limits.js";
 import { refuseInputOverwrite } from "./output.js";
+import { defaultOutputDir, extraReadAhead } from "../formats/store.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
 
@@ -82,7 +83,8 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
     const files: PlannedFile[] = [];
     let baseName: string | undefined;
     for (const m of opts.vocabOnly ? models.filter((x) => x === llm) : models) {
-      const f = planFile({ model: m, modelDir: dir, opts, ...(baseName ? { baseName } : {}), ...(m === llm && metadata ? { metadata } : {}), ...(opts.vocabOnly ? { vocabOnly: true } : {}) });
+      // a model streamed from the Hub (formats/store.ts) writes into the working folder by default
+      const f = planFile({ model: m, modelDir: defaultOutputDir(dir), opts, ...(baseName ? { baseName } : {}), ...(m === llm && metadata ? { metadata } : {}), ...(opts.vocabOnly ? { vocabOnly: true } : {}) });
       if (m === llm) baseName = path.basename(f.path).replace(/-[^-]+\.gguf$/, "");
       // --split-max-size / --split-max-tensors: the language model in llama.cpp's split format
       files.push(...(m === llm ? splitPlannedFile(f, opts) : [f]));
@@ -123,7 +125,8 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
       opts.onWarning?.(m);
     };
     // keep every worker busy: one chunk per worker plus read-ahead
-    const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1, onWarning });
+    // (more for a model read over the network: formats/store.ts extraReadAhead)
+    const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1 + extraReadAhead(p.source.dir), onWarning });
     return { ...r, plan: p.files, warnings };
   } finally {
     await p.source.close();
