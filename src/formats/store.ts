@@ -103,3 +103,20 @@ export class LocalStore implements ModelStore {
 export function storeFor(dir: string): ModelStore {
   return mountedAt(dir)?.store ?? new LocalStore(dir);
 }
+
+/** Folder names standing in for a model's name (a Hub snapshot folder is named after its commit). */
+const NAMES = new Map<string, string>();
+
+/** Name the model read from `dir` `name` for the metadata's folder-name fallback (openModelRef: the repository name). */
+export function nameFolder(dir: string, name: string): void {
+  NAMES.set(path.resolve(dir), name);
+}
+
+export function unnameFolder(dir: string): void {
+  NAMES.delete(path.resolve(dir));
+}
+
+/** The folder name the metadata falls back to: path.basename, or the name openModelRef gave the folder. */
+export function modelFolderName(dir: string): string {
+  return NAMES.get(path.resolve(dir)) ?? path.basename(path.resolve(dir));
+}

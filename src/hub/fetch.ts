@@ -185,6 +185,7 @@ export function makeHubFetch(o: HubFetchOptions = {}): HubFetch {
     const first = range ? range.start : 0;
     const wantEnd = range?.end; // inclusive, or to the end
     let delivered = 0;
+    let progressAt = 0;
     let reader = r.body.getReader();
     let timer: NodeJS.Timeout | undefined;
     const arm = (): void => {
@@ -210,6 +211,11 @@ export function makeHubFetch(o: HubFetchOptions = {}): HubFetch {
           } catch (e) {
             clearTimeout(timer);
             if (init.signal?.aborted) throw e;
+            // a connection that keeps delivering gets a fresh budget: only failures without progress count
+            if (delivered > progressAt) {
+              progressAt = delivered;
+              attempt = 0;
+            }
             if (attempt >= attempts) throw e;
             // resume from the first byte not delivered
             const h = new Headers(headerInit);

@@ -31,7 +31,7 @@ import path from "node:path";
 import { fileDownloadInfo, getHFHubCachePath, HubApiError, listFiles, modelInfo, type ListFileEntry } from "@huggingface/hub";
 import { GgufyError } from "../errors.js";
 import { readSmallFile, type SmallFileOptions } from "../formats/files.js";
-import { mountStore, unmountStore, type ModelStore } from "../formats/store.js";
+import { mountStore, nameFolder, unmountStore, unnameFolder, type ModelStore } from "../formats/store.js";
 import { INDEX_FILE } from "../formats/safetensors/checkpoint.js";
 import { makeHubFetch, type HubFetch, type HubFetchOptions, type HubFetchStats } from "./fetch.js";
 import { isModelRef, parseModelRef, type ModelRef } from "./ref.js";
@@ -449,7 +449,12 @@ export async function openModelRef(input: string, o: OpenModelRefOptions = {}): 
   if (!ref) return { dir: input, label: input, mode: "local", close: async () => undefined };
   const root = hubCacheRoot(o);
   const cached = await cachedSnapshot(root, ref);
-  if (cached) return { dir: cached.dir, label: ref.text, ref, commit: cached.commit, mode: "cache", close: async () => undefined };
+  // a snapshot folder is named after its commit: the metadata names the model after the repository
+  const named = (dir: string): (() => Promise<void>) => {
+    nameFolder(dir, ref.repo.split("/").pop()!);
+    return async () => unnameFolder(dir);
+  };
+  if (cached) return { dir: cached.dir, label: ref.text, ref, commit: cached.commit, mode: "cache", close: named(cached.dir) };
   const r = await openRepo(ref, o);
   const { small, weights } = wanted(r);
   if (o.download) {
@@ -463,7 +468,7 @@ export async function openModelRef(input: string, o: OpenModelRefOptions = {}): 
       await writeFile(`${refFile}.tmp`, r.commit);
       await rename(`${refFile}.tmp`, refFile);
     }
-    return { dir: snap, label: ref.text, ref, commit: r.commit, mode: "download", stats: r.hf.stats, close: async () => undefined };
+    return { dir: snap, label: ref.text, ref, commit: r.commit, mode: "download", stats: r.hf.stats, close: named(snap) };
   }
   // streaming: the small files into a private staging folder named after the repository (the metadata's
   // fallback name is the folder name, as for a local clone), the weights by range
