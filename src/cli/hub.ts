@@ -3,6 +3,7 @@
  * taken, with `--token` (else HF_TOKEN) and `--download` (into the Hugging Face cache, then read locally).
  */
 import { openModelRef, type ModelLocation } from "../hub/open.js";
+import { onForcedExit } from "./signals.js";
 
 /** parseArgs options every command that takes a model folder accepts */
 export const HUB_OPTIONS = {
@@ -21,9 +22,12 @@ export const HUB_USAGE = `model references (instead of a model folder):
 /** Run `f` on the folder `input` names (a local folder, or a model reference), releasing it after. */
 export async function withModel<T>(input: string, v: { token?: string | undefined; download?: boolean | undefined }, f: (loc: ModelLocation) => Promise<T>): Promise<T> {
   const loc = await openModelRef(input, { ...(v.token !== undefined ? { token: v.token } : {}), ...(v.download ? { download: true } : {}) });
+  // a forced exit (second signal) still removes a streaming run's staging folder (signals.ts)
+  const undo = loc.removeSync ? onForcedExit(loc.removeSync) : () => undefined;
   try {
     return await f(loc);
   } finally {
+    undo();
     await loc.close();
   }
 }

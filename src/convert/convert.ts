@@ -14,12 +14,15 @@ import { chunkRanges, runPlan, type RunOptions, type RunResult } from "./pipelin
 import { effectiveThreads } from "./limits.js";
 import { refuseInputOverwrite } from "./output.js";
 import { defaultOutputDir, extraReadAhead } from "../formats/store.js";
+import { isModelRef, openModelRef, type OpenModelRefOptions } from "../hub/open.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
 
 export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder"> {
-  /** model folder */
+  /** model folder, or a model reference (hf:owner/name[@rev], a Hub URL: hub/open.ts) */
   input: string;
+  /** token, endpoint, --download … for a model reference */
+  hub?: OpenModelRefOptions;
   /** only the tokenizer and metadata */
   vocabOnly?: boolean;
   /** --pre: the BPE pre-tokenizer name, overriding the one read from tokenizer.json */
@@ -48,6 +51,17 @@ export interface Plan {
 export { DECODERS };
 
 export async function plan(opts: ConvertOptions): Promise<Plan> {
+  // hf:owner/name or a Hub URL (hub/open.ts): planned from the folder it resolves to, released with the plan
+  if (isModelRef(opts.input)) {
+    const loc = await openModelRef(opts.input, opts.hub ?? {});
+    try {
+      const p = await plan({ ...opts, input: loc.dir });
+      return { ...p, close: async () => { await p.close(); await loc.close(); } };
+    } catch (e) {
+      await loc.close();
+      throw e;
+    }
+  }
   const dir = path.resolve(opts.input);
   const st = await stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) throw new GgufyError("E_IO", st ? "is not a folder (give the model folder, not a file in it)" : "model folder not found", { file: dir });
@@ -129,6 +143,6 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
     const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1 + extraReadAhead(p.source.dir), onWarning });
     return { ...r, plan: p.files, warnings };
   } finally {
-    await p.source.close();
+    await p.close();
   }
 }

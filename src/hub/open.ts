@@ -68,6 +68,8 @@ export interface ModelLocation {
   stats?: HubFetchStats;
   /** unmount and remove the staging folder (stream); a no-op otherwise */
   close(): Promise<void>;
+  /** synchronous removal of the staging folder, for a forced exit on a signal (stream only) */
+  removeSync?: () => void;
 }
 
 /** Small files fetched whole for the readers (config, tokenizer, index, card, templates …). */
@@ -488,6 +490,8 @@ export async function openModelRef(input: string, o: OpenModelRefOptions = {}): 
     throw e;
   }
   const store = new HubStore(dir, r);
+  // the pipeline keeps `threads + 1` chunks in flight for a local folder; two more hide the round trips
+  // (each chunk is at most chunkElements values, so memory stays bounded)
   mountStore(dir, { store, outputDir: process.cwd(), readAhead: 2 });
   void weights;
   return {
@@ -501,5 +505,6 @@ export async function openModelRef(input: string, o: OpenModelRefOptions = {}): 
       unmountStore(dir);
       await rm(stage, { recursive: true, force: true });
     },
+    removeSync: () => fs.rmSync(stage, { recursive: true, force: true }),
   };
 }

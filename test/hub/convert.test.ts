@@ -31,6 +31,21 @@ describe("convert hf:… is byte-identical to converting the folder", () => {
     assert.ok(cdn.every((x) => x.status === 206), "every weight read is a range request");
   });
 
+  test("inspect hf:… lists what inspect of the folder lists; the library's convert() takes a reference too", async () => {
+    const { cli } = await import("../cli/helpers.js");
+    const a = await cli(["inspect", dirs["model"]!, "--json"]);
+    const b = await cli(["inspect", "hf:test/model", "--json"]);
+    assert.equal(b.code, 0, b.stderr);
+    const ja = JSON.parse(a.stdout) as { tensors: unknown; metadata: unknown };
+    const jb = JSON.parse(b.stdout) as { tensors: unknown; metadata: unknown };
+    assert.deepEqual(jb.tensors, ja.tensors);
+    assert.deepEqual(jb.metadata, ja.metadata);
+    const { convert } = await import("../../src/index.js");
+    const out = path.join(tmp, "model-api.gguf");
+    await convert({ input: "hf:test/model", outfile: out, threads: 2 });
+    await sameBytes(path.join(tmp, "model-local.gguf"), out);
+  });
+
   test("sharded bitsandbytes NF4: identical", async () => {
     hub.resetCounters();
     const out = path.join(tmp, "bnb-hub.gguf");
