@@ -12,7 +12,7 @@
  *    same ETag (otherwise the read fails: bytes of two versions are never mixed);
  *  - every body byte received is counted (`stats`), for the progress line and the tests;
  *  - the status and `X-Error-Code` of the last failed request are kept (`lastFailure`), since the
- *    library's HubApiError carries the status but not the headers (hub/errors.ts words the message).
+ *    library's HubApiError carries the status but not the headers (hub/open.ts hubError words the message).
  */
 
 export interface HubFetchOptions {

@@ -28,7 +28,7 @@ import fs from "node:fs";
 import { mkdir, mkdtemp, open, readFile, readlink, rename, rm, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileDownloadInfo, getHFHubCachePath, HubApiError, listFiles, modelInfo, type ListFileEntry } from "@huggingface/hub";
+import type { ListFileEntry } from "@huggingface/hub";
 import { GgufyError } from "../errors.js";
 import { readSmallFile, type SmallFileOptions } from "../formats/files.js";
 import { mountStore, nameFolder, unmountStore, unnameFolder, type ModelStore } from "../formats/store.js";
@@ -79,6 +79,27 @@ const SMALL_CAP = 256 << 20;
 /** sub-folders whose small files matter (chat templates); model repos also carry onnx/, original/ … */
 const SMALL_DIRS = ["additional_chat_templates/"];
 
+/**
+ * @huggingface/hub is an optional dependency (ggufy installs and converts local folders without it,
+ * offline too): loaded on the first Hub request, with one clear line when it is not installed.
+ */
+type HubLib = typeof import("@huggingface/hub");
+let lib: Promise<HubLib> | undefined;
+function hubLib(): Promise<HubLib> {
+  lib ??= import("@huggingface/hub").catch((e: unknown) => {
+    lib = undefined;
+    throw new GgufyError("E_HUB", `reading from the Hugging Face Hub needs the package @huggingface/hub (an optional dependency of ggufy that is not installed: npm install @huggingface/hub@2.17.5) — ${(e as Error).message}`);
+  });
+  return lib;
+}
+
+/** An HTTP status the Hub answered (after retries); @huggingface/hub's HubApiError has the same statusCode. */
+class HubStatusError extends Error {
+  constructor(readonly url: string, readonly statusCode: number) {
+    super(`HTTP ${statusCode}`);
+  }
+}
+
 function isSha(s: string): boolean {
   return /^[0-9a-f]{40}$/.test(s);
 }
@@ -94,7 +115,8 @@ function normEtag(e: string | null | undefined): string | undefined {
 function hubError(e: unknown, hf: HubFetch, ref: ModelRef, what: string, base: string): GgufyError {
   if (e instanceof GgufyError) return e;
   const label = ref.text;
-  const status = e instanceof HubApiError ? e.statusCode : undefined;
+  const sc = (e as { statusCode?: unknown } | null)?.statusCode;
+  const status = typeof sc === "number" ? sc : undefined;
   const code = hf.lastFailure?.errorCode;
   const page = `${base}/${ref.repo}`;
   const ctx = { file: label, cause: e };
@@ -166,6 +188,7 @@ async function openRepo(ref: ModelRef, o: OpenModelRefOptions): Promise<Repo> {
   }
   const token = o.token ?? process.env["HF_TOKEN"] ?? process.env["HUGGING_FACE_HUB_TOKEN"] ?? undefined;
   if (token !== undefined && !token.startsWith("hf_")) throw new GgufyError("E_USAGE", "the Hugging Face token (--token / HF_TOKEN) does not start with 'hf_'");
+  const { modelInfo, listFiles } = await hubLib();
   const hf = makeHubFetch(o.fetch);
   const cred = token ? { accessToken: token } : {};
   const revision = ref.revision ?? "main";
@@ -212,7 +235,7 @@ async function fetchWhole(r: Repo, f: RepoFile, sink: (chunk: Uint8Array) => Pro
     const x = await r.hf.fetch(resolveUrl(r, f.path), { headers });
     if (!x.ok) {
       await x.body?.cancel().catch(() => undefined);
-      throw new HubApiError(resolveUrl(r, f.path), x.status);
+      throw new HubStatusError(resolveUrl(r, f.path), x.status);
     }
     return x;
   });
@@ -280,6 +303,7 @@ class HubStore implements ModelStore {
     if (!p) {
       const r = this.r;
       p = hubCall(r.hf, r.ref, f.path, r.base, async () => {
+        const { fileDownloadInfo } = await hubLib();
         const info = await fileDownloadInfo({ repo: { type: "model", name: r.ref.repo }, path: f.path, revision: r.commit, hubUrl: r.base, fetch: r.hf.fetch, ...(r.token ? { accessToken: r.token } : {}) });
         if (!info) throw new GgufyError("E_HUB", `${f.path}: not found at commit ${r.commit}`, { file: r.ref.text });
         if (info.size !== f.size) throw new GgufyError("E_HUB", `${f.path}: the Hub gives ${info.size} bytes, the listing ${f.size}; run again`, { file: r.ref.text });
@@ -321,7 +345,7 @@ class HubStore implements ModelStore {
         const x = await r.hf.fetch(resolveUrl(r, f.path), { headers });
         if (!x.ok) {
           await x.body?.cancel().catch(() => undefined);
-          throw new HubApiError(resolveUrl(r, f.path), x.status);
+          throw new HubStatusError(resolveUrl(r, f.path), x.status);
         }
         return x;
       });
@@ -350,8 +374,17 @@ class HubStore implements ModelStore {
 
 // ---------------------------------------------------------------- the cache
 
+/**
+ * The cache root as huggingface_hub (constants.py HF_HUB_CACHE) and @huggingface/hub
+ * (lib/cache-management.ts getHFHubCachePath) find it: $HF_HUB_CACHE, else $HF_HOME/hub, else
+ * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. Computed here so that a cached snapshot
+ * is found without loading the optional client library.
+ */
 export function hubCacheRoot(o: { cacheDir?: string } = {}): string {
-  return o.cacheDir ?? getHFHubCachePath();
+  if (o.cacheDir) return o.cacheDir;
+  const env = process.env;
+  if (env["HF_HUB_CACHE"]) return env["HF_HUB_CACHE"];
+  return path.join(env["HF_HOME"] ?? path.join(env["XDG_CACHE_HOME"] ?? path.join(os.homedir(), ".cache"), "huggingface"), "hub");
 }
 
 function repoCacheDir(root: string, repo: string): string {
