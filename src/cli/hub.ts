@@ -4,6 +4,12 @@
  */
 import { openModelRef, type ModelLocation } from "../hub/open.js";
 import { onForcedExit } from "./signals.js";
+import { GgufyError } from "../errors.js";
+
+/** Paths inside a model reference's temporary folder, shown as the reference (hf:org/name/config.json). */
+export function shownAs(loc: ModelLocation | undefined, s: string): string {
+  return loc && loc.mode !== "local" ? s.split(loc.dir).join(loc.label) : s;
+}
 
 /** parseArgs options every command that takes a model folder accepts */
 export const HUB_OPTIONS = {
@@ -26,6 +32,11 @@ export async function withModel<T>(input: string, v: { token?: string | undefine
   const undo = loc.removeSync ? onForcedExit(loc.removeSync) : () => undefined;
   try {
     return await f(loc);
+  } catch (e) {
+    if (e instanceof GgufyError && loc.mode !== "local" && e.file?.startsWith(loc.dir)) {
+      throw new GgufyError(e.code, shownAs(loc, e.detail), { file: shownAs(loc, e.file), ...(e.tensor !== undefined ? { tensor: e.tensor } : {}), cause: e });
+    }
+    throw e;
   } finally {
     undo();
     await loc.close();

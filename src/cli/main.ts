@@ -20,7 +20,7 @@ import { cmdDequantize, DEQUANTIZE_USAGE } from "./dequantize.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
 import { onForcedExit, signalsInstalled, withInterrupt } from "./signals.js";
 import { removeLiveTempsSync } from "../convert/output.js";
-import { HUB_OPTIONS, HUB_USAGE, withModel } from "./hub.js";
+import { HUB_OPTIONS, HUB_USAGE, shownAs, withModel } from "./hub.js";
 
 const COMMANDS = `usage:
   ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]
@@ -285,7 +285,8 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
   const v = parsed.values;
   // warnings (a trimmed vocabulary, special tokens that resolve to nothing …) on stderr, one line each, on a
   // terminal or not: they are not progress
-  const warn = (m: string): void => err(`ggufy: warning: ${oneLine(m)}`);
+  let shown: (m: string) => string = (m) => m; // hf:…: the temporary folder shown as the reference
+  const warn = (m: string): void => err(`ggufy: warning: ${oneLine(shown(m))}`);
   if (v["print-supported-models"]) {
     out(formatSupportedModels());
     return 0;
@@ -300,6 +301,7 @@ async function cmdConvert(args: string[], out: (s: string) => void, err: (s: str
   const kvOverrides = (v["override-kv"] ?? []).map(parseKvOverride);
   // hf:owner/name: the folder it resolves to (cli/hub.ts), released when the command ends
   return withModel(input, v, async (loc) => {
+  shown = (m) => shownAs(loc, m);
   const opts = {
     input: loc.dir,
     ...(v.outtype ? { outtype: v.outtype } : {}),

@@ -5,13 +5,8 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { lstat, mkdir, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { scanCachedRepo } from "@huggingface/hub";
-import { repoRoot } from "../../fixtures/paths.js";
-import { type Fault } from "./server.js";
-import { convertHub, dirs, hub, sameBytes, safetensorsBytes, setEnv, setupHub, smallBytes, teardownHub, tmp } from "./setup.js";
+import { convertHub, dirs, hub, sameBytes, safetensorsBytes, setupHub, smallBytes, teardownHub, tmp } from "./setup.js";
 
 before(() => setupHub(["model", "bnb"]));
 after(teardownHub);
@@ -23,6 +18,9 @@ describe("convert hf:… is byte-identical to converting the folder", () => {
     const r = await convertHub("hf:test/model", out);
     assert.equal(r.code, 0, r.stderr);
     await sameBytes(path.join(tmp, "model-local.gguf"), out);
+    // warnings name the reference, not the temporary folder the small files were fetched into
+    assert.match(r.stderr, /^ggufy: warning: hf:test\/model: no tokenizer\.json/m);
+    assert.doesNotMatch(r.stderr, /ggufy-hf-/);
     const st = await safetensorsBytes(dirs["model"]!);
     const cdn = hub.log.filter((x) => x.host === "cdn");
     assert.ok(cdn.length > 0, "the weights came from the LFS host (a redirect was followed)");

@@ -5,15 +5,12 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { lstat, mkdir, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
+import { lstat, readdir, readFile, readlink, stat } from "node:fs/promises";
 import path from "node:path";
 import { scanCachedRepo } from "@huggingface/hub";
-import { repoRoot } from "../../fixtures/paths.js";
-import { type Fault } from "./server.js";
-import { convertHub, dirs, hub, sameBytes, safetensorsBytes, setEnv, setupHub, smallBytes, teardownHub, tmp } from "./setup.js";
+import { convertHub, hub, sameBytes, setEnv, setupHub, teardownHub, tmp } from "./setup.js";
 
-before(() => setupHub(["model"]));
+before(() => setupHub(["model"], { small: true }));
 after(teardownHub);
 
 describe("--download: the huggingface_hub cache layout", () => {

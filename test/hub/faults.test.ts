@@ -4,15 +4,11 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { lstat, mkdir, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { scanCachedRepo } from "@huggingface/hub";
-import { repoRoot } from "../../fixtures/paths.js";
 import { type Fault } from "./server.js";
-import { convertHub, dirs, hub, sameBytes, safetensorsBytes, setEnv, setupHub, smallBytes, teardownHub, tmp } from "./setup.js";
+import { convertHub, dirs, hub, sameBytes, safetensorsBytes, setupHub, smallBytes, teardownHub, tmp } from "./setup.js";
 
-before(() => setupHub(["model"]));
+before(() => setupHub(["model"], { small: true }));
 after(teardownHub);
 
 describe("faults: the same file", () => {
@@ -22,7 +18,7 @@ describe("faults: the same file", () => {
       const cut = new Set<string>();
       return (r) => {
         const m = r.range ? /bytes=(\d+)-(\d+)/.exec(r.range) : null;
-        if (r.host !== "cdn" || !m || Number(m[2]) - Number(m[1]) < 65536 || cut.has(r.range!)) return undefined;
+        if (r.host !== "cdn" || !m || Number(m[2]) - Number(m[1]) < 16384 || cut.has(r.range!)) return undefined;
         cut.add(r.range!);
         return { kind: "reset", after: (Number(m[2]) - Number(m[1])) >> 1 };
       };
@@ -51,8 +47,7 @@ describe("faults: the same file", () => {
         assert.ok(hub.log[i + 1]!.t - hub.log[i]!.t >= 950, `retried ${hub.log[i + 1]!.t - hub.log[i]!.t} ms after a Retry-After: 1`);
       }
       if (name.startsWith("connection")) {
-        const resumed = hub.log.filter((x) => x.host === "cdn" && x.range !== undefined).length;
-        assert.ok(resumed > hub.log.filter((x) => x.host === "cdn").length / 2, "ranges were resumed");
+        assert.ok(hub.resets >= 3, `connections were cut (${hub.resets})`);
         const st = await safetensorsBytes(dirs["model"]!);
         const small = smallBytes("test/model");
         assert.ok(hub.fileBytes - small <= st * 1.05, `resumed, not re-fetched: ${hub.fileBytes - small} bytes for ${st}`);

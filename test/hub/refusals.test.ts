@@ -4,15 +4,11 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { lstat, mkdir, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { scanCachedRepo } from "@huggingface/hub";
-import { repoRoot } from "../../fixtures/paths.js";
-import { type Fault } from "./server.js";
-import { convertHub, dirs, hub, sameBytes, safetensorsBytes, setEnv, setupHub, smallBytes, teardownHub, tmp } from "./setup.js";
+import { convertHub, hub, sameBytes, setupHub, teardownHub, tmp } from "./setup.js";
 
-before(() => setupHub(["model"]));
+before(() => setupHub(["model"], { small: true }));
 after(teardownHub);
 
 describe("refusals: one line, no output", () => {

@@ -62,6 +62,8 @@ export class FakeHub {
   readonly log: RequestInfo[] = [];
   /** file bytes sent (resolve + cdn bodies) */
   fileBytes = 0;
+  /** connections cut by a "reset" fault */
+  resets = 0;
   token: string | undefined;
   /** decide a fault for a request (called for resolve and cdn requests) */
   fault: ((r: RequestInfo, nth: number) => Fault | undefined) | undefined;
@@ -106,6 +108,7 @@ export class FakeHub {
   resetCounters(): void {
     this.log.length = 0;
     this.fileBytes = 0;
+    this.resets = 0;
     this.nth = 0;
   }
 
@@ -235,6 +238,7 @@ export class FakeHub {
     i.status = status;
     s.writeHead(status, { "content-type": "application/octet-stream", "content-length": String(body.length), "accept-ranges": "bytes", ...(status === 206 ? { "content-range": `bytes ${start}-${end}/${bytes.length}` } : {}), ...headers });
     if (fault?.kind === "reset") {
+      this.resets++;
       const n = Math.min(fault.after, body.length - 1);
       this.fileBytes += n;
       s.write(body.subarray(0, n));

@@ -4,7 +4,8 @@
  * metadata's fallback name is the folder name) and their local conversions, the reference outputs.
  */
 import assert from "node:assert/strict";
-import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { testData } from "../../fixtures/paths.js";
 import path from "node:path";
 import { scratchDir, writeTinyQwen2 } from "../../fixtures/qwen2.js";
 import { quantizeCheckpointToBnb } from "../../fixtures/bnb.js";
@@ -48,7 +49,12 @@ export async function convertHub(ref: string, out: string, extra: string[] = [])
 
 type Name = "model" | "bnb" | "MiniCPM-V-2_6-int4";
 
-export async function setupHub(which: readonly Name[]): Promise<void> {
+/**
+ * `model`: the tiny bf16 Qwen2 (fixtures/qwen2.ts, ~20 MB, the real 151k-token tokenizer); with
+ * `small`, the real stories260K Llama instead (test/data/tinyllamas-stories260K/derived-hf-llama, 1 MB
+ * f32, 512 tokens: converts in well under a second, for the tests that convert many times).
+ */
+export async function setupHub(which: readonly Name[], o: { small?: boolean } = {}): Promise<void> {
   tmp = await scratchDir("ggufy-hub-");
   await hub.start();
   setEnv("HF_ENDPOINT", hub.url);
@@ -56,7 +62,10 @@ export async function setupHub(which: readonly Name[]): Promise<void> {
   setEnv("HF_TOKEN", undefined);
   setEnv("HUGGING_FACE_HUB_TOKEN", undefined);
   setEnv("GGUFY_HUB_RETRY_MS", "20");
-  if (which.includes("model")) {
+  if (which.includes("model") && o.small) {
+    dirs["model"] = path.join(tmp, "stories", "model");
+    await cp(testData("tinyllamas-stories260K", "derived-hf-llama"), dirs["model"], { recursive: true });
+  } else if (which.includes("model")) {
     dirs["model"] = path.join(tmp, "qwen", "model");
     await mkdir(dirs["model"], { recursive: true });
     await writeTinyQwen2(dirs["model"], { dtype: "BF16", hidden: 64, heads: 4, kvHeads: 2, ffn: 128, tied: true });
