@@ -37,6 +37,18 @@ describe("refusals: one line, no output", () => {
     }
   });
 
+  test("403: a gated repository whose access was not granted to the token's account", async () => {
+    hub.token = "hf_secret";
+    hub.gatedDeny = true;
+    try {
+      await mkdir(path.join(tmp, "e403"), { recursive: true });
+      await refused("hf:test/model", path.join(tmp, "e403", "x.gguf"), /^ggufy: error: E_HUB: hf:test\/model: 403 Forbidden \(config\.json\): the repository is gated .*request access on http:\/\/127\.0\.0\.1:\d+\/test\/model /, ["--token", "hf_secret"]);
+    } finally {
+      hub.token = undefined;
+      hub.gatedDeny = false;
+    }
+  });
+
   test("404: repository, revision", async () => {
     await mkdir(path.join(tmp, "e404"), { recursive: true });
     await refused("hf:test/nope", path.join(tmp, "e404", "x.gguf"), /^ggufy: error: E_HUB: hf:test\/nope: repository 'test\/nope' not found/);

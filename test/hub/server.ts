@@ -65,6 +65,8 @@ export class FakeHub {
   /** connections cut by a "reset" fault */
   resets = 0;
   token: string | undefined;
+  /** gated: the token is valid but its account has no access to the files (403 on resolve) */
+  gatedDeny = false;
   /** decide a fault for a request (called for resolve and cdn requests) */
   fault: ((r: RequestInfo, nth: number) => Fault | undefined) | undefined;
   private hub!: http.Server;
@@ -171,6 +173,7 @@ export class FakeHub {
       if (m[2] !== "main" && m[2] !== repo.commit) return this.error(s, i, 404, "RevisionNotFound", "Revision Not Found");
       const f = repo.files.get(m[3]!);
       if (!f) return this.error(s, i, 404, "EntryNotFound", "Entry not found");
+      if (this.gatedDeny) return this.error(s, i, 403, "GatedRepo", "Access to this model is restricted");
       const fault = this.fault?.(i, this.nth++);
       if (fault?.kind === "status") {
         i.status = fault.status;
