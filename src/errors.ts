@@ -42,6 +42,8 @@ export const ERROR_CODES = {
   E_INTERRUPTED: "interrupted",
   E_USAGE: "bad command-line usage",
   E_VERIFY: "verification failed",
+  // model references (hf:owner/name)
+  E_HUB: "the Hugging Face Hub refused or failed a request",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -12,6 +12,8 @@ export { splitPlannedFile, shardPaths, SPLIT_KEYS, type SplitOptions, type Split
 export { inspect, type InspectResult } from "./cli/inspect.js";
 export { SourceCheckpoint, type SourceTensor } from "./convert/source.js";
 export { dequantize, planDequantize, runDequantize, openCheckpoint, type DequantizeOptions, type DequantizeResult, type DequantizePlan, type DequantizeDtype, type CheckpointTensor, type DecodedCheckpoint, type TensorDtype } from "./convert/dequantize.js";
+export { openModelRef, parseModelRef, isModelRef, cachedSnapshot, hubCacheRoot, type ModelLocation, type ModelRef, type OpenModelRefOptions } from "./hub/open.js";
+export { LocalStore, type ModelStore } from "./formats/store.js";
 export { GgufyError, ERROR_CODES, type ErrorCode } from "./errors.js";
 export { readGguf, readGgufTensorBytes, type GGUFFile, type GGUFTensorEntry } from "./formats/gguf/reader.js";
 export { GGMLType, typeName } from "./quant/ggml/types.js";

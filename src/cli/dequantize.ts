@@ -3,6 +3,7 @@
  * Hugging Face checkpoint (src/convert/dequantize.ts). Progress on a TTY, SIGINT/SIGTERM abort cleanly.
  */
 import { parseArgs } from "node:util";
+import { HUB_OPTIONS, withModel } from "./hub.js";
 import { GgufyError, isGgufyError, oneLine } from "../errors.js";
 import { rmSync } from "node:fs";
 import path from "node:path";
@@ -69,6 +70,7 @@ export async function cmdDequantize(argv: string[], out: (s: string) => void, er
         force: { type: "boolean" },
         quiet: { type: "boolean" },
         debug: { type: "boolean" },
+        ...HUB_OPTIONS,
       },
     });
   } catch (e) {
@@ -81,9 +83,11 @@ export async function cmdDequantize(argv: string[], out: (s: string) => void, er
   if (!v.outdir) throw new GgufyError("E_USAGE", "dequantize needs --outdir DIR");
   const dtype = (v.dtype ?? "auto").toLowerCase();
   if (!["auto", "bf16", "f16", "f32"].includes(dtype)) throw new GgufyError("E_USAGE", `--dtype ${v.dtype}: expected bf16, f16, f32 or auto`);
+  const outdir = v.outdir;
+  return withModel(input, v, async (loc) => {
   const opts: DequantizeOptions = {
-    input,
-    outdir: v.outdir,
+    input: loc.dir,
+    outdir,
     dtype: dtype as DequantizeDtype,
     ...(v["max-shard-size"] !== undefined ? { maxShardSize: v["max-shard-size"] } : {}),
     ...(v.force ? { force: true } : {}),
@@ -99,7 +103,7 @@ export async function cmdDequantize(argv: string[], out: (s: string) => void, er
   const t0 = performance.now();
   // SIGINT/SIGTERM/SIGHUP abort it; the temp folder is removed and the exit code is 130 (signals.ts)
   // a forced exit (a second signal, or no unwinding within the grace time) removes the temp folder too
-  const tmp = tempDirFor(path.resolve(v.outdir));
+  const tmp = tempDirFor(path.resolve(outdir));
   const undo = onForcedExit(() => rmSync(tmp, { recursive: true, force: true }));
   return withInterrupt("dequantization interrupted; no output was written", async (signal) => {
     try {
@@ -120,5 +124,6 @@ export async function cmdDequantize(argv: string[], out: (s: string) => void, er
     } finally {
       undo();
     }
+  });
   });
 }

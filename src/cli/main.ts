@@ -23,6 +23,7 @@ import { jsonSafe, maxOf, termSafe } from "./escape.js";
 import { onForcedExit, signalsInstalled, withInterrupt } from "./signals.js";
 import { removeLiveTempsSync } from "../convert/output.js";
 import { formatLoraSummary, LORA_USAGE, takeLoraArgs } from "./lora-args.js";
+import { HUB_OPTIONS, HUB_USAGE, shownAs, withModel } from "./hub.js";
 
 const COMMANDS = `usage:
   ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]
@@ -63,7 +64,8 @@ ${LORA_USAGE}
   --force                overwrite existing outputs
   --quiet                no progress or summary
   --debug                stack traces on errors
-  --help, -h             this help`;
+  --help, -h             this help
+${HUB_USAGE}`;
 
 const INSPECT_OPTIONS = `inspect options (ggufy inspect <file.gguf|file.safetensors|model-dir>):
   --json                 machine-readable output
@@ -172,13 +174,13 @@ function usageError(e: unknown): never {
 async function cmdInspect(args: string[], out: (s: string) => void): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" }, full: { type: "boolean" }, debug: { type: "boolean" } } });
+    parsed = parseArgs({ args, allowPositionals: true, options: { json: { type: "boolean" }, full: { type: "boolean" }, debug: { type: "boolean" }, ...HUB_OPTIONS } });
   } catch (e) {
     usageError(e);
   }
   const target = parsed.positionals[0];
   if (!target) throw new GgufyError("E_USAGE", "inspect needs a file or folder");
-  const r = await inspect(target, { full: parsed.values.full ?? false });
+  const r = await withModel(target, parsed.values, (loc) => inspect(loc.dir, { full: parsed.values.full ?? false }));
   out(parsed.values.json ? jsonSafe(r, undefined, 2) : formatInspect(r));
   return 0;
 }
@@ -294,6 +296,7 @@ async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: str
         force: { type: "boolean" },
         quiet: { type: "boolean" },
         debug: { type: "boolean" },
+        ...HUB_OPTIONS,
       },
     });
   } catch (e) {
@@ -302,7 +305,8 @@ async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: str
   const v = parsed.values;
   // warnings (a trimmed vocabulary, special tokens that resolve to nothing …) on stderr, one line each, on a
   // terminal or not: they are not progress
-  const warn = (m: string): void => err(`ggufy: warning: ${oneLine(m)}`);
+  let shown: (m: string) => string = (m) => m; // hf:…: the temporary folder shown as the reference
+  const warn = (m: string): void => err(`ggufy: warning: ${oneLine(shown(m))}`);
   if (v["print-supported-models"]) {
     out(formatSupportedModels());
     return 0;
@@ -315,8 +319,11 @@ async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: str
   if (splitMaxSize !== undefined && splitMaxSize <= 0) throw new GgufyError("E_USAGE", `--split-max-size ${v["split-max-size"]}: must be positive`);
   const splitMaxTensors = parseIntFlag(v["split-max-tensors"], "--split-max-tensors");
   const kvOverrides = (v["override-kv"] ?? []).map(parseKvOverride);
+  // hf:owner/name: the folder it resolves to (cli/hub.ts), released when the command ends
+  return withModel(input, v, async (loc) => {
+  shown = (m) => shownAs(loc, m);
   const opts = {
-    input,
+    input: loc.dir,
     ...(v.outtype ? { outtype: v.outtype } : {}),
     ...(v.outfile ? { outfile: v.outfile } : {}),
     ...(v["mmproj-outfile"] ? { mmprojOutfile: v["mmproj-outfile"] } : {}),
@@ -355,7 +362,7 @@ async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: str
     }
     return 0;
   }
-  const progress = new ProgressLine(io.stderr, !v.quiet && io.stderr.isTTY === true);
+  const progress = new ProgressLine(io.stderr, !v.quiet && io.stderr.isTTY === true, loc.stats ? () => loc.stats!.bytes : undefined);
   const t0 = performance.now();
   // SIGINT/SIGTERM/SIGHUP abort the conversion (signals.ts); it unwinds, removing its temp files, and exits 130
   return withInterrupt("conversion interrupted; no output was written", async (signal) => {
@@ -380,6 +387,7 @@ async function cmdConvert(argv: string[], out: (s: string) => void, err: (s: str
       if (signal.aborted && !(isGgufyError(e) && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "conversion interrupted; no output was written");
       throw e;
     }
+  });
   });
 }
 

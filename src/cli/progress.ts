@@ -24,7 +24,8 @@ export class ProgressLine {
   private last = 0;
   private readonly start = performance.now();
   private shown = false;
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr, private readonly enabled = stream.isTTY === true) {}
+  /** `network`: bytes received from the network so far (a model read from the Hub), shown with its rate */
+  constructor(private readonly stream: NodeJS.WriteStream = process.stderr, private readonly enabled = stream.isTTY === true, private readonly network?: () => number) {}
 
   update(e: ProgressEvent): void {
     if (!this.enabled) return;
@@ -35,7 +36,8 @@ export class ProgressLine {
     const rate = e.bytesDone / Math.max(secs, 1e-3);
     const eta = (e.bytesTotal - e.bytesDone) / Math.max(rate, 1);
     const pct = ((100 * e.bytesDone) / Math.max(1, e.bytesTotal)).toFixed(1).padStart(5);
-    const line = `${pct}%  ${formatBytes(e.bytesDone)}/${formatBytes(e.bytesTotal)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}  [${e.tensorIndex + 1}/${e.tensorCount}] ${termSafe(e.tensor)}`;
+    const net = this.network ? `  net ${formatBytes(this.network())} ${formatBytes(this.network() / Math.max(secs, 1e-3))}/s` : "";
+    const line = `${pct}%  ${formatBytes(e.bytesDone)}/${formatBytes(e.bytesTotal)}  ${formatBytes(rate)}/s${net}  ETA ${formatDuration(eta)}  [${e.tensorIndex + 1}/${e.tensorCount}] ${termSafe(e.tensor)}`;
     const width = this.stream.columns ?? 120;
     this.stream.write(`\r${line.slice(0, width - 1).padEnd(Math.min(width - 1, line.length + 2))}`);
     this.shown = true;

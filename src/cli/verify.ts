@@ -1,5 +1,6 @@
 /** `ggufy verify <out.gguf> <model-dir>`: the GGUF against a fresh plan and the decoded checkpoint. */
 import { parseArgs } from "node:util";
+import { HUB_OPTIONS, withModel } from "./hub.js";
 import { GgufyError } from "../errors.js";
 import { verify, verifyError, type VerifyOptions, type VerifyResult } from "../convert/verify.js";
 import { ProgressLine } from "./progress.js";
@@ -72,6 +73,7 @@ export async function cmdVerify(argv: string[], out: (s: string) => void, err: (
         json: { type: "boolean" },
         quiet: { type: "boolean" },
         debug: { type: "boolean" },
+        ...HUB_OPTIONS,
       },
     });
   } catch (e) {
@@ -101,7 +103,7 @@ export async function cmdVerify(argv: string[], out: (s: string) => void, err: (
   // SIGINT/SIGTERM/SIGHUP: exit 130 with one line, like convert (signals.ts)
   const r = await withInterrupt("verification interrupted", async (signal) => {
     try {
-      return await verify(gguf, dir, opts(signal));
+      return await withModel(dir, v, (loc) => verify(gguf, loc.dir, opts(signal)));
     } catch (e) {
       if (signal.aborted && !(e instanceof GgufyError && e.code === "E_INTERRUPTED")) throw new GgufyError("E_INTERRUPTED", "verification interrupted");
       throw e;

@@ -14,14 +14,18 @@ import { chunkRanges, runPlan, type RunOptions, type RunResult } from "./pipelin
 import { effectiveThreads } from "./limits.js";
 import { loadImatrix } from "../quant/imatrix.js";
 import { refuseInputOverwrite } from "./output.js";
+import { defaultOutputDir, extraReadAhead } from "../formats/store.js";
+import { isModelRef, openModelRef, type OpenModelRefOptions } from "../hub/open.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
 import { checkMergeWritten, type LoraMerge, type LoraMergeSummary } from "./lora/merge.js";
 import { openLoraMerge } from "./lora/open.js";
 
 export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder"> {
-  /** model folder */
+  /** model folder, or a model reference (hf:owner/name[@rev], a Hub URL: hub/open.ts) */
   input: string;
+  /** token, endpoint, --download … for a model reference */
+  hub?: OpenModelRefOptions;
   /** only the tokenizer and metadata */
   vocabOnly?: boolean;
   /** --pre: the BPE pre-tokenizer name, overriding the one read from tokenizer.json */
@@ -54,6 +58,17 @@ export interface Plan {
 export { DECODERS };
 
 export async function plan(opts: ConvertOptions): Promise<Plan> {
+  // hf:owner/name or a Hub URL (hub/open.ts): planned from the folder it resolves to, released with the plan
+  if (isModelRef(opts.input)) {
+    const loc = await openModelRef(opts.input, opts.hub ?? {});
+    try {
+      const p = await plan({ ...opts, input: loc.dir });
+      return { ...p, close: async () => { await p.close(); await loc.close(); } };
+    } catch (e) {
+      await loc.close();
+      throw e;
+    }
+  }
   const dir = path.resolve(opts.input);
   const st = await stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) throw new GgufyError("E_IO", st ? "is not a folder (give the model folder, not a file in it)" : "model folder not found", { file: dir });
@@ -97,7 +112,8 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
     const files: PlannedFile[] = [];
     let baseName: string | undefined;
     for (const m of opts.vocabOnly ? models.filter((x) => x === llm) : models) {
-      const f = planFile({ model: m, modelDir: dir, opts, ...(baseName ? { baseName } : {}), ...(m === llm && metadata ? { metadata } : {}), ...(opts.vocabOnly ? { vocabOnly: true } : {}), ...(m === llm && imatrix ? { imatrix } : {}) });
+      // a model streamed from the Hub (formats/store.ts) writes into the working folder by default
+      const f = planFile({ model: m, modelDir: defaultOutputDir(dir), opts, ...(baseName ? { baseName } : {}), ...(m === llm && metadata ? { metadata } : {}), ...(opts.vocabOnly ? { vocabOnly: true } : {}), ...(m === llm && imatrix ? { imatrix } : {}) });
       if (m === llm) baseName = path.basename(f.path).replace(/-[^-]+\.gguf$/, "");
       // --split-max-size / --split-max-tensors: the language model in llama.cpp's split format
       files.push(...(m === llm ? splitPlannedFile(f, opts) : [f]));
@@ -142,7 +158,8 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
       opts.onWarning?.(m);
     };
     // keep every worker busy: one chunk per worker plus read-ahead
-    const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1, onWarning });
+    // (more for a model read over the network: formats/store.ts extraReadAhead)
+    const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1 + extraReadAhead(p.source.dir), onWarning });
     return { ...r, plan: p.files, warnings };
   } finally {
     await p.close();

@@ -13,6 +13,7 @@
  */
 import { stat } from "node:fs/promises";
 import { readSmallFile } from "../formats/files.js";
+import { modelFolderName } from "../formats/store.js";
 import path from "node:path";
 import { GgufyError, jsonErrorDetail } from "../errors.js";
 import { GGUFValueType, kv, type GGUFKV, type GGUFScalarType } from "../formats/gguf/types.js";
@@ -650,7 +651,7 @@ export async function loadMetadata(input: MetadataInput): Promise<ModelMetadata>
   if (readFiles) applyModelCard(md, await loadModelCard(dir), input.totalParams);
   const nameOrPath = input.config?.["_name_or_path"];
   if (typeof nameOrPath === "string" && (nameOrPath.match(/\//g)?.length ?? 0) <= 1) applyIdHeuristics(md, nameOrPath, input.totalParams);
-  applyIdHeuristics(md, path.basename(dir), input.totalParams);
+  applyIdHeuristics(md, modelFolderName(dir), input.totalParams);
   if (readFiles) {
     const gen = await readJsonObject(path.join(dir, "generation_config.json"), "generation_config.json", false);
     if (gen) applySampling(md, gen, false);
@@ -678,7 +679,7 @@ export interface ExpertParamCounts {
 }
 
 function finishMetadata(md: ModelMetadata, dir: string, totalParams: number, e?: ExpertParamCounts): ModelMetadata {
-  md.name ??= path.basename(path.resolve(dir));
+  md.name ??= modelFolderName(dir);
   // conversion/base.py prepare_metadata: gguf.size_label(total, shared, expert, expert_count)
   if (md.sizeLabel === undefined && totalParams > 0) md.sizeLabel = e && e.count > 0 ? sizeLabel(totalParams, e.shared, e.expert, e.count) : sizeLabel(totalParams);
   return md;

@@ -6,16 +6,17 @@ import { readdir, realpath, access } from "node:fs/promises";
 import { MissingFile, readSmallFile } from "../files.js";
 import path from "node:path";
 import { GgufyError, jsonErrorDetail } from "../../errors.js";
-import { readSafetensorsHeader, FileReaderPool, type StTensorInfo } from "./reader.js";
+import { readSafetensorsHeader, readSafetensorsHeaderVia, type StTensorInfo } from "./reader.js";
+import { storeFor, type ModelStore } from "../store.js";
 
 export const INDEX_FILE = "model.safetensors.index.json";
 /** an index lists names and file names only; real ones are well under 10 MB */
 export const MAX_INDEX_BYTES = 64 << 20;
 
 export class SafetensorsCheckpoint {
-  private readonly pool = new FileReaderPool();
-
   private constructor(
+    /** where the bytes come from: the folder (LocalStore), or a remote store mounted on it (store.ts) */
+    private readonly store: ModelStore,
     readonly dir: string,
     /** shard files, absolute, sorted by name */
     readonly files: readonly string[],
@@ -44,11 +45,11 @@ export class SafetensorsCheckpoint {
     if (!t) throw new GgufyError("E_MISSING_TENSOR", "not in the checkpoint", { file: this.dir, tensor: name });
     const len = length ?? t.byteLength - offset;
     if (offset < 0 || len < 0 || offset + len > t.byteLength) throw new RangeError(`read of ${name} [${offset}, ${offset + len}) outside ${t.byteLength} bytes`);
-    return this.pool.read(t.file, t.start + offset, len, into);
+    return this.store.read(t.file, t.start + offset, len, into);
   }
 
   async close(): Promise<void> {
-    await this.pool.close();
+    await this.store.close();
   }
 
   static async open(dir: string): Promise<SafetensorsCheckpoint> {
@@ -59,15 +60,31 @@ export class SafetensorsCheckpoint {
     } catch (e) {
       throw new GgufyError("E_IO", `model folder not found`, { file: absDir, cause: e });
     }
+    const store = storeFor(absDir);
+    try {
+      return await SafetensorsCheckpoint.openIn(store, absDir, realDir);
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+  }
+
+  private static async openIn(store: ModelStore, absDir: string, realDir: string): Promise<SafetensorsCheckpoint> {
     const indexPath = path.join(absDir, INDEX_FILE);
+    // a remote store stages the index (a small file) in its folder with the other small files
     const hasIndex = await exists(indexPath);
     let files: string[];
     let weightMap: Map<string, string> | undefined;
+    // remote: the shards exist when the repository listing has them (there is nothing on disk to confine)
+    const listed = store.remote ? new Set(await store.list()) : undefined;
     if (hasIndex) {
       weightMap = await readIndex(indexPath);
       const shardNames = [...new Set(weightMap.values())].sort(compareStrings);
       files = [];
-      for (const s of shardNames) files.push(await confineShard(indexPath, absDir, realDir, s, weightMap));
+      for (const s of shardNames) files.push(listed ? remoteShard(indexPath, absDir, s, weightMap, listed, store.label) : await confineShard(indexPath, absDir, realDir, s, weightMap));
+    } else if (listed) {
+      files = [...listed].filter((f) => !f.includes("/") && f.endsWith(".safetensors")).sort(compareStrings).map((f) => path.join(absDir, f));
+      if (files.length === 0) throw new GgufyError("E_IO", `no .safetensors file and no ${INDEX_FILE}`, { file: store.label });
     } else {
       let entries: string[];
       try {
@@ -83,7 +100,7 @@ export class SafetensorsCheckpoint {
     const tensors = new Map<string, StTensorInfo>();
     let metadata: Record<string, string> = {};
     for (const f of files) {
-      const h = await readSafetensorsHeader(f);
+      const h = listed ? await readSafetensorsHeaderVia(f, await store.size(f), (pos, len, into) => store.read(f, pos, len, into)) : await readSafetensorsHeader(f);
       if (f === files[0]) metadata = h.metadata;
       for (const [name, info] of h.tensors) {
         const prev = tensors.get(name);
@@ -101,7 +118,7 @@ export class SafetensorsCheckpoint {
         if (!tensors.has(name)) throw new GgufyError("E_INDEX_MISMATCH", `listed in ${INDEX_FILE} but absent from its shard`, { file: path.join(absDir, shard), tensor: name });
       }
     }
-    return new SafetensorsCheckpoint(absDir, files, tensors, metadata);
+    return new SafetensorsCheckpoint(store, absDir, files, tensors, metadata);
   }
 }
 
@@ -154,6 +171,15 @@ async function confineShard(indexPath: string, absDir: string, realDir: string, 
   const p = path.join(absDir, shard);
   await confineFile(p, realDir, ctx, shard);
   return p;
+}
+
+/** A shard of a remote store: a plain relative name that the repository listing has. */
+function remoteShard(indexPath: string, absDir: string, shard: string, wm: Map<string, string>, listed: ReadonlySet<string>, label: string): string {
+  const someTensor = [...wm].find(([, v]) => v === shard)?.[0];
+  const ctx = { file: indexPath, ...(someTensor ? { tensor: someTensor } : {}) };
+  if (path.isAbsolute(shard) || shard.split(/[\\/]/).includes("..") || shard.includes("\\")) throw new GgufyError("E_SHARD_PATH", `shard '${shard}' points outside the model folder`, ctx);
+  if (!listed.has(shard)) throw new GgufyError("E_SHARD_MISSING", `shard '${shard}' is not in the repository ${label}`, ctx);
+  return path.join(absDir, shard);
 }
 
 /** `p` must resolve (through any links) inside the model folder, or into its Hugging Face cache blobs. */

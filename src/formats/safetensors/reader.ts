@@ -126,6 +126,21 @@ export async function readSafetensorsHeader(file: string): Promise<StHeader> {
   }
 }
 
+/**
+ * The header of a file read through `read` (a remote store's range reads): the same checks as
+ * readSafetensorsHeader, against the size the store reports.
+ */
+export async function readSafetensorsHeaderVia(file: string, size: number, read: (position: number, length: number, into?: Uint8Array) => Promise<Uint8Array>): Promise<StHeader> {
+  if (size < 8) throw new GgufyError("E_ST_HEADER_LENGTH", `file is ${size} bytes, too short for the 8-byte header length`, { file });
+  const lenBuf = Buffer.from(await read(0, 8));
+  const n = lenBuf.readBigUInt64LE(0);
+  if (n > BigInt(ST_MAX_HEADER)) throw new GgufyError("E_ST_HEADER_TOO_LARGE", `header length ${n} exceeds the ${ST_MAX_HEADER}-byte cap`, { file });
+  const hlen = Number(n);
+  if (8 + hlen > size) throw new GgufyError("E_ST_HEADER_LENGTH", `header length ${hlen} runs past the end of the file (${size} bytes)`, { file });
+  const header = hlen === 0 ? new Uint8Array(0) : await read(8, hlen);
+  return parseSafetensorsHeader(file, header, size - 8 - hlen);
+}
+
 /** Positioned reads over a set of files, handles opened on demand and kept until close(). */
 export class FileReaderPool {
   private readonly handles = new Map<string, Promise<FileHandle>>();
