@@ -18,3 +18,5 @@ export { GGMLType, typeName } from "./quant/ggml/types.js";
 export { codecFor } from "./quant/ggml/index.js";
 export { MODELS } from "./models/registry.js";
 export { LoraMerge, type LoraSpec, type LoraMergeSummary, type LoraMergeEntry } from "./convert/lora/merge.js";
+export { openLoraAdapter, matchAdapterToBase, parseLoraConfig, type LoraAdapter, type LoraConfig, type LoraTarget, type LoraSaved, type TensorRef } from "./convert/lora/adapter.js";
+export { convertLora, planLora, type ConvertLoraOptions, type ConvertLoraResult, type LoraPlan, type LoraTensorPlan, type LoraOuttype } from "./convert/lora/gguf.js";

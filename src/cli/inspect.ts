@@ -10,14 +10,17 @@ import { SourceCheckpoint } from "../convert/source.js";
 import { DECODERS } from "../convert/convert.js";
 import type { ModuleInfo } from "../source/types.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
+import { ADAPTER_CONFIG, openLoraAdapter } from "../convert/lora/adapter.js";
 
 export interface InspectResult {
-  kind: "gguf" | "safetensors" | "checkpoint";
+  kind: "gguf" | "safetensors" | "checkpoint" | "lora-adapter";
   path: string;
   metadata: Record<string, unknown>;
   tensors: { name: string; shape: number[]; type: string; bytes?: number; encoding?: string }[];
   /** a model folder's quantized modules, as their scheme describes them (scheme, bits, group size, act-order, zero points) */
   modules?: ModuleInfo[];
+  /** a PEFT LoRA adapter folder: every target with its rank, alpha and scale; modules_to_save replacements */
+  lora?: { targets: { module: string; rank: number; alpha: number; scale: number; embedding: boolean; a: number[]; b: number[] }[]; saved: { tensor: string; shape: number[] }[] };
 }
 
 function jsonValue(v: GGUFValue, full: boolean): unknown {
@@ -34,6 +37,28 @@ export async function inspect(target: string, opts: { full?: boolean } = {}): Pr
   const st = await stat(p).catch((e: Error) => {
     throw new GgufyError("E_IO", `cannot read: ${e.message}`, { file: p });
   });
+  if (st.isDirectory() && (await stat(path.join(p, ADAPTER_CONFIG)).catch(() => undefined))) {
+    const a = await openLoraAdapter(p);
+    try {
+      const c = a.config;
+      return {
+        kind: "lora-adapter",
+        path: p,
+        metadata: {
+          peft_type: c.peftType, r: c.r, lora_alpha: c.loraAlpha, use_rslora: c.useRslora, target_modules: c.targetModules,
+          ...(Object.keys(c.rankPattern).length ? { rank_pattern: c.rankPattern } : {}), ...(Object.keys(c.alphaPattern).length ? { alpha_pattern: c.alphaPattern } : {}),
+          ...(c.modulesToSave.length ? { modules_to_save: c.modulesToSave } : {}), ...(c.baseModelNameOrPath !== undefined ? { base_model_name_or_path: c.baseModelNameOrPath } : {}),
+        },
+        tensors: [...a.targets.flatMap((t) => [t.a, t.b]), ...a.saved.map((s) => s.tensor)].map((t) => ({ name: t.name, shape: [...t.shape], type: t.dtype, bytes: t.byteLength })),
+        lora: {
+          targets: a.targets.map((t) => ({ module: t.baseName.replace(/\.weight$/, ""), rank: t.rank, alpha: t.alpha, scale: t.scale, embedding: t.embedding, a: [...t.a.shape], b: [...t.b.shape] })),
+          saved: a.saved.map((s) => ({ tensor: s.baseName, shape: [...s.tensor.shape] })),
+        },
+      };
+    } finally {
+      await a.close();
+    }
+  }
   if (st.isDirectory()) {
     const src = await SourceCheckpoint.open(p, DECODERS);
     try {
@@ -86,6 +111,12 @@ export function formatInspect(r: InspectResult): string {
   lines.push(`${r.tensors.length} tensors (${[...counts].map(([t, n]) => `${n} ${termSafe(t)}`).join(", ")})`);
   const names = r.tensors.map((t) => termSafe(t.name));
   const w = maxOf(names, (n) => n.length, 4);
+  if (r.lora) {
+    lines.push(`${r.lora.targets.length} LoRA target(s):`);
+    const mw = maxOf(r.lora.targets, (t) => termSafe(t.module).length, 4);
+    for (const t of r.lora.targets) lines.push(`  ${termSafe(t.module).padEnd(mw)}  r ${t.rank}  alpha ${t.alpha}  scale ${t.scale}${t.embedding ? "  (embedding)" : ""}  A [${t.a.join(", ")}]  B [${t.b.join(", ")}]`);
+    for (const s of r.lora.saved) lines.push(`  ${termSafe(s.tensor)}  replaced (modules_to_save) [${s.shape.join(", ")}]`);
+  }
   r.tensors.forEach((t, i) => {
     const extra = t.encoding && t.encoding !== t.type ? `  ${termSafe(t.encoding)}` : "";
     lines.push(`  ${names[i]!.padEnd(w)}  ${termSafe(t.type).padEnd(6)}  [${t.shape.join(", ")}]${t.bytes !== undefined ? `  ${t.bytes} B` : ""}${extra}`);

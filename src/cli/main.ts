@@ -17,6 +17,7 @@ import { MODELS } from "../models/registry.js";
 import { parseSize } from "./args.js";
 import { cmdVerify, VERIFY_USAGE } from "./verify.js";
 import { cmdDequantize, DEQUANTIZE_USAGE } from "./dequantize.js";
+import { cmdConvertLora, CONVERT_LORA_USAGE } from "./convert-lora.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
 import { onForcedExit, signalsInstalled, withInterrupt } from "./signals.js";
 import { removeLiveTempsSync } from "../convert/output.js";
@@ -27,6 +28,7 @@ const COMMANDS = `usage:
   ggufy inspect <file.gguf|file.safetensors|model-dir> [--json]
   ggufy verify <file.gguf> <model-dir> [--outtype TYPE] [--json] [--exact]
   ggufy dequantize <bnb-model-dir> --outdir DIR [--dtype bf16|f16|f32|auto] [--max-shard-size 5GB]
+  ggufy convert-lora <adapter-dir> --base <base-model-dir> [--outtype f32|f16|bf16|q8_0|auto] [--outfile PATH]
   ggufy --version
   ggufy <command> --help`;
 
@@ -69,13 +71,16 @@ ${INSPECT_OPTIONS}
 
 ${VERIFY_USAGE}
 
-${DEQUANTIZE_USAGE}`;
+${DEQUANTIZE_USAGE}
+
+${CONVERT_LORA_USAGE}`;
 
 /** `ggufy <command> --help`: the command's own usage line and options. */
 const COMMAND_HELP: Record<string, string> = {
   convert: `usage: ggufy convert <model-dir> [--outtype TYPE] [--outfile PATH] [options]\n\n${CONVERT_OPTIONS}`,
   inspect: `usage: ggufy inspect <file.gguf|file.safetensors|model-dir> [--json] [--full]\n\n${INSPECT_OPTIONS}`,
   verify: `usage: ggufy verify <file.gguf> <model-dir> [--outtype TYPE] [--json] [--exact]\n\n${VERIFY_USAGE}`,
+  "convert-lora": `usage: ggufy convert-lora <adapter-dir> --base <base-model-dir> [--outtype f32|f16|bf16|q8_0|auto] [--outfile PATH]\n\n${CONVERT_LORA_USAGE}`,
   dequantize: `usage: ggufy dequantize <bnb-model-dir> --outdir DIR [--dtype bf16|f16|f32|auto] [--max-shard-size 5GB]\n\n${DEQUANTIZE_USAGE}`,
 };
 
@@ -121,6 +126,8 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
         return await cmdVerify(rest, out, err, io);
       case "dequantize":
         return await cmdDequantize(rest, out, err, io);
+      case "convert-lora":
+        return await cmdConvertLora(rest, out, err, io);
       case "--version":
       case "-V":
         out(packageVersion());
@@ -138,7 +145,7 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
         out(USAGE);
         return cmd === undefined ? 64 : 0;
       default:
-        throw new GgufyError("E_USAGE", `unknown command '${cmd}' (commands: convert, inspect, verify, dequantize; see ggufy --help)`);
+        throw new GgufyError("E_USAGE", `unknown command '${cmd}' (commands: convert, inspect, verify, dequantize, convert-lora; see ggufy --help)`);
     }
   } catch (e) {
     if (isGgufyError(e)) {

@@ -10,6 +10,8 @@ import { scratchDir } from "../../fixtures/qwen2.js";
 import { writePeftAdapter } from "../../fixtures/peft.js";
 import { openLoraAdapter, matchAdapterToBase, type LoraAdapter } from "../../src/convert/lora/adapter.js";
 import { GgufyError } from "../../src/errors.js";
+import { writeSafetensors, type StTensor } from "../../src/formats/safetensors/index.js";
+import { peftDefaultConfig } from "../../fixtures/peft.js";
 
 /** a 2-layer Llama-like base: hidden 16, 4 heads × 4, 2 kv heads, ffn 24, vocab 40 */
 function llamaShapes(layers = 2, hidden = 16): Map<string, number[]> {
@@ -172,7 +174,8 @@ test("refused by name: options that change the math, unknown options, bad values
     [{ fan_in_fan_out: true }, /fan_in_fan_out is true/],
     [{ layer_replication: [[0, 2]] }, /layer_replication is/],
     [{ trainable_token_indices: [1, 2] }, /trainable_token_indices is/],
-    [{ alora_invocation_tokens: [5, 6] }, /alora_invocation_tokens is/],
+    [{ alora_invocation_tokens: [5, 6] }, /alora_invocation_tokens is \[5,6\]: an activated LoRA .* cannot be merged/],
+    [{ invocation_string: "<think>" }, /invocation_string is "<think>" without alora_invocation_tokens/],
     [{ init_lora_weights: "pissa" }, /init_lora_weights is "pissa"/],
     [{ loftq_config: { loftq_bits: 4 } }, /loftq_config is/],
     [{ peft_type: "ADALORA" }, /peft_type is "ADALORA"/],
@@ -213,4 +216,50 @@ test("refused by name: options that change the math, unknown options, bad values
     await writeFile(f, (await readFile(f, "utf8")).slice(0, 40));
     await refusal(openLoraAdapter(dir), /not valid JSON/);
   });
+});
+
+test("refused by name: a lora_A without its lora_B, two adapter names, an integer tensor, a non-finite value, an unknown key", async () => {
+  const f32 = (n: number, v = 0.01): Uint8Array => new Uint8Array(new Float32Array(n).fill(v).buffer);
+  const cases: [StTensor[], RegExp, string][] = [
+    [[{ name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", dtype: "F32", shape: [8, 16], data: f32(128) }], /has no matching lora_B tensor/, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"],
+    [[
+      { name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight", dtype: "F32", shape: [8, 16], data: f32(128) },
+      { name: "base_model.model.model.layers.0.self_attn.q_proj.lora_B.other.weight", dtype: "F32", shape: [16, 8], data: f32(128) },
+    ], /holds adapter 'other' as well as 'default'/, "base_model.model.model.layers.0.self_attn.q_proj.lora_B.other.weight"],
+    [[{ name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", dtype: "I32", shape: [8, 16], data: f32(128) }], /dtype I32 is not a float type/, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"],
+    [[{ name: "base_model.model.model.layers.0.self_attn.q_proj.weight", dtype: "F32", shape: [16, 16], data: f32(256) }], /not a LoRA tensor/, "base_model.model.model.layers.0.self_attn.q_proj.weight"],
+  ];
+  for (const [tensors, re, tensor] of cases) {
+    await withAdapter(async (dir) => {
+      await writeSafetensors(path.join(dir, "adapter_model.safetensors"), tensors, { format: "pt" });
+      await writeFile(path.join(dir, "adapter_config.json"), JSON.stringify({ ...peftDefaultConfig(), target_modules: ["q_proj"] }));
+      await refusal(openLoraAdapter(dir), re, tensor);
+    });
+  }
+  await withAdapter(async (dir) => {
+    const a = new Float32Array(128).fill(0.01);
+    a[5] = NaN;
+    await writeSafetensors(path.join(dir, "adapter_model.safetensors"), [
+      { name: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", dtype: "F32", shape: [8, 16], data: new Uint8Array(a.buffer) },
+      { name: "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", dtype: "F32", shape: [16, 8], data: f32(128) },
+    ], { format: "pt" });
+    await writeFile(path.join(dir, "adapter_config.json"), JSON.stringify({ ...peftDefaultConfig(), target_modules: ["q_proj"] }));
+    await opened(dir, async (ad) => {
+      const e = await ad.read(ad.targets[0]!.a).then(() => undefined, (x: unknown) => x);
+      assert.ok(e instanceof GgufyError && e.code === "E_NONFINITE" && e.tensor === "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" && /element 5 is NaN/.test(e.message), String(e));
+    });
+  });
+});
+
+test("a FIFO as adapter_config.json or adapter_model.safetensors is refused at once, never read (no hang)", { skip: process.platform === "win32" }, async () => {
+  const { execFileSync } = await import("node:child_process");
+  for (const f of ["adapter_config.json", "adapter_model.safetensors"]) {
+    await withAdapter(async (dir) => {
+      await writePeftAdapter(dir, { base: llamaShapes() });
+      await unlink(path.join(dir, f));
+      execFileSync("mkfifo", [path.join(dir, f)]);
+      const e = await openLoraAdapter(dir).then(() => undefined, (x: unknown) => x);
+      assert.ok(e instanceof GgufyError && /FIFO/.test(e.message) && e.file === path.join(dir, f), String(e));
+    });
+  }
 });

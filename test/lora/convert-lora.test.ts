@@ -82,6 +82,15 @@ async function unpermuteQk(src: string, dst: string, heads: { q: number; k: numb
   await writeFile(dst, buf);
 }
 
+/** A copy of a LoRA GGUF with adapter.lora.alpha set to `alpha` (the f32 after the key and its type). */
+async function withAlpha(src: string, dst: string, alpha: number): Promise<void> {
+  const buf = Buffer.from(await readFile(src));
+  const at = buf.indexOf("adapter.lora.alpha") + "adapter.lora.alpha".length;
+  assert.equal(buf.readUInt32LE(at), GGUFValueType.FLOAT32);
+  buf.writeFloatLE(alpha, at + 4);
+  await writeFile(dst, buf);
+}
+
 function maxAbsDiff(a: readonly Float64Array[], b: readonly Float64Array[]): number {
   let m = 0;
   for (let p = 0; p < a.length; p++) for (let i = 0; i < a[p]!.length; i++) m = Math.max(m, Math.abs(a[p]![i]! - b[p]![i]!));
@@ -144,6 +153,26 @@ for (const c of [
         const dw = maxAbsDiff(wrong, merged);
         assert.ok(dw > 1e-2, `unpermuted Q/K lora_b should differ, max |Δ log p| = ${dw}`);
         if (process.env["GGUFY_LORA_DEBUG"]) console.log(`unpermuted: ${dw}`);
+        // f16 and q8_0 files (lora_b rows of r = 8 fall back to F16) load too, close to the merged model
+        for (const outtype of ["f16", "q8_0"] as const) {
+          const f = path.join(dir, `lora-${outtype}.gguf`);
+          await convertLora({ adapter: path.join(dir, "adapter"), base: path.join(dir, "base"), outtype, outfile: f });
+          const lp = await withModel(baseGguf, (m) => logProbsAt(m, IDS, POSITIONS, { lora: [{ filePath: f, scale: 1 }] }));
+          const dq = maxAbsDiff(lp, merged);
+          // only that llama.cpp loads them and is near: the rounding of A and B to f16 / q8_0 moves the strong update
+          // (base vs merged: 4.9) by ~1e-2 / ~1e-1; exactness is the F32 file's bound above
+          assert.ok(dq < (outtype === "f16" ? 0.05 : 0.5), `${outtype}: max |Δ log p| = ${dq}`);
+          if (process.env["GGUFY_LORA_DEBUG"]) console.log(`${outtype}: ${dq}`);
+        }
+      }
+      if (c.family === "llama3.1" && c.rslora) {
+        // the guard: lora_alpha written as convert_lora_to_gguf.py does (use_rslora ignored) misses the bound
+        const pyStyle = path.join(dir, "lora-python-alpha.gguf");
+        await withAlpha(loraFile, pyStyle, 16);
+        const wrong = await withModel(baseGguf, (m) => logProbsAt(m, IDS, POSITIONS, { lora: [{ filePath: pyStyle, scale: 1 }] }));
+        const dw = maxAbsDiff(wrong, merged);
+        assert.ok(dw > 1e-2, `alpha without rsLoRA should differ, max |Δ log p| = ${dw}`);
+        if (process.env["GGUFY_LORA_DEBUG"]) console.log(`python-style alpha: ${dw}`);
       }
     });
   });
@@ -193,6 +222,25 @@ test("the file convert_lora_to_gguf.py writes: KVs in its order, names, shapes, 
       }
       await rm(r.path);
     }
+    // auto: the adapter is bf16 → BF16 (the script's GUESSED heuristics), named -BF16-LoRA
+    const auto = await convertLora({ adapter: adDir, base: baseDir, outtype: "auto" });
+    assert.match(path.basename(auto.path), /-BF16-LoRA\.gguf$/);
+    assert.ok((await readGguf(auto.path)).tensors.every((t) => t.type === GGMLType.BF16));
+    await rm(auto.path);
+    // activated LoRA: alora_invocation_tokens → adapter.alora.invocation_tokens (u32[]) after the alpha; llama.cpp loads it
+    const alDir = path.join(dir, "alora");
+    await writePeftAdapter(alDir, { base: new Map(fam.tensors.map((t) => [t.name, t.shape])), r: 4, extraConfig: { alora_invocation_tokens: [300, 45] } });
+    const al = await convertLora({ adapter: alDir, base: baseDir });
+    const ag = await readGguf(al.path);
+    assert.deepEqual(ag.keys.slice(-3), ["adapter.lora.alpha", "adapter.alora.invocation_tokens", "general.quantization_version"]);
+    const tok = ag.kvs.get("adapter.alora.invocation_tokens")!;
+    assert.ok(tok.type === GGUFValueType.ARRAY && tok.itemType === GGUFValueType.UINT32 && Array.from(tok.value as ArrayLike<number>).join() === "300,45");
+    const baseGguf = path.join(dir, "base.gguf");
+    await convert({ input: baseDir, outtype: "f32", outfile: baseGguf, threads: 1 });
+    const lp = await withModel(baseGguf, (m) => logProbsAt(m, IDS, [IDS.length - 1], { lora: [{ filePath: al.path, scale: 1 }] }));
+    assert.equal(lp[0]!.length, 512);
+    await writePeftAdapter(alDir, { base: new Map(fam.tensors.map((t) => [t.name, t.shape])), r: 4, extraConfig: { alora_invocation_tokens: [300, 9999] } });
+    await assert.rejects(convertLora({ adapter: alDir, base: baseDir, outfile: path.join(dir, "al2.gguf") }), /alora_invocation_tokens holds 9999, beyond the base's vocab_size 512/);
     // values: lora_a of v_proj is A as stored (bf16 → f32 exactly)
     const r = await convertLora({ adapter: adDir, base: baseDir, outfile: path.join(dir, "x-{ftype}.gguf") });
     assert.equal(path.basename(r.path), "x-f32.gguf");
@@ -233,6 +281,17 @@ test("refused with one line naming the tensor, nothing left behind: DoRA, a rank
       assert.deepEqual((await readdir(ad)).sort(), before, `${name}: nothing written into the adapter folder`);
       assert.ok(!(await readdir(dir)).some((f) => f.startsWith(`out-${name}`) || f.includes("ggufy-tmp")), `${name}: no output or temp file`);
     }
+    // a tied base has no lm_head; a NaN in lora_B stops the write (E_NONFINITE), no output or temp file
+    const tied = path.join(dir, "tied");
+    const tiedFam = await writeTinyFamily(tied, "llama3.2", { seed: 3 });
+    const adTied = path.join(dir, "ad-tied");
+    await writePeftAdapter(adTied, { base: shapes, targetModules: ["lm_head"] });
+    assert.ok(tiedFam.tied);
+    await assert.rejects(convertLora({ adapter: adTied, base: tied, outfile: path.join(dir, "out-tied.gguf") }), (e: unknown) => e instanceof GgufyError && e.tensor === "base_model.model.lm_head.lora_A.weight" && /the base has no lm_head \(its output layer is tied/.test(e.message));
+    const adNan = path.join(dir, "ad-nan");
+    await writePeftAdapter(adNan, { base: shapes, targetModules: ["v_proj"], bStd: Number.NaN });
+    await assert.rejects(convertLora({ adapter: adNan, base: baseDir, outfile: path.join(dir, "out-nan.gguf") }), (e: unknown) => e instanceof GgufyError && e.code === "E_NONFINITE" && /lora_B\.weight/.test(e.message));
+    assert.ok(!(await readdir(dir)).some((f) => f.startsWith("out-") || f.includes("ggufy-tmp")), (await readdir(dir)).join(","));
     // the plan alone names every target and what was done to it
     const ad = path.join(dir, "ad-plan");
     await writePeftAdapter(ad, { base: shapes, r: 4, loraAlpha: 8, useRslora: true, rankPattern: { v_proj: 2 } });

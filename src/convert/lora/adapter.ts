@@ -48,6 +48,11 @@ export interface LoraConfig {
   layersToTransform: readonly number[] | null;
   layersPattern: readonly string[] | null;
   baseModelNameOrPath?: string;
+  /**
+   * activated LoRA (aLoRA): the adapter applies only from these token ids on. Only with
+   * `{ allowAlora: true }` (a LoRA GGUF carries them; a merge cannot express them and refuses)
+   */
+  aloraInvocationTokens?: readonly number[];
   /** the parsed JSON as read */
   raw: Readonly<Record<string, unknown>>;
 }
@@ -90,7 +95,7 @@ const HARMLESS_KEYS = new Set([
   "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "init_lora_weights", "bias",
   "fan_in_fan_out", "use_dora", "lora_bias", "use_qalora", "qalora_group_size", "layer_replication",
   "megatron_config", "megatron_core", "loftq_config", "eva_config", "corda_config", "trainable_token_indices",
-  "alora_invocation_tokens", "target_parameters", "runtime_config", "arrow_config", "ensure_weight_tying",
+  "alora_invocation_tokens", "invocation_string", "target_parameters", "runtime_config", "arrow_config", "ensure_weight_tying",
 ]);
 
 /** initialisations whose adapter is relative to the base as stored (only A/B were initialised) */
@@ -100,8 +105,13 @@ function isOff(v: unknown): boolean {
   return v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0) || (typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0);
 }
 
+export interface OpenLoraOptions {
+  /** accept `alora_invocation_tokens` (convert-lora writes them; everything that merges must not) */
+  allowAlora?: boolean;
+}
+
 /** Parse and validate adapter_config.json's object (pure; `file` names it in errors). */
-export function parseLoraConfig(j: unknown, file: string): LoraConfig {
+export function parseLoraConfig(j: unknown, file: string, opts: OpenLoraOptions = {}): LoraConfig {
   const bad = (detail: string): never => {
     throw new GgufyError("E_LORA", detail, { file });
   };
@@ -126,7 +136,15 @@ export function parseLoraConfig(j: unknown, file: string): LoraConfig {
   if (bool("fan_in_fan_out")) bad("fan_in_fan_out is true: adapters of transposed (Conv1D) weights are not supported");
   const bias = c["bias"];
   if (bias !== undefined && bias !== null && bias !== "none") bad(`bias is ${brief(bias)}: adapters that train the base biases ("all", "lora_only") are not supported, only "none"`);
-  for (const k of ["layer_replication", "megatron_config", "loftq_config", "trainable_token_indices", "alora_invocation_tokens", "target_parameters", "arrow_config"] as const) {
+  let alora: number[] | undefined;
+  if (!isOff(c["alora_invocation_tokens"])) {
+    const t = c["alora_invocation_tokens"];
+    if (!opts.allowAlora) bad(`alora_invocation_tokens is ${brief(t)}: an activated LoRA (applied only after its invocation tokens) cannot be merged into the weights; ggufy convert-lora writes it as a LoRA GGUF`);
+    if (!Array.isArray(t) || !t.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0 && x <= 0xffffffff)) bad(`alora_invocation_tokens is ${brief(t)}, not a list of token ids`);
+    alora = t as number[];
+  }
+  if (!isOff(c["invocation_string"]) && alora === undefined) bad(`invocation_string is ${brief(c["invocation_string"])} without alora_invocation_tokens: ggufy does not tokenize it; add the token ids as alora_invocation_tokens`);
+  for (const k of ["layer_replication", "megatron_config", "loftq_config", "trainable_token_indices", "target_parameters", "arrow_config"] as const) {
     if (!isOff(c[k])) bad(`${k} is ${brief(c[k])}: not supported (it changes what the adapter computes)`);
   }
   const init = c["init_lora_weights"];
@@ -193,6 +211,7 @@ export function parseLoraConfig(j: unknown, file: string): LoraConfig {
     layersToTransform,
     layersPattern,
     ...(typeof base === "string" ? { baseModelNameOrPath: base } : {}),
+    ...(alora ? { aloraInvocationTokens: alora } : {}),
     raw: c,
   };
 }
@@ -278,7 +297,7 @@ function stripPrefix(key: string): string {
  * Open and validate an adapter folder. Nothing is read but the config and the safetensors header;
  * `read` reads one tensor when asked (positioned reads; `close()` releases the file).
  */
-export async function openLoraAdapter(dir: string): Promise<LoraAdapter> {
+export async function openLoraAdapter(dir: string, opts: OpenLoraOptions = {}): Promise<LoraAdapter> {
   const absDir = path.resolve(dir);
   const cfgFile = path.join(absDir, ADAPTER_CONFIG);
   let text: string;
@@ -294,7 +313,7 @@ export async function openLoraAdapter(dir: string): Promise<LoraAdapter> {
   } catch (e) {
     throw new GgufyError("E_LORA", `not valid JSON: ${jsonErrorDetail(text, e)}`, { file: cfgFile });
   }
-  const config = parseLoraConfig(json, cfgFile);
+  const config = parseLoraConfig(json, cfgFile, opts);
   const file = path.join(absDir, ADAPTER_WEIGHTS);
   let header;
   try {
@@ -376,15 +395,15 @@ export function classify(config: LoraConfig, tensors: readonly TensorRef[], file
 
 /**
  * The base name of a modules_to_save tensor: `<module>.<param>` (get_peft_model_state_dict's form) or
- * `<module>.modules_to_save.<adapter>.<param>` (an unfiltered state dict), where `<module>` is listed in
- * modules_to_save (peft/utils/other.py:_set_trainable: the name equals an entry or ends with "." + entry).
+ * `<module>.modules_to_save.<adapter>.<param>` (an unfiltered state dict), where `<module>` ends with an entry
+ * of modules_to_save (peft/utils/other.py:_set_trainable: `key.endswith(target_key)`, no dot boundary).
  */
 function savedBaseName(cfg: LoraConfig, key: string): string | undefined {
   if (cfg.modulesToSave.length === 0) return undefined;
   const m = /^(.+)\.modules_to_save\.[^.]+\.([^.]+)$/u.exec(key);
   const [module, param] = m ? [m[1]!, m[2]!] : [key.slice(0, key.lastIndexOf(".")), key.slice(key.lastIndexOf(".") + 1)];
   if (!module || !param) return undefined;
-  return cfg.modulesToSave.some((t) => module === t || module.endsWith("." + t)) ? `${module}.${param}` : undefined;
+  return cfg.modulesToSave.some((t) => module.endsWith(t)) ? `${module}.${param}` : undefined;
 }
 
 async function readTensor(pool: FileReaderPool, t: TensorRef): Promise<Float32Array> {
@@ -415,6 +434,10 @@ export function matchAdapterToBase(adapter: Pick<LoraAdapter, "targets" | "saved
   };
   for (const t of adapter.targets) {
     const s = baseShapes.get(t.baseName);
+    if (!s && /(^|\.)lm_head\.weight$/u.test(t.baseName) && [...baseShapes.keys()].some((n) => n.endsWith("embed_tokens.weight"))) {
+      // conversion: convert_lora_to_gguf.py LoraModel.modify_tensors raises "lm_head is present in adapter, but is ignored in base model"
+      refuse(t.a.name, `targets '${t.baseName}', but the base has no lm_head (its output layer is tied to the token embeddings)`);
+    }
     if (!s) refuse(t.a.name, `targets '${t.baseName}', which the base model does not have (an adapter for another model or architecture?)`);
     const want = t.embedding ? [t.a.shape[1]!, t.b.shape[0]!] : [t.b.shape[0]!, t.a.shape[1]!];
     if (s!.length !== 2 || s![0] !== want[0] || s![1] !== want[1]) {

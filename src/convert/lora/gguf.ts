@@ -33,7 +33,7 @@
 import path from "node:path";
 import { stat } from "node:fs/promises";
 import { GgufyError } from "../../errors.js";
-import { kv, type GGUFKV } from "../../formats/gguf/types.js";
+import { GGUFValueType, kv, type GGUFKV } from "../../formats/gguf/types.js";
 import { encodeGgufHeader } from "../../formats/gguf/writer.js";
 import { TENSOR } from "../../formats/gguf/keys.js";
 import { GGMLType as G, tensorBytes, typeInfo } from "../../quant/ggml/types.js";
@@ -66,7 +66,7 @@ export interface ConvertLoraOptions extends Omit<RunOptions, "encoder"> {
   adapter: string;
   /** the base model folder (config.json and the checkpoint's tensor names/shapes; plain, bitsandbytes, GPTQ …) */
   base: string;
-  /** default f32, as convert_lora_to_gguf.py */
+  /** default f32, as convert_lora_to_gguf.py; "auto": bf16 or f16 after the first pair's dtype (its heuristics) */
   outtype?: LoraOuttype | string;
   /** output file, or a folder (default: the adapter folder), `{ftype}` templates as convert */
   outfile?: string;
@@ -118,15 +118,15 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
   const baseDir = path.resolve(opts.base);
   const bst = await stat(baseDir).catch(() => undefined);
   if (!bst?.isDirectory()) throw new GgufyError("E_IO", bst ? "is not a folder (give the base model folder)" : "base model folder not found", { file: baseDir });
-  const outtype = (opts.outtype ?? "f32").toLowerCase();
-  if (!(outtype in OUTTYPES)) throw new GgufyError("E_USAGE", `--outtype ${opts.outtype}: a LoRA GGUF is f32, f16, bf16 or q8_0 (as convert_lora_to_gguf.py)`);
-  const ot = OUTTYPES[outtype as LoraOuttype];
+  const requested = (opts.outtype ?? "f32").toLowerCase();
+  if (!(requested in OUTTYPES) && requested !== "auto") throw new GgufyError("E_USAGE", `--outtype ${opts.outtype}: a LoRA GGUF is f32, f16, bf16, q8_0 or auto (as convert_lora_to_gguf.py)`);
   const configFile = path.join(baseDir, "config.json");
   const config = await readConfig(baseDir);
   const fam = baseFamily(config, configFile);
   const h = readTextHparams(textConfig(config, configFile));
-  const adapter = await openLoraAdapter(opts.adapter);
+  const adapter = await openLoraAdapter(opts.adapter, { allowAlora: true });
   try {
+    const ot = OUTTYPES[requested === "auto" ? autoOuttype(adapter) : (requested as LoraOuttype)];
     // the base's logical tensors (a quantized base is described, never decoded)
     const src = await SourceCheckpoint.open(baseDir, DECODERS);
     let shapes: Map<string, readonly number[]>;
@@ -140,6 +140,11 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
       throw new GgufyError("E_LORA", `a modules_to_save replacement of '${s.baseName}': a llama.cpp LoRA GGUF holds only lora_a/lora_b pairs (convert_lora_to_gguf.py refuses these too); merge the adapter into the model with ggufy convert --lora`, { file: adapter.file, tensor: s.tensor.name });
     }
     const cfg = adapter.config;
+    const alora = cfg.aloraInvocationTokens;
+    if (alora && h.vocabSize !== undefined) {
+      const bad = alora.find((t) => t >= h.vocabSize!);
+      if (bad !== undefined) throw new GgufyError("E_LORA", `alora_invocation_tokens holds ${bad}, beyond the base's vocab_size ${h.vocabSize}`, { file: path.join(adapter.dir, "adapter_config.json") });
+    }
     // the one alpha of the file: exact for every module with the default r and α (see the header comment)
     const alpha = cfg.useRslora ? cfg.loraAlpha * Math.sqrt(cfg.r) : cfg.loraAlpha;
     const alpha32 = Math.fround(alpha);
@@ -190,6 +195,8 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
       kv.str("adapter.type", "lora"),
       ...metadataKvs(md),
       kv.f32("adapter.lora.alpha", alpha),
+      // activated LoRA: the token ids as u32 (convert_lora_to_gguf.py set_gguf_parameters; llama-adapter.cpp requires UINT32)
+      ...(alora ? [{ key: "adapter.alora.invocation_tokens", value: { type: GGUFValueType.ARRAY, itemType: GGUFValueType.UINT32, value: Uint32Array.from(alora) } } as GGUFKV] : []),
       kv.u32("general.quantization_version", 2),
     ];
     kvs = applyKvOverrides(kvs, [], opts.kvOverrides ?? []);
@@ -204,6 +211,19 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
     await adapter.close();
     throw e;
   }
+}
+
+/**
+ * conversion/base.py ModelBase.__init__ for LlamaFileType.GUESSED: the first ≥2-D tensor (a LoRA pair, in
+ * sorted-key order; float32 when A and B differ) in bf16 → BF16, in f16 → F16; none → F16.
+ */
+function autoOuttype(adapter: LoraAdapter): LoraOuttype {
+  for (const t of [...adapter.targets].sort((x, y) => (x.a.name < y.a.name ? -1 : x.a.name > y.a.name ? 1 : 0))) {
+    if (t.a.dtype !== t.b.dtype) continue;
+    if (t.a.dtype === "BF16") return "bf16";
+    if (t.a.dtype === "F16") return "f16";
+  }
+  return "f16";
 }
 
 /** A whole adapter tensor, read once per output tensor and dropped after its last row was served. */
