@@ -150,7 +150,10 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
     for (const m of p.models) for (const w of m.warnings ?? []) opts.onWarning?.(w);
     const { makeEncoder } = await import("./workers.js");
     // validated and capped (limits.ts): min(requested, 4 × cores, 64, chunks to encode)
-    const chunks = p.files.reduce((a, f) => a + f.tensors.reduce((b, t) => b + chunkRanges(t, opts.chunkElements ?? 4 << 20).length, 0), 0);
+    // --lora: merged chunks are decoded and merged on this thread and travel as float32 (not packed): a
+    // quarter of the chunk keeps the memory of the chunks in flight near the plain conversion's
+    const chunkElements = opts.chunkElements ?? (p.lora ? 1 << 20 : 4 << 20);
+    const chunks = p.files.reduce((a, f) => a + f.tensors.reduce((b, t) => b + chunkRanges(t, chunkElements).length, 0), 0);
     const threads = effectiveThreads(opts.threads, chunks);
     const encoder = await makeEncoder(threads);
     const onWarning = (m: string): void => {
@@ -159,7 +162,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
     };
     // keep every worker busy: one chunk per worker plus read-ahead
     // (more for a model read over the network: formats/store.ts extraReadAhead)
-    const r = await runPlan(p.files, { ...opts, encoder, inflight: opts.inflight ?? threads + 1 + extraReadAhead(p.source.dir), onWarning });
+    const r = await runPlan(p.files, { ...opts, chunkElements, encoder, inflight: opts.inflight ?? threads + 1 + extraReadAhead(p.source.dir), onWarning });
     return { ...r, plan: p.files, warnings };
   } finally {
     await p.close();

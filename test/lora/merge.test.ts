@@ -68,6 +68,14 @@ test("merged F32: targeted tensors = independent float64 merge (rounded once, th
     assert.deepEqual(merged.bytes.get(name), b, `${name} is byte-identical to the plain conversion`);
   }
   assert.ok(changed.has("token_embd.weight") && changed.has("output.weight"));
+  // the check discriminates the merge's place: merging after the Q/K permutation (ΔW's rows not permuted,
+  // permute(W) + ΔW) would be far from the file
+  const q = "model.layers.0.self_attn.q_proj.weight";
+  const w0 = base.get(q)!;
+  const pw = permuteRows(w0.values, w0.shape[0]!, w0.shape[1]!, fam.sizes.heads);
+  const m = want.get(q)!;
+  const afterPerm = Float32Array.from(pw, (x, i) => x + (m[i]! - w0.values[i]!));
+  assert.ok(maxUlp(asF32(merged.bytes.get("blk.0.attn_q.weight")!), afterPerm).max > 1000);
   assert.ok(worst <= 1);
 });
 

@@ -17,7 +17,9 @@
  * `transpose(lora_embedding_B @ lora_embedding_A, True) * scaling`, so for the embedding
  * ΔW[v, h] = scaling · Σ_k B[h, k] · A[k, v]. `merge_and_unload` adds ΔW to the base weight.
  */
+import { open, type FileHandle } from "node:fs/promises";
 import { GgufyError } from "../../errors.js";
+import { bf16RowToF32, f16RowToF32 } from "../../formats/half.js";
 import type { SourceCheckpoint, SourceTensor } from "../../source/checkpoint.js";
 
 /** One adapter to merge: its folder and the user's extra factor (--lora-scale, default 1). */
@@ -171,6 +173,8 @@ export class LoraMerge {
 
   /** release the adapters' files */
   async close(): Promise<void> {
+    for (const h of this.handles.values()) await h.then((f) => f.close(), () => undefined);
+    this.handles.clear();
     for (const a of this.adapters) await a.close?.();
   }
 
@@ -303,6 +307,19 @@ export class LoraMerge {
 
   private async readSaved(rep: NonNullable<TensorOps["replace"]>, name: string, row0: number, n: number, cols: number): Promise<Float32Array> {
     const t = this.base.require(name);
+    const ref = rep.tensor as { file?: unknown; start?: unknown; dtype?: unknown; byteLength?: unknown; name?: unknown };
+    const size = ref.dtype === "F32" ? 4 : ref.dtype === "F16" || ref.dtype === "BF16" ? 2 : 0;
+    if (typeof ref.file === "string" && typeof ref.start === "number" && ref.byteLength === t.rows * cols * size && size > 0) {
+      // a safetensors entry: only rows [row0, row0 + n) are read (an lm_head replacement is vocab × hidden)
+      const fh = await this.handle(ref.file);
+      const bytes = new Uint8Array(n * cols * size);
+      const { bytesRead } = await fh.read(bytes, 0, bytes.length, ref.start + row0 * cols * size);
+      if (bytesRead !== bytes.length) throw new GgufyError("E_LORA", "the file ends inside this tensor", { file: ref.file, tensor: nameOf(ref, name) });
+      if (size === 4) return new Float32Array(bytes.buffer);
+      const out = new Float32Array(n * cols);
+      (ref.dtype === "F16" ? f16RowToF32 : bf16RowToF32)(new Uint16Array(bytes.buffer), out);
+      return out;
+    }
     const total = t.rows * cols;
     const all = await this.cache.get(rep.tensor, async () => {
       const v = await rep.adapter.read(rep.tensor);
@@ -310,6 +327,16 @@ export class LoraMerge {
       return v;
     }, total);
     return all.slice(row0 * cols, (row0 + n) * cols);
+  }
+
+  private readonly handles = new Map<string, Promise<FileHandle>>();
+  private handle(file: string): Promise<FileHandle> {
+    let h = this.handles.get(file);
+    if (!h) {
+      h = open(file, "r");
+      this.handles.set(file, h);
+    }
+    return h;
   }
 }
 
