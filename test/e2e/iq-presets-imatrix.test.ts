@@ -10,6 +10,9 @@
  * are whole IQ super-blocks: layer 0 = n_layer/8 takes the first-layer rule, the rest the IQ type), untied
  * (output → q5_K for the IQ1/IQ2/IQ3_XXS ftypes, token_embd → q2_K / iq3_s), 8 layers (IQ3_XS's
  * ffn_gate/ffn_up → iq3_xxs on layers 1…6 only). The IQ quantizers are slow in TypeScript, hence hidden 256.
+ *
+ * Shown to fail when broken: dropping the importance vector of blk.3.ffn_up.weight in matchImatrix fails IQ3_S
+ * ("blk.3.ffn_up.weight (iq3_s): bytes differ") and IQ2_XXS (.dat).
  */
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
