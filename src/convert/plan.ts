@@ -135,7 +135,7 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions, hasImatrix = false)
     return { types, order: m.tensors, ftype: ft, label: req.toLowerCase(), fallbacks };
   }
   if (IMATRIX_PRESETS.includes(requested.toUpperCase()) && !hasImatrix) {
-    throw new GgufyError("E_IMATRIX_REQUIRED", `${requested.toUpperCase()} needs an importance matrix (llama-quantize refuses it without one): pass --imatrix FILE (written by llama.cpp's llama-imatrix), or choose IQ4_XS, Q4_K_M or another type`);
+    throw new GgufyError("E_IMATRIX_REQUIRED", `${requested.toUpperCase()} needs an importance matrix (llama-quantize refuses it without one): pass --imatrix FILE (from llama-imatrix), or choose IQ3_S, IQ4_XS, Q4_K_M or another type`);
   }
   if (lower === "auto" || (CONVERT_TYPES[lower] && requested === lower)) {
     const c = lower === "auto" ? autoType(m) : { ...CONVERT_TYPES[lower]!, label: lower };
