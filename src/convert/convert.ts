@@ -83,7 +83,7 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
   let merge: LoraMerge | undefined;
   try {
     // --lora: the models read the base through a view with the adapters merged (src/convert/lora/merge.ts)
-    merge = opts.lora?.length && !opts.vocabOnly ? await openLoraMerge(source, opts.lora) : undefined;
+    merge = opts.lora?.length && !opts.vocabOnly ? await openLoraMerge(source, opts.lora, opts.hub ?? {}) : undefined;
     const models = await conv.build({
       src: merge ? merge.view() : source,
       dir,

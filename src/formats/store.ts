@@ -62,9 +62,20 @@ export function mountedAt(dir: string): MountedModel | undefined {
   return MOUNTS.get(path.resolve(dir));
 }
 
-/** Where outputs go by default for a model read from `dir` (plan.ts). */
+/** Default output folders of model folders that are not the user's (a Hub cache snapshot: openModelRef). */
+const OUTPUT_DIRS = new Map<string, string>();
+
+export function setDefaultOutputDir(dir: string, out: string): void {
+  OUTPUT_DIRS.set(path.resolve(dir), out);
+}
+
+export function clearDefaultOutputDir(dir: string): void {
+  OUTPUT_DIRS.delete(path.resolve(dir));
+}
+
+/** Where outputs go by default for a model read from `dir` (plan.ts): never inside a Hub cache snapshot. */
 export function defaultOutputDir(dir: string): string {
-  return mountedAt(dir)?.outputDir ?? dir;
+  return mountedAt(dir)?.outputDir ?? OUTPUT_DIRS.get(path.resolve(dir)) ?? dir;
 }
 
 /** Extra read-ahead (chunks in flight) for a model read from `dir` (convert.ts): 0 for a local folder. */

@@ -31,7 +31,7 @@ import path from "node:path";
 import type { ListFileEntry } from "@huggingface/hub";
 import { GgufyError } from "../errors.js";
 import { readSmallFile, type SmallFileOptions } from "../formats/files.js";
-import { mountStore, nameFolder, unmountStore, unnameFolder, type ModelStore } from "../formats/store.js";
+import { clearDefaultOutputDir, mountStore, nameFolder, setDefaultOutputDir, unmountStore, unnameFolder, type ModelStore } from "../formats/store.js";
 import { INDEX_FILE } from "../formats/safetensors/checkpoint.js";
 import { makeHubFetch, type HubFetch, type HubFetchOptions, type HubFetchStats } from "./fetch.js";
 import { isModelRef, parseModelRef, type ModelRef } from "./ref.js";
@@ -484,10 +484,15 @@ export async function openModelRef(input: string, o: OpenModelRefOptions = {}): 
   if (!ref) return { dir: input, label: input, mode: "local", close: async () => undefined };
   const root = hubCacheRoot(o);
   const cached = await cachedSnapshot(root, ref);
-  // a snapshot folder is named after its commit: the metadata names the model after the repository
+  // a snapshot folder is named after its commit: the metadata names the model after the repository;
+  // and it is the cache's, not the user's: outputs go to the working folder by default, as for streaming
   const named = (dir: string): (() => Promise<void>) => {
     nameFolder(dir, ref.repo.split("/").pop()!);
-    return async () => unnameFolder(dir);
+    setDefaultOutputDir(dir, process.cwd());
+    return async () => {
+      unnameFolder(dir);
+      clearDefaultOutputDir(dir);
+    };
   };
   if (cached) return { dir: cached.dir, label: ref.text, ref, commit: cached.commit, mode: "cache", close: named(cached.dir) };
   const r = await openRepo(ref, o);

@@ -51,6 +51,8 @@ import { refuseInputOverwrite } from "../output.js";
 import { runPlan, type RunOptions } from "../pipeline.js";
 import type { PlannedFile, PlannedTensor } from "../plan.js";
 import { matchAdapterToBase, openLoraAdapter, type LoraAdapter, type LoraTarget } from "./adapter.js";
+import { isModelRef, openModelRef, type OpenModelRefOptions } from "../../hub/open.js";
+import { defaultOutputDir } from "../../formats/store.js";
 
 export type LoraOuttype = "f32" | "f16" | "bf16" | "q8_0";
 
@@ -62,10 +64,12 @@ const OUTTYPES: Record<LoraOuttype, { type: G; label: string }> = {
 };
 
 export interface ConvertLoraOptions extends Omit<RunOptions, "encoder"> {
-  /** the PEFT adapter folder */
+  /** the PEFT adapter folder, or a model reference (hf:owner/name[@rev]: downloaded into the Hub cache, hub/open.ts) */
   adapter: string;
-  /** the base model folder (config.json and the checkpoint's tensor names/shapes; plain, bitsandbytes, GPTQ …) */
+  /** the base model folder (config.json and the checkpoint's tensor names/shapes; plain, bitsandbytes, GPTQ …), or a model reference (only its headers are read) */
   base: string;
+  /** token, endpoint … for model references */
+  hub?: OpenModelRefOptions;
   /** default f32, as convert_lora_to_gguf.py; "auto": bf16 or f16 after the first pair's dtype (its heuristics) */
   outtype?: LoraOuttype | string;
   /** output file, or a folder (default: the adapter folder), `{ftype}` templates as convert */
@@ -115,6 +119,32 @@ function baseFamily(config: Record<string, unknown>, file: string): BaseFamily {
 
 /** Plan the LoRA GGUF: headers only (the adapter's tensors are read when it is written). */
 export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
+  if (!isModelRef(opts.adapter) && !isModelRef(opts.base)) return planLoraLocal(opts);
+  // model references: the adapter (small) into the Hub cache, the base streamed (its headers only)
+  const a = await openModelRef(opts.adapter, { ...opts.hub, download: true });
+  try {
+    const b = await openModelRef(opts.base, opts.hub ?? {});
+    try {
+      const p = await planLoraLocal({ ...opts, adapter: a.dir, base: b.dir });
+      return { ...p, close: async () => {
+        try {
+          await p.close();
+        } finally {
+          await b.close();
+          await a.close();
+        }
+      } };
+    } catch (e) {
+      await b.close();
+      throw e;
+    }
+  } catch (e) {
+    await a.close();
+    throw e;
+  }
+}
+
+async function planLoraLocal(opts: ConvertLoraOptions): Promise<LoraPlan> {
   const baseDir = path.resolve(opts.base);
   const bst = await stat(baseDir).catch(() => undefined);
   if (!bst?.isDirectory()) throw new GgufyError("E_IO", bst ? "is not a folder (give the base model folder)" : "base model folder not found", { file: baseDir });
@@ -203,7 +233,7 @@ export async function planLora(opts: ConvertLoraOptions): Promise<LoraPlan> {
     const header = encodeGgufHeader(kvs, tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
     const parts = { ...(md.name !== undefined ? { name: md.name } : {}), ...(md.basename !== undefined ? { baseName: md.basename } : {}), ...(md.finetune !== undefined ? { fineTune: md.finetune } : {}), ...(md.version !== undefined ? { version: md.version } : {}) };
     const defaultFile = `${conventionalName({ ...parts, encoding: ot.label, kind: "LoRA" })}.gguf`;
-    const out = resolveOutputPath(adapter.dir, defaultFile, opts.outfile, ot.label, "--outfile");
+    const out = resolveOutputPath(defaultOutputDir(adapter.dir), defaultFile, opts.outfile, ot.label, "--outfile");
     await refuseInputOverwrite([out], adapter.dir, [adapter.file]);
     const file: PlannedFile = { path: out, role: "model", kvs, tensors, header, fileType: 0, typeLabel: ot.label, metadata: md };
     return { file, adapter, arch: fam.spec.arch, alpha, targets, close: () => adapter.close() };
