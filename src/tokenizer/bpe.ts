@@ -330,56 +330,64 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   added = added.sort((a, b) => a.id - b.id);
 
   // ---- id → token table -----------------------------------------------------------------------
-  const byId = new Map<number, string>();
-  const baseIdOf = new Map<string, number>();
-  for (const [tok, id] of Object.entries(baseVocab)) {
+  // (startup: the 151k-entry vocabulary is walked once with Object.keys, ids go into a plain array
+  // and the base vocabulary object itself answers "is this text a base token" — no Map per token)
+  const byId: (string | undefined)[] = [];
+  let idCount = 0;
+  let maxId = -1;
+  for (const tok of Object.keys(baseVocab)) {
+    const id = baseVocab[tok];
     if (!isInt(id) || id < 0) throw new GgufyError("E_TOKENIZER", `token '${tok}' has id ${JSON.stringify(id)}, not a non-negative integer`, { file: baseFile });
-    const prev = byId.get(id);
+    const prev = byId[id];
     if (prev !== undefined) throw new GgufyError("E_TOKENIZER", `token id ${id} is given to both '${prev}' and '${tok}'`, { file: baseFile });
-    byId.set(id, tok);
-    baseIdOf.set(tok, id);
+    byId[id] = tok;
+    idCount++;
+    if (id > maxId) maxId = id;
   }
+  const baseIdOf = (text: string): number | undefined => (Object.hasOwn(baseVocab, text) ? (baseVocab[text] as number) : undefined);
   const addedById = new Map<number, AddedToken>();
   const addedContent = new Set<string>();
   for (const a of added) {
     const other = addedById.get(a.id);
     if (other && other.content !== a.content) throw new GgufyError("E_TOKENIZER", `token id ${a.id}: added twice, as '${other.content}' and '${a.content}'`, { file: a.file });
-    const baseId = baseIdOf.get(a.content);
+    const baseId = baseIdOf(a.content);
     if (baseId !== undefined && baseId !== a.id) {
       // a tokenizer would give the text its vocabulary id, not the one the added-token list claims
       throw new GgufyError("E_TOKENIZER", `token id ${a.id}: added token '${a.content}' is already token ${baseId} of ${baseFile}`, { file: a.file });
     }
-    const replaced = byId.get(a.id);
+    const replaced = byId[a.id];
     if (replaced !== undefined && replaced !== a.content) {
       warn(`token id ${a.id}: added token '${a.content}' (${a.file}) replaces '${replaced}' of ${baseFile}; that BPE token is no longer reachable`);
     }
-    byId.set(a.id, a.content);
+    if (replaced === undefined) idCount++;
+    byId[a.id] = a.content;
+    if (a.id > maxId) maxId = a.id;
     addedById.set(a.id, a);
     addedContent.add(a.content);
   }
 
-  let maxId = -1;
-  for (const id of byId.keys()) if (id > maxId) maxId = id;
   const hp = textHparams(opts.config);
   let vocabSize = opts.vocabSize;
   if (vocabSize === undefined) {
     const v = hp["vocab_size"];
-    vocabSize = isInt(v) ? v : byId.size;
+    vocabSize = isInt(v) ? v : idCount;
   }
   if (!(Number.isInteger(vocabSize) && vocabSize > 0)) throw new GgufyError("E_CONFIG", `vocab_size ${vocabSize} is not a positive integer`);
   if (maxId >= vocabSize) {
-    throw new GgufyError("E_TOKENIZER", `token id ${maxId} ('${byId.get(maxId)}') is not below vocab_size ${vocabSize}`, { file: addedById.get(maxId)?.file ?? baseFile });
+    throw new GgufyError("E_TOKENIZER", `token id ${maxId} ('${byId[maxId]}') is not below vocab_size ${vocabSize}`, { file: addedById.get(maxId)?.file ?? baseFile });
   }
 
   const tokens: string[] = new Array<string>(vocabSize);
   const types = new Int32Array(vocabSize);
-  const seen = new Map<string, number>();
+  /** ids whose text is not the base vocabulary's own key for that id (added tokens, padding) */
+  const foreign: number[] = [];
   for (let i = 0; i < vocabSize; i++) {
-    let tok = byId.get(i);
+    let tok = byId[i];
     let t: TokenType;
     if (tok === undefined) {
       tok = `[PAD${i}]`;
       t = TokenType.UNUSED;
+      foreign.push(i);
     } else if (addedContent.has(tok)) {
       const a = addedById.get(i);
       if (!a) throw new GgufyError("E_TOKENIZER", `token id ${i}: '${tok}' is an added token under another id`, { file: baseFile });
@@ -390,15 +398,36 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
         tok = tok.replaceAll("\u2581", " ");
         t = TokenType.USER_DEFINED;
       }
+      foreign.push(i);
     } else t = TokenType.NORMAL;
     if (tok === "") warn(`token id ${i} is empty; llama.cpp will load it as [EMPTY_${i}]`);
-    const dup = seen.get(tok);
-    if (dup !== undefined) {
-      throw new GgufyError("E_TOKENIZER", `token id ${i}: text '${tok}' is also token ${dup}; llama.cpp requires unique token texts`, { file: addedById.get(i)?.file ?? baseFile });
-    }
-    seen.set(tok, i);
     tokens[i] = tok;
     types[i] = t;
+  }
+  // llama.cpp requires unique token texts. The base tokens are distinct keys of one JSON object, so
+  // a repeat needs a foreign text: equal to another foreign text, or to a base token still at its id.
+  // Only then is the whole table walked again, to name the first repeat exactly as before.
+  let repeated = false;
+  const foreignText = new Set<string>();
+  for (const i of foreign) {
+    const tok = tokens[i]!;
+    const b = baseIdOf(tok);
+    if (foreignText.has(tok) || (b !== undefined && b !== i && b < vocabSize && tokens[b] === tok && byId[b] === tok)) {
+      repeated = true;
+      break;
+    }
+    foreignText.add(tok);
+  }
+  if (repeated) {
+    const seen = new Map<string, number>();
+    for (let i = 0; i < vocabSize; i++) {
+      const tok = tokens[i]!;
+      const dup = seen.get(tok);
+      if (dup !== undefined) {
+        throw new GgufyError("E_TOKENIZER", `token id ${i}: text '${tok}' is also token ${dup}; llama.cpp requires unique token texts`, { file: addedById.get(i)?.file ?? baseFile });
+      }
+      seen.set(tok, i);
+    }
   }
 
   const decision = decidePreTokenizer({

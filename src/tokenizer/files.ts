@@ -105,6 +105,16 @@ export function isInt(v: unknown): v is number {
 const PY_WS = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 const PY_STRIP = new RegExp(`^[${PY_WS}]+|[${PY_WS}]+$`, "g");
 const PY_SPLIT = new RegExp(`[${PY_WS}]+`);
+const PY_TWO_WORDS = new RegExp(`^[^${PY_WS}]+ [^${PY_WS}]+$`);
+
+/**
+ * True when `s` is two non-empty runs of non-whitespace joined by one ASCII space: then
+ * `" ".join(s.strip().split())` is `s` itself and the split has two parts (one regex test per line
+ * instead of strip + split, for the 151k lines of a merges.txt).
+ */
+export function isPlainPair(s: string): boolean {
+  return PY_TWO_WORDS.test(s);
+}
 
 export function pyStrip(s: string): string {
   return s.replace(PY_STRIP, "");

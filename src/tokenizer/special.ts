@@ -16,7 +16,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { GgufyError } from "../errors.js";
 import { truthy } from "./common.js";
-import { fileIn, isInt, isObject, maybeJsonObject, pyLines, pySplit, pyStrip, readJson, readText, type Json, type JsonObject } from "./files.js";
+import { fileIn, isInt, isPlainPair, isObject, maybeJsonObject, pyLines, pySplit, pyStrip, readJson, readText, type Json, type JsonObject } from "./files.js";
 
 export type SpecialType = "bos" | "eos" | "unk" | "sep" | "pad" | "cls" | "mask" | "eot" | "eom";
 
@@ -128,6 +128,10 @@ export function readMergesTxt(file: string, warn?: (m: string) => void): string[
   const out: string[] = [];
   for (let i = start; i < lines.length; i++) {
     lineNum++;
+    if (isPlainPair(lines[i]!)) {
+      out.push(lines[i]!);
+      continue;
+    }
     const line = pyStrip(lines[i]!);
     if (!line) continue;
     const parts = pySplit(line);

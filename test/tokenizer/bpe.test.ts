@@ -319,6 +319,18 @@ test("inconsistent BPE files are E_TOKENIZER naming the file and token id", asyn
   fs.writeFileSync(path.join(dir, "vocab.json"), JSON.stringify({ a: 0, b: 0 }));
   fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ tokenizer_class: "Qwen2Tokenizer" }));
   await check(/token id 0 is given to both 'a' and 'b'/, "vocab.json");
+  // repeated token texts (llama.cpp needs unique texts): a padding text that is a BPE token, a
+  // non-special added token whose ▁ becomes a space like a BPE token's, two added tokens that end up equal
+  fs.writeFileSync(path.join(dir, "vocab.json"), JSON.stringify({ "[PAD4]": 0, " x": 1, "Ġ": 2 }));
+  fs.writeFileSync(path.join(dir, "merges.txt"), "a b\n");
+  await check(/token id 4: text '\[PAD4\]' is also token 0; llama\.cpp requires unique token texts/, "vocab.json", { arch: "qwen2", vocabSize: 5 });
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ tokenizer_class: "Qwen2Tokenizer", added_tokens_decoder: { "3": { content: "\u2581x", special: false } } }));
+  await check(/token id 3: text ' x' is also token 1;/, "tokenizer_config.json");
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ tokenizer_class: "Qwen2Tokenizer", added_tokens_decoder: { "3": { content: " y", special: false }, "4": { content: "\u2581y", special: false } } }));
+  await check(/token id 4: text ' y' is also token 3;/, "tokenizer_config.json");
+  // no repeat: a padding text nobody else has, an added token equal to the BPE token at its own id
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ tokenizer_class: "Qwen2Tokenizer", added_tokens_decoder: { "1": { content: " x", special: false } } }));
+  assert.deepEqual((await loadVocab(dir, { arch: "qwen2", vocabSize: 4 })).tokens, ["[PAD4]", " x", "Ġ", "[PAD3]"]);
   // invalid JSON
   fs.writeFileSync(path.join(dir, "vocab.json"), '{"a": 0,, }');
   await check(/not valid JSON/, "vocab.json");
