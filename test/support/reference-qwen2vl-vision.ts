@@ -20,7 +20,9 @@
  * definition (documented ggml behaviour, not the model's): ggml_conv_2d im2cols the pixels to F16 (ggml.c, for a
  * non-BF16 kernel); quick GELU and GELU are ggml-cpu's F16 tables (vec.h GGML_GELU_QUICK_FP16 / GGML_GELU_FP16:
  * input rounded to F16, F16 result; GELU is the tanh form, nn.GELU() the erf one). `numerics: "exact"` is the HF
- * definition.
+ * definition. The F16 tables make "ggml" a near copy, not a bit copy: an input whose float32 value in llama.cpp
+ * sits one ulp across an F16 rounding boundary from this float64 one is one F16 ulp apart after the table
+ * (see QwenVisionProbe).
  */
 import { fromF16, toF16 } from "../../src/formats/half.js";
 import { ggmlGeluF16 } from "./reference-gemma.js";
@@ -172,10 +174,30 @@ function norm(x: Float64Array, w: Float32Array, b: Float32Array | undefined, rms
 }
 
 /**
+ * Sensitivity probe (not a model behaviour): `quickGeluInputUlps: k` moves every quick-GELU input by k float32
+ * ulps (sign alternating with patch + channel) before the activation. llama.cpp computes those inputs in float32
+ * in its own summation order, so they differ from this float64 reference by about that much; the distance
+ * between the probed and the plain reference is the floor no emulation of the F16 table can get under.
+ */
+export interface QwenVisionProbe {
+  quickGeluInputUlps?: number;
+}
+
+const f32a = new Float32Array(1);
+const u32a = new Uint32Array(f32a.buffer);
+/** x rounded to float32, then moved k ulps (k > 0: away from zero) */
+function nudgeF32(x: number, k: number): number {
+  f32a[0] = x;
+  if (f32a[0] === 0) return 0;
+  u32a[0] = u32a[0]! + k;
+  return f32a[0]!;
+}
+
+/**
  * Image embeddings (merged tokens × outDim, token-major, row-major blocks) of `pixels` — planar [3][ny][nx]
  * normalised floats (test/support/mtmd.ts clipPixels).
  */
-export function qwenVisionForward(w: QwenVisionWeights, cfg: QwenVisionConfig, pixels: Float32Array, nx: number, ny: number, numerics: QwenVisionNumerics = "ggml"): Float64Array {
+export function qwenVisionForward(w: QwenVisionWeights, cfg: QwenVisionConfig, pixels: Float32Array, nx: number, ny: number, numerics: QwenVisionNumerics = "ggml", probe: QwenVisionProbe = {}): Float64Array {
   const { embd: E, heads, patch: p, ffn: F } = cfg;
   const D = E / heads;
   const gh = ny / p;
@@ -264,7 +286,10 @@ export function qwenVisionForward(w: QwenVisionWeights, cfg: QwenVisionConfig, p
       for (let i = 0; i < E; i++) x[i] += o[i]!;
       const h = norm(x, b.n2w, b.n2b, rms, cfg.eps);
       const u = linear(b.up, b.upb, h, F, E);
-      if (act) for (let i = 0; i < F; i++) u[i] = act(u[i]!);
+      if (act) {
+        const k = probe.quickGeluInputUlps ?? 0;
+        for (let i = 0; i < F; i++) u[i] = act(k === 0 ? u[i]! : nudgeF32(u[i]!, (n + i) % 2 === 0 ? k : -k));
+      }
       else {
         const g = linear(b.gate!, b.gateb!, h, F, E);
         for (let i = 0; i < F; i++) u[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
