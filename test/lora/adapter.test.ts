@@ -129,7 +129,13 @@ test("lora_embedding_A/B for embed_tokens and modules_to_save (both saved forms)
 
 test("refused: DoRA (config and magnitude vectors), each by name", async () => {
   await withAdapter(async (dir) => {
+    // PEFT saves a DoRA adapter with its magnitude vectors: the refusal names the first of them
     await writePeftAdapter(dir, { base: llamaShapes(), useDora: true });
+    await refusal(openLoraAdapter(dir), /DoRA magnitude vector \(adapter_config\.json: use_dora is true\)/, "base_model.model.model.layers.0.self_attn.k_proj.lora_magnitude_vector");
+  });
+  await withAdapter(async (dir) => {
+    // the flag alone (no magnitude vector stored): refused by the config key
+    await writePeftAdapter(dir, { base: llamaShapes(), extraConfig: { use_dora: true } });
     await refusal(openLoraAdapter(dir), /use_dora is true: DoRA/);
   });
   await withAdapter(async (dir) => {

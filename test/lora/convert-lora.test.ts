@@ -263,7 +263,7 @@ test("refused with one line naming the tensor, nothing left behind: DoRA, a rank
     const other = path.join(dir, "other");
     const otherFam = await writeTinyFamily(other, "llama3.1", { seed: 3, sizes: { hidden: 32, heads: 2, kvHeads: 1, headDim: 16 } });
     const cases: [string, Parameters<typeof writePeftAdapter>[1], RegExp, string | undefined][] = [
-      ["dora", { base: shapes, useDora: true }, /use_dora is true/, undefined],
+      ["dora", { base: shapes, useDora: true }, /use_dora is true/, "base_model.model.model.layers.0.self_attn.k_proj.lora_magnitude_vector"],
       ["rank", { base: shapes, r: 8, extraConfig: { r: 16 } }, /rank mismatch/, "base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight"],
       ["size", { base: new Map(otherFam.tensors.map((t) => [t.name, t.shape])) }, /does not fit the base/, "base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight"],
       ["arch", { base: new Map([["transformer.h.0.attn.c_attn.weight", [96, 32]]]), targetModules: ["c_attn"] }, /base model does not have/, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"],

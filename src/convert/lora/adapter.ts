@@ -313,8 +313,15 @@ export async function openLoraAdapter(dir: string, opts: OpenLoraOptions = {}): 
   } catch (e) {
     throw new GgufyError("E_LORA", `not valid JSON: ${jsonErrorDetail(text, e)}`, { file: cfgFile });
   }
-  const config = parseLoraConfig(json, cfgFile, opts);
   const file = path.join(absDir, ADAPTER_WEIGHTS);
+  // DoRA: refused naming the first magnitude vector PEFT saved with it (the tensor llama.cpp could not use),
+  // else by the config flag (parseLoraConfig)
+  if (typeof json === "object" && json !== null && (json as Record<string, unknown>)["use_dora"] === true) {
+    const h = await readSafetensorsHeader(file).catch(() => undefined);
+    const mag = h && [...h.tensors.keys()].sort().find((n) => /\.lora_magnitude_vector(\.|$)/u.test(n));
+    if (mag) throw new GgufyError("E_LORA", `a DoRA magnitude vector (${ADAPTER_CONFIG}: use_dora is true): DoRA adapters (weight-decomposed LoRA, a per-row magnitude renormalisation) are not supported`, { file, tensor: mag });
+  }
+  const config = parseLoraConfig(json, cfgFile, opts);
   let header;
   try {
     header = await readSafetensorsHeader(file);
