@@ -51,7 +51,8 @@ for (const p of PRESETS) {
   });
 }
 
-for (const p of ["Q2_K_S", "Q4_K_M", "Q5_0", "IQ4_XS"]) {
+// every preset with the legacy .dat imatrix as well (issue 18: both formats)
+for (const p of PRESETS) {
   test(`${p} --imatrix (legacy .dat imatrix): byte-identical to llama-quantize --imatrix`, async () => {
     await compare(p, s.imDat);
   });

@@ -54,10 +54,8 @@ for (const p of IQ_PRESETS) {
   });
 }
 
-// The legacy .dat imatrix loads to the same importance vectors as the GGUF one (test/quant/imatrix-files.test.ts);
-// llama-quantize's IQ grid initialisation makes every run slow, so the .dat runs cover each IQ codec family once:
-// iq2_xxs + q2_K (IQ2_XXS), iq2_s + iq3_s (IQ2_M), iq3_xxs + iq3_s (IQ3_XS), iq1_m + iq2_xxs (IQ1_M).
-for (const p of ["IQ2_XXS", "IQ2_M", "IQ3_XS", "IQ1_M"]) {
+// every preset with the legacy .dat imatrix as well (issue 18: both formats)
+for (const p of IQ_PRESETS) {
   test(`${p} --imatrix (legacy .dat imatrix): byte-identical to llama-quantize --imatrix`, async () => {
     await compareWithLlamaQuantize(s, tmp, p, s.imDat);
   });
