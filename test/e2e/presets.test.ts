@@ -11,16 +11,15 @@
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { convert, type ConvertOptions } from "../../src/index.js";
 import { readGguf, type GGUFFile } from "../../src/formats/gguf/reader.js";
 import { parseTypeName, typeName } from "../../src/quant/ggml/types.js";
 import { findPreset, PRESETS } from "../../src/quant/presets.js";
-import { writeSafetensors, type StTensor } from "../../src/formats/safetensors/index.js";
-import { writeTinyQwen2, scratchDir, encode, QWEN2_BPE_TOKENS, type TinyDtype } from "../../fixtures/qwen2.js";
-import { Rng } from "../../fixtures/rng.js";
+import { writeTinyQwen2, scratchDir } from "../../fixtures/qwen2.js";
+import { writeSmallQwen2, type SmallQwen2 } from "../../fixtures/qwen2-small.js";
 import { llamaQuantize, type LlamaQuantizeParams } from "../support/llama-quantize.js";
 
 const tmp = await scratchDir("ggufy-e2e-presets-");
@@ -30,93 +29,6 @@ after(async () => {
 
 // ---- a Qwen2 checkpoint with a cut-down real tokenizer ------------------------------------------------
 
-interface SmallQwen2 {
-  layers: number;
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  ffn: number;
-  tied: boolean;
-  dtype: TinyDtype;
-  seed: number;
-  /** BPE tokens kept (ids 0 … bpe-1 of the real vocab.json) */
-  bpe?: number;
-  /** config vocab_size (≥ bpe + 22); the rest are [PAD] rows */
-  vocabSize?: number;
-}
-
-/**
- * The fixture's file set (real Qwen2 BPE files, Qwen2.5 configs), then: vocab.json cut to the first
- * `bpe` ids, merges.txt to the merges among them, the 22 added tokens renumbered to bpe…bpe+21
- * everywhere they appear, config sizes replaced and fresh N(0, 0.02²) weights (q/k 0.1, norms 1 ± 0.05).
- */
-async function writeSmallQwen2(dir: string, o: SmallQwen2): Promise<void> {
-  const bpe = o.bpe ?? 1024;
-  const vocabSize = o.vocabSize ?? bpe + 64;
-  // the fixture with throw-away tiny weights, for its tokenizer and config files
-  await writeTinyQwen2(dir, { layers: 1, hidden: 2, heads: 1, kvHeads: 1, ffn: 2, tied: true });
-  const readJson = async (f: string): Promise<unknown> => JSON.parse(await readFile(path.join(dir, f), "utf8"));
-  const writeJson = (f: string, v: unknown): Promise<void> => writeFile(path.join(dir, f), JSON.stringify(v, null, 2) + "\n");
-
-  const vocab = (await readJson("vocab.json")) as Record<string, number>;
-  const kept = Object.fromEntries(Object.entries(vocab).filter(([, id]) => id < bpe));
-  assert.equal(Object.keys(kept).length, bpe);
-  await writeJson("vocab.json", kept);
-  const merges = (await readFile(path.join(dir, "merges.txt"), "utf8")).split("\n");
-  const keptMerges = merges.filter((l) => {
-    if (l.startsWith("#version")) return true;
-    const [a, b, extra] = l.split(" ");
-    return a !== undefined && b !== undefined && extra === undefined && a + b in kept && a in kept && b in kept;
-  });
-  assert.ok(keptMerges.length > 500);
-  await writeFile(path.join(dir, "merges.txt"), keptMerges.join("\n") + "\n");
-
-  // added tokens: QWEN2_BPE_TOKENS + j → bpe + j, as JSON numbers and as numeric keys
-  const renumber = (v: unknown): unknown => {
-    const map = (n: number): number => (Number.isInteger(n) && n >= QWEN2_BPE_TOKENS && n < QWEN2_BPE_TOKENS + 64 ? n - QWEN2_BPE_TOKENS + bpe : n);
-    if (typeof v === "number") return map(v);
-    if (Array.isArray(v)) return v.map(renumber);
-    if (v && typeof v === "object") {
-      return Object.fromEntries(Object.entries(v).map(([k, x]) => [/^\d+$/.test(k) ? String(map(Number(k))) : k, renumber(x)]));
-    }
-    return v;
-  };
-  for (const f of ["added_tokens.json", "tokenizer_config.json", "generation_config.json"]) await writeJson(f, renumber(await readJson(f)));
-  const headDim = o.hidden / o.heads;
-  const config = renumber(await readJson("config.json")) as Record<string, unknown>;
-  Object.assign(config, {
-    hidden_size: o.hidden, intermediate_size: o.ffn, num_hidden_layers: o.layers, max_window_layers: o.layers,
-    num_attention_heads: o.heads, num_key_value_heads: o.kvHeads, tie_word_embeddings: o.tied, vocab_size: vocabSize,
-    torch_dtype: { F32: "float32", BF16: "bfloat16", F16: "float16" }[o.dtype],
-  });
-  await writeJson("config.json", config);
-
-  const rng = new Rng(o.seed);
-  const specs: [string, number[], "w" | "qk" | "norm"][] = [["model.embed_tokens.weight", [vocabSize, o.hidden], "w"]];
-  for (let i = 0; i < o.layers; i++) {
-    const p = `model.layers.${i}.`;
-    const kv = o.kvHeads * headDim;
-    specs.push(
-      [p + "self_attn.q_proj.weight", [o.hidden, o.hidden], "qk"], [p + "self_attn.q_proj.bias", [o.hidden], "qk"],
-      [p + "self_attn.k_proj.weight", [kv, o.hidden], "qk"], [p + "self_attn.k_proj.bias", [kv], "qk"],
-      [p + "self_attn.v_proj.weight", [kv, o.hidden], "w"], [p + "self_attn.v_proj.bias", [kv], "w"],
-      [p + "self_attn.o_proj.weight", [o.hidden, o.hidden], "w"],
-      [p + "mlp.gate_proj.weight", [o.ffn, o.hidden], "w"], [p + "mlp.up_proj.weight", [o.ffn, o.hidden], "w"],
-      [p + "mlp.down_proj.weight", [o.hidden, o.ffn], "w"],
-      [p + "input_layernorm.weight", [o.hidden], "norm"], [p + "post_attention_layernorm.weight", [o.hidden], "norm"],
-    );
-  }
-  specs.push(["model.norm.weight", [o.hidden], "norm"]);
-  if (!o.tied) specs.push(["lm_head.weight", [vocabSize, o.hidden], "w"]);
-  const tensors: StTensor[] = specs.map(([name, shape, kind]) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const r = rng.fork();
-    const v = kind === "norm" ? r.normals(n, 1, 0.05) : r.normals(n, 0, kind === "qk" ? 0.1 : 0.02);
-    return { name, dtype: o.dtype, shape, data: encode(v, o.dtype) };
-  });
-  tensors.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  await writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
-}
 
 // ---- models and their f32 conversions --------------------------------------------------------------
 
