@@ -1,13 +1,14 @@
 /**
  * Helpers of the LoRA merge tests: an independent float64 merge (written from PEFT's definitions in
  * peft/tuners/lora/layer.py — Linear: ΔW = scale·(B @ A); Embedding: ΔW = scale·(B @ A)ᵀ — not from the
- * code under test), llama.cpp's Q/K permutation from its reshape/swapaxes definition, and GGUF readers.
+ * code under test) and GGUF readers. The Q/K permutation and the HF → GGUF names are test/support/hf-llama.ts's.
  */
 import assert from "node:assert/strict";
 import { readGguf, readGgufTensorBytes, type GGUFFile } from "../../src/index.js";
 import { SourceCheckpoint } from "../../src/source/checkpoint.js";
 import { DECODERS } from "../../src/source/registry.js";
 import type { PeftAdapter } from "../../fixtures/peft.js";
+export { permuteRows, llamaGgufName as ggufNameOf } from "../support/hf-llama.js";
 
 /** The base's decoded rows (the converter's own decoders: these are the tests' "W" for any base format). */
 export async function decodedBase(dir: string, only?: (name: string) => boolean): Promise<Map<string, { shape: readonly number[]; values: Float32Array }>> {
@@ -56,17 +57,6 @@ export function independentMerge(
   return new Map([...acc].map(([k, v]) => [k, Float32Array.from(v)]));
 }
 
-/** numpy: w.reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2).reshape(rows, cols) (llama.py LlamaModel.permute) */
-export function permuteRows(w: Float32Array, rows: number, cols: number, nHead: number): Float32Array {
-  const out = new Float32Array(w.length);
-  const d = rows / nHead;
-  let o = 0;
-  for (let h = 0; h < nHead; h++)
-    for (let i = 0; i < d / 2; i++)
-      for (let j = 0; j < 2; j++, o++) out.set(w.subarray((h * d + j * (d / 2) + i) * cols, (h * d + j * (d / 2) + i + 1) * cols), o * cols);
-  return out;
-}
-
 /** Distance in units in the last place between two float32 values (by their ordered bit patterns). */
 export function ulpDistance(a: number, b: number): number {
   const f = new Float32Array([a, b]);
@@ -98,25 +88,6 @@ export async function ggufTensors(file: string): Promise<{ g: GGUFFile; bytes: M
 
 export function asF32(b: Uint8Array): Float32Array {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-}
-
-/** HF → GGUF names of the Llama-family tensors the tests touch. */
-export const LLAMA_NAMES: [RegExp, string][] = [
-  [/^model\.embed_tokens\.weight$/, "token_embd.weight"],
-  [/^lm_head\.weight$/, "output.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.q_proj\.weight$/, "blk.$1.attn_q.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.k_proj\.weight$/, "blk.$1.attn_k.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.v_proj\.weight$/, "blk.$1.attn_v.weight"],
-  [/^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$/, "blk.$1.attn_output.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$/, "blk.$1.ffn_gate.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.up_proj\.weight$/, "blk.$1.ffn_up.weight"],
-  [/^model\.layers\.(\d+)\.mlp\.down_proj\.weight$/, "blk.$1.ffn_down.weight"],
-];
-
-export function ggufNameOf(hf: string, names: readonly [RegExp, string][] = LLAMA_NAMES): string {
-  const m = names.find(([re]) => re.test(hf));
-  if (!m) throw new Error(`no GGUF name for ${hf}`);
-  return hf.replace(m[0], m[1]);
 }
 
 /** Capture a CLI run's stdout/stderr. */
