@@ -131,13 +131,12 @@ export const latticeIq3xxs = (): Lattice => (lat3xxs ??= new Lattice(KGRID_IQ3XX
 export const latticeIq3s = (): Lattice => (lat3s ??= new Lattice(KGRID_IQ3S, 4, 3, 3, KMAP_3));
 
 const FLT_MAX = 3.4028234663852886e38;
-const SQ = new Float64Array(16);
 
 /**
  * iq2_find_best_neighbour / iq3_find_best_neighbour (ggml-quants.c): the neighbour of u minimising
  * Σ w·(scale·q − x)² in float32; writes L = (q − 1)/2 and returns the grid index.
  */
-export function bestNeighbour(lat: Lattice, u: number, x: Float64Array, xo: number, w: Float64Array, scale: number, L: Int8Array): number {
+export function bestNeighbour(lat: Lattice, u: number, x: Float64Array, xo: number, w: Float64Array, scale: number, L: Int8Array, SQ: Float64Array): number {
   const nb = lat.neighbours(u);
   const dim = lat.dim;
   const q = lat.q;
@@ -194,4 +193,201 @@ export function checkDeqArgs(name: string, src: Uint8Array, dst: Float32Array, t
   const nb = dst.length / 256;
   if (src.length < nb * typeSize) throw new Error(`${name}: source holds ${src.length} bytes, need ${nb * typeSize}`);
   return nb;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The sub-block search shared by IQ2_XXS / IQ2_XS / IQ2_S / IQ3_XXS / IQ3_S (the inner loops of
+// ggml-quants.c quantize_row_iq2_xxs_impl, _iq2_xs_impl, _iq2_s_impl, _iq3_xxs_impl, _iq3_s_impl):
+// weights, sign bits and magnitudes of one sub-block, then the scan of trial scales, each trial
+// rounding the magnitudes to levels group by group and moving off-grid groups to their best
+// neighbour, then one re-quantisation at the chosen scale. The variants differ only in the data below.
+
+/** The working arrays of one quantize call (one per call: no state shared between calls or workers). */
+export class IqScratch {
+  readonly weight = new Float64Array(32);
+  readonly waux = new Float64Array(32);
+  readonly xval = new Float64Array(32);
+  readonly L = new Int8Array(32);
+  readonly Laux = new Int8Array(32);
+  readonly signs = new Uint8Array(4);
+  readonly onGrid = new Uint8Array(8);
+  readonly onGridAux = new Uint8Array(8);
+  /** scale·q for odd q (bestNeighbour) */
+  readonly sq = new Float64Array(16);
+  /** [Σ w·x·q, Σ w·q²] of the last groupSums (a typed array keeps the doubles unboxed) */
+  readonly sums = new Float64Array(2);
+}
+
+/**
+ * After the caller filled s.weight[0..n): waux = √weight, xval = |x|, and per 8-group the sign bits;
+ * with `parity` (IQ2_XXS, IQ2_XS, IQ3_XXS) an odd count of negatives is made even by flipping the
+ * element of least w·x² (its magnitude negated), and the stored signs keep 7 bits.
+ */
+export function signsAndMagnitudes(s: IqScratch, x: Float32Array, xo: number, n: number, parity: boolean): void {
+  const { weight, waux, xval, signs } = s;
+  for (let i = 0; i < n; i++) waux[i] = F(Math.sqrt(weight[i]!));
+  for (let k = 0; k < n / 8; k++) {
+    let nflip = 0;
+    let sb = 0;
+    for (let i = 0; i < 8; i++) {
+      const v = x[xo + 8 * k + i]!;
+      if (v >= 0) xval[8 * k + i] = v;
+      else {
+        xval[8 * k + i] = -v;
+        nflip++;
+        sb |= 1 << i;
+      }
+    }
+    if (parity && nflip % 2) {
+      let imin = 0;
+      const v0 = x[xo + 8 * k]!;
+      let min = F(F(weight[8 * k]! * v0) * v0);
+      for (let i = 1; i < 8; i++) {
+        const v = x[xo + 8 * k + i]!;
+        const ax = F(F(weight[8 * k + i]! * v) * v);
+        if (ax < min) {
+          min = ax;
+          imin = i;
+        }
+      }
+      xval[8 * k + imin] = -xval[8 * k + imin]!;
+      sb ^= 1 << imin;
+    }
+    signs[k] = parity ? sb & 127 : sb;
+  }
+}
+
+/** Largest of xval[0..n) (C: max = xval[i] > max ? xval[i] : max, in that order). */
+export function maxMagnitude(s: IqScratch, n: number): number {
+  const xval = s.xval;
+  let max = xval[0]!;
+  for (let i = 1; i < n; i++) max = max > xval[i]! ? max : xval[i]!;
+  return max;
+}
+
+/** How one IQ type groups and searches a sub-block. */
+export interface IqGroups {
+  readonly lat: Lattice;
+  /** values per sub-block (32, or 16 for IQ2_XS / IQ2_S) */
+  readonly n: number;
+  /** levels 0 … kMaxQ − 1 (IQ2: 3, IQ3: 8) */
+  readonly kMaxQ: number;
+  /** bits per level in the packed group index u (IQ2: 2, IQ3: 3) */
+  readonly bits: number;
+  /** trial scales id = (2·kMaxQ − 1 + is·step) / denom for is = −range … range */
+  readonly range: number;
+  readonly step: number;
+  /**
+   * The re-quantisation at the chosen scale: "always" (IQ2_XXS: every group, whenever scale > 0),
+   * "off-grid" (IQ2_XS, IQ2_S, IQ3_XXS: only the groups the winning trial left off the grid) or
+   * "all" (IQ3_S: every group, when the winning trial left any off the grid).
+   */
+  readonly requant: "always" | "off-grid" | "all";
+  /** the onGrid flags before the first accepted trial (IQ3_S starts with every group off the grid) */
+  readonly initOnGrid: boolean;
+}
+
+/** levels of group k at inverse scale id into La; returns the packed index u */
+function groupLevels(s: IqScratch, g: IqGroups, k: number, id: number, La: Int8Array): number {
+  const dim = g.lat.dim;
+  const xval = s.xval;
+  let u = 0;
+  for (let i = 0; i < dim; i++) {
+    const l = clampI(nearestInt(F(0.5 * F(F(id * xval[dim * k + i]!) - 1))), 0, g.kMaxQ - 1);
+    La[dim * k + i] = l;
+    u |= l << (g.bits * i);
+  }
+  return u;
+}
+
+/** Σ w·x·q and Σ w·q² over the sub-block with q = 2L + 1, into s.sums */
+function groupSums(s: IqScratch, n: number, La: Int8Array): void {
+  const { weight, xval } = s;
+  let a = 0;
+  let b = 0;
+  for (let i = 0; i < n; i++) {
+    const w = weight[i]!;
+    const q = 2 * La[i]! + 1;
+    a = F(a + F(F(w * xval[i]!) * q));
+    b = F(b + F(F(w * q) * q));
+  }
+  s.sums[0] = a;
+  s.sums[1] = b;
+}
+
+/**
+ * The trial-scale scan and the re-quantisation of one sub-block whose magnitudes, weights and signs
+ * are in s; `denom` is the divisor of the trial scales, `scale` the scale kept when no trial is
+ * accepted. Leaves the chosen levels in s.L and returns the scale (possibly negative: the caller
+ * flips the signs).
+ */
+export function searchIqScale(s: IqScratch, g: IqGroups, denom: number, scale: number): number {
+  const { lat, n } = g;
+  const { xval, waux, L, Laux, onGrid, onGridAux, sq, sums } = s;
+  const dim = lat.dim;
+  const groups = n / dim;
+  const track = g.requant !== "always";
+  let best = 0;
+  if (track) onGrid.fill(g.initOnGrid ? 1 : 0, 0, groups);
+  for (let is = -g.range; is <= g.range; is++) {
+    const id = F(F(2 * g.kMaxQ - 1 + F(is * g.step)) / denom);
+    const thisScale = F(1 / id);
+    for (let k = 0; k < groups; k++) {
+      const u = groupLevels(s, g, k, id, Laux);
+      if (track) onGridAux[k] = 1;
+      if (lat.map[u]! < 0) {
+        if (track) onGridAux[k] = 0;
+        bestNeighbour(lat, u, xval, dim * k, waux, thisScale, Laux, sq);
+      }
+    }
+    groupSums(s, n, Laux);
+    const sumqx = sums[0]!, sumq2 = sums[1]!;
+    if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
+      scale = F(sumqx / sumq2);
+      best = F(scale * sumqx);
+      for (let i = 0; i < n; i++) L[i] = Laux[i]!;
+      if (track) for (let k = 0; k < groups; k++) onGrid[k] = onGridAux[k]!;
+    }
+  }
+  let redo = scale > 0;
+  if (track && redo) {
+    let notOn = 0;
+    for (let k = 0; k < groups; k++) if (!onGrid[k]) notOn++;
+    redo = notOn > 0;
+  }
+  if (redo) {
+    const id = F(1 / scale);
+    for (let k = 0; k < groups; k++) {
+      if (g.requant === "off-grid" && onGrid[k]) continue;
+      const u = groupLevels(s, g, k, id, L);
+      if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, dim * k, waux, scale, L, sq);
+    }
+    groupSums(s, n, L);
+    if (sums[1]! > 0) scale = F(sums[0]! / sums[1]!);
+  }
+  return scale;
+}
+
+/** The packed index of group k of s.L and its grid index (ggml aborts "found point … not on grid"). */
+export function gridIndexOfGroup(s: IqScratch, g: IqGroups, k: number): number {
+  const dim = g.lat.dim;
+  let u = 0;
+  for (let i = 0; i < dim; i++) u |= s.L[dim * k + i]! << (g.bits * i);
+  const gi = g.lat.map[u]!;
+  if (gi < 0) throw new Error(`IQ quantizer: point ${u} not on the grid`);
+  return gi;
+}
+
+/**
+ * quantize_iq* (ggml-quants.c): the rows of src block by block, the importance vector (one row's
+ * worth, repeating) aligned to each block; one scratch object for the call.
+ */
+export function quantizeIqRows<S>(
+  name: string, typeSize: number, src: Float32Array, dst: Uint8Array, qw: Float32Array | null | undefined, needQw: boolean,
+  scratch: S, block: (s: S, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number) => void,
+): void {
+  const nb = checkArgs(name, src, dst, typeSize, qw);
+  if (needQw && !qw) throw new Error(`${name} needs an importance matrix (ggml_quantize_requires_imatrix)`);
+  const n = qw ? qw.length : 0;
+  for (let b = 0; b < nb; b++) block(scratch, src, 256 * b, qw, n ? (256 * b) % n : 0, dst, b * typeSize);
 }

@@ -2,7 +2,7 @@ import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { toF16 } from "../../formats/half.js";
 import { H2F } from "./kquant-common.js";
-import { F, IQ1S_GRID, nearestInt, clampI, checkArgs, checkDeqArgs, latticeIq1s, type Lattice } from "./iq-common.js";
+import { F, IQ1S_GRID, nearestInt, clampI, checkDeqArgs, quantizeIqRows, latticeIq1s, type Lattice } from "./iq-common.js";
 
 /**
  * IQ1_S (1.5625 bpw) and IQ1_M (1.75 bpw): ternary 8-vectors from the 2048-point grid plus a ±1/8
@@ -22,19 +22,29 @@ const EPS_M = F(1e-7); // GROUP_MAX_EPS_IQ1_M
 const FLT_MAX = 3.4028234663852886e38;
 const QK = 256;
 
-const weight = new Float64Array(32);
-const L = new Int8Array(32);
-const idx = new Int32Array(32);
-const sumx = new Float64Array(33);
-const sumw = new Float64Array(33);
-const scales = new Float64Array(16);
-const shifts = new Int8Array(16);
-const index = new Uint16Array(4);
-const SC = new Uint16Array(4);
-const SQ1 = new Float64Array(8);
+
+/** The per-call working set of the IQ1 searches (one per quantize call: no state shared between calls). */
+class Iq1Scratch {
+  readonly weight = new Float64Array(32);
+  readonly L = new Int8Array(32);
+  readonly idx = new Int32Array(32);
+  readonly sumx = new Float64Array(33);
+  readonly sumw = new Float64Array(33);
+  readonly scales = new Float64Array(16);
+  readonly shifts = new Int8Array(16);
+  readonly index = new Uint16Array(4);
+  readonly SC = new Uint16Array(4);
+  readonly SQ1 = new Float64Array(8);
+  // per sorted position: w·xp[l]·x, w·xp[l]·xp[l], w·xm[l]·x, w·xm[l]·xm[l] for l = 0..2 (IQ1_M)
+  readonly TPX = new Float64Array(16 * 3);
+  readonly TPQ = new Float64Array(16 * 3);
+  readonly TMX = new Float64Array(16 * 3);
+  readonly TMQ = new Float64Array(16 * 3);
+}
 
 /** qsort(pairs, n, …, iq1_sort_helper) as glibc runs it (stable): idx[j] = position of the j-th smallest */
-function sortBlock(x: Float32Array, xo: number, n: number): void {
+function sortBlock(s: Iq1Scratch, x: Float32Array, xo: number, n: number): void {
+  const { idx } = s;
   // stable insertion sort (an element moves left only past strictly greater values)
   for (let j = 0; j < n; j++) {
     const v = x[xo + j]!;
@@ -48,7 +58,8 @@ function sortBlock(x: Float32Array, xo: number, n: number): void {
 }
 
 /** iq1_find_best_neighbour2: min Σ w·(scale·xg[l] − x)² over u's neighbours; writes L, returns the index */
-function bestNeighbour2(lat: Lattice, u: number, x: Float32Array, xo: number, wo: number, scale: number, xg: readonly number[], lo: number): number {
+function bestNeighbour2(s: Iq1Scratch, lat: Lattice, u: number, x: Float32Array, xo: number, wo: number, scale: number, xg: readonly number[], lo: number): number {
+  const { weight, L, SQ1 } = s;
   const nb = lat.neighbours(u);
   const q = lat.q;
   let best = FLT_MAX;
@@ -81,7 +92,8 @@ function sigma2Of(x: Float32Array, xo: number): number {
   return F(F(2 * sumx2) / QK);
 }
 
-function setWeights(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, n: number, sigma2: number): void {
+function setWeights(s: Iq1Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, n: number, sigma2: number): void {
+  const { weight } = s;
   if (qw) for (let i = 0; i < n; i++) weight[i] = F(qw[qo + i]! * F(Math.sqrt(F(sigma2 + F(x[xo + i]! * x[xo + i]!)))));
   else for (let i = 0; i < n; i++) weight[i] = F(x[xo + i]! * x[xo + i]!);
 }
@@ -96,7 +108,8 @@ function absMax(x: Float32Array, xo: number, n: number): number {
 }
 
 /** quantize_row_iq1_s_impl for one 256-block: 50 bytes at dst[o] */
-function quantizeIq1sBlock(x: Float32Array, xo: number, qw: Float32Array, qo: number, dst: Uint8Array, o: number): void {
+function quantizeIq1sBlock(s: Iq1Scratch, x: Float32Array, xo: number, qw: Float32Array, qo: number, dst: Uint8Array, o: number): void {
+  const { weight, L, idx, sumx, sumw, scales, shifts, index } = s;
   const lat = latticeIq1s();
   const bs = 32;
   dst.fill(0, o, o + 50);
@@ -104,14 +117,14 @@ function quantizeIq1sBlock(x: Float32Array, xo: number, qw: Float32Array, qo: nu
   const sigma2 = sigma2Of(x, xo);
   for (let ib = 0; ib < 8; ib++) {
     const xb = xo + bs * ib;
-    setWeights(x, xb, qw, qo + bs * ib, bs, sigma2);
+    setWeights(s, x, xb, qw, qo + bs * ib, bs, sigma2);
     const max = absMax(x, xb, bs);
     if (max < EPS_S) {
       scales[ib] = 0;
       shifts[ib] = 1;
       continue;
     }
-    sortBlock(x, xb, bs);
+    sortBlock(s, x, xb, bs);
     sumx[0] = sumw[0] = 0;
     for (let j = 0; j < bs; j++) {
       const i = idx[j]!;
@@ -171,7 +184,7 @@ function quantizeIq1sBlock(x: Float32Array, xo: number, qw: Float32Array, qo: nu
       let gi = lat.map[u]!;
       if (gi < 0) {
         allOnGrid = false;
-        gi = bestNeighbour2(lat, u, x, xb + 8 * k, 8 * k, scale, xx, 8 * k);
+        gi = bestNeighbour2(s, lat, u, x, xb + 8 * k, 8 * k, scale, xx, 8 * k);
       }
       index[k] = gi;
     }
@@ -213,14 +226,10 @@ function quantizeIq1sBlock(x: Float32Array, xo: number, qw: Float32Array, qo: nu
 }
 
 const MASKS = [0x00, 0x80, 0x08, 0x88] as const;
-// per sorted position: w·xp[l]·x, w·xp[l]·xp[l], w·xm[l]·x, w·xm[l]·xm[l] for l = 0..2
-const TPX = new Float64Array(16 * 3);
-const TPQ = new Float64Array(16 * 3);
-const TMX = new Float64Array(16 * 3);
-const TMQ = new Float64Array(16 * 3);
 
 /** quantize_row_iq1_m_impl for one 256-block: 56 bytes at dst[o] */
-function quantizeIq1mBlock(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number): void {
+function quantizeIq1mBlock(s: Iq1Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number): void {
+  const { weight, L, idx, scales, shifts, index, SC, TPX, TPQ, TMX, TMQ } = s;
   const lat = latticeIq1s();
   const bs = 16;
   dst.fill(0, o, o + 56);
@@ -230,14 +239,14 @@ function quantizeIq1mBlock(x: Float32Array, xo: number, qw: Float32Array | null 
   const sq2 = [0, 0, 0, 0];
   for (let ib = 0; ib < 16; ib++) {
     const xb = xo + bs * ib;
-    setWeights(x, xb, qw, qo + bs * ib, bs, sigma2);
+    setWeights(s, x, xb, qw, qo + bs * ib, bs, sigma2);
     const max = absMax(x, xb, bs);
     if (max < EPS_M) {
       scales[ib] = 0;
       shifts[ib] = 0;
       continue;
     }
-    sortBlock(x, xb, bs);
+    sortBlock(s, x, xb, bs);
     for (let j = 0; j < bs; j++) {
       const i = idx[j]!;
       const w = weight[i]!;
@@ -311,7 +320,7 @@ function quantizeIq1mBlock(x: Float32Array, xo: number, qw: Float32Array | null 
       let gi = lat.map[u]!;
       if (gi < 0) {
         allOnGrid = false;
-        gi = bestNeighbour2(lat, u, x, xb + 8 * k, 8 * k, scale, xx, 8 * k);
+        gi = bestNeighbour2(s, lat, u, x, xb + 8 * k, 8 * k, scale, xx, 8 * k);
       }
       index[k] = gi;
     }
@@ -346,7 +355,7 @@ function quantizeIq1mBlock(x: Float32Array, xo: number, qw: Float32Array | null 
     sc[ib >> 2]! |= l << (3 * (ib % 4));
     dst[o + 32 + ib]! |= MASKS[shifts[ib]!]!;
     const xb = xo + bs * ib;
-    setWeights(x, xb, qw, qo + bs * ib, bs, sigma2);
+    setWeights(s, x, xb, qw, qo + bs * ib, bs, sigma2);
     const qh = dst[o + 32 + ib]!;
     for (let k = 0; k < 2; k++) {
       const xx = k === 0 ? (shifts[ib]! < 2 ? XP : XM) : shifts[ib]! % 2 === 0 ? XP : XM;
@@ -369,16 +378,6 @@ function quantizeIq1mBlock(x: Float32Array, xo: number, qw: Float32Array | null 
     dst[o + 48 + 2 * i] = sc[i]! & 255;
     dst[o + 49 + 2 * i] = sc[i]! >> 8;
   }
-}
-
-function quantizeRows(
-  name: string, typeSize: number, src: Float32Array, dst: Uint8Array, qw: Float32Array | null | undefined, needQw: boolean,
-  block: (x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number) => void,
-): void {
-  const nb = checkArgs(name, src, dst, typeSize, qw);
-  if (needQw && !qw) throw new Error(`${name} needs an importance matrix (ggml_quantize_requires_imatrix)`);
-  const n = qw ? qw.length : 0;
-  for (let b = 0; b < nb; b++) block(src, 256 * b, qw, n ? (256 * b) % n : 0, dst, b * typeSize);
 }
 
 function dequantIq1s(src: Uint8Array, dst: Float32Array): void {
@@ -431,7 +430,7 @@ export const iq1_s: BlockCodec = {
   blockSize: 256,
   typeSize: 50,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeRows("IQ1_S", 50, src, dst, qw, true, (x, xo, w, qo, d, o) => quantizeIq1sBlock(x, xo, w!, qo, d, o)),
+  quantize: (src, dst, qw) => quantizeIqRows("IQ1_S", 50, src, dst, qw, true, new Iq1Scratch(), (s, x, xo, w, qo, d, o) => quantizeIq1sBlock(s, x, xo, w!, qo, d, o)),
   dequantize: dequantIq1s,
 };
 
@@ -440,6 +439,6 @@ export const iq1_m: BlockCodec = {
   blockSize: 256,
   typeSize: 56,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeRows("IQ1_M", 56, src, dst, qw, false, quantizeIq1mBlock),
+  quantize: (src, dst, qw) => quantizeIqRows("IQ1_M", 56, src, dst, qw, false, new Iq1Scratch(), quantizeIq1mBlock),
   dequantize: dequantIq1m,
 };

@@ -3,8 +3,8 @@ import { GGMLType } from "./types.js";
 import { toF16 } from "../../formats/half.js";
 import { H2F } from "./kquant-common.js";
 import {
-  F, KSIGNS, IQ2XXS_GRID, IQ2XS_GRID, IQ2S_GRID, bestNeighbour, nearestInt, clampI, checkArgs, checkDeqArgs,
-  latticeIq2xxs, latticeIq2xs, latticeIq2s, type Lattice,
+  F, KSIGNS, IQ2XXS_GRID, IQ2XS_GRID, IQ2S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale,
+  gridIndexOfGroup, quantizeIqRows, nearestInt, clampI, checkDeqArgs, latticeIq2xxs, latticeIq2xs, latticeIq2s,
 } from "./iq-common.js";
 
 /**
@@ -20,25 +20,21 @@ const EPS_IQ2_S = F(1e-8); // GROUP_MAX_EPS_IQ2_S
 const P1 = F(0.1);
 const QK = 256;
 
-const weight = new Float64Array(32);
-const waux = new Float64Array(32);
-const xval = new Float64Array(32);
-const L = new Int8Array(32);
-const Laux = new Int8Array(32);
-const scales = new Float64Array(16);
-const signs = new Uint8Array(4);
-const onGrid = [true, true];
-const onGridAux = [true, true];
-const LV = new Int32Array(32);
-const Q2XXS = new Uint32Array(16);
-const Q2XS = new Uint16Array(32);
+/** The per-call working set: the shared IQ scratch plus IQ2's sub-block scales and packed words. */
+class Iq2Scratch extends IqScratch {
+  readonly scales = new Float64Array(16);
+  readonly LV = new Int32Array(32);
+  readonly q2xxs = new Uint32Array(16);
+  readonly q2xs = new Uint16Array(32);
+}
 
 /** make_qp_quants(n, nmax, x, L, quant_weights) over xval/weight (ggml-quants.c); only the scale is used. */
-function makeQpQuants(n: number, nmax: number): number {
+function makeQpQuants(s: Iq2Scratch, n: number, nmax: number): number {
+  const { xval, weight } = s;
   let max = 0;
   for (let i = 0; i < n; i++) max = max > xval[i]! ? max : xval[i]!;
   if (max < EPS) return 0;
-  const Lq = Laux; // scratch (the caller recomputes its levels)
+  const Lq = s.Laux; // scratch (the caller recomputes its levels)
   let iscale = F(nmax / max);
   for (let i = 0; i < n; i++) Lq[i] = nearestInt(F(iscale * xval[i]!)) & 255; // uint8_t L
   const sc = F(1 / iscale);
@@ -64,7 +60,7 @@ function makeQpQuants(n: number, nmax: number): number {
       iscale = iscaleIs;
     }
   }
-  const Lv = LV;
+  const Lv = s.LV;
   let sumlx = 0;
   let suml2 = 0;
   for (let i = 0; i < n; i++) {
@@ -102,8 +98,9 @@ function makeQpQuants(n: number, nmax: number): number {
   return suml2 > 0 ? F(sumlx / suml2) : 0;
 }
 
-/** weights, |x| with the sign bits (even count forced for IQ2_XXS/XS by flipping the least important) */
-function prepare(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, n: number, sigma2: number, parity: boolean): void {
+/** weights of one sub-block (qw·√(σ² + x²), or for IQ2_S without an importance vector σ²/4 + x²), then signs and |x| */
+function prepare(s: Iq2Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, n: number, sigma2: number, parity: boolean): void {
+  const weight = s.weight;
   if (qw) {
     for (let i = 0; i < n; i++) weight[i] = F(qw[qo + i]! * F(Math.sqrt(F(sigma2 + F(x[xo + i]! * x[xo + i]!)))));
   } else {
@@ -111,77 +108,15 @@ function prepare(x: Float32Array, xo: number, qw: Float32Array | null | undefine
     const s4 = F(0.25 * sigma2);
     for (let i = 0; i < n; i++) weight[i] = F(s4 + F(x[xo + i]! * x[xo + i]!));
   }
-  for (let i = 0; i < n; i++) waux[i] = F(Math.sqrt(weight[i]!));
-  for (let k = 0; k < n / 8; k++) {
-    let nflip = 0;
-    let s = 0;
-    for (let i = 0; i < 8; i++) {
-      const v = x[xo + 8 * k + i]!;
-      if (v >= 0) xval[8 * k + i] = v;
-      else {
-        xval[8 * k + i] = -v;
-        nflip++;
-        s |= 1 << i;
-      }
-    }
-    if (parity && nflip % 2) {
-      let imin = 0;
-      let v0 = x[xo + 8 * k]!;
-      let min = F(F(weight[8 * k]! * v0) * v0);
-      for (let i = 1; i < 8; i++) {
-        const v = x[xo + 8 * k + i]!;
-        const ax = F(F(weight[8 * k + i]! * v) * v);
-        if (ax < min) {
-          min = ax;
-          imin = i;
-        }
-      }
-      v0 = xval[8 * k + imin]!;
-      xval[8 * k + imin] = -v0;
-      s ^= 1 << imin;
-    }
-    signs[k] = parity ? s & 127 : s;
-  }
+  signsAndMagnitudes(s, x, xo, n, parity);
 }
 
-/** levels for one 8-group at inverse scale id; returns the packed u, writes La */
-function levels8(k: number, id: number, La: Int8Array): number {
-  let u = 0;
-  for (let i = 0; i < 8; i++) {
-    const l = clampI(nearestInt(F(0.5 * F(F(id * xval[8 * k + i]!) - 1))), 0, 2);
-    La[8 * k + i] = l;
-    u |= l << (2 * i);
-  }
-  return u;
-}
-
-/** [Σ w·x·q, Σ w·q²] of the last sums() (a typed array: module-level number variables would box every double) */
-const SUMS = new Float64Array(2);
-/** Σ w·x·q and Σ w·q² with q = 2L + 1 (into sumqx / sumq2) */
-function sums(n: number, La: Int8Array): void {
-  let a = 0;
-  let b = 0;
-  for (let i = 0; i < n; i++) {
-    const w = weight[i]!;
-    const q = 2 * La[i]! + 1;
-    a = F(a + F(F(w * xval[i]!) * q));
-    b = F(b + F(F(w * q) * q));
-  }
-  SUMS[0] = a;
-  SUMS[1] = b;
-}
-
-function packedU(k: number): number {
-  let u = 0;
-  for (let i = 0; i < 8; i++) u |= L[8 * k + i]! << (2 * i);
-  return u;
-}
-
-function onGridIndex(lat: Lattice, u: number): number {
-  const gi = lat.map[u]!;
-  if (gi < 0) throw new Error(`IQ2 quantizer: point ${u} not on the grid`); // ggml: GGML_ABORT "Oops: found point … not on grid"
-  return gi;
-}
+let groupsXxs: IqGroups | undefined, groupsXs: IqGroups | undefined, groupsS: IqGroups | undefined;
+const iq2xxsGroups = (): IqGroups => (groupsXxs ??= { lat: latticeIq2xxs(), n: 32, kMaxQ: 3, bits: 2, range: 6, step: P1, requant: "always", initOnGrid: true });
+const iq2xsGroups = (isS: boolean): IqGroups =>
+  isS
+    ? (groupsS ??= { lat: latticeIq2s(), n: 16, kMaxQ: 3, bits: 2, range: 9, step: P1, requant: "off-grid", initOnGrid: true })
+    : (groupsXs ??= { lat: latticeIq2xs(), n: 16, kMaxQ: 3, bits: 2, range: 9, step: P1, requant: "off-grid", initOnGrid: true });
 
 function sigma2Of(x: Float32Array, xo: number, two: boolean): number {
   let sumx2 = 0;
@@ -189,58 +124,34 @@ function sigma2Of(x: Float32Array, xo: number, two: boolean): number {
   return two ? F(F(2 * sumx2) / QK) : F(sumx2 / QK);
 }
 
-function quantizeIq2xxsBlock(x: Float32Array, xo: number, qw: Float32Array, qo: number, dst: Uint8Array, o: number): void {
-  const lat = latticeIq2xxs();
+function quantizeIq2xxsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Float32Array, qo: number, dst: Uint8Array, o: number): void {
+  const g = iq2xxsGroups();
   const kMaxQ = 3;
-  const q2 = Q2XXS.fill(0);
+  const { signs, scales } = s;
+  const q2 = s.q2xxs.fill(0);
   let maxScale = 0;
   const sigma2 = sigma2Of(x, xo, false);
   for (let ib = 0; ib < 8; ib++) {
     const xb = xo + 32 * ib;
-    prepare(x, xb, qw, qo + 32 * ib, 32, sigma2, true);
-    let max = xval[0]!;
-    for (let i = 1; i < 32; i++) max = max > xval[i]! ? max : xval[i]!;
+    prepare(s, x, xb, qw, qo + 32 * ib, 32, sigma2, true);
+    const max = maxMagnitude(s, 32);
     if (max < EPS) {
       scales[ib] = 0;
       continue;
     }
-    let scale = makeQpQuants(32, kMaxQ + 1);
-    const effMax = F(scale * kMaxQ);
+    const scale0 = makeQpQuants(s, 32, kMaxQ + 1);
+    const effMax = F(scale0 * kMaxQ);
     if (effMax <= 0) {
       scales[ib] = 0;
       continue;
     }
-    let best = 0;
-    for (let is = -6; is <= 6; is++) {
-      const id = F(F(2 * kMaxQ - 1 + F(is * P1)) / effMax);
-      const thisScale = F(1 / id);
-      for (let k = 0; k < 4; k++) {
-        const u = levels8(k, id, Laux);
-        if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 8 * k, waux, thisScale, Laux);
-      }
-      sums(32, Laux);
-      const sumqx = SUMS[0]!, sumq2 = SUMS[1]!;
-      if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
-        scale = F(sumqx / sumq2);
-        best = F(scale * sumqx);
-        L.set(Laux);
-      }
-    }
-    if (scale > 0) {
-      const id = F(1 / scale);
-      for (let k = 0; k < 4; k++) {
-        const u = levels8(k, id, L);
-        if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 8 * k, waux, scale, L);
-      }
-      sums(32, L);
-      if (SUMS[1]! > 0) scale = F(SUMS[0]! / SUMS[1]!);
-    }
+    let scale = searchIqScale(s, g, effMax, scale0);
     if (scale < 0) {
       scale = -scale;
       for (let k = 0; k < 4; k++) signs[k] = ~signs[k]! & 127;
     }
     for (let k = 0; k < 4; k++) {
-      const gi = onGridIndex(lat, packedU(k));
+      const gi = gridIndexOfGroup(s, g, k);
       q2[2 * ib] = (q2[2 * ib]! | (gi << (8 * k))) >>> 0;
       q2[2 * ib + 1] = (q2[2 * ib + 1]! | (signs[k]! << (7 * k))) >>> 0;
     }
@@ -269,65 +180,31 @@ function quantizeIq2xxsBlock(x: Float32Array, xo: number, qw: Float32Array, qo: 
 }
 
 /** quantize_row_iq2_xs_impl (isS = false) and quantize_row_iq2_s_impl (isS = true): 16-sub-blocks */
-function quantizeIq2xsBlock(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number, isS: boolean): void {
-  const lat = isS ? latticeIq2s() : latticeIq2xs();
+function quantizeIq2xsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number, isS: boolean): void {
+  const g = iq2xsGroups(isS);
   const kMaxQ = 3;
-  const q2 = Q2XS.fill(0); // IQ2_XS: grid | signs << 9
+  const { L, signs, scales } = s;
+  const q2 = s.q2xs.fill(0); // IQ2_XS: grid | signs << 9
   const size = isS ? 82 : 74;
   dst.fill(0, o, o + size);
   let maxScale = 0;
   const sigma2 = sigma2Of(x, xo, isS);
   for (let ib = 0; ib < 16; ib++) {
     const xb = xo + 16 * ib;
-    prepare(x, xb, qw, qo + 16 * ib, 16, sigma2, !isS);
-    let max = xval[0]!;
-    for (let i = 1; i < 16; i++) max = max > xval[i]! ? max : xval[i]!;
+    prepare(s, x, xb, qw, qo + 16 * ib, 16, sigma2, !isS);
+    const max = maxMagnitude(s, 16);
     L.fill(0, 0, 16);
     if (max < (isS ? EPS_IQ2_S : EPS)) {
       scales[ib] = 0;
       continue;
     }
-    let best = 0;
-    let scale = F(max / (2 * kMaxQ - 1));
-    onGrid[0] = onGrid[1] = true;
-    for (let is = -9; is <= 9; is++) {
-      const id = F(F(2 * kMaxQ - 1 + F(is * P1)) / max);
-      const thisScale = F(1 / id);
-      for (let k = 0; k < 2; k++) {
-        const u = levels8(k, id, Laux);
-        onGridAux[k] = true;
-        if (lat.map[u]! < 0) {
-          onGridAux[k] = false;
-          bestNeighbour(lat, u, xval, 8 * k, waux, thisScale, Laux);
-        }
-      }
-      sums(16, Laux);
-      const sumqx = SUMS[0]!, sumq2 = SUMS[1]!;
-      if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
-        scale = F(sumqx / sumq2);
-        best = F(scale * sumqx);
-        for (let i = 0; i < 16; i++) L[i] = Laux[i]!;
-        onGrid[0] = onGridAux[0]!;
-        onGrid[1] = onGridAux[1]!;
-      }
-    }
-    const notOn = (onGrid[0] ? 0 : 1) + (onGrid[1] ? 0 : 1);
-    if (notOn > 0 && scale > 0) {
-      const id = F(1 / scale);
-      for (let k = 0; k < 2; k++) {
-        if (onGrid[k]) continue;
-        const u = levels8(k, id, L);
-        if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 8 * k, waux, scale, L);
-      }
-      sums(16, L);
-      if (SUMS[1]! > 0) scale = F(SUMS[0]! / SUMS[1]!);
-    }
+    let scale = searchIqScale(s, g, max, F(max / (2 * kMaxQ - 1)));
     if (scale < 0) {
       scale = -scale;
       for (let k = 0; k < 2; k++) signs[k] = isS ? ~signs[k]! & 255 : ~signs[k]! & 127;
     }
     for (let k = 0; k < 2; k++) {
-      const gi = onGridIndex(lat, packedU(k));
+      const gi = gridIndexOfGroup(s, g, k);
       const i8 = 2 * ib + k;
       if (isS) {
         dst[o + 2 + i8] = gi & 255;
@@ -358,16 +235,6 @@ function quantizeIq2xsBlock(x: Float32Array, xo: number, qw: Float32Array | null
       dst[o + 3 + 2 * i] = q2[i]! >> 8;
     }
   }
-}
-
-function quantizeRows(
-  name: string, typeSize: number, src: Float32Array, dst: Uint8Array, qw: Float32Array | null | undefined, needQw: boolean,
-  block: (x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number) => void,
-): void {
-  const nb = checkArgs(name, src, dst, typeSize, qw);
-  if (needQw && !qw) throw new Error(`${name} needs an importance matrix (ggml_quantize_requires_imatrix)`);
-  const n = qw ? qw.length : 0;
-  for (let b = 0; b < nb; b++) block(src, 256 * b, qw, n ? (256 * b) % n : 0, dst, b * typeSize);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -449,7 +316,7 @@ export const iq2_xxs: BlockCodec = {
   blockSize: 256,
   typeSize: 66,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeRows("IQ2_XXS", 66, src, dst, qw, true, (x, xo, w, qo, d, o) => quantizeIq2xxsBlock(x, xo, w!, qo, d, o)),
+  quantize: (src, dst, qw) => quantizeIqRows("IQ2_XXS", 66, src, dst, qw, true, new Iq2Scratch(), (s, x, xo, w, qo, d, o) => quantizeIq2xxsBlock(s, x, xo, w!, qo, d, o)),
   dequantize: dequantIq2xxs,
 };
 
@@ -458,7 +325,7 @@ export const iq2_xs: BlockCodec = {
   blockSize: 256,
   typeSize: 74,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeRows("IQ2_XS", 74, src, dst, qw, true, (x, xo, w, qo, d, o) => quantizeIq2xsBlock(x, xo, w, qo, d, o, false)),
+  quantize: (src, dst, qw) => quantizeIqRows("IQ2_XS", 74, src, dst, qw, true, new Iq2Scratch(), (s, x, xo, w, qo, d, o) => quantizeIq2xsBlock(s, x, xo, w, qo, d, o, false)),
   dequantize: dequantIq2xs,
 };
 
@@ -466,6 +333,6 @@ export const iq2_s: BlockCodec = {
   type: GGMLType.IQ2_S,
   blockSize: 256,
   typeSize: 82,
-  quantize: (src, dst, qw) => quantizeRows("IQ2_S", 82, src, dst, qw, false, (x, xo, w, qo, d, o) => quantizeIq2xsBlock(x, xo, w, qo, d, o, true)),
+  quantize: (src, dst, qw) => quantizeIqRows("IQ2_S", 82, src, dst, qw, false, new Iq2Scratch(), (s, x, xo, w, qo, d, o) => quantizeIq2xsBlock(s, x, xo, w, qo, d, o, true)),
   dequantize: dequantIq2s,
 };

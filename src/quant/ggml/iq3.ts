@@ -2,7 +2,10 @@ import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { toF16 } from "../../formats/half.js";
 import { H2F } from "./kquant-common.js";
-import { F, KSIGNS, IQ3XXS_GRID, IQ3S_GRID, bestNeighbour, nearestInt, clampI, checkArgs, checkDeqArgs, latticeIq3xxs, latticeIq3s } from "./iq-common.js";
+import {
+  F, KSIGNS, IQ3XXS_GRID, IQ3S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale, gridIndexOfGroup,
+  quantizeIqRows, nearestInt, clampI, checkDeqArgs, latticeIq3xxs, latticeIq3s,
+} from "./iq-common.js";
 
 /**
  * IQ3_XXS (3.0625 bpw) and IQ3_S (3.4375 bpw): 256-blocks of 4-vectors on the D4-lattice grids of
@@ -16,78 +19,21 @@ const P2 = F(0.2);
 const QK = 256;
 const kMaxQ = 8;
 
-const weight = new Float64Array(32);
-const waux = new Float64Array(32);
-const xval = new Float64Array(32);
-const L = new Int8Array(32);
-const Laux = new Int8Array(32);
-const scales = new Float64Array(8);
-const signs = new Uint8Array(4);
-const onGrid = new Uint8Array(8);
-const onGridAux = new Uint8Array(8);
-const Q3 = new Uint8Array(96);
+/** The per-call working set: the shared IQ scratch plus IQ3's sub-block scales and IQ3_XXS's packed block. */
+class Iq3Scratch extends IqScratch {
+  readonly scales = new Float64Array(8);
+  readonly q3 = new Uint8Array(96);
+}
 
-function prepare(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, sigma2: number, parity: boolean): void {
+/** weights of one 32-value sub-block (weight = qw·√(σ² + x²), or x² without an importance vector), then signs and |x| */
+function prepare(s: Iq3Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, sigma2: number, parity: boolean): void {
+  const weight = s.weight;
   if (qw) {
     for (let i = 0; i < 32; i++) weight[i] = F(qw[qo + i]! * F(Math.sqrt(F(sigma2 + F(x[xo + i]! * x[xo + i]!)))));
   } else {
     for (let i = 0; i < 32; i++) weight[i] = F(x[xo + i]! * x[xo + i]!);
   }
-  for (let i = 0; i < 32; i++) waux[i] = F(Math.sqrt(weight[i]!));
-  for (let k = 0; k < 4; k++) {
-    let nflip = 0;
-    let s = 0;
-    for (let i = 0; i < 8; i++) {
-      const v = x[xo + 8 * k + i]!;
-      if (v >= 0) xval[8 * k + i] = v;
-      else {
-        xval[8 * k + i] = -v;
-        nflip++;
-        s |= 1 << i;
-      }
-    }
-    if (parity && nflip % 2) {
-      let imin = 0;
-      const v0 = x[xo + 8 * k]!;
-      let min = F(F(weight[8 * k]! * v0) * v0);
-      for (let i = 1; i < 8; i++) {
-        const v = x[xo + 8 * k + i]!;
-        const ax = F(F(weight[8 * k + i]! * v) * v);
-        if (ax < min) {
-          min = ax;
-          imin = i;
-        }
-      }
-      xval[8 * k + imin] = -xval[8 * k + imin]!;
-      s ^= 1 << imin;
-    }
-    signs[k] = parity ? s & 127 : s;
-  }
-}
-
-function levels4(k: number, id: number, La: Int8Array): number {
-  let u = 0;
-  for (let i = 0; i < 4; i++) {
-    const l = clampI(nearestInt(F(0.5 * F(F(id * xval[4 * k + i]!) - 1))), 0, kMaxQ - 1);
-    La[4 * k + i] = l;
-    u |= l << (3 * i);
-  }
-  return u;
-}
-
-/** [Σ w·x·q, Σ w·q²] of the last sums() (a typed array: module-level number variables would box every double) */
-const SUMS = new Float64Array(2);
-function sums(La: Int8Array): void {
-  let a = 0;
-  let b = 0;
-  for (let i = 0; i < 32; i++) {
-    const w = weight[i]!;
-    const q = 2 * La[i]! + 1;
-    a = F(a + F(F(w * xval[i]!) * q));
-    b = F(b + F(F(w * q) * q));
-  }
-  SUMS[0] = a;
-  SUMS[1] = b;
+  signsAndMagnitudes(s, x, xo, 32, parity);
 }
 
 function sigma2Of(x: Float32Array, xo: number): number {
@@ -96,70 +42,32 @@ function sigma2Of(x: Float32Array, xo: number): number {
   return F(F(2 * sumx2) / QK);
 }
 
-function gridIndexOf(map: Int32Array, k: number): number {
-  let u = 0;
-  for (let i = 0; i < 4; i++) u |= L[4 * k + i]! << (3 * i);
-  const gi = map[u]!;
-  if (gi < 0) throw new Error(`IQ3 quantizer: point ${u} not on the grid`); // ggml: GGML_ABORT
-  return gi;
-}
+let groupsXxs: IqGroups | undefined, groupsS: IqGroups | undefined;
+const iq3xxsGroups = (): IqGroups => (groupsXxs ??= { lat: latticeIq3xxs(), n: 32, kMaxQ, bits: 3, range: 15, step: P2, requant: "off-grid", initOnGrid: true });
+const iq3sGroups = (): IqGroups => (groupsS ??= { lat: latticeIq3s(), n: 32, kMaxQ, bits: 3, range: 9, step: P2, requant: "all", initOnGrid: false });
 
 /** quantize_row_iq3_xxs_impl(256, …) for one 256-block: 98 bytes at dst[o] */
-function quantizeIq3xxsBlock(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number): void {
-  const lat = latticeIq3xxs();
-  const q3 = Q3.fill(0);
+function quantizeIq3xxsBlock(s: Iq3Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number): void {
+  const g = iq3xxsGroups();
+  const { L, signs, scales } = s;
+  const q3 = s.q3.fill(0);
   let maxScale = 0;
   const sigma2 = sigma2Of(x, xo);
   for (let ib = 0; ib < 8; ib++) {
     const xb = xo + 32 * ib;
-    prepare(x, xb, qw, qo + 32 * ib, sigma2, true);
-    let max = xval[0]!;
-    for (let i = 1; i < 32; i++) max = max > xval[i]! ? max : xval[i]!;
+    prepare(s, x, xb, qw, qo + 32 * ib, sigma2, true);
+    const max = maxMagnitude(s, 32);
     L.fill(0);
     if (max < EPS_IQ3_XXS) {
       scales[ib] = 0;
       continue;
     }
-    let best = 0;
-    let scale = F(max / (2 * kMaxQ - 1));
-    onGrid.fill(1);
-    for (let is = -15; is <= 15; is++) {
-      const id = F(F(2 * kMaxQ - 1 + F(is * P2)) / max);
-      const thisScale = F(1 / id);
-      for (let k = 0; k < 8; k++) {
-        const u = levels4(k, id, Laux);
-        onGridAux[k] = 1;
-        if (lat.map[u]! < 0) {
-          onGridAux[k] = 0;
-          bestNeighbour(lat, u, xval, 4 * k, waux, thisScale, Laux);
-        }
-      }
-      sums(Laux);
-      const sumqx = SUMS[0]!, sumq2 = SUMS[1]!;
-      if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
-        scale = F(sumqx / sumq2);
-        best = F(scale * sumqx);
-        L.set(Laux);
-        onGrid.set(onGridAux);
-      }
-    }
-    let notOn = 0;
-    for (let k = 0; k < 8; k++) if (!onGrid[k]) notOn++;
-    if (notOn > 0 && scale > 0) {
-      const id = F(1 / scale);
-      for (let k = 0; k < 8; k++) {
-        if (onGrid[k]) continue;
-        const u = levels4(k, id, L);
-        if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 4 * k, waux, scale, L);
-      }
-      sums(L);
-      if (SUMS[1]! > 0) scale = F(SUMS[0]! / SUMS[1]!);
-    }
+    let scale = searchIqScale(s, g, max, F(max / (2 * kMaxQ - 1)));
     if (scale < 0) {
       scale = -scale;
       for (let k = 0; k < 4; k++) signs[k] = ~signs[k]! & 127;
     }
-    for (let k = 0; k < 8; k++) q3[8 * ib + k] = gridIndexOf(lat.map, k);
+    for (let k = 0; k < 8; k++) q3[8 * ib + k] = gridIndexOfGroup(s, g, k);
     const ss = (signs[0]! | (signs[1]! << 7) | (signs[2]! << 14) | (signs[3]! << 21)) >>> 0;
     const p = 64 + 4 * ib;
     q3[p] = ss & 255;
@@ -184,8 +92,9 @@ function quantizeIq3xxsBlock(x: Float32Array, xo: number, qw: Float32Array | nul
 }
 
 /** quantize_row_iq3_s_impl(32, …) for one 256-block: 110 bytes at dst[o] */
-function quantizeIq3sBlock(x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number): void {
-  const lat = latticeIq3s();
+function quantizeIq3sBlock(s: Iq3Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number): void {
+  const g = iq3sGroups();
+  const { L, signs, scales } = s;
   dst.fill(0, o, o + 110);
   let maxScale = 0;
   const sigma2 = sigma2Of(x, xo);
@@ -195,54 +104,20 @@ function quantizeIq3sBlock(x: Float32Array, xo: number, qw: Float32Array | null 
   let signsOff = o + 74;
   for (let ib = 0; ib < 8; ib++) {
     const xb = xo + 32 * ib;
-    prepare(x, xb, qw, qo + 32 * ib, sigma2, false);
-    let max = xval[0]!;
-    for (let i = 1; i < 32; i++) max = max > xval[i]! ? max : xval[i]!;
+    prepare(s, x, xb, qw, qo + 32 * ib, sigma2, false);
+    const max = maxMagnitude(s, 32);
     L.fill(0);
     if (!max) {
       scales[ib] = 0;
       continue;
     }
-    let best = 0;
-    let scale = F(max / (2 * kMaxQ - 1));
-    onGrid.fill(0);
-    for (let is = -9; is <= 9; is++) {
-      const id = F(F(2 * kMaxQ - 1 + F(is * P2)) / max);
-      const thisScale = F(1 / id);
-      for (let k = 0; k < 8; k++) {
-        const u = levels4(k, id, Laux);
-        onGridAux[k] = 1;
-        if (lat.map[u]! < 0) {
-          onGridAux[k] = 0;
-          bestNeighbour(lat, u, xval, 4 * k, waux, thisScale, Laux);
-        }
-      }
-      sums(Laux);
-      const sumqx = SUMS[0]!, sumq2 = SUMS[1]!;
-      if (sumq2 > 0 && F(sumqx * sumqx) > F(best * sumq2)) {
-        scale = F(sumqx / sumq2);
-        best = F(scale * sumqx);
-        L.set(Laux);
-        onGrid.set(onGridAux);
-      }
-    }
-    let notOn = 0;
-    for (let k = 0; k < 8; k++) if (!onGrid[k]) notOn++;
-    if (notOn > 0 && scale > 0) {
-      const id = F(1 / scale);
-      for (let k = 0; k < 8; k++) {
-        const u = levels4(k, id, L); // every group, on the grid or not (ggml: the skip is commented out)
-        if (lat.map[u]! < 0) bestNeighbour(lat, u, xval, 4 * k, waux, scale, L);
-      }
-      sums(L);
-      if (SUMS[1]! > 0) scale = F(SUMS[0]! / SUMS[1]!);
-    }
+    let scale = searchIqScale(s, g, max, F(max / (2 * kMaxQ - 1)));
     if (scale < 0) {
       scale = -scale;
       for (let k = 0; k < 4; k++) signs[k] = ~signs[k]! & 255;
     }
     for (let k = 0; k < 8; k++) {
-      const gi = gridIndexOf(lat.map, k);
+      const gi = gridIndexOfGroup(s, g, k);
       dst[qsOff + k] = gi & 255;
       dst[o + 66 + ib]! |= (gi >> 8) << k;
     }
@@ -263,15 +138,6 @@ function quantizeIq3sBlock(x: Float32Array, xo: number, qw: Float32Array | null 
     const l2 = clampI(nearestInt(F(0.5 * F(F(id * scales[ib + 1]!) - 1))), 0, 15);
     dst[o + 106 + (ib >> 1)] = l1 | (l2 << 4);
   }
-}
-
-function quantizeRows(
-  name: string, typeSize: number, src: Float32Array, dst: Uint8Array, qw: Float32Array | null | undefined,
-  block: (x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number) => void,
-): void {
-  const nb = checkArgs(name, src, dst, typeSize, qw);
-  const n = qw ? qw.length : 0;
-  for (let b = 0; b < nb; b++) block(src, 256 * b, qw, n ? (256 * b) % n : 0, dst, b * typeSize);
 }
 
 function dequantIq3xxs(src: Uint8Array, dst: Float32Array): void {
@@ -328,7 +194,7 @@ export const iq3_xxs: BlockCodec = {
   type: GGMLType.IQ3_XXS,
   blockSize: 256,
   typeSize: 98,
-  quantize: (src, dst, qw) => quantizeRows("IQ3_XXS", 98, src, dst, qw, quantizeIq3xxsBlock),
+  quantize: (src, dst, qw) => quantizeIqRows("IQ3_XXS", 98, src, dst, qw, false, new Iq3Scratch(), quantizeIq3xxsBlock),
   dequantize: dequantIq3xxs,
 };
 
@@ -336,6 +202,6 @@ export const iq3_s: BlockCodec = {
   type: GGMLType.IQ3_S,
   blockSize: 256,
   typeSize: 110,
-  quantize: (src, dst, qw) => quantizeRows("IQ3_S", 110, src, dst, qw, quantizeIq3sBlock),
+  quantize: (src, dst, qw) => quantizeIqRows("IQ3_S", 110, src, dst, qw, false, new Iq3Scratch(), quantizeIq3sBlock),
   dequantize: dequantIq3s,
 };
