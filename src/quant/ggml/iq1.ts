@@ -86,6 +86,40 @@ function bestNeighbour2(s: Iq1Scratch, lat: Lattice, u: number, x: Float32Array,
   return gi;
 }
 
+/**
+ * The tail of quantize_row_iq1_s_impl / _iq1_m_impl's sub-block: the grid index of each 8-group of s.L
+ * into s.index, off-grid groups moved to their best neighbour (iq1_find_best_neighbour2) at `scale`;
+ * when any was off the grid, the scale refitted to the chosen points (Σ w·q·x / Σ w·q²). Group 0 uses
+ * the level values xx0, the others xx1 (IQ1_M shifts its two halves separately).
+ */
+function placeOnGrid(s: Iq1Scratch, lat: Lattice, x: Float32Array, xb: number, groups: number, scale: number, xx0: readonly number[], xx1: readonly number[]): number {
+  const { weight, L, index } = s;
+  let allOnGrid = true;
+  for (let k = 0; k < groups; k++) {
+    let u = 0;
+    for (let j = 0; j < 8; j++) u |= L[8 * k + j]! << (2 * j);
+    let gi = lat.map[u]!;
+    if (gi < 0) {
+      allOnGrid = false;
+      gi = bestNeighbour2(s, lat, u, x, xb + 8 * k, 8 * k, scale, k === 0 ? xx0 : xx1, 8 * k);
+    }
+    index[k] = gi;
+  }
+  if (allOnGrid) return scale;
+  let sqx = 0, sq2 = 0;
+  for (let k = 0; k < groups; k++) {
+    const xx = k === 0 ? xx0 : xx1;
+    const g = index[k]! * 8;
+    for (let j = 0; j < 8; j++) {
+      const w = weight[8 * k + j]!;
+      const q = xx[(lat.q[g + j]! - 1) >> 1]!;
+      sqx = F(sqx + F(F(w * q) * x[xb + 8 * k + j]!));
+      sq2 = F(sq2 + F(F(w * q) * q));
+    }
+  }
+  return sqx > 0 && sq2 > 0 ? F(sqx / sq2) : scale;
+}
+
 function sigma2Of(x: Float32Array, xo: number): number {
   let sumx2 = 0;
   for (let i = 0; i < QK; i++) sumx2 = F(sumx2 + F(x[xo + i]! * x[xo + i]!));
@@ -176,31 +210,8 @@ function quantizeIq1sBlock(s: Iq1Scratch, x: Float32Array, xo: number, qw: Float
       scale = -scale;
       bestShift = -bestShift;
     }
-    let allOnGrid = true;
     const xx = bestShift === 1 ? XP : XM;
-    for (let k = 0; k < bs / 8; k++) {
-      let u = 0;
-      for (let j = 0; j < 8; j++) u |= L[8 * k + j]! << (2 * j);
-      let gi = lat.map[u]!;
-      if (gi < 0) {
-        allOnGrid = false;
-        gi = bestNeighbour2(s, lat, u, x, xb + 8 * k, 8 * k, scale, xx, 8 * k);
-      }
-      index[k] = gi;
-    }
-    if (!allOnGrid) {
-      let sqx = 0, sq2 = 0;
-      for (let k = 0; k < bs / 8; k++) {
-        const g = index[k]! * 8;
-        for (let j = 0; j < 8; j++) {
-          const w = weight[8 * k + j]!;
-          const q = xx[(lat.q[g + j]! - 1) >> 1]!;
-          sqx = F(sqx + F(F(w * q) * x[xb + 8 * k + j]!));
-          sq2 = F(sq2 + F(F(w * q) * q));
-        }
-      }
-      if (sqx > 0 && sq2 > 0) scale = F(sqx / sq2);
-    }
+    scale = placeOnGrid(s, lat, x, xb, bs / 8, scale, xx, xx);
     let h = 0;
     for (let k = 0; k < bs / 8; k++) {
       dst[o + 2 + (bs / 8) * ib + k] = index[k]! & 255;
@@ -312,32 +323,7 @@ function quantizeIq1mBlock(s: Iq1Scratch, x: Float32Array, xo: number, qw: Float
       scale = -scale;
       bestK = 3 - bestK;
     }
-    let allOnGrid = true;
-    for (let k = 0; k < 2; k++) {
-      const xx = k === 0 ? (bestK < 2 ? XP : XM) : bestK % 2 === 0 ? XP : XM;
-      let u = 0;
-      for (let j = 0; j < 8; j++) u |= L[8 * k + j]! << (2 * j);
-      let gi = lat.map[u]!;
-      if (gi < 0) {
-        allOnGrid = false;
-        gi = bestNeighbour2(s, lat, u, x, xb + 8 * k, 8 * k, scale, xx, 8 * k);
-      }
-      index[k] = gi;
-    }
-    if (!allOnGrid) {
-      let fx = 0, f2 = 0;
-      for (let k = 0; k < 2; k++) {
-        const xx = k === 0 ? (bestK < 2 ? XP : XM) : bestK % 2 === 0 ? XP : XM;
-        const g = index[k]! * 8;
-        for (let j = 0; j < 8; j++) {
-          const w = weight[8 * k + j]!;
-          const q = xx[(lat.q[g + j]! - 1) >> 1]!;
-          fx = F(fx + F(F(w * q) * x[xb + 8 * k + j]!));
-          f2 = F(f2 + F(F(w * q) * q));
-        }
-      }
-      if (fx > 0 && f2 > 0) scale = F(fx / f2);
-    }
+    scale = placeOnGrid(s, lat, x, xb, 2, scale, bestK < 2 ? XP : XM, bestK % 2 === 0 ? XP : XM);
     dst[o + 2 * ib] = index[0]! & 255;
     dst[o + 2 * ib + 1] = index[1]! & 255;
     dst[o + 32 + ib] = (index[0]! >> 8) | ((index[1]! >> 8) << 4);
