@@ -41,14 +41,8 @@ export async function decodeBnbRows(m: BnbModule, read: BnbReadRange, row0: numb
   const count = nRows * m.cols;
   if (count === 0) return new Float32Array(0);
   if (m.kind === "int8") return decodeInt8(m, read, row0, nRows);
-  const e0 = row0 * m.cols;
-  const e1 = e0 + count;
-  const b0 = Math.floor(e0 / m.blocksize);
-  const b1 = Math.ceil(e1 / m.blocksize);
-  const absmax = await blockAbsmax(m, read, b0, b1);
-  const byte0 = Math.floor(e0 / 2);
-  const packed = await readExact(read, m, m.weight, byte0, Math.ceil(e1 / 2) - byte0);
-  return dequantize4bit(packed, e0, count, absmax, b0, m.blocksize, m.kind, m.dtype);
+  const e = await encoded4(m, read, row0, nRows);
+  return dequantize4bit(e.packed, e.elem0, e.count, e.absmax, e.block0, e.blocksize, e.quantType, e.dtype);
 }
 
 /**
@@ -70,6 +64,11 @@ export interface Bnb4Encoded {
 export async function readBnb4Encoded(m: BnbModule, read: BnbReadRange, row0: number, nRows: number): Promise<Bnb4Encoded | undefined> {
   if (m.kind === "int8") return undefined;
   if (!Number.isSafeInteger(row0) || !Number.isSafeInteger(nRows) || row0 < 0 || nRows <= 0 || row0 + nRows > m.rows) return undefined;
+  return encoded4(m, read, row0, nRows);
+}
+
+/** the packed bytes and the blocks' absmax of rows [row0, row0 + nRows) of a 4-bit module (rows checked by the caller) */
+async function encoded4(m: BnbModule & { kind: "nf4" | "fp4" }, read: BnbReadRange, row0: number, nRows: number): Promise<Bnb4Encoded> {
   const count = nRows * m.cols;
   const e0 = row0 * m.cols;
   const e1 = e0 + count;
