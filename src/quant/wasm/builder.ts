@@ -201,7 +201,7 @@ export class FuncBuilder<P extends Params = Params> {
   }
 
   /** `count` new locals of `type`. */
-  locals<T extends ValType>(type: T, count: number, name = type): Local<T>[] {
+  locals<T extends ValType>(type: T, count: number, name: string = type): Local<T>[] {
     return Array.from({ length: count }, (_, i) => this.local(type, `${name}${i}`));
   }
 
