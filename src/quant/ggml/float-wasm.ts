@@ -13,6 +13,7 @@
  */
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
+import { f16x4Emitter } from "../wasm/kernels.js";
 import { f32RowToF16 } from "../../formats/half.js";
 
 /** elements per kernel call */
@@ -29,10 +30,9 @@ function emitMode(mod: ModuleBuilder, mode: Mode): void {
   const f = mod.func(mode, { n: "i32" }, "i32");
   const n = f.p.n;
   const p = f.i32("p"), o = f.i32("o"), end = f.i32("end");
-  const flag = f.v128("flag"), shl1 = f.v128("shl1"), t = f.v128("t"), lo = f.v128("lo"), hi = f.v128("hi");
+  const flag = f.v128("flag"), t = f.v128("t"), lo = f.v128("lo"), hi = f.v128("hi");
   const inSize = mode === "f32tof16" || mode === "checkf32" ? 4 : 2;
   const splatI = (v: number): void => void f.i32.const(v).i32x4.splat();
-  const splatF = (v: number): void => void f.f32.const(v).f32x4.splat();
   /** flag |= (bits & 0x7f800000) == 0x7f800000 for the f32 lanes in `v` */
   const check32 = (v: typeof lo): void => {
     f.get(flag).get(v);
@@ -42,35 +42,7 @@ function emitMode(mod: ModuleBuilder, mode: Mode): void {
     f.i32x4.eq().v128.or().set(flag);
   };
   /** push fp16 bits (in i32 lanes) of the f32 lanes in `v` (ggml_compute_fp32_to_fp16) */
-  const toF16 = (v: typeof lo): void => {
-    f.get(v).get(v).i32x4.add().set(shl1);
-    // base = (|f| · 2^112) · 2^-110 + f32((max_u(shl1 & 0xff000000, 0x71000000) >> 1) + 0x07800000)
-    f.get(shl1);
-    splatI(0xff000000);
-    f.v128.and();
-    splatI(0x71000000);
-    f.i32x4.maxU().i32.const(1).i32x4.shrU();
-    splatI(0x07800000);
-    f.i32x4.add();
-    f.get(v).f32x4.abs();
-    splatF(2 ** 112);
-    f.f32x4.mul();
-    splatF(2 ** -110);
-    f.f32x4.mul().f32x4.add().set(t);
-    // (sign >> 16) | (shl1 > 0xff000000 ? 0x7e00 : ((bits >> 13) & 0x7c00) + (bits & 0xfff))
-    f.get(v).i32.const(16).i32x4.shrU();
-    splatI(0x8000);
-    f.v128.and();
-    splatI(0x7e00);
-    f.get(t).i32.const(13).i32x4.shrU();
-    splatI(0x7c00);
-    f.v128.and().get(t);
-    splatI(0xfff);
-    f.v128.and().i32x4.add();
-    f.get(shl1);
-    splatI(0xff000000);
-    f.i32x4.gtU().v128.bitselect().v128.or();
-  };
+  const toF16 = f16x4Emitter(f);
   /** bf16 × 8 at p → the f32 lanes lo (first 4) and hi (last 4) */
   const widenBf16 = (): void => {
     f.get(p).v128.load(IN).set(t);
