@@ -19,7 +19,7 @@ const TYPES = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLT
 const ROW = 4096;
 
 /** WebAssembly flags and the scalar JS fallbacks (the codecs use the kernels; for IQ4 the search). */
-const SCALAR: ReadonlyArray<readonly [GGMLType, boolean, (src: Float32Array, dst: Uint8Array) => void]> = [
+const SCALAR: ReadonlyArray<readonly [GGMLType, () => boolean, (src: Float32Array, dst: Uint8Array) => void]> = [
   [GGMLType.Q4_0, Q4_0_WASM, quantizeQ4_0Scalar],
   [GGMLType.Q4_1, Q4_1_WASM, quantizeQ4_1Scalar],
   [GGMLType.Q5_0, Q5_0_WASM, quantizeQ5_0Scalar],
@@ -220,7 +220,7 @@ for (const t of TYPES) {
 test("the WebAssembly kernels are active and the scalar JS fallbacks are bit-exact too", () => {
   const o = ggmlOracle();
   for (const [t, wasm, scalar] of SCALAR) {
-    assert.ok(wasm, `${typeName(t)} WebAssembly kernel failed to load`);
+    assert.equal(wasm(), true, `${typeName(t)} WebAssembly kernel failed to load`);
     const codec = codecFor(t);
     for (const [name, make] of DATASETS) {
       const x = make();

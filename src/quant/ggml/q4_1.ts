@@ -1,7 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { f16Lut, toF16Fast } from "../../formats/half.js";
-import { legacyQuantizer } from "./q4_0.js";
+import { legacyQuantizer } from "./legacy.js";
 
 /**
  * Q4_1: 32 values per block, fp16 scale d + fp16 minimum m + 16 bytes of 4-bit levels (20 bytes).
@@ -79,9 +79,9 @@ export function quantizeQ4_1Scalar(src: Float32Array, dst: Uint8Array): void {
   }
 }
 
-// the WebAssembly SIMD kernel (built in q4_0.ts) when available
-const fast = legacyQuantizer({ asym: true, div: 15, bias: 0.5, clamp: 15, bits5: false, bytes: BYTES }, quantizeQ4_1Scalar);
-/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20). */
+// the WebAssembly SIMD kernel (legacy.ts), instantiated on first use, else the scalar path
+const fast = legacyQuantizer("q4_1", { asym: true, div: 15, bias: 0.5, clamp: 15, bits5: false, bytes: BYTES }, quantizeQ4_1Scalar);
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
 export const Q4_1_WASM = fast.usesWasm;
 const quantize = fast.quantize;
 

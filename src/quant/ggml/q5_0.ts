@@ -1,7 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { f16Lut, toF16Fast } from "../../formats/half.js";
-import { legacyQuantizer } from "./q4_0.js";
+import { legacyQuantizer } from "./legacy.js";
 
 /**
  * Q5_0: 32 values per block, fp16 scale + 32 high bits (u32 LE) + 16 bytes of low nibbles (22 bytes).
@@ -78,9 +78,9 @@ export function quantizeQ5_0Scalar(src: Float32Array, dst: Uint8Array): void {
   }
 }
 
-// the WebAssembly SIMD kernel (built in q4_0.ts) when available
-const fast = legacyQuantizer({ asym: false, div: -16, bias: 16.5, clamp: 31, bits5: true, bytes: BYTES }, quantizeQ5_0Scalar);
-/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20). */
+// the WebAssembly SIMD kernel (legacy.ts), instantiated on first use, else the scalar path
+const fast = legacyQuantizer("q5_0", { asym: false, div: -16, bias: 16.5, clamp: 31, bits5: true, bytes: BYTES }, quantizeQ5_0Scalar);
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
 export const Q5_0_WASM = fast.usesWasm;
 const quantize = fast.quantize;
 

@@ -1,7 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { f16Lut, toF16Fast } from "../../formats/half.js";
-import { legacyQuantizer } from "./q4_0.js";
+import { legacyQuantizer } from "./legacy.js";
 
 /**
  * Q5_1: 32 values per block, fp16 scale d + fp16 minimum m + 32 high bits (u32 LE) + 16 bytes of low nibbles (24 bytes).
@@ -86,9 +86,9 @@ export function quantizeQ5_1Scalar(src: Float32Array, dst: Uint8Array): void {
   }
 }
 
-// the WebAssembly SIMD kernel (built in q4_0.ts) when available
-const fast = legacyQuantizer({ asym: true, div: 31, bias: 0.5, clamp: 0, bits5: true, bytes: BYTES }, quantizeQ5_1Scalar);
-/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20). */
+// the WebAssembly SIMD kernel (legacy.ts), instantiated on first use, else the scalar path
+const fast = legacyQuantizer("q5_1", { asym: true, div: 31, bias: 0.5, clamp: 0, bits5: true, bytes: BYTES }, quantizeQ5_1Scalar);
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
 export const Q5_1_WASM = fast.usesWasm;
 const quantize = fast.quantize;
 
