@@ -94,7 +94,11 @@ test("an unknown MiniCPM-V version, MiniCPM-o version or vision config is refuse
   refuse({ ...cfg26, version: 2.0 }, /version 2\.0 is not supported/);
   refuse({ ...cfg26, version: undefined, hidden_size: 2304, query_num: 64 }, /MiniCPM-V 2\.0/);
   refuse({ architectures: ["MiniCPMO"], version: 4.5 }, /MiniCPM-o version 4\.5 is not supported/);
-  refuse({ ...cfg26, version: "2.6" }, /version must be a number/, "E_CONFIG");
+  refuse({ ...cfg26, version: "2.6b" }, /version must be a number or a numeric string/, "E_CONFIG");
+  refuse({ ...cfg26, version: [2, 6] }, /version must be a number or a numeric string/, "E_CONFIG");
+  // openbmb/MiniCPM-Llama3-V-2_5's real config.json says "version": "2.5" (a string): read as 2.5
+  assert.equal(detectMinicpmvRelease({ ...cfg26, version: "2.5" }, f).release.clipVersion, 2);
+  assert.equal(detectMinicpmvRelease({ ...cfg26, version: "2.6" }, f).release.clipVersion, 3);
   // the vision config, through the converter (a tiny 2.5 checkpoint with its config edited)
   const dir = path.join(tmp, "tiny-2.5");
   await writeTinyMinicpmv(dir, { release: "2.5" });
