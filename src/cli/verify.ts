@@ -8,6 +8,7 @@ import { lowerTensorTypePattern } from "./args.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
 import { takeLoraArgs } from "./lora-args.js";
 import { withInterrupt } from "./signals.js";
+import { parseMinicpmvVersion } from "../models/minicpmv/versions.js";
 
 export const VERIFY_USAGE = `verify options (ggufy verify <file.gguf> <model-dir>):
   --outtype T            the type the file was converted to (default: from general.file_type)
@@ -15,6 +16,7 @@ export const VERIFY_USAGE = `verify options (ggufy verify <file.gguf> <model-dir
   --leave-output-tensor  as given to convert, when the file was made with them
   --imatrix FILE, --include-weights NAME, --exclude-weights NAME  as given to convert: the plan uses the imatrix
                          and the report adds the importance-weighted relative RMSE ("w rel RMSE")
+  --minicpmv-version N   as given to convert (MiniCPM-V: the clip.minicpmv_version the pair was converted as)
   --exact                also quantize the source again and compare bytes
   --lora DIR [--lora-scale S]  the adapters given to convert --lora (repeatable): check the merged file
   --json                 machine-readable report
@@ -70,6 +72,7 @@ export async function cmdVerify(argv: string[], out: (s: string) => void, err: (
         "include-weights": { type: "string", multiple: true },
         "exclude-weights": { type: "string", multiple: true },
         exact: { type: "boolean" },
+        "minicpmv-version": { type: "string" },
         json: { type: "boolean" },
         quiet: { type: "boolean" },
         debug: { type: "boolean" },
@@ -83,6 +86,7 @@ export async function cmdVerify(argv: string[], out: (s: string) => void, err: (
   const [gguf, dir, extra] = parsed.positionals;
   if (!gguf || !dir) throw new GgufyError("E_USAGE", "verify needs a GGUF file and the model folder it was converted from");
   if (extra !== undefined) throw new GgufyError("E_USAGE", `unexpected argument '${extra}'`);
+  const minicpmvVersion = v["minicpmv-version"] !== undefined ? parseMinicpmvVersion(v["minicpmv-version"]) : undefined;
   const progress = new ProgressLine(io.stderr, !v.quiet && !v.json && io.stderr.isTTY === true);
   const opts = (signal: AbortSignal): VerifyOptions => ({
     ...(v.outtype ? { outtype: v.outtype } : {}),
@@ -96,6 +100,7 @@ export async function cmdVerify(argv: string[], out: (s: string) => void, err: (
     ...(v["include-weights"] ? { includeWeights: v["include-weights"] } : {}),
     ...(v["exclude-weights"] ? { excludeWeights: v["exclude-weights"] } : {}),
     ...(v.exact ? { exact: true } : {}),
+    ...(minicpmvVersion !== undefined ? { minicpmvVersion } : {}),
     ...(lora.length ? { lora } : {}),
     signal,
     onProgress: (e) => progress.update({ file: gguf, tensor: e.tensor, tensorIndex: e.tensorIndex, tensorCount: e.tensorCount, bytesDone: e.bytesDone, bytesTotal: e.bytesTotal }),

@@ -93,6 +93,9 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
       loadVocab: (r) => loadVocab(r.dir, { arch: r.arch, config: r.config, ...(r.vocabSize !== undefined ? { vocabSize: r.vocabSize } : {}), ...(opts.pre !== undefined ? { pre: opts.pre } : {}), warn }),
     });
     if (merge) checkMergeWritten(merge, models);
+    // the models' notes (a MiniCPM-V release taken without config.json version, skipped audio modules, a RoPE
+    // scaling llama.cpp does not honour …) are plan warnings: --dry-run prints them, convert() returns them
+    for (const m of models) for (const w of m.warnings ?? []) warn(w);
     const llm = models.find((m) => m.role === "model");
     if (opts.vocabOnly && wantsSplit(opts)) throw new GgufyError("E_USAGE", "a vocabulary-only file cannot be split");
     // general.* as llama.cpp's converter fills it: model card, config _name_or_path, folder name, --metadata, --model-name
@@ -146,8 +149,6 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   const p = await plan(opts);
   const warnings = p.warnings;
   try {
-    // the models' notes (a RoPE scaling or sliding window llama.cpp does not honour …) reach the user
-    for (const m of p.models) for (const w of m.warnings ?? []) opts.onWarning?.(w);
     const { makeEncoder } = await import("./workers.js");
     // validated and capped (limits.ts): min(requested, 4 × cores, 64, chunks to encode)
     // --lora: merged chunks are decoded and merged on this thread and travel as float32 (not packed): a

@@ -41,6 +41,13 @@ const TOL = 1e-4;
  * quick-GELU input of the reference by one float32 ulp moves its output ~1.6e-4 (7e-8 with the exact activation),
  * and the test below asserts that floor is above 1e-4. Only bit-exact float32 emulation of ggml's matmul order
  * through both blocks would get under it. Qwen2.5-VL (SiLU, no table) and its int4 pair are at ~1e-5.
+ * Re-checked against the bundled source (v0.4.0): vec.h:47 `#define GGML_GELU_QUICK_FP16` unconditionally, ops.cpp
+ * ggml_compute_forward_gelu_quick_f32 → ggml_vec_gelu_quick_f32, clip.cpp FFN_GELU_QUICK → ggml_gelu_quick for
+ * qwen2vl. Emulating the table is already done (reference-qwen2vl-vision.ts ggmlQuickGeluF16); what is missing is a
+ * bit-identical table *input*, i.e. float32 emulation of everything before it in ggml's order (ggml_norm's
+ * ggml_float sums, the F32 matmul's SIMD / llamafile-sgemm accumulation, rope, soft_max) — not done. MiniCPM-V's
+ * SigLIP uses an F16 GELU table too (GGML_GELU_FP16) and still agrees to ~1e-6, most likely because its resampler
+ * attends over all 1024 patches, diluting one flipped element, where Qwen2-VL's merger mixes only 4 (not measured).
  */
 const TOL_QWEN2VL = 5e-4;
 const VISION_START = 151652;

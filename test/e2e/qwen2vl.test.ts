@@ -8,13 +8,14 @@
  */
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { convert, readGguf } from "../../src/index.js";
 import { parseKvOverride } from "../../src/convert/metadata.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { Rng } from "../../fixtures/rng.js";
-import { TINY_QWEN2VL, TINY_QWEN25VL, writeTinyQwenVl, type QwenVlDims } from "../../fixtures/qwen2vl.js";
+import { QWEN25VL_REAL, TINY_QWEN2VL, TINY_QWEN25VL, qwenVlConfig, writeTinyQwenVl, type QwenVlDims } from "../../fixtures/qwen2vl.js";
+import { testData } from "../../fixtures/paths.js";
 import { withModel, logProbsAt, disposeTestLlama } from "../support/llama.js";
 import { logSoftmax, maxAbsDiff } from "../support/reference-qwen2.js";
 import { ReferenceQwen2VlText, textPositions } from "../support/reference-qwen2vl.js";
@@ -73,3 +74,11 @@ for (const [label, dims] of [["Qwen2-VL", TINY_QWEN2VL], ["Qwen2.5-VL", TINY_QWE
     t.diagnostic(`rope.freq_base 10000: max |Δ log p| ${bad.toFixed(3)}`);
   });
 }
+
+test("the Qwen2.5-VL fixture's config.json is Qwen/Qwen2.5-VL-3B-Instruct's (test/data/qwen2.5-vl-3b-instruct): same keys in the same order, same values", async () => {
+  const real = JSON.parse(await readFile(testData("qwen2.5-vl-3b-instruct", "config.json"), "utf8")) as Record<string, unknown>;
+  const ours = qwenVlConfig(QWEN25VL_REAL);
+  assert.deepEqual(Object.keys(ours), Object.keys(real));
+  assert.deepEqual(Object.keys(ours["vision_config"] as object), Object.keys(real["vision_config"] as object));
+  assert.deepEqual(ours, real);
+});

@@ -94,7 +94,11 @@ test("an unknown MiniCPM-V version, MiniCPM-o version or vision config is refuse
   refuse({ ...cfg26, version: 2.0 }, /version 2\.0 is not supported/);
   refuse({ ...cfg26, version: undefined, hidden_size: 2304, query_num: 64 }, /MiniCPM-V 2\.0/);
   refuse({ architectures: ["MiniCPMO"], version: 4.5 }, /MiniCPM-o version 4\.5 is not supported/);
-  refuse({ ...cfg26, version: "2.6" }, /version must be a number/, "E_CONFIG");
+  refuse({ ...cfg26, version: "2.6b" }, /version must be a number or a numeric string/, "E_CONFIG");
+  refuse({ ...cfg26, version: [2, 6] }, /version must be a number or a numeric string/, "E_CONFIG");
+  // openbmb/MiniCPM-Llama3-V-2_5's real config.json says "version": "2.5" (a string): read as 2.5
+  assert.equal(detectMinicpmvRelease({ ...cfg26, version: "2.5" }, f).release.clipVersion, 2);
+  assert.equal(detectMinicpmvRelease({ ...cfg26, version: "2.6" }, f).release.clipVersion, 3);
   // the vision config, through the converter (a tiny 2.5 checkpoint with its config edited)
   const dir = path.join(tmp, "tiny-2.5");
   await writeTinyMinicpmv(dir, { release: "2.5" });
@@ -136,8 +140,34 @@ test("--minicpmv-version N overrides config.json with a warning (2.5 checkpoint 
   const sink = (f: (s: string) => void) => new Writable({ write(c, _e, cb) { f(String(c)); cb(); } });
   const rc = await main(["convert", dir, "--minicpmv-version", "5", "--dry-run", "--json"], { stdout: sink((s) => (out += s)) as never, stderr: sink((s) => (err += s)) as never });
   assert.equal(rc, 0, err);
-  const j = JSON.parse(out) as { files: { role: string; kvs?: unknown }[] };
+  const j = JSON.parse(out) as { files: { role: string; kvs?: unknown }[]; warnings: string[] };
   assert.equal(j.files.length, 2);
+  // the dry run says what the conversion would: the release warning on stderr and in --json
+  assert.ok(j.warnings.some((w) => /--minicpmv-version 5: converting as MiniCPM-V 4\.0/.test(w)), JSON.stringify(j.warnings));
+  assert.match(err, /ggufy: warning: --minicpmv-version 5: converting as MiniCPM-V 4\.0/);
+  err = "";
+  out = "";
+  assert.equal(await main(["convert", dir, "--minicpmv-version", "5", "--dry-run"], { stdout: sink((s) => (out += s)) as never, stderr: sink((s) => (err += s)) as never }), 0, err);
+  assert.match(err, /ggufy: warning: --minicpmv-version 5: converting as MiniCPM-V 4\.0/);
+  // verify takes the flag too: the pair converted as 5 verifies with it, and without it the mmproj's
+  // clip.minicpmv_version differs from the re-plan (and the LLM half would be planned as 2.5)
+  const llm = path.join(tmp, "as-5-llm.gguf");
+  const mm = path.join(tmp, "as-5-mmproj.gguf");
+  err = "";
+  assert.equal(await main(["convert", dir, "--minicpmv-version", "5", "--outtype", "f32", "--mmproj-type", "f32", "--outfile", llm, "--mmproj-outfile", mm, "--quiet"], { stdout: sink(() => {}) as never, stderr: sink((s) => (err += s)) as never }), 0, err);
+  for (const f of [llm, mm]) {
+    out = "";
+    err = "";
+    const rcv = await main(["verify", f, dir, "--minicpmv-version", "5", "--json"], { stdout: sink((s) => (out += s)) as never, stderr: sink((s) => (err += s)) as never });
+    assert.equal(rcv, 0, err + out.slice(0, 2000));
+    const vr = JSON.parse(out) as { ok: boolean; kvDifferences: string[] };
+    assert.ok(vr.ok);
+    assert.ok(!vr.kvDifferences.some((d) => /minicpmv_version/.test(d)), vr.kvDifferences.join("\n"));
+  }
+  out = "";
+  await main(["verify", mm, dir, "--json"], { stdout: sink((s) => (out += s)) as never, stderr: sink(() => {}) as never }).catch(() => 1);
+  assert.ok((JSON.parse(out) as { kvDifferences: string[] }).kvDifferences.some((d) => /clip\.minicpmv_version/.test(d)), out.slice(0, 2000));
+  err = "";
   const bad = await main(["convert", dir, "--minicpmv-version", "x", "--dry-run"], { stdout: sink(() => {}) as never, stderr: sink((s) => (err += s)) as never });
   assert.equal(bad, 64);
   assert.match(err, /--minicpmv-version x/);

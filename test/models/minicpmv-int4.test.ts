@@ -7,14 +7,14 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { gguf } from "@huggingface/gguf";
 import { convert, DECODERS } from "../../src/convert/convert.js";
-import { SafetensorsCheckpoint } from "../../src/formats/safetensors/index.js";
+import type { SafetensorsCheckpoint } from "../../src/formats/safetensors/index.js";
 import { f32BitsToF16 } from "../../src/formats/half.js";
-import { bnbDecoder, decodeBnb, detectBnb, type BnbModule } from "../../src/quant/bnb/index.js";
+import { bnbDecoder, type BnbModule } from "../../src/quant/bnb/index.js";
+import { bitsOf, decodedTensor, ggufTensors, openDecodedCheckpoint } from "../support/int4-bitexact.js";
 import { TINY_MINICPMV_DIMS, specLlmTensors, specMmprojTensors, specPosEmbedK, writeTinyMinicpmv, writeTinyMinicpmvInt4 } from "../../fixtures/minicpmv.js";
 
 // bitsandbytes checkpoints are read through the decoder registered in src/convert/convert.ts
@@ -40,50 +40,14 @@ before(async () => {
   mmFile = path.join(tmp, "mmproj-f32.gguf");
   const r = await convert({ input: int4, outtype: "f32", mmprojType: "f32", outfile: llmFile, mmprojOutfile: mmFile, threads: 2 });
   assert.deepEqual(r.files.map((f) => path.resolve(f.path)), [llmFile, mmFile]);
-  st = await SafetensorsCheckpoint.open(int4);
-  const config = JSON.parse(await readFile(path.join(int4, "config.json"), "utf8")) as Record<string, unknown>;
-  mods = await detectBnb(st.tensors, (n) => st.read(n), config, int4);
+  ({ st, mods } = await openDecodedCheckpoint(int4));
 });
 after(async () => {
   await st?.close();
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
-/** The decoder's value of a logical checkpoint tensor (bnb modules decoded, bf16 widened). */
-async function decoded(name: string): Promise<Float32Array> {
-  const m = mods.get(name);
-  if (m) return decodeBnb(m, (n, o, l) => st.read(n, o, l));
-  const info = st.get(name);
-  assert.ok(info, `no ${name} in the int4 checkpoint`);
-  assert.equal(info.dtype, "BF16", name);
-  const raw = await st.read(name);
-  const h = new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-  const out = new Float32Array(h.length);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < h.length; i++) u[i] = h[i]! << 16;
-  return out;
-}
-
-/** Every tensor of a GGUF, data read straight from the file at @huggingface/gguf's offsets. */
-async function* ggufTensors(file: string): AsyncGenerator<{ name: string; ne: number[]; dtype: number; bits: Uint32Array | Uint16Array }> {
-  const r = await gguf(file, { allowLocalFile: true });
-  const fh = await open(file, "r");
-  try {
-    for (const t of r.tensorInfos) {
-      const ne = t.shape.map(Number);
-      const n = ne.reduce((a, b) => a * b, 1);
-      const size = t.dtype === 0 ? 4 * n : t.dtype === 1 ? 2 * n : NaN;
-      assert.ok(Number.isFinite(size), `${t.name}: unexpected type ${t.dtype}`);
-      const buf = new ArrayBuffer(size);
-      await fh.read(new Uint8Array(buf), 0, size, Number(r.tensorDataOffset + t.offset));
-      yield { name: t.name, ne, dtype: t.dtype, bits: t.dtype === 0 ? new Uint32Array(buf) : new Uint16Array(buf) };
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-const bitsOf = (f: Float32Array): Uint32Array => new Uint32Array(f.buffer, f.byteOffset, f.length);
+const decoded = (name: string): Promise<Float32Array> => decodedTensor({ dir: int4, st, mods }, name);
 
 test("the int4 fixture is NF4 + double quant exactly where MiniCPM-V-2_6-int4 is", () => {
   const want = [

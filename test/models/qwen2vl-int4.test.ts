@@ -7,12 +7,12 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { open, readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import path from "node:path";
-import { gguf } from "@huggingface/gguf";
 import { convert } from "../../src/convert/convert.js";
-import { SafetensorsCheckpoint } from "../../src/formats/safetensors/index.js";
-import { decodeBnb, detectBnb, type BnbModule } from "../../src/quant/bnb/index.js";
+import type { SafetensorsCheckpoint } from "../../src/formats/safetensors/index.js";
+import type { BnbModule } from "../../src/quant/bnb/index.js";
+import { decodedTensor, ggufTensors, openDecodedCheckpoint, sameBits } from "../support/int4-bitexact.js";
 import { scratchDir } from "../../fixtures/qwen2.js";
 import { TINY_QWEN25VL as D, writeTinyQwenVl, writeTinyQwenVlInt4 } from "../../fixtures/qwen2vl.js";
 
@@ -34,47 +34,24 @@ before(async () => {
   llmFile = path.join(tmp, "llm-f32.gguf");
   mmFile = path.join(tmp, "mmproj-f32.gguf");
   await convert({ input: int4, outtype: "f32", mmprojType: "f32", outfile: llmFile, mmprojOutfile: mmFile, threads: 2 });
-  st = await SafetensorsCheckpoint.open(int4);
-  const config = JSON.parse(await readFile(path.join(int4, "config.json"), "utf8")) as Record<string, unknown>;
-  mods = await detectBnb(st.tensors, (n) => st.read(n), config, int4);
+  ({ st, mods } = await openDecodedCheckpoint(int4));
 });
 after(async () => {
   await st?.close();
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
-async function decoded(name: string): Promise<Float32Array> {
-  const m = mods.get(name);
-  if (m) return decodeBnb(m, (n, o, l) => st.read(n, o, l));
-  const info = st.get(name);
-  assert.ok(info, `no ${name} in the int4 checkpoint`);
-  assert.equal(info.dtype, "BF16", name);
-  const raw = await st.read(name);
-  const h = new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-  const out = new Float32Array(h.length);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < h.length; i++) u[i] = h[i]! << 16;
-  return out;
-}
+const decoded = (name: string): Promise<Float32Array> => decodedTensor({ dir: int4, st, mods }, name);
 
-async function* ggufTensors(file: string): AsyncGenerator<{ name: string; ne: number[]; dtype: number; data: Float32Array }> {
-  const r = await gguf(file, { allowLocalFile: true });
-  const fh = await open(file, "r");
-  try {
-    for (const t of r.tensorInfos) {
-      const ne = t.shape.map(Number);
-      const n = ne.reduce((a, b) => a * b, 1);
-      assert.equal(t.dtype, 0, `${t.name} is F32`);
-      const buf = new ArrayBuffer(4 * n);
-      await fh.read(new Uint8Array(buf), 0, 4 * n, Number(r.tensorDataOffset + t.offset));
-      yield { name: t.name, ne, dtype: t.dtype, data: new Float32Array(buf) };
-    }
-  } finally {
-    await fh.close();
+/** The GGUF's tensors, every one F32, as float32 values. */
+async function* ggufF32(file: string): AsyncGenerator<{ name: string; ne: number[]; dtype: number; data: Float32Array }> {
+  for await (const t of ggufTensors(file)) {
+    assert.equal(t.dtype, 0, `${t.name} is F32`);
+    yield { name: t.name, ne: t.ne, dtype: t.dtype, data: new Float32Array(t.bits.buffer, t.bits.byteOffset, t.bits.length) };
   }
 }
 
-const same = (a: Float32Array, b: Float32Array): boolean => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+const same = sameBits;
 
 test("the int4 fixture is NF4 + double quant where unsloth's Qwen2.5-VL bnb-4bit is (ViT blocks and LLM linears, not the merger)", () => {
   const want = [
@@ -117,7 +94,7 @@ function source(name: string): { src: string; how: "copy" | "third0" | "third1" 
 for (const which of ["LLM", "mmproj"] as const) {
   test(`${which} F32 GGUF = bitsandbytes decoding through qwenvl.py's mapping, bit for bit, every tensor`, async () => {
     let n = 0;
-    for await (const t of ggufTensors(which === "LLM" ? llmFile : mmFile)) {
+    for await (const t of ggufF32(which === "LLM" ? llmFile : mmFile)) {
       const s = source(t.name);
       const src = await decoded(s.src);
       let want: Float32Array;

@@ -12,62 +12,26 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { gguf, GGUFValueType } from "@huggingface/gguf";
 import { convert } from "../../src/convert/convert.js";
-import { SafetensorsCheckpoint } from "../../src/formats/safetensors/index.js";
 import { f32BitsToF16 } from "../../src/formats/half.js";
-import { decodeBnb, detectBnb, type BnbModule } from "../../src/quant/bnb/index.js";
+import { bitsOf, decodedTensor, ggufTensors, openDecodedCheckpoint, sameBits, type DecodedCheckpoint } from "./int4-bitexact.js";
 import {
   MINICPMO_EXTRA_KEYS, RELEASE_CLIP_VERSION, releaseLlm, specLlmTensors, specMmprojKvs, specMmprojTensors, specPosEmbedK, tinyMinicpmvDims,
   writeTinyMinicpmv, writeTinyMinicpmvInt4, type MinicpmvDims, type MinicpmvReleaseId,
 } from "../../fixtures/minicpmv.js";
 
 /** A converted checkpoint: its folder, the F32 pair, the warnings, and the decoder's view of its tensors. */
-export interface Converted {
-  dir: string;
+export interface Converted extends DecodedCheckpoint {
   llm: string;
   mmproj: string;
   warnings: string[];
-  st: SafetensorsCheckpoint;
-  mods: Map<string, BnbModule>;
 }
 
-/** The decoder's value of a logical checkpoint tensor (bnb modules decoded, bf16 widened). */
-export async function decodedTensor(c: Converted, name: string): Promise<Float32Array> {
-  const m = c.mods.get(name);
-  if (m) return decodeBnb(m, (n, o, l) => c.st.read(n, o, l));
-  const info = c.st.get(name);
-  assert.ok(info, `no ${name} in ${c.dir}`);
-  assert.equal(info.dtype, "BF16", name);
-  const raw = await c.st.read(name);
-  const h = new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-  const out = new Float32Array(h.length);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < h.length; i++) u[i] = h[i]! << 16;
-  return out;
-}
-
-/** Every tensor of a GGUF (F32 / F16), data read at @huggingface/gguf's offsets. */
-export async function* ggufTensors(file: string): AsyncGenerator<{ name: string; ne: number[]; dtype: number; bits: Uint32Array | Uint16Array }> {
-  const r = await gguf(file, { allowLocalFile: true });
-  const fh = await open(file, "r");
-  try {
-    for (const t of r.tensorInfos) {
-      const ne = t.shape.map(Number);
-      const n = ne.reduce((a, b) => a * b, 1);
-      const size = t.dtype === 0 ? 4 * n : t.dtype === 1 ? 2 * n : NaN;
-      assert.ok(Number.isFinite(size), `${t.name}: unexpected type ${t.dtype}`);
-      const buf = new ArrayBuffer(size);
-      await fh.read(new Uint8Array(buf), 0, size, Number(r.tensorDataOffset + t.offset));
-      yield { name: t.name, ne, dtype: t.dtype, bits: t.dtype === 0 ? new Uint32Array(buf) : new Uint16Array(buf) };
-    }
-  } finally {
-    await fh.close();
-  }
-}
+export { decodedTensor, ggufTensors };
 
 /**
  * convert_hf_to_gguf.py LlamaModel.permute: reshape(n_head, 2, rows/n_head/2, cols).swapaxes(1, 2): output row
@@ -83,9 +47,6 @@ function unpermute(w: Float32Array, cols: number, nHead: number): Float32Array {
   return out;
 }
 
-const bitsOf = (f: Float32Array): Uint32Array => new Uint32Array(f.buffer, f.byteOffset, f.length);
-const sameBits = (a: Uint32Array | Uint16Array, b: Uint32Array | Uint16Array): boolean =>
-  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 /** Convert `dir` to the F32 pair in one convert() call (outtype f32, mmproj-type f32). */
 export async function convertPair(dir: string, outDir: string, tag: string, extra: { minicpmvVersion?: number } = {}): Promise<Converted> {
@@ -94,10 +55,7 @@ export async function convertPair(dir: string, outDir: string, tag: string, extr
   const warnings: string[] = [];
   const r = await convert({ input: dir, outtype: "f32", mmprojType: "f32", outfile: llm, mmprojOutfile: mmproj, threads: 2, onWarning: (m) => warnings.push(m), ...extra });
   assert.deepEqual(r.files.map((f) => path.resolve(f.path)), [llm, mmproj]);
-  const st = await SafetensorsCheckpoint.open(dir);
-  const config = JSON.parse(await readFile(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>;
-  const mods = await detectBnb(st.tensors, (n) => st.read(n), config, dir);
-  return { dir, llm, mmproj, warnings, st, mods };
+  return { ...(await openDecodedCheckpoint(dir)), llm, mmproj, warnings };
 }
 
 /** The LLM file: exactly specLlmTensors (names, shapes, F32) with the decoder's values, and the architecture. */

@@ -74,10 +74,13 @@ export function detectMinicpmvRelease(config: Record<string, unknown>, file: str
   const archs = Array.isArray(config["architectures"]) ? (config["architectures"] as unknown[]) : [];
   const isO = archs.includes("MiniCPMO") || config["model_type"] === "minicpmo";
   const v = config["version"];
-  if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v))) {
-    throw new GgufyError("E_CONFIG", `version must be a number (2.5, 2.6, 4.0, 4.5), found ${JSON.stringify(v)}`, { file });
+  // openbmb/MiniCPM-Llama3-V-2_5's config.json writes "version": "2.5" (a string; test/data/minicpm-llama3-v-2_5),
+  // the later releases a number; vLLM minicpmv.py MiniCPMV.__new__ reads either as str(config.version).split(".")
+  const numeric = typeof v === "string" && /^\d+(\.\d+)?$/.test(v.trim()) ? Number(v.trim()) : v;
+  if (numeric !== undefined && (typeof numeric !== "number" || !Number.isFinite(numeric))) {
+    throw new GgufyError("E_CONFIG", `version must be a number or a numeric string (2.5, 2.6, 4.0, 4.5), found ${JSON.stringify(v)}`, { file });
   }
-  const ver = v as number | undefined;
+  const ver = numeric as number | undefined;
   let fromConfig: MinicpmvRelease | undefined;
   const warnings: string[] = [];
   let problem: string | undefined;
