@@ -105,6 +105,21 @@ const qxX = new Float64Array(16);
 const qxLo = new Float64Array(16); // level-keeping windows, see WIN
 const qxHi = new Float64Array(16);
 
+/** The signed value of the first element with the strictly largest |x| (C: if (ax > amax) {…}), 0 if none. */
+export function firstLargestAbs(x: Float32Array, xo: number, n: number): number {
+  let max = 0;
+  let amax = 0;
+  for (let i = 0; i < n; ++i) {
+    const v = x[xo + i]!;
+    const ax = Math.abs(v);
+    if (ax > amax) {
+      amax = ax;
+      max = v;
+    }
+  }
+  return max;
+}
+
 /**
  * make_qx_quants(n ≤ 16, nmax ≤ 32, x, L, rmse_type = 1, qw = NULL): symmetric search with
  * weights x². Writes L[lo..lo+n) in 0..2·nmax−1 (raw 0 for a group with max |x| < EPS) and
@@ -118,17 +133,8 @@ const qxHi = new Float64Array(16);
  */
 export function makeQxQuants(x: Float32Array, xo: number, n: number, nmax: number, L: Uint8Array | Int8Array, lo: number, trials: Float64Array): number {
   const F = Math.fround;
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; ++i) {
-    const v = x[xo + i]!;
-    const ax = Math.abs(v);
-    if (ax > amax) {
-      amax = ax;
-      max = v;
-    }
-  }
-  if (amax < EPS) {
+  const max = firstLargestAbs(x, xo, n);
+  if (Math.abs(max) < EPS) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
     return 0;
   }
@@ -214,17 +220,8 @@ const q3WX = new Float64Array(16);
 
 /** Writes signed-then-offset levels L[lo..lo+n) in 0..2·nmax−1 (raw 0 for a tiny group); returns the scale. */
 export function makeQ3Quants(x: Float32Array, xo: number, n: number, nmax: number, L: Int8Array, lo: number): number {
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; ++i) {
-    const v = x[xo + i]!;
-    const ax = Math.abs(v);
-    if (ax > amax) {
-      amax = ax;
-      max = v;
-    }
-  }
-  if (amax < EPS) {
+  const max = firstLargestAbs(x, xo, n);
+  if (Math.abs(max) < EPS) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
     return 0;
   }
