@@ -22,7 +22,7 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { F, H2F, nearestInt, packScaleMinK4, pack2bit, putF16, toF16 } from "./kquant-common.js";
+import { F, H2F, nearestInt, packScaleMinK4, pack2bit, putF16, q6kTail, toF16 } from "./kquant-common.js";
 import type { TheMin } from "./kquant-common.js";
 
 /** GROUP_MAX_EPS */
@@ -338,6 +338,7 @@ const QK = 256;
 const LK = new Uint8Array(QK);
 const LK8 = new Int8Array(QK);
 const SCALES = new Float64Array(16);
+const DD16 = new Float64Array(16);
 const MINS = new Float64Array(16);
 const SW = new Float64Array(16);
 const LS = new Uint8Array(16);
@@ -505,28 +506,10 @@ function rowQ6K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: U
   for (let i = 0; i < n / QK; ++i) {
     const bx = xo + QK * i;
     const p = o + 210 * i;
-    let maxScale = 0;
-    let maxAbs = 0;
-    for (let ib = 0; ib < 16; ++ib) {
-      const s = makeQxQuantsW(16, 32, x, bx + 16 * ib, LK8, 16 * ib, qw, QK * i + 16 * ib);
-      SCALES[ib] = s;
-      const as = Math.abs(s);
-      if (as > maxAbs) {
-        maxAbs = as;
-        maxScale = s;
-      }
-    }
-    if (maxAbs < EPS) {
-      dst.fill(0, p, p + 210);
-      continue;
-    }
-    const iscale = F(-128 / maxScale);
-    const dh = toF16(F(1 / iscale));
-    putF16(dst, p + 208, dh);
-    const d0 = H2F[dh]!;
-    for (let ib = 0; ib < 16; ++ib) dst[p + 192 + ib] = Math.min(127, nearest(F(iscale * SCALES[ib]!))) & 0xff;
+    for (let ib = 0; ib < 16; ++ib) SCALES[ib] = makeQxQuantsW(16, 32, x, bx + 16 * ib, LK8, 16 * ib, qw, QK * i + 16 * ib);
+    if (!q6kTail(SCALES, 0, dst, p, DD16, 0)) continue; // all zero
     for (let j = 0; j < 16; ++j) {
-      const d = F(d0 * ((dst[p + 192 + j]! << 24) >> 24));
+      const d = DD16[j]!;
       if (!d) continue;
       for (let ii = 0; ii < 16; ++ii) {
         const l = nearest(F(x[bx + 16 * j + ii]! / d));
