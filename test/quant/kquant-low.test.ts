@@ -11,6 +11,8 @@ import assert from "node:assert/strict";
 import { GGMLType, codecFor, typeName } from "../../src/quant/ggml/index.js";
 import { quantizeQ2KScalar, Q2_K_WASM } from "../../src/quant/ggml/q2_k.js";
 import { quantizeQ3KScalar, Q3_K_WASM } from "../../src/quant/ggml/q3_k.js";
+import { quantizeTQ1Scalar, quantizeTQ2Scalar, TQ_WASM } from "../../src/quant/ggml/tq.js";
+import { tqKernels } from "../../src/quant/ggml/tq-wasm.js";
 import { q2Kernel } from "../../src/quant/ggml/q2_k-wasm.js";
 import { q3Kernel } from "../../src/quant/ggml/q3_k-wasm.js";
 import { qkx2StepNumerators } from "../../src/quant/ggml/kquant-common.js";
@@ -47,6 +49,10 @@ function datasets(): [string, Float32Array][] {
     ["single non-zero per block", gen((i) => (i % 256 === (i >> 8) % 256 ? r.normal() : 0))],
     ["single non-zero per group", gen((i) => (i % 16 === (i >> 4) % 16 ? r.normal() : 0))],
     ["signed zeros", gen((i) => (i % 7 === 0 ? -0 : i % 5 === 0 ? 0 : r.normal() * 1e-3))],
+    // ternary rounding edges: x·id at and around ±0.5, amax of both signs, amax < 2^-128 (1/d overflows)
+    ["halves of the block max", gen((i) => (i % 256 === 7 ? -2 : [1, -1, 0.5, -0.5, 0.25, 0][i % 6]!))],
+    ["around half of the block max", gen((i) => (i % 256 === 0 ? 1 : (i & 1 ? 1 : -1) * Math.fround(0.5 + (((i >> 1) % 5) - 2) * 2 ** -25)))],
+    ["block max below 2^-128", gen((i) => ((i >> 8) % 2 === 0 ? 1e-39 : 2e-38) * r.normal())],
     ["just below powers of two", gen(() => (r.uniform() < 0.5 ? -1 : 1) * Math.fround(2 ** (Math.floor(r.uniform() * 8) - 4) * (1 - 2 ** -24)))],
   ];
 }
@@ -62,6 +68,8 @@ interface Case {
 const CASES: Case[] = [
   { type: GGMLType.Q2_K, scalar: quantizeQ2KScalar, wasm: Q2_K_WASM, kernel: () => q2Kernel(qkx2StepNumerators(3, -0.5, 0.1, 15)).get() },
   { type: GGMLType.Q3_K, scalar: quantizeQ3KScalar, wasm: Q3_K_WASM, kernel: () => q3Kernel().get() },
+  { type: GGMLType.TQ1_0, scalar: quantizeTQ1Scalar, wasm: TQ_WASM, kernel: () => tqKernels()?.tq1 },
+  { type: GGMLType.TQ2_0, scalar: quantizeTQ2Scalar, wasm: TQ_WASM, kernel: () => tqKernels()?.tq2 },
 ];
 
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
