@@ -289,7 +289,15 @@ export function qkx2StepNumerators(nmax: number, rmin: number, rdelta: number, n
   return out;
 }
 
-/** the_min output of the last makeQkx2 call (= −min; −0 when min = 0). */
+/** The second output of the make_qkx*_quants searches: C's the_min (= −min; −0 when min = 0). */
+export interface TheMin {
+  theMin: number;
+}
+
+/**
+ * @deprecated the_min of the last makeQkx2 call made without an `out` object (kept for callers not yet
+ * passing one); pass a TheMin scratch object instead.
+ */
 export let qkxTheMin = 0;
 
 const kxX = new Float64Array(32); // the group's values
@@ -313,8 +321,8 @@ const U1 = 1.0001 * 2 ** -24;
 
 /**
  * make_qkx2_quants(n ≤ 32, nmax ≤ 31, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad):
- * weights w[0..n), levels written to L[lo..lo+n) in 0..nmax, scale returned, the_min left in
- * `qkxTheMin`. `steps` = qkx2StepNumerators(…).
+ * weights w[0..n), levels written to L[lo..lo+n) in 0..nmax, scale returned, the_min written to
+ * `out.theMin` (to the deprecated `qkxTheMin` when no `out` is given). `steps` = qkx2StepNumerators(…).
  *
  * Every float32 operation of the reference whose result can matter is performed exactly, in the
  * reference order. Work is skipped only where its outcome is provably known:
@@ -347,7 +355,18 @@ const U1 = 1.0001 * 2 ** -24;
  *     "Changed since the last summed step" is tracked as a lowest dirty index: a safe (never
  *     later) restart point for (1), and an exact test for (2).
  */
-export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w: Float64Array, L: Uint8Array, lo: number, steps: Float64Array, useMad: boolean): number {
+export function makeQkx2(
+  x: Float32Array,
+  xo: number,
+  n: number,
+  nmax: number,
+  w: Float64Array,
+  L: Uint8Array,
+  lo: number,
+  steps: Float64Array,
+  useMad: boolean,
+  out?: TheMin,
+): number {
   const F = Math.fround;
   const X = kxX;
   let min = x[xo]!;
@@ -373,7 +392,8 @@ export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w
   if (min > 0) min = 0;
   if (max === min) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
-    qkxTheMin = -min;
+    if (out) out.theMin = -min;
+    else qkxTheMin = -min;
     return 0;
   }
   const M = kxM;
@@ -525,7 +545,8 @@ export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w
       }
     }
   }
-  qkxTheMin = -min;
+  if (out) out.theMin = -min;
+  else qkxTheMin = -min;
   return scale;
 }
 
@@ -592,6 +613,7 @@ const k45S = new Float64Array(8);
 const k45M = new Float64Array(8);
 const k45LS = new Uint8Array(8);
 const k45LM = new Uint8Array(8);
+const k45Min: TheMin = { theMin: 0 };
 
 /**
  * One Q4_K/Q5_K super-block: writes d (o+0), dmin (o+2) and the 12 scale bytes (o+4) into dst and
@@ -610,8 +632,8 @@ export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, step
     }
     const av = F(Math.sqrt(F(sumX2 / 32)));
     for (let l = 0; l < 32; ++l) w[l] = F(av + Math.abs(x[go + l]!));
-    const s = makeQkx2(x, go, 32, nmax, w, L, 32 * j, steps, false);
-    const m = qkxTheMin;
+    const s = makeQkx2(x, go, 32, nmax, w, L, 32 * j, steps, false, k45Min);
+    const m = k45Min.theMin;
     k45S[j] = s;
     k45M[j] = m;
     if (s > maxScale) maxScale = s;

@@ -76,8 +76,8 @@ function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
 }
 
 const fast = q6kWasmQuantizer(TRIALS, pack);
-/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use. */
-export const Q6_K_WASM = fast !== undefined;
+/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use (instantiates it). */
+export const Q6_K_WASM = fast.available;
 
 export const q6_k: BlockCodec = {
   type: GGMLType.Q6_K,
@@ -85,7 +85,7 @@ export const q6_k: BlockCodec = {
   typeSize: SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("Q6_K", src, dst, QK, SIZE);
-    if (fast && fast(src.subarray(0, nb * QK), dst)) return;
+    if (fast.quantize(src.subarray(0, nb * QK), dst)) return;
     quantizeQ6KScalar(src, dst);
   },
   dequantize(src, dst) {

@@ -311,6 +311,11 @@ export class FuncBuilder<P extends Params = Params> {
     return this;
   }
 
+  /** push the v128 at the constant address `addr` (i32.const 0, v128.load offset=addr) */
+  v128At(addr: number): this {
+    return this.i32.const(0).v128.load(addr) as unknown as this;
+  }
+
   /** Run `emit` (a helper that emits code) and return the builder, to keep a chain going. */
   with(emit: (f: this) => void): this {
     emit(this);

@@ -54,6 +54,48 @@ export function f16Emitter(f: AnyFunc): (u: Local<"i32">, h: Local<"i32">) => vo
   };
 }
 
+/**
+ * Returns an emitter that pushes the fp16 bits (one per i32 lane) of the four f32 lanes of `v`:
+ * ggml_compute_fp32_to_fp16's branch-free form (the FP16 library's fp32_to_fp16: scale to inf and back
+ * to zero, add the rounding bias, take exponent + mantissa bits; NaN → sign | 0x7E00), which is IEEE
+ * round-to-nearest-even for every input, subnormals included — the values of half.ts's f32BitsToF16.
+ * Declares two scratch v128 locals in `f` once.
+ */
+export function f16x4Emitter(f: AnyFunc): (v: Local<"v128">) => void {
+  const shl1 = f.v128("f16x4_shl1"), t = f.v128("f16x4_t");
+  const splatI = (x: number): void => void f.i32.const(x).i32x4.splat();
+  const splatF = (x: number): void => void f.f32.const(x).f32x4.splat();
+  return (v) => {
+    f.get(v).get(v).i32x4.add().set(shl1);
+    // base = (|f| · 2^112) · 2^-110 + f32((max_u(shl1 & 0xff000000, 0x71000000) >> 1) + 0x07800000)
+    f.get(shl1);
+    splatI(0xff000000);
+    f.v128.and();
+    splatI(0x71000000);
+    f.i32x4.maxU().i32.const(1).i32x4.shrU();
+    splatI(0x07800000);
+    f.i32x4.add();
+    f.get(v).f32x4.abs();
+    splatF(2 ** 112);
+    f.f32x4.mul();
+    splatF(2 ** -110);
+    f.f32x4.mul().f32x4.add().set(t);
+    // (sign >> 16) | (shl1 > 0xff000000 ? 0x7e00 : ((bits >> 13) & 0x7c00) + (bits & 0xfff))
+    f.get(v).i32.const(16).i32x4.shrU();
+    splatI(0x8000);
+    f.v128.and();
+    splatI(0x7e00);
+    f.get(t).i32.const(13).i32x4.shrU();
+    splatI(0x7c00);
+    f.v128.and().get(t);
+    splatI(0xfff);
+    f.v128.and().i32x4.add();
+    f.get(shl1);
+    splatI(0xff000000);
+    f.i32x4.gtU().v128.bitselect().v128.or();
+  };
+}
+
 /** What a block kernel's module holds: q(nb) quantizes nb blocks from address 0 into address `out`. */
 export interface BlockKernelLayout {
   /** floats per call (a multiple of the block size) */
@@ -63,6 +105,11 @@ export interface BlockKernelLayout {
   /** values per block and bytes per block */
   readonly qk: number;
   readonly bytes: number;
+  /**
+   * When set, q(nb) returns how many blocks it could not do exactly and marks them with a non-zero
+   * i32 at flags + 4·block; the runner redoes those blocks with the scalar path.
+   */
+  readonly flags?: number;
 }
 
 /**
@@ -75,11 +122,12 @@ export function blockKernel(
   build: () => Uint8Array<ArrayBuffer>,
   scalar: (src: Float32Array, dst: Uint8Array) => void,
 ): { quantize: (src: Float32Array, dst: Uint8Array) => void; kernel: LazyKernel<unknown> } {
-  const { chunk, out, qk, bytes } = layout;
+  const { chunk, out, qk, bytes, flags } = layout;
   const kernel = lazyKernel(name, build, (e, mem) => ({
-    run: e["q"] as (nb: number) => void,
+    run: e["q"] as (nb: number) => number | undefined,
     in32: new Float32Array(mem.buffer, 0, chunk),
     out8: new Uint8Array(mem.buffer, out, (chunk / qk) * bytes),
+    flags: flags === undefined ? undefined : new Int32Array(mem.buffer, flags, chunk / qk),
   }));
   const quantize = (src: Float32Array, dst: Uint8Array): void => {
     const k = kernel.get();
@@ -89,8 +137,14 @@ export function blockKernel(
       const len = Math.min(chunk, n - off);
       k.in32.set(src.subarray(off, off + len));
       const nb = len / qk;
-      k.run(nb);
-      dst.set(k.out8.subarray(0, nb * bytes), (off / qk) * bytes);
+      const redo = k.run(nb);
+      const o = (off / qk) * bytes;
+      dst.set(k.out8.subarray(0, nb * bytes), o);
+      if (redo && k.flags) {
+        for (let b = 0; b < nb; b++) {
+          if (k.flags[b] !== 0) scalar(src.subarray(off + b * qk, off + (b + 1) * qk), dst.subarray(o + b * bytes, o + (b + 1) * bytes));
+        }
+      }
     }
   };
   return { quantize, kernel };
