@@ -11,8 +11,7 @@ import assert from "node:assert/strict";
 import { GGMLType, codecFor, typeName } from "../../src/quant/ggml/index.js";
 import { quantizeQ2KScalar, Q2_K_WASM } from "../../src/quant/ggml/q2_k.js";
 import { quantizeQ3KScalar, Q3_K_WASM } from "../../src/quant/ggml/q3_k.js";
-import { quantizeTQ1Scalar, quantizeTQ2Scalar, TQ_WASM } from "../../src/quant/ggml/tq.js";
-import { tqKernels } from "../../src/quant/ggml/tq-wasm.js";
+import { quantizeTQ1Scalar, quantizeTQ2Scalar, TQ1_0_WASM, TQ2_0_WASM, tqKernelsForTest } from "../../src/quant/ggml/tq.js";
 import { q2Kernel } from "../../src/quant/ggml/q2_k-wasm.js";
 import { q3Kernel } from "../../src/quant/ggml/q3_k-wasm.js";
 import { qkx2StepNumerators } from "../../src/quant/ggml/kquant-common.js";
@@ -65,11 +64,26 @@ interface Case {
   kernel?: () => { run(src: Float32Array, b0: number, nb: number): number; bad: Uint8Array } | undefined;
 }
 
+/** run(src, b0, nb) / bad[] over a blockKernel's instance (src/quant/wasm/kernels.ts: in32, run, flags). */
+function blockRunner(k: unknown): ReturnType<NonNullable<Case["kernel"]>> {
+  if (!k) return undefined;
+  const b = k as { in32: Float32Array; run(nb: number): number; flags: Int32Array };
+  return {
+    run(src, b0, nb) {
+      b.in32.set(src.subarray(b0 * 256, (b0 + nb) * 256));
+      return b.run(nb);
+    },
+    get bad() {
+      return Uint8Array.from(b.flags);
+    },
+  };
+}
+
 const CASES: Case[] = [
   { type: GGMLType.Q2_K, scalar: quantizeQ2KScalar, wasm: Q2_K_WASM, kernel: () => q2Kernel(qkx2StepNumerators(3, -0.5, 0.1, 15)).get() },
   { type: GGMLType.Q3_K, scalar: quantizeQ3KScalar, wasm: Q3_K_WASM, kernel: () => q3Kernel().get() },
-  { type: GGMLType.TQ1_0, scalar: quantizeTQ1Scalar, wasm: TQ_WASM, kernel: () => tqKernels()?.tq1 },
-  { type: GGMLType.TQ2_0, scalar: quantizeTQ2Scalar, wasm: TQ_WASM, kernel: () => tqKernels()?.tq2 },
+  { type: GGMLType.TQ1_0, scalar: quantizeTQ1Scalar, wasm: TQ1_0_WASM, kernel: () => blockRunner(tqKernelsForTest.tq1.get()) },
+  { type: GGMLType.TQ2_0, scalar: quantizeTQ2Scalar, wasm: TQ2_0_WASM, kernel: () => blockRunner(tqKernelsForTest.tq2.get()) },
 ];
 
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));

@@ -9,7 +9,8 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQkx2, nearestInt, putF16, qkx2StepNumerators, qkxTheMin, toF16 } from "./kquant-common.js";
+import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQkx2, nearestInt, putF16, qkx2StepNumerators, toF16 } from "./kquant-common.js";
+import type { TheMin } from "./kquant-common.js";
 import { Q2_BLOCKS, q2Kernel } from "./q2_k-wasm.js";
 import type { Q2Kernel } from "./q2_k-wasm.js";
 import { runK16 } from "./kquant16-wasm.js";
@@ -23,6 +24,7 @@ const SC = new Float64Array(16);
 const MN = new Float64Array(16);
 const DDs = new Float64Array(16);
 const DMs = new Float64Array(16);
+const THE_MIN: TheMin = { theMin: 0 };
 
 /**
  * quantize_row_q2_K_ref after the searches: the 4-bit scales and mins of the 16 sub-blocks
@@ -81,8 +83,8 @@ export function quantizeQ2KScalar(src: Float32Array, dst: Uint8Array): void {
     for (let j = 0; j < 16; ++j) {
       const go = xo + 16 * j;
       for (let l = 0; l < 16; ++l) W[l] = Math.abs(src[go + l]!);
-      SC[j] = makeQkx2(src, go, 16, 3, W, L, 16 * j, STEPS, true);
-      MN[j] = qkxTheMin;
+      SC[j] = makeQkx2(src, go, 16, 3, W, L, 16 * j, STEPS, true, THE_MIN);
+      MN[j] = THE_MIN.theMin;
     }
     q2kTail(SC, MN, 0, dst, o, DDs, DMs);
     for (let j = 0; j < 16; ++j) {

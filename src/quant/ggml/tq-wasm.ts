@@ -18,8 +18,7 @@
  * flagged and quantized by the TypeScript reference (tq.ts) instead.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
-import { lazyKernel } from "../wasm/instantiate.js";
-import { f16Emitter } from "../wasm/kernels.js";
+import { blockKernel, f16Emitter } from "../wasm/kernels.js";
 import { loadAt, splatF, splatI } from "./kquant16-wasm.js";
 import type { Fn, V } from "./kquant16-wasm.js";
 
@@ -27,8 +26,8 @@ const QK = 256;
 /** super-blocks per kernel call (64 KiB of input) */
 export const TQ_BLOCKS = 64;
 const IN = 0;
-const BAD = TQ_BLOCKS * QK * 4; // u8 [TQ_BLOCKS]: 1 for a super-block the TypeScript path quantizes
-const OUT = BAD + TQ_BLOCKS; // the output blocks
+const BAD = TQ_BLOCKS * QK * 4; // i32 [TQ_BLOCKS]: 1 for a super-block the TypeScript path quantizes
+const OUT = BAD + 4 * TQ_BLOCKS; // the output blocks
 const END = OUT + TQ_BLOCKS * 66;
 const FLT_MAX = 3.4028234663852886e38;
 
@@ -95,9 +94,10 @@ function times3(f: Fn, q: V): void {
   f.get(q).get(q).i8x16.add().get(q).i8x16.add();
 }
 
-function buildFunc(mod: ModuleBuilder, name: string, tq1: boolean): void {
+function buildModule(tq1: boolean): Uint8Array<ArrayBuffer> {
+  const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(END) });
   const size = tq1 ? 54 : 66;
-  const f = mod.func(name, { nb: "i32" }, "i32");
+  const f = mod.func("q", { nb: "i32" }, "i32");
   const nb = f.p.nb;
   const x = f.i32("x"), o = f.i32("o"), b = f.i32("b"), nBad = f.i32("nBad"), bad = f.i32("bad"), bits = f.i32("bits"), half = f.i32("half");
   const amax = f.f32("amax"), id = f.f32("id");
@@ -123,7 +123,7 @@ function buildFunc(mod: ModuleBuilder, name: string, tq1: boolean): void {
       f.f32.const(1).get(amax).f32.div().f32.const(0).get(amax).f32.const(0).f32.ne().select().set(id);
       // flagged unless amax and id are both finite (a NaN's bits exceed every finite |x|'s)
       f.get(bits).i32.const(0x7f7fffff).i32.leU().get(id).f32.const(FLT_MAX).f32.le().i32.and().i32.eqz().set(bad);
-      f.get(b).get(bad).i32.store8(BAD);
+      f.get(b).i32.const(2).i32.shl().get(bad).i32.store(BAD);
       f.get(nBad).get(bad).i32.add().set(nBad);
       f.get(id).f32x4.splat().set(c.idv);
       toF16(bits, half);
@@ -174,57 +174,14 @@ function buildFunc(mod: ModuleBuilder, name: string, tq1: boolean): void {
     }),
   );
   f.get(nBad);
-}
-
-function buildModule(): Uint8Array<ArrayBuffer> {
-  const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(END) });
-  buildFunc(mod, "tq1", true);
-  buildFunc(mod, "tq2", false);
   return mod.bytes();
 }
 
-/** One ternary quantizer over the kernel. */
-export interface TqKernel {
-  /** quantize super-blocks [b0, b0 + nb) of src into out; returns how many were flagged in bad[] */
-  run(src: Float32Array, b0: number, nb: number): number;
-  bad: Uint8Array;
-  out: Uint8Array;
-}
-
-const kernel = lazyKernel("tq", buildModule, (e, mem) => {
-  const buf = mem.buffer;
-  const input = new Float32Array(buf, IN, TQ_BLOCKS * QK);
-  const bad = new Uint8Array(buf, BAD, TQ_BLOCKS);
-  const out = new Uint8Array(buf, OUT, TQ_BLOCKS * 66);
-  const wrap = (fn: (nb: number) => number): TqKernel => ({
-    run(src, b0, nb) {
-      input.set(src.subarray(b0 * QK, (b0 + nb) * QK));
-      return fn(nb);
-    },
-    bad,
-    out,
-  });
-  return { tq1: wrap(e["tq1"] as (nb: number) => number), tq2: wrap(e["tq2"] as (nb: number) => number) };
-});
-
-/** The TQ1_0 / TQ2_0 kernels (lazily instantiated: src/quant/wasm/instantiate.ts), or undefined. */
-export function tqKernels(): { tq1: TqKernel; tq2: TqKernel } | undefined {
-  return kernel.get();
-}
-
 /**
- * Quantize whole super-blocks with `k` (chunks of TQ_BLOCKS), the flagged ones with `scalar`.
+ * The quantize function of TQ1_0 (tq1) or TQ2_0 over its lazily instantiated kernel (blockKernel:
+ * chunks of TQ_BLOCKS super-blocks, flagged ones redone by `scalar`), or `scalar` without it.
  */
-export function runTq(k: TqKernel, size: number, src: Float32Array, dst: Uint8Array, nb: number, scalar: (src: Float32Array, dst: Uint8Array) => void): void {
-  for (let b0 = 0; b0 < nb; b0 += TQ_BLOCKS) {
-    const n = Math.min(TQ_BLOCKS, nb - b0);
-    const nBad = k.run(src, b0, n);
-    dst.set(k.out.subarray(0, n * size), b0 * size);
-    if (nBad === 0) continue;
-    for (let bi = 0; bi < n; bi++) {
-      if (!k.bad[bi]) continue;
-      const bb = b0 + bi;
-      scalar(src.subarray(bb * QK, (bb + 1) * QK), dst.subarray(bb * size, (bb + 1) * size));
-    }
-  }
+export function tqQuantizer(tq1: boolean, scalar: (src: Float32Array, dst: Uint8Array) => void): ReturnType<typeof blockKernel> {
+  const bytes = tq1 ? 54 : 66;
+  return blockKernel(tq1 ? "tq1_0" : "tq2_0", { chunk: TQ_BLOCKS * QK, out: OUT, qk: QK, bytes, flags: BAD }, () => buildModule(tq1), scalar);
 }

@@ -10,7 +10,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, lroundInt, putF16, toF16 } from "./kquant-common.js";
-import { runTq, tqKernels } from "./tq-wasm.js";
+import { tqQuantizer } from "./tq-wasm.js";
 
 const QK = 256;
 const TQ1_SIZE = 54;
@@ -76,15 +76,15 @@ export function quantizeTQ1Scalar(src: Float32Array, dst: Uint8Array): void {
   }
 }
 
+const TQ1 = tqQuantizer(true, quantizeTQ1Scalar);
+
 export const tq1_0: BlockCodec = {
   type: GGMLType.TQ1_0,
   blockSize: QK,
   typeSize: TQ1_SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
-    const k = tqKernels();
-    if (k) runTq(k.tq1, TQ1_SIZE, src, dst, nb, quantizeTQ1Scalar);
-    else quantizeTQ1Scalar(src, dst);
+    TQ1.quantize(src.subarray(0, nb * QK), dst);
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
@@ -132,15 +132,15 @@ export function quantizeTQ2Scalar(src: Float32Array, dst: Uint8Array): void {
   }
 }
 
+const TQ2 = tqQuantizer(false, quantizeTQ2Scalar);
+
 export const tq2_0: BlockCodec = {
   type: GGMLType.TQ2_0,
   blockSize: QK,
   typeSize: TQ2_SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("TQ2_0", src, dst, QK, TQ2_SIZE);
-    const k = tqKernels();
-    if (k) runTq(k.tq2, TQ2_SIZE, src, dst, nb, quantizeTQ2Scalar);
-    else quantizeTQ2Scalar(src, dst);
+    TQ2.quantize(src.subarray(0, nb * QK), dst);
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("TQ2_0", src, dst, QK, TQ2_SIZE);
@@ -164,4 +164,7 @@ export const tq2_0: BlockCodec = {
 };
 
 /** Whether the WebAssembly SIMD kernels (tq-wasm.ts) are in use (instantiates them). */
-export const TQ_WASM = (): boolean => tqKernels() !== undefined;
+export const TQ1_0_WASM = (): boolean => TQ1.kernel.available();
+export const TQ2_0_WASM = (): boolean => TQ2.kernel.available();
+/** The kernels' own runners, for the tests of their flags: run(nb) on memory, flags per super-block. */
+export const tqKernelsForTest = { tq1: TQ1.kernel, tq2: TQ2.kernel };
