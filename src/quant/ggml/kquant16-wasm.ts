@@ -20,29 +20,23 @@ export const QK = 256;
 export type Fn = FuncBuilder<any>;
 export type V = Local<"v128">;
 
-/** Splatted constants of nearest_int and the clamp to [lo, hi]. */
+/** The clamp of nearestClamp: [lo, hi]. */
 export interface NearestConsts {
-  magic: V;
-  m23: V;
-  off: V;
-  lo: V;
-  hi: V;
+  lo: number;
+  hi: number;
 }
 
-export function nearestConsts(f: Fn, lo: number, hi: number): NearestConsts {
-  const K = { magic: f.v128("magic"), m23: f.v128("m23"), off: f.v128("off"), lo: f.v128("lo"), hi: f.v128("hi") };
-  f.f32.const(12582912).f32x4.splat().set(K.magic);
-  f.i32.const(0x7fffff).i32x4.splat().set(K.m23);
-  f.i32.const(0x400000).i32x4.splat().set(K.off);
-  f.i32.const(lo).i32x4.splat().set(K.lo);
-  f.i32.const(hi).i32x4.splat().set(K.hi);
-  return K;
+/** The clamp bounds of nearestClamp (its constants are v128.const operands: no v128 locals held). */
+export function nearestConsts(lo: number, hi: number): NearestConsts {
+  return { lo, hi };
 }
+
+const splat4 = (v: number): [number, number, number, number] => [v, v, v, v];
 
 /** The f32x4 on the stack → MAX(lo, MIN(hi, nearest_int(v))) as i32x4. */
 export function nearestClamp(f: Fn, K: NearestConsts): void {
-  f.get(K.magic).f32x4.add().get(K.m23).v128.and().get(K.off).i32x4.sub();
-  f.get(K.hi).i32x4.minS().get(K.lo).i32x4.maxS();
+  f.f32x4.const(splat4(12582912)).f32x4.add().i32x4.const(splat4(0x7fffff)).v128.and().i32x4.const(splat4(0x400000)).i32x4.sub();
+  f.i32x4.const(splat4(K.hi)).i32x4.minS().i32x4.const(splat4(K.lo)).i32x4.maxS();
 }
 
 /** Splat an f32 / i32 constant into a new v128 local. */
@@ -120,7 +114,7 @@ export interface RequantLayout {
 export function addRequant16(mod: ModuleBuilder, L: RequantLayout, withMin: boolean, lo: number, hi: number, add: number): void {
   const f = mod.func("r", { nb: "i32" });
   const b = f.i32("b"), xb = f.i32("xb"), pb = f.i32("pb"), lb = f.i32("lb");
-  const K = nearestConsts(f, lo, hi);
+  const K = nearestConsts(lo, hi);
   const ADD = splatI(f, "add", add);
   const dd = f.v128("dd"), dm = f.v128("dm");
   const v = f.locals("v128", 3, "v");

@@ -45,7 +45,7 @@ function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
   const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(END) });
   const f = mod.func("q", { nb: "i32" }, "i32");
   const b = f.i32("b"), xb = f.i32("xb"), k = f.i32("k"), ob = f.i32("ob"), nBad = f.i32("nBad");
-  const K = nearestConsts(f, 0, NMAX);
+  const K = nearestConsts(0, NMAX);
   const ZERO = splatF(f, "zero", 0), NMAXF = splatF(f, "nmax", NMAX), ONE = splatF(f, "one", 1);
   const fin = f.v128("finite");
   const num = f.v128("num"), t = f.v128("t"), d = f.v128("d"), A = f.v128("A"), wA = f.v128("wA");

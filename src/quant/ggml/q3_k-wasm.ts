@@ -29,7 +29,8 @@ const XT = Q3_BLOCKS * QK * 4; // the current super-block, transposed (1 KiB)
 const WT = XT + 1024; // w = x², transposed
 const WXT = WT + 1024; // w·x, transposed
 const LT = WXT + 1024; // the current levels L (f32, −4 … 3), transposed
-const OUT_S = LT + 1024; // scales, f32 [Q3_BLOCKS][16]
+const TINY = LT + 1024; // per vector g: the mask of its all-zero sub-blocks (4 × 16 bytes)
+const OUT_S = TINY + 64; // scales, f32 [Q3_BLOCKS][16]
 const OUT_L = OUT_S + Q3_BLOCKS * 64; // search levels + 4, u8 [Q3_BLOCKS][256], transposed
 const DD = OUT_L + Q3_BLOCKS * QK; // d·(scale − 32), f32 [Q3_BLOCKS][16]
 const LN = DD + Q3_BLOCKS * 64; // final levels + 4, u8 [Q3_BLOCKS][256]
@@ -44,7 +45,7 @@ function buildModule(): Uint8Array<ArrayBuffer> {
   const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(END) });
   const f = mod.func("q", { nb: "i32" }, "i32");
   const b = f.i32("b"), xb = f.i32("xb"), round = f.i32("round"), ob = f.i32("ob"), nBad = f.i32("nBad");
-  const K = nearestConsts(f, -NMAX, NMAX - 1);
+  const K = nearestConsts(-NMAX, NMAX - 1);
   const ZERO = splatF(f, "zero", 0), EPSV = splatF(f, "eps", EPS), NEG_NMAX = splatF(f, "negNmax", -NMAX), OFFSET = splatI(f, "nmaxI", NMAX);
   const t = f.v128("t"), ax = f.v128("ax"), lf = f.v128("L"), nl = f.v128("newL"), slx = f.v128("slx"), sl2 = f.v128("sl2"), acc = f.v128("acc");
   const changed = f.v128("changed"), fin = f.v128("finite");
@@ -72,6 +73,10 @@ function buildModule(): Uint8Array<ArrayBuffer> {
         loadAt(f, at(XT, i, g)).get(q.max).get(t).v128.bitselect().set(q.max);
       }
       f.get(q.amax).get(EPSV).f32x4.lt().set(q.tiny); // amax < GROUP_MAX_EPS: all zero
+      storeAt(f, TINY + 16 * g, () => f.get(q.tiny));
+      // such a sub-block's x are set to 0 here: then w = w·x = 0, sumlx = 0 and slx = 0, so the descent
+      // never takes a step there (its outputs are forced to 0 below)
+      for (let i = 0; i < 16; i++) storeAt(f, at(XT, i, g), () => loadAt(f, at(XT, i, g)).get(q.tiny).v128.andnot());
       f.get(NEG_NMAX).get(q.max).f32x4.div().set(q.is); // iscale = −nmax / max
       f.get(ZERO).tee(q.sumlx).set(q.suml2);
       for (let i = 0; i < 16; i++) {
@@ -111,8 +116,8 @@ function buildModule(): Uint8Array<ArrayBuffer> {
             nearestClamp(f, K);
             f.f32x4.convertI32x4S().set(nl);
             // taken when slx > 0, new_l ≠ L, and (after slx += w·x·new_l, sl2 += w·new_l·new_l)
-            // sl2 > 0 && slx·slx·suml2 > sumlx·sumlx·sl2 — never in an all-zero group
-            f.get(slx).get(ZERO).f32x4.gt().get(nl).get(lf).f32x4.ne().v128.and().get(q.tiny).v128.andnot().set(acc);
+            // sl2 > 0 && slx·slx·suml2 > sumlx·sumlx·sl2
+            f.get(slx).get(ZERO).f32x4.gt().get(nl).get(lf).f32x4.ne().v128.and().set(acc);
             f.get(slx);
             loadAt(f, at(WXT, i, g)).get(nl).f32x4.mul().f32x4.add().set(slx);
             f.get(sl2);
@@ -140,13 +145,15 @@ function buildModule(): Uint8Array<ArrayBuffer> {
       const q = G[g]!;
       f.get(ob);
       f.get(q.sumlx).get(q.suml2).f32x4.div().get(ZERO);
-      f.get(q.suml2).get(ZERO).f32x4.gt().get(q.tiny).v128.andnot();
+      f.get(q.suml2).get(ZERO).f32x4.gt();
+      loadAt(f, TINY + 16 * g).v128.andnot();
       f.v128.bitselect().v128.store(OUT_S + 16 * g);
     }
     f.get(b).i32.const(QK).i32.mul().set(ob);
     for (let i = 0; i < 16; i++) {
       for (let g = 0; g < 4; g++) {
-        loadAt(f, at(LT, i, g)).i32x4.truncSatF32x4S().get(OFFSET).i32x4.add().get(G[g]!.tiny).v128.andnot();
+        loadAt(f, at(LT, i, g)).i32x4.truncSatF32x4S().get(OFFSET).i32x4.add();
+        loadAt(f, TINY + 16 * g).v128.andnot();
         storeBytes4(f, ob, OUT_L + 16 * i + 4 * g, t);
       }
     }
