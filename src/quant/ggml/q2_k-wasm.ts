@@ -11,10 +11,12 @@
  * `if (D > 0 && cur_error < best_error)` are bitselects. An accepted step's Laux is not copied: its
  * iscale and min are kept and the levels recomputed once at the end, the same integers.
  *
- * q(nb) writes, per super-block, the 16 scales (OUT_S), the 16 the_min values (OUT_M) and the
- * search's levels (OUT_L, transposed: element i of sub-block j at 16i + j); r(nb) re-quantizes with
- * DD / DM (set by the caller from the fp16 d and dmin) into LN. The readable reference is
- * kquant-common.ts's makeQkx2 and q2_k.ts; both share q2k's tail in TypeScript.
+ * q(nb) writes, per super-block, the 16 scales (OUT_S), the 16 the_min values (OUT_M), the search's
+ * levels (OUT_L, transposed: element i of sub-block j at 16i + j) and a flag for a super-block holding
+ * a NaN or an infinity (BAD; q returns their count); r(nb) re-quantizes with DD / DM (set by the
+ * caller from the fp16 d and dmin) into LN; p(nb) packs LN into the output blocks (kquant16-wasm.ts's
+ * runK16 drives the three). The readable reference is kquant-common.ts's makeQkx2 and q2_k.ts; both
+ * use q2_k.ts's q2kTail.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";

@@ -4,8 +4,10 @@
  * (llama-quantize's path without an imatrix) and dequantize_row_q2_K.
  *
  * Two paths give the same bytes: the TypeScript reference below (quantizeQ2KScalar: makeQkx2 per
- * sub-block) and the WebAssembly SIMD search of q2_k-wasm.ts, used for chunks of finite values. Both
- * share the super-block tail (q2kTail: 4-bit scales and mins, fp16 d/dmin) and the packing.
+ * sub-block), which is also the fallback (no WebAssembly SIMD, GGUFY_NO_WASM, and any super-block
+ * holding a NaN or an infinity), and the WebAssembly SIMD kernel of q2_k-wasm.ts (search,
+ * re-quantization, packing). Both use the same super-block tail (q2kTail: 4-bit scales and mins,
+ * fp16 d/dmin).
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";

@@ -13,8 +13,10 @@
  * nothing leaves the state as it was, so the next round changes nothing either.
  *
  * q(nb) writes, per super-block, the 16 scales (OUT_S: suml2 > 0 ? sumlx/suml2 : 0; 0 for a group
- * with max |x| < GROUP_MAX_EPS) and the levels + 4 (OUT_L, transposed; 0 for such a group); r(nb)
- * re-quantizes with DD into LN. The readable reference is kquant-common.ts's makeQ3Quants and q3_k.ts.
+ * with max |x| < GROUP_MAX_EPS), the levels + 4 (OUT_L, transposed; 0 for such a group) and a flag
+ * for a super-block holding a NaN or an infinity (BAD; q returns their count); r(nb) re-quantizes
+ * with DD into LN; p(nb) packs hmask and qs into the output blocks (runK16 in kquant16-wasm.ts drives
+ * them). The readable reference is kquant-common.ts's makeQ3Quants and q3_k.ts.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";

@@ -4,8 +4,10 @@
  * with ggml's quantize_row_q3_K_ref and dequantize_row_q3_K.
  *
  * Two paths give the same bytes: the TypeScript reference below (quantizeQ3KScalar: makeQ3Quants per
- * sub-block) and the WebAssembly SIMD search of q3_k-wasm.ts, used for chunks of finite values. Both
- * share the super-block tail (q3kTail: 6-bit scales, fp16 d) and the packing (q3kPack).
+ * sub-block), which is also the fallback (no WebAssembly SIMD, GGUFY_NO_WASM, and any super-block
+ * holding a NaN or an infinity), and the WebAssembly SIMD kernel of q3_k-wasm.ts (search,
+ * re-quantization, hmask and 2-bit packing). Both use the same super-block tail (q3kTail: 6-bit
+ * scales, fp16 d).
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
