@@ -184,3 +184,47 @@ test("a builder error (unclosed block, missing memory) is a fallback reason, not
   assert.throws(() => f.else(), /else outside an if/);
   assert.throws(() => f.end(), /end without an open block/);
 });
+
+/**
+ * Every kernel follows the policy: in a child process with GGUFY_NO_WASM=1 and NODE_DEBUG=ggufy each
+ * codec and the f32 → f16 conversion name their kernel once on stderr, and give the bytes the kernels
+ * give in this process.
+ */
+test("GGUFY_NO_WASM is honoured by every kernel, each says so once, and the fallbacks give the kernels' bytes", async () => {
+  const { spawnSync } = await import("node:child_process");
+  const index = new URL("../../src/quant/ggml/index.js", import.meta.url).href;
+  const floatWasm = new URL("../../src/quant/ggml/float-wasm.js", import.meta.url).href;
+  const TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q4_K", "Q5_K", "Q6_K"];
+  // the same script runs here (kernels on) and in the child (GGUFY_NO_WASM=1): sha256 of every output
+  const script = `
+    const { codecFor, GGMLType } = await import(${JSON.stringify(index)});
+    const { f32ToF16Bytes } = await import(${JSON.stringify(floatWasm)});
+    const { createHash } = await import("node:crypto");
+    const x = new Float32Array(256 * 70);
+    let s = 12345;
+    for (let i = 0; i < x.length; i++) { s = (s * 1103515245 + 12345) >>> 0; x[i] = (s / 4294967296 - 0.5) * (i % 97 === 0 ? 3 : 0.1); }
+    const out = {};
+    for (const t of ${JSON.stringify(TYPES)}) {
+      const c = codecFor(GGMLType[t]);
+      const dst = new Uint8Array((x.length / c.blockSize) * c.typeSize);
+      c.quantize(x, dst); c.quantize(x, dst);
+      out[t] = createHash("sha256").update(dst).digest("hex");
+    }
+    const h = new Uint8Array(2 * x.length);
+    f32ToF16Bytes(x, h); f32ToF16Bytes(x, h);
+    out.F16 = createHash("sha256").update(h).digest("hex");
+    process.stdout.write(JSON.stringify(out));
+  `;
+  const run = (env: Record<string, string | undefined>): { out: Record<string, string>; err: string } => {
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, ...env }, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    return { out: JSON.parse(r.stdout) as Record<string, string>, err: r.stderr };
+  };
+  const on = run({ GGUFY_NO_WASM: "", NODE_DEBUG: "ggufy" });
+  assert.equal(on.err, "", "no fallback line when the kernels load");
+  const off = run({ GGUFY_NO_WASM: "1", NODE_DEBUG: "ggufy" });
+  assert.deepEqual(off.out, on.out, "fallback bytes = kernel bytes");
+  const lines = off.err.trim().split("\n");
+  const names = lines.map((l) => /wasm kernel (\S+) not used \(GGUFY_NO_WASM is set\)/.exec(l)?.[1]);
+  assert.deepEqual(names.slice().sort(), ["float", "iq4", "q4_0", "q4_1", "q4_k", "q5_0", "q5_1", "q5_k", "q6_k", "q8_0"]);
+});

@@ -105,6 +105,21 @@ const qxX = new Float64Array(16);
 const qxLo = new Float64Array(16); // level-keeping windows, see WIN
 const qxHi = new Float64Array(16);
 
+/** The signed value of the first element with the strictly largest |x| (C: if (ax > amax) {…}), 0 if none. */
+export function firstLargestAbs(x: Float32Array, xo: number, n: number): number {
+  let max = 0;
+  let amax = 0;
+  for (let i = 0; i < n; ++i) {
+    const v = x[xo + i]!;
+    const ax = Math.abs(v);
+    if (ax > amax) {
+      amax = ax;
+      max = v;
+    }
+  }
+  return max;
+}
+
 /**
  * make_qx_quants(n ≤ 16, nmax ≤ 32, x, L, rmse_type = 1, qw = NULL): symmetric search with
  * weights x². Writes L[lo..lo+n) in 0..2·nmax−1 (raw 0 for a group with max |x| < EPS) and
@@ -118,17 +133,8 @@ const qxHi = new Float64Array(16);
  */
 export function makeQxQuants(x: Float32Array, xo: number, n: number, nmax: number, L: Uint8Array | Int8Array, lo: number, trials: Float64Array): number {
   const F = Math.fround;
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; ++i) {
-    const v = x[xo + i]!;
-    const ax = Math.abs(v);
-    if (ax > amax) {
-      amax = ax;
-      max = v;
-    }
-  }
-  if (amax < EPS) {
+  const max = firstLargestAbs(x, xo, n);
+  if (Math.abs(max) < EPS) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
     return 0;
   }
@@ -214,17 +220,8 @@ const q3WX = new Float64Array(16);
 
 /** Writes signed-then-offset levels L[lo..lo+n) in 0..2·nmax−1 (raw 0 for a tiny group); returns the scale. */
 export function makeQ3Quants(x: Float32Array, xo: number, n: number, nmax: number, L: Int8Array, lo: number): number {
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; ++i) {
-    const v = x[xo + i]!;
-    const ax = Math.abs(v);
-    if (ax > amax) {
-      amax = ax;
-      max = v;
-    }
-  }
-  if (amax < EPS) {
+  const max = firstLargestAbs(x, xo, n);
+  if (Math.abs(max) < EPS) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
     return 0;
   }
@@ -614,14 +611,94 @@ const k45M = new Float64Array(8);
 const k45LS = new Uint8Array(8);
 const k45LM = new Uint8Array(8);
 const k45Min: TheMin = { theMin: 0 };
+const k45DD = new Float64Array(8);
+const k45DM = new Float64Array(8);
+
+/**
+ * The Q4_K / Q5_K super-block tail after the eight searches (quantize_row_q4_K_ref / _q5_K_ref), shared
+ * by the TypeScript path and the WebAssembly one (kquant-wasm.ts): from the sub-block scales and mins
+ * (at so + j) the 6-bit scales and mins and fp16 d / dmin into dst[o..o+16), and for the final
+ * re-quantization, per sub-block j, the divisor dd[at + j] = f(d·ls_j) and offset dm[at + j] = f(dmin·lm_j)
+ * (C skips a sub-block with dd = 0 and keeps the search's levels).
+ */
+export function k45Tail(
+  scales: ArrayLike<number>,
+  mins: ArrayLike<number>,
+  so: number,
+  dst: Uint8Array,
+  o: number,
+  dd: Float32Array | Float64Array,
+  dm: Float32Array | Float64Array,
+  at: number,
+): void {
+  let maxScale = 0;
+  let maxMin = 0;
+  for (let j = 0; j < 8; ++j) {
+    const s = scales[so + j]!;
+    const m = mins[so + j]!;
+    if (s > maxScale) maxScale = s;
+    if (m > maxMin) maxMin = m;
+  }
+  const invScale = maxScale > 0 ? F(63 / maxScale) : 0;
+  const invMin = maxMin > 0 ? F(63 / maxMin) : 0;
+  for (let j = 0; j < 8; ++j) {
+    const ls = nearestInt(F(invScale * scales[so + j]!)) & 0xff;
+    const lm = nearestInt(F(invMin * mins[so + j]!)) & 0xff;
+    k45LS[j] = ls < 63 ? ls : 63;
+    k45LM[j] = lm < 63 ? lm : 63;
+  }
+  for (let k = 0; k < 12; ++k) dst[o + 4 + k] = 0;
+  packScaleMinK4(dst, o + 4, k45LS, k45LM);
+  const dh = toF16(F(maxScale / 63));
+  const mh = toF16(F(maxMin / 63));
+  putF16(dst, o, dh);
+  putF16(dst, o + 2, mh);
+  const d = H2F[dh]!;
+  const dmin = H2F[mh]!;
+  for (let j = 0; j < 8; ++j) {
+    dd[at + j] = F(d * k45LS[j]!);
+    dm[at + j] = F(dmin * k45LM[j]!);
+  }
+}
+
+/**
+ * The Q6_K super-block tail after the sixteen searches (quantize_row_q6_K_ref), shared by q6_k.ts and
+ * kquant-wasm.ts: from the sub-block scales (at so + j) the int8 scales (dst[o+192..]) and fp16 d
+ * (dst[o+208]), and per sub-block the re-quantization divisor dd[at + j] = f(d·scale_j). Returns false
+ * for a super-block whose largest |scale| is below GROUP_MAX_EPS: C writes it as all zeros (done here).
+ */
+export function q6kTail(scales: ArrayLike<number>, so: number, dst: Uint8Array, o: number, dd: Float32Array | Float64Array, at: number): boolean {
+  let maxScale = 0;
+  let maxAbs = 0;
+  for (let j = 0; j < 16; ++j) {
+    const s = scales[so + j]!;
+    const as = Math.abs(s);
+    if (as > maxAbs) {
+      maxAbs = as;
+      maxScale = s;
+    }
+  }
+  if (maxAbs < EPS) {
+    dst.fill(0, o, o + 210);
+    return false;
+  }
+  const is = F(-128 / maxScale);
+  const dh = toF16(F(1 / is));
+  putF16(dst, o + 208, dh);
+  const d = H2F[dh]!;
+  for (let j = 0; j < 16; ++j) {
+    const v = nearestInt(F(is * scales[so + j]!));
+    dst[o + 192 + j] = (v < 127 ? v : 127) & 0xff;
+    dd[at + j] = F(d * ((dst[o + 192 + j]! << 24) >> 24));
+  }
+  return true;
+}
 
 /**
  * One Q4_K/Q5_K super-block: writes d (o+0), dmin (o+2) and the 12 scale bytes (o+4) into dst and
  * the 256 levels (0..nmax) into L.
  */
 export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, steps: Float64Array, L: Uint8Array, dst: Uint8Array, o: number): void {
-  let maxScale = 0;
-  let maxMin = 0;
   const w = k45W;
   for (let j = 0; j < 8; ++j) {
     const go = xo + 32 * j;
@@ -636,29 +713,12 @@ export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, step
     const m = k45Min.theMin;
     k45S[j] = s;
     k45M[j] = m;
-    if (s > maxScale) maxScale = s;
-    if (m > maxMin) maxMin = m;
   }
-  const invScale = maxScale > 0 ? F(63 / maxScale) : 0;
-  const invMin = maxMin > 0 ? F(63 / maxMin) : 0;
+  k45Tail(k45S, k45M, 0, dst, o, k45DD, k45DM, 0);
   for (let j = 0; j < 8; ++j) {
-    const ls = nearestInt(F(invScale * k45S[j]!)) & 0xff;
-    const lm = nearestInt(F(invMin * k45M[j]!)) & 0xff;
-    k45LS[j] = ls < 63 ? ls : 63;
-    k45LM[j] = lm < 63 ? lm : 63;
-  }
-  for (let k = 0; k < 12; ++k) dst[o + 4 + k] = 0;
-  packScaleMinK4(dst, o + 4, k45LS, k45LM);
-  const dh = toF16(F(maxScale / 63));
-  const mh = toF16(F(maxMin / 63));
-  putF16(dst, o, dh);
-  putF16(dst, o + 2, mh);
-  const d = H2F[dh]!;
-  const dmin = H2F[mh]!;
-  for (let j = 0; j < 8; ++j) {
-    const dd = F(d * k45LS[j]!);
+    const dd = k45DD[j]!;
     if (dd === 0) continue; // keep the search's levels (quantize_row_q4_K_ref: `if (!d) continue;`)
-    const dm = F(dmin * k45LM[j]!);
+    const dm = k45DM[j]!;
     const go = xo + 32 * j;
     const lo = 32 * j;
     for (let ii = 0; ii < 32; ++ii) {

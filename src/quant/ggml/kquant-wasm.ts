@@ -20,13 +20,13 @@
  * The readable reference stays the TypeScript of kquant-common.ts (makeQkx2, makeQxQuants,
  * quantizeK45Block) and q6_k.ts: it runs when WebAssembly SIMD is unavailable and for any chunk that
  * holds a NaN or an infinity; tests compare both paths with ggml byte for byte. Only the searches run
- * here; the per-super-block tails (6-/8-bit scales, fp16 d, re-quantization, packing) are the same
- * TypeScript as the reference, applied to the searches' outputs.
+ * here and in the re-quantization; the per-super-block tails (6-/8-bit scales, fp16 d) are the same
+ * functions as the reference's (kquant-common.ts k45Tail, q6kTail), applied to the searches' outputs.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
 import type { FuncBuilder, Local } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
-import { EPS, F, H2F, nearestInt, packScaleMinK4, putF16, toF16 } from "./kquant-common.js";
+import { EPS, k45Tail, q6kTail } from "./kquant-common.js";
 
 const QK = 256;
 /** super-blocks per kernel call (64 KiB of input) */
@@ -435,11 +435,9 @@ function allFinite(x: Float32Array): boolean {
   return true;
 }
 
-const k45LS = new Uint8Array(8);
-const k45LM = new Uint8Array(8);
 
 /**
- * Q4_K / Q5_K quantizer: the wasm search, then quantizeK45Block's tail (same operations) and the
+ * Q4_K / Q5_K quantizer: the wasm search, then k45Tail (the TypeScript path's tail, the same function), the wasm re-quantization and the
  * type's `pack(L, dst, o)`. The kernel is instantiated on first use (instantiate.ts).
  */
 export function k45WasmQuantizer(
@@ -463,36 +461,7 @@ export function k45WasmQuantizer(
       const n = Math.min(KW_BLOCKS, nb - b0);
       kern.run(src, b0, n);
       for (let bi = 0; bi < n; bi++) {
-        const o = (b0 + bi) * size;
-        const so = bi * 8;
-        let maxScale = 0;
-        let maxMin = 0;
-        for (let j = 0; j < 8; ++j) {
-          const s = scales[so + j]!;
-          const m = mins[so + j]!;
-          if (s > maxScale) maxScale = s;
-          if (m > maxMin) maxMin = m;
-        }
-        const invScale = maxScale > 0 ? F(63 / maxScale) : 0;
-        const invMin = maxMin > 0 ? F(63 / maxMin) : 0;
-        for (let j = 0; j < 8; ++j) {
-          const ls = nearestInt(F(invScale * scales[so + j]!)) & 0xff;
-          const lm = nearestInt(F(invMin * mins[so + j]!)) & 0xff;
-          k45LS[j] = ls < 63 ? ls : 63;
-          k45LM[j] = lm < 63 ? lm : 63;
-        }
-        for (let q = 0; q < 12; ++q) dst[o + 4 + q] = 0;
-        packScaleMinK4(dst, o + 4, k45LS, k45LM);
-        const dh = toF16(F(maxScale / 63));
-        const mh = toF16(F(maxMin / 63));
-        putF16(dst, o, dh);
-        putF16(dst, o + 2, mh);
-        const d = H2F[dh]!;
-        const dmin = H2F[mh]!;
-        for (let j = 0; j < 8; ++j) {
-          DDv[bi * 16 + j] = F(d * k45LS[j]!);
-          DMv[bi * 16 + j] = F(dmin * k45LM[j]!);
-        }
+        k45Tail(scales, mins, bi * 8, dst, (b0 + bi) * size, DDv, DMv, bi * 16);
       }
       kern.requant(n);
       for (let bi = 0; bi < n; bi++) {
@@ -509,7 +478,7 @@ export function k45WasmQuantizer(
 }
 
 /**
- * Q6_K quantizer: the wasm search, then quantize_row_q6_K_ref's tail as in q6_k.ts and `pack`.
+ * Q6_K quantizer: the wasm search, then q6kTail (the function q6_k.ts uses), the wasm re-quantization and `pack`.
  * The kernel is instantiated on first use (instantiate.ts).
  */
 export function q6kWasmQuantizer(trials: Float64Array, pack: (L: Uint8Array, lo: number, dst: Uint8Array, o: number) => void): KQuantFastPath {
@@ -525,33 +494,9 @@ export function q6kWasmQuantizer(trials: Float64Array, pack: (L: Uint8Array, lo:
       const n = Math.min(KW_BLOCKS, nb - b0);
       kern.run(src, b0, n);
       for (let bi = 0; bi < n; bi++) {
-        const o = (b0 + bi) * SIZE;
-        const so = bi * 16;
-        let maxScale = 0;
-        let maxAbs = 0;
-        for (let j = 0; j < 16; ++j) {
-          const s = scales[so + j]!;
-          const as = Math.abs(s);
-          if (as > maxAbs) {
-            maxAbs = as;
-            maxScale = s;
-          }
-        }
-        zero[bi] = maxAbs < EPS ? 1 : 0;
-        if (zero[bi]) {
-          dst.fill(0, o, o + SIZE);
-          for (let j = 0; j < 16; ++j) DDv[so + j] = 1; // any value: the block is not packed
-          continue;
-        }
-        const is = F(-128 / maxScale);
-        const dh = toF16(F(1 / is));
-        putF16(dst, o + 208, dh);
-        const d = H2F[dh]!;
-        for (let j = 0; j < 16; ++j) {
-          const v = nearestInt(F(is * scales[so + j]!));
-          dst[o + 192 + j] = (v < 127 ? v : 127) & 0xff;
-          DDv[so + j] = F(d * ((dst[o + 192 + j]! << 24) >> 24));
-        }
+        const ok = q6kTail(scales, bi * 16, dst, (b0 + bi) * SIZE, DDv, bi * 16);
+        zero[bi] = ok ? 0 : 1;
+        if (!ok) for (let j = 0; j < 16; ++j) DDv[bi * 16 + j] = 1; // any value: the block is not packed
       }
       kern.requant(n);
       for (let bi = 0; bi < n; bi++) {

@@ -1,7 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { f16Lut } from "../../formats/half.js";
-import { LEGACY, legacyQuantizer, quantizeLegacyScalar } from "./legacy.js";
+import { legacyCodec } from "./legacy.js";
 
 /**
  * Q4_0: 32 values per block, fp16 scale + 16 bytes of 4-bit levels (18 bytes).
@@ -18,17 +18,6 @@ import { LEGACY, legacyQuantizer, quantizeLegacyScalar } from "./legacy.js";
 const QK = 32;
 const BYTES = 18;
 
-/** Scalar JS path (legacy.ts's quantizeLegacyScalar; the fallback without WebAssembly SIMD, exported for the tests). */
-export function quantizeQ4_0Scalar(src: Float32Array, dst: Uint8Array): void {
-  quantizeLegacyScalar(LEGACY.q4_0, src, dst);
-}
-
-// the WebAssembly SIMD kernel (legacy.ts), instantiated on first use, else the scalar path
-const fast = legacyQuantizer("q4_0", LEGACY.q4_0, quantizeQ4_0Scalar);
-/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
-export const Q4_0_WASM = fast.usesWasm;
-const quantize = fast.quantize;
-
 function dequantize(src: Uint8Array, dst: Float32Array): void {
   const lut = f16Lut();
   const nb = (dst.length / QK) | 0;
@@ -42,10 +31,9 @@ function dequantize(src: Uint8Array, dst: Float32Array): void {
   }
 }
 
-export const q4_0: BlockCodec = {
-  type: GGMLType.Q4_0,
-  blockSize: QK,
-  typeSize: BYTES,
-  quantize,
-  dequantize,
-};
+const codec = legacyCodec("q4_0", GGMLType.Q4_0, dequantize);
+/** Scalar JS path (legacy.ts quantizeLegacyScalar; the fallback without WebAssembly SIMD, exported for the tests). */
+export const quantizeQ4_0Scalar = codec.scalar;
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
+export const Q4_0_WASM = codec.usesWasm;
+export const q4_0: BlockCodec = codec.codec;

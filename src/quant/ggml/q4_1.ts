@@ -1,7 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { f16Lut } from "../../formats/half.js";
-import { LEGACY, legacyQuantizer, quantizeLegacyScalar } from "./legacy.js";
+import { legacyCodec } from "./legacy.js";
 
 /**
  * Q4_1: 32 values per block, fp16 scale d + fp16 minimum m + 16 bytes of 4-bit levels (20 bytes).
@@ -14,17 +14,6 @@ import { LEGACY, legacyQuantizer, quantizeLegacyScalar } from "./legacy.js";
 const QK = 32;
 const BYTES = 20;
 const fr = Math.fround;
-
-/** Scalar JS path (legacy.ts's quantizeLegacyScalar; the fallback without WebAssembly SIMD, exported for the tests). */
-export function quantizeQ4_1Scalar(src: Float32Array, dst: Uint8Array): void {
-  quantizeLegacyScalar(LEGACY.q4_1, src, dst);
-}
-
-// the WebAssembly SIMD kernel (legacy.ts), instantiated on first use, else the scalar path
-const fast = legacyQuantizer("q4_1", LEGACY.q4_1, quantizeQ4_1Scalar);
-/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
-export const Q4_1_WASM = fast.usesWasm;
-const quantize = fast.quantize;
 
 function dequantize(src: Uint8Array, dst: Float32Array): void {
   const lut = f16Lut();
@@ -40,10 +29,9 @@ function dequantize(src: Uint8Array, dst: Float32Array): void {
   }
 }
 
-export const q4_1: BlockCodec = {
-  type: GGMLType.Q4_1,
-  blockSize: QK,
-  typeSize: BYTES,
-  quantize,
-  dequantize,
-};
+const codec = legacyCodec("q4_1", GGMLType.Q4_1, dequantize);
+/** Scalar JS path (legacy.ts quantizeLegacyScalar; the fallback without WebAssembly SIMD, exported for the tests). */
+export const quantizeQ4_1Scalar = codec.scalar;
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
+export const Q4_1_WASM = codec.usesWasm;
+export const q4_1: BlockCodec = codec.codec;

@@ -1,7 +1,7 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { f16Lut } from "../../formats/half.js";
-import { LEGACY, legacyQuantizer, quantizeLegacyScalar } from "./legacy.js";
+import { legacyCodec } from "./legacy.js";
 
 /**
  * Q5_0: 32 values per block, fp16 scale + 32 high bits (u32 LE) + 16 bytes of low nibbles (22 bytes).
@@ -13,17 +13,6 @@ import { LEGACY, legacyQuantizer, quantizeLegacyScalar } from "./legacy.js";
 
 const QK = 32;
 const BYTES = 22;
-
-/** Scalar JS path (legacy.ts's quantizeLegacyScalar; the fallback without WebAssembly SIMD, exported for the tests). */
-export function quantizeQ5_0Scalar(src: Float32Array, dst: Uint8Array): void {
-  quantizeLegacyScalar(LEGACY.q5_0, src, dst);
-}
-
-// the WebAssembly SIMD kernel (legacy.ts), instantiated on first use, else the scalar path
-const fast = legacyQuantizer("q5_0", LEGACY.q5_0, quantizeQ5_0Scalar);
-/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
-export const Q5_0_WASM = fast.usesWasm;
-const quantize = fast.quantize;
 
 function dequantize(src: Uint8Array, dst: Float32Array): void {
   const lut = f16Lut();
@@ -39,10 +28,9 @@ function dequantize(src: Uint8Array, dst: Float32Array): void {
   }
 }
 
-export const q5_0: BlockCodec = {
-  type: GGMLType.Q5_0,
-  blockSize: QK,
-  typeSize: BYTES,
-  quantize,
-  dequantize,
-};
+const codec = legacyCodec("q5_0", GGMLType.Q5_0, dequantize);
+/** Scalar JS path (legacy.ts quantizeLegacyScalar; the fallback without WebAssembly SIMD, exported for the tests). */
+export const quantizeQ5_0Scalar = codec.scalar;
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
+export const Q5_0_WASM = codec.usesWasm;
+export const q5_0: BlockCodec = codec.codec;

@@ -2,7 +2,7 @@ import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { f16Lut, toF16Fast } from "../../formats/half.js";
 import { ModuleBuilder } from "../wasm/builder.js";
-import { blockKernel, f16Emitter } from "../wasm/kernels.js";
+import { absMaxBitsEmitter, blockKernel, blockLoop, f16Emitter } from "../wasm/kernels.js";
 
 /**
  * Q8_0: 32 values per block, fp16 scale + 32 int8 levels (34 bytes).
@@ -81,28 +81,20 @@ function buildKernel(): Uint8Array<ArrayBuffer> {
   const mod = new ModuleBuilder({ pages: 2 });
   const f = mod.func("q", { nb: "i32" });
   const nb = f.p.nb;
-  const x = f.i32("x"), o = f.i32("o"), m = f.i32("m"), t = f.i32("t"), j = f.i32("j"), bits = f.i32("bits"), half = f.i32("half");
+  const x = f.i32("x"), o = f.i32("o"), m = f.i32("m"), j = f.i32("j"), bits = f.i32("bits"), half = f.i32("half");
   const amax = f.f32("amax"), d = f.f32("d"), id = f.f32("id"), v = f.f32("v");
-  const acc = f.v128("acc"), idv = f.v128("idv"), MASK = f.v128("MASK"), SIGN = f.v128("SIGN"), ONE = f.v128("ONE"), HALF = f.v128("HALF");
+  const idv = f.v128("idv"), SIGN = f.v128("SIGN"), ONE = f.v128("ONE"), HALF = f.v128("HALF");
   const IMAX = f.v128("IMAX"), LOW = f.v128("LOW"), vt = f.v128("vt"), va = f.v128("va");
   const r = f.locals("v128", 8, "r");
   const toF16 = f16Emitter(f);
-  f.i32.const(0x7fffffff).i32x4.splat().set(MASK);
+  const absMaxBits = absMaxBitsEmitter(f);
   f.i32.const(0x80000000).i32x4.splat().set(SIGN);
   f.f32.const(1).f32x4.splat().set(ONE);
   f.f32.const(0.5).f32x4.splat().set(HALF);
   f.i32.const(0x7fffffff).i32x4.splat().set(IMAX);
   f.i32.const(0xff).i32x4.splat().set(LOW);
-  f.i32.const(0).set(x);
-  f.i32.const(OUT).set(o);
-  f.block((done) =>
-    f.loop((nextBlock) => {
-      f.get(nb).i32.eqz().brIf(done);
-      // m = max over the block of (bits & 0x7fffffff)
-      f.get(x).v128.load(0).get(MASK).v128.and().set(acc);
-      for (let k = 1; k < 8; k++) f.get(acc).get(x).v128.load(16 * k).get(MASK).v128.and().i32x4.maxU().set(acc);
-      f.get(acc).i32x4.extractLane(0).set(m);
-      for (let lane = 1; lane < 4; lane++) f.get(acc).i32x4.extractLane(lane).tee(t).get(m).get(t).get(m).i32.gtU().select().set(m);
+  blockLoop(f, nb, x, o, { out: OUT, inStride: 4 * QK, outStride: BYTES }, () => {
+      absMaxBits(x, m); // m = max over the block of (bits & 0x7fffffff)
       f.get(m).i32.const(0x7f800000).i32.gtU().if(
         () => {
           // a NaN is present: C's amax = MAX(amax, |v|) = amax > |v| ? amax : |v|, literally
@@ -141,12 +133,7 @@ function buildKernel(): Uint8Array<ArrayBuffer> {
         f.get(r[4 * h]!).get(r[4 * h + 1]!).i16x8.narrowI32x4U().get(r[4 * h + 2]!).get(r[4 * h + 3]!).i16x8.narrowI32x4U();
         f.i8x16.narrowI16x8U().v128.store(2 + 16 * h);
       }
-      f.get(x).i32.const(4 * QK).i32.add().set(x);
-      f.get(o).i32.const(BYTES).i32.add().set(o);
-      f.get(nb).i32.const(1).i32.sub().set(nb);
-      f.br(nextBlock);
-    }),
-  );
+  });
   return mod.bytes();
 }
 

@@ -96,6 +96,49 @@ export function f16x4Emitter(f: AnyFunc): (v: Local<"v128">) => void {
   };
 }
 
+/**
+ * Returns an emitter of: m = max over the 32 floats at (local x) of (bits & 0x7fffffff), i.e. the
+ * bits of the largest |x| when no NaN is present (non-negative floats order like their bits; a NaN
+ * gives m > 0x7f800000). Declares its scratch locals in `f` once and emits the setting of its
+ * constant right away, so create it before the loop that uses it.
+ */
+export function absMaxBitsEmitter(f: AnyFunc): (x: Local<"i32">, m: Local<"i32">) => void {
+  const MASK = f.v128("absmax_mask"), acc = f.v128("absmax_acc"), t = f.i32("absmax_t");
+  f.i32.const(0x7fffffff).i32x4.splat().set(MASK);
+  return (x, m) => {
+    f.get(x).v128.load(0).get(MASK).v128.and().set(acc);
+    for (let k = 1; k < 8; k++) f.get(acc).get(x).v128.load(16 * k).get(MASK).v128.and().i32x4.maxU().set(acc);
+    f.get(acc).i32x4.extractLane(0).set(m);
+    for (let lane = 1; lane < 4; lane++) f.get(acc).i32x4.extractLane(lane).tee(t).get(m).get(t).get(m).i32.gtU().select().set(m);
+  };
+}
+
+/**
+ * Emit the loop over the nb blocks of a block kernel: x = 0 (input address), o = `out` (output
+ * address); while (nb != 0) { body(); x += inStride; o += outStride; nb--; }.
+ */
+export function blockLoop(
+  f: AnyFunc,
+  nb: Local<"i32">,
+  x: Local<"i32">,
+  o: Local<"i32">,
+  strides: { out: number; inStride: number; outStride: number },
+  body: () => void,
+): void {
+  f.i32.const(0).set(x);
+  f.i32.const(strides.out).set(o);
+  f.block((done) =>
+    f.loop((next) => {
+      f.get(nb).i32.eqz().brIf(done);
+      body();
+      f.get(x).i32.const(strides.inStride).i32.add().set(x);
+      f.get(o).i32.const(strides.outStride).i32.add().set(o);
+      f.get(nb).i32.const(1).i32.sub().set(nb);
+      f.br(next);
+    }),
+  );
+}
+
 /** What a block kernel's module holds: q(nb) quantizes nb blocks from address 0 into address `out`. */
 export interface BlockKernelLayout {
   /** floats per call (a multiple of the block size) */
