@@ -2,10 +2,15 @@
  * Ternary types (BitNet b1.58 / TriLM): TQ1_0 (54 bytes: qs[48] with 5 trits per byte, qh[4] with
  * 4 trits per byte, fp16 d) and TQ2_0 (66 bytes: qs[64] with 4 × 2-bit codes per byte, fp16 d).
  * Bit-exact with ggml's quantize_row_tq1_0_ref / tq2_0_ref and their dequantizers.
+ *
+ * The quantizers below are the readable reference; the WebAssembly SIMD kernels of tq-wasm.ts give
+ * the same bytes and are used when available (super-blocks they flag — a NaN or an infinity, or a
+ * scale whose inverse overflows — go through the reference).
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, lroundInt, putF16, toF16 } from "./kquant-common.js";
+import { tqQuantizer } from "./tq-wasm.js";
 
 const QK = 256;
 const TQ1_SIZE = 54;
@@ -22,21 +27,19 @@ function blockAmax(x: Float32Array, xo: number): number {
 }
 
 /**
- * Trits t = lroundf(f(x·id)) + 1 of one block into TRIT[0..256). With a finite id, |f(x·id)| < 1.5
- * and lroundf only compares with ±0.5; f(p) ≥ 0.5 exactly when p ≥ 0.5 − 2^-26 (the midpoint
- * below 0.5 rounds to the even 0.5), and p = x·id is exact in double, so no rounding is needed.
- * Otherwise (id = inf or NaN) the general C semantics are used: lroundf(±inf/NaN) → LONG_MIN → 0.
+ * Trits t = lroundf(f(x·id)) + 1 of one block into TRIT[0..256), converted to int as C does. When
+ * |x·id| < 1.4 (always, unless a NaN disturbed the amax reduction), lroundf only compares with ±0.5:
+ * f(p) ≥ 0.5 exactly when p ≥ 0.5 − 2^-26 (the midpoint below 0.5 rounds to the even 0.5), and
+ * p = x·id is exact in double, so no rounding is needed. Otherwise the general C semantics: lroundf
+ * of a large value, then + 1 truncated to int (its low 32 bits); ±inf and NaN (a NaN x, an infinite
+ * x with id = 0, or id = inf) give LONG_MIN (x86-64 glibc), and LONG_MIN + 1 as int is 1.
  */
 const TRIT = new Int32Array(QK);
 const HALF_BELOW = 0.5 - 2 ** -26;
 function trits(x: Float32Array, xo: number, id: number): void {
-  if (id < Infinity) {
-    for (let j = 0; j < QK; ++j) {
-      const p = x[xo + j]! * id;
-      TRIT[j] = p >= HALF_BELOW ? 2 : p > -HALF_BELOW ? 1 : 0;
-    }
-  } else {
-    for (let j = 0; j < QK; ++j) TRIT[j] = lroundInt(F(x[xo + j]! * id)) + 1;
+  for (let j = 0; j < QK; ++j) {
+    const p = x[xo + j]! * id;
+    TRIT[j] = p > -1.4 && p < 1.4 ? (p >= HALF_BELOW ? 2 : p <= -HALF_BELOW ? 0 : 1) : lroundInt(F(p)) + 1;
   }
 }
 
@@ -57,23 +60,31 @@ for (let n = 0, p = 1; n < 5; ++n, p *= 3) for (let B = 0; B < 256; ++B) TRIT_OF
 const TQ_VALS = new Float32Array(3);
 const TQ2_VALS = new Float32Array(4);
 
+/** The TypeScript reference path of TQ1_0 (also the fallback without WebAssembly SIMD and for flagged super-blocks). */
+export function quantizeTQ1Scalar(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkQuantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
+  for (let b = 0; b < nb; ++b) {
+    const xo = b * QK;
+    const o = b * TQ1_SIZE;
+    const d = blockAmax(src, xo);
+    const id = d !== 0 ? F(1 / d) : 0;
+    putF16(dst, o + 52, toF16(d));
+    trits(src, xo, id);
+    for (let m = 0; m < 32; ++m) dst[o + m] = CEIL243[packTrits(m, 32, 5)]!;
+    for (let m = 0; m < 16; ++m) dst[o + 32 + m] = CEIL243[packTrits(160 + m, 16, 5)]!;
+    for (let j = 0; j < 4; ++j) dst[o + 48 + j] = CEIL243[(packTrits(240 + j, 4, 4) * 3) & 0xff]!;
+  }
+}
+
+const TQ1 = tqQuantizer(true, quantizeTQ1Scalar);
+
 export const tq1_0: BlockCodec = {
   type: GGMLType.TQ1_0,
   blockSize: QK,
   typeSize: TQ1_SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
-    for (let b = 0; b < nb; ++b) {
-      const xo = b * QK;
-      const o = b * TQ1_SIZE;
-      const d = blockAmax(src, xo);
-      const id = d !== 0 ? F(1 / d) : 0;
-      putF16(dst, o + 52, toF16(d));
-      trits(src, xo, id);
-      for (let m = 0; m < 32; ++m) dst[o + m] = CEIL243[packTrits(m, 32, 5)]!;
-      for (let m = 0; m < 16; ++m) dst[o + 32 + m] = CEIL243[packTrits(160 + m, 16, 5)]!;
-      for (let j = 0; j < 4; ++j) dst[o + 48 + j] = CEIL243[(packTrits(240 + j, 4, 4) * 3) & 0xff]!;
-    }
+    TQ1.quantize(src.subarray(0, nb * QK), dst);
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
@@ -101,27 +112,35 @@ export const tq1_0: BlockCodec = {
   },
 };
 
+/** The TypeScript reference path of TQ2_0 (also the fallback without WebAssembly SIMD and for flagged super-blocks). */
+export function quantizeTQ2Scalar(src: Float32Array, dst: Uint8Array): void {
+  const nb = checkQuantizeArgs("TQ2_0", src, dst, QK, TQ2_SIZE);
+  for (let b = 0; b < nb; ++b) {
+    const xo = b * QK;
+    const o = b * TQ2_SIZE;
+    const d = blockAmax(src, xo);
+    const id = d !== 0 ? F(1 / d) : 0;
+    putF16(dst, o + 64, toF16(d));
+    trits(src, xo, id);
+    for (let c = 0; c < 2; ++c) {
+      const t = 128 * c;
+      for (let m = 0; m < 32; ++m) {
+        const q = (TRIT[t + m]! & 3) + ((TRIT[t + 32 + m]! & 3) << 2) + ((TRIT[t + 64 + m]! & 3) << 4) + ((TRIT[t + 96 + m]! & 3) << 6);
+        dst[o + 32 * c + m] = q & 0xff;
+      }
+    }
+  }
+}
+
+const TQ2 = tqQuantizer(false, quantizeTQ2Scalar);
+
 export const tq2_0: BlockCodec = {
   type: GGMLType.TQ2_0,
   blockSize: QK,
   typeSize: TQ2_SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("TQ2_0", src, dst, QK, TQ2_SIZE);
-    for (let b = 0; b < nb; ++b) {
-      const xo = b * QK;
-      const o = b * TQ2_SIZE;
-      const d = blockAmax(src, xo);
-      const id = d !== 0 ? F(1 / d) : 0;
-      putF16(dst, o + 64, toF16(d));
-      trits(src, xo, id);
-      for (let c = 0; c < 2; ++c) {
-        const t = 128 * c;
-        for (let m = 0; m < 32; ++m) {
-          const q = (TRIT[t + m]! & 3) + ((TRIT[t + 32 + m]! & 3) << 2) + ((TRIT[t + 64 + m]! & 3) << 4) + ((TRIT[t + 96 + m]! & 3) << 6);
-          dst[o + 32 * c + m] = q & 0xff;
-        }
-      }
-    }
+    TQ2.quantize(src.subarray(0, nb * QK), dst);
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("TQ2_0", src, dst, QK, TQ2_SIZE);
@@ -143,3 +162,9 @@ export const tq2_0: BlockCodec = {
     }
   },
 };
+
+/** Whether the WebAssembly SIMD kernels (tq-wasm.ts) are in use (instantiates them). */
+export const TQ1_0_WASM = (): boolean => TQ1.kernel.available();
+export const TQ2_0_WASM = (): boolean => TQ2.kernel.available();
+/** The kernels' own runners, for the tests of their flags: run(nb) on memory, flags per super-block. */
+export const tqKernelsForTest = { tq1: TQ1.kernel, tq2: TQ2.kernel };
