@@ -291,11 +291,6 @@ export interface TheMin {
   theMin: number;
 }
 
-/**
- * @deprecated the_min of the last makeQkx2 call made without an `out` object (kept for callers not yet
- * passing one); pass a TheMin scratch object instead.
- */
-export let qkxTheMin = 0;
 
 const kxX = new Float64Array(32); // the group's values
 const kxM = new Float64Array(32); // f(x − min) for the current min
@@ -319,7 +314,7 @@ const U1 = 1.0001 * 2 ** -24;
 /**
  * make_qkx2_quants(n ≤ 32, nmax ≤ 31, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad):
  * weights w[0..n), levels written to L[lo..lo+n) in 0..nmax, scale returned, the_min written to
- * `out.theMin` (to the deprecated `qkxTheMin` when no `out` is given). `steps` = qkx2StepNumerators(…).
+ * `out.theMin` (a scratch object of the caller's). `steps` = qkx2StepNumerators(…).
  *
  * Every float32 operation of the reference whose result can matter is performed exactly, in the
  * reference order. Work is skipped only where its outcome is provably known:
@@ -362,7 +357,7 @@ export function makeQkx2(
   lo: number,
   steps: Float64Array,
   useMad: boolean,
-  out?: TheMin,
+  out: TheMin,
 ): number {
   const F = Math.fround;
   const X = kxX;
@@ -389,8 +384,7 @@ export function makeQkx2(
   if (min > 0) min = 0;
   if (max === min) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
-    if (out) out.theMin = -min;
-    else qkxTheMin = -min;
+    out.theMin = -min;
     return 0;
   }
   const M = kxM;
@@ -542,8 +536,7 @@ export function makeQkx2(
       }
     }
   }
-  if (out) out.theMin = -min;
-  else qkxTheMin = -min;
+  out.theMin = -min;
   return scale;
 }
 
