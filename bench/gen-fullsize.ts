@@ -17,6 +17,11 @@
  *     Qwen2-7B-shaped Qwen2ForCausalLM in bf16 (hidden 3584, ffn 18944, 28 heads / 4 KV heads,
  *     28 layers, vocab 152064, untied), 4 shards + index, the real Qwen2 tokenizer. ~15.2 GB.
  *
+ *   node dist/bench/gen-fullsize.js --qwen2-small --out DIR
+ *     The issue-19 checkpoint: the same layout at hidden 2048, ffn 5632, 16 / 2 heads, 4 layers,
+ *     vocab 151936, one shard + index. 1.60 GB. Either Qwen2 preset takes --hidden --ffn --heads
+ *     --kv-heads --layers --vocab --shards to change a dimension.
+ *
  * Nothing here is meant to be a good model: the values only need realistic magnitudes so that the
  * quantizers' searches take their usual paths.
  */
@@ -287,11 +292,42 @@ async function genMinicpmvInt4(dir: string, llmLayers: number, seed: number): Pr
 // ------------------------------------------------------------------------------------------------
 // Qwen2-7B bf16
 
-export const QWEN2_7B = { hidden: 3584, ffn: 18944, heads: 28, kvHeads: 4, layers: 28, vocab: 152064 };
+export interface Qwen2Shape {
+  hidden: number;
+  ffn: number;
+  heads: number;
+  kvHeads: number;
+  layers: number;
+  vocab: number;
+  shards: number;
+}
 
-async function genQwen2Bf16(dir: string, layers: number, seed: number): Promise<void> {
+export const QWEN2_7B: Qwen2Shape = { hidden: 3584, ffn: 18944, heads: 28, kvHeads: 4, layers: 28, vocab: 152064, shards: 4 };
+/**
+ * The issue-19 benchmark (`--qwen2-small`): hidden 2048, 16 heads / 2 KV heads, FFN 5632, 4 layers,
+ * vocab 151936 (Qwen2-1.5B's), untied, one shard: 1.60 GB (1.49 GiB), two thirds of it the two
+ * vocabulary-sized matrices.
+ */
+export const QWEN2_SMALL: Qwen2Shape = { hidden: 2048, ffn: 5632, heads: 16, kvHeads: 2, layers: 4, vocab: 151936, shards: 1 };
+
+/** A preset's shape with any of --hidden --ffn --heads --kv-heads --layers --vocab --shards overriding it. */
+function qwen2ShapeFromArgs(base: Qwen2Shape): Qwen2Shape {
+  const int = (flag: string, v: number): number => {
+    const a = arg(flag);
+    if (a === undefined) return v;
+    const n = Number(a);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`--${flag} needs a positive integer, got '${a}'`);
+    return n;
+  };
+  const q: Qwen2Shape = { hidden: int("hidden", base.hidden), ffn: int("ffn", base.ffn), heads: int("heads", base.heads), kvHeads: int("kv-heads", base.kvHeads), layers: int("layers", base.layers), vocab: int("vocab", base.vocab), shards: int("shards", base.shards) };
+  if (q.hidden % q.heads !== 0 || q.heads % q.kvHeads !== 0) throw new Error(`--hidden ${q.hidden} must be a multiple of --heads ${q.heads}, and --heads of --kv-heads ${q.kvHeads}`);
+  if (q.vocab < 151665) throw new Error(`--vocab ${q.vocab}: the real Qwen2 tokenizer has 151665 tokens`);
+  return q;
+}
+
+async function genQwen2Bf16(dir: string, q: Qwen2Shape, seed: number): Promise<void> {
   await cleanDir(dir);
-  const q = QWEN2_7B;
+  const layers = q.layers;
   const { bpeDir, qwen25Dir } = qwen2TokenizerSources();
   await writeFile(path.join(dir, "vocab.json"), await readFile(path.join(bpeDir, "vocab.json")));
   const merges = await readFile(path.join(bpeDir, "merges.txt"));
@@ -344,8 +380,8 @@ async function genQwen2Bf16(dir: string, layers: number, seed: number): Promise<
   const norms = new Bf16Pool(rng, 1, 0.05);
   const bytes = (s: { shape: number[] }): number => 2 * s.shape.reduce((a, b) => a * b, 1);
   const total = specs.reduce((a, s) => a + bytes(s), 0);
-  // 4 shards, contiguous in state-dict order, split by bytes (as save_pretrained's max_shard_size does)
-  const nShards = 4;
+  // contiguous in state-dict order, split by bytes (as save_pretrained's max_shard_size does)
+  const nShards = q.shards;
   const groups: (typeof specs)[] = [[]];
   let acc = 0;
   for (const s of specs) {
@@ -367,18 +403,19 @@ async function genQwen2Bf16(dir: string, layers: number, seed: number): Promise<
     console.log(`${file}: ${ts.length} tensors, ${(b / 1e9).toFixed(2)} GB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   await writeFile(path.join(dir, "model.safetensors.index.json"), JSON.stringify({ metadata: { total_size: total }, weight_map: sortKeys(weightMap) }, null, 2) + "\n");
-  console.log(`Qwen2-7B-shaped bf16 (${layers} layers): ${specs.length} tensors, ${(total / 1e9).toFixed(2)} GB in ${dir}`);
+  console.log(`Qwen2-shaped bf16 (hidden ${q.hidden}, ffn ${q.ffn}, ${q.heads}/${q.kvHeads} heads, ${layers} layers, vocab ${q.vocab}): ${specs.length} tensors, ${(total / 1e9).toFixed(2)} GB in ${dir}`);
 }
 
 async function main(): Promise<void> {
   const out = arg("out");
   if (!out) {
-    console.error("usage: gen-fullsize --out DIR [--layers N] [--seed S] [--qwen2-bf16]");
+    console.error("usage: gen-fullsize --out DIR [--layers N] [--seed S] [--qwen2-bf16 | --qwen2-small] [--hidden N --ffn N --heads N --kv-heads N --vocab N --shards N]");
     process.exit(64);
   }
   const seed = Number(arg("seed") ?? 2026);
   const t0 = performance.now();
-  if (process.argv.includes("--qwen2-bf16")) await genQwen2Bf16(path.resolve(out), Number(arg("layers") ?? QWEN2_7B.layers), seed);
+  if (process.argv.includes("--qwen2-bf16")) await genQwen2Bf16(path.resolve(out), qwen2ShapeFromArgs(QWEN2_7B), seed);
+  else if (process.argv.includes("--qwen2-small")) await genQwen2Bf16(path.resolve(out), qwen2ShapeFromArgs(QWEN2_SMALL), seed);
   else await genMinicpmvInt4(path.resolve(out), Number(arg("layers") ?? MINICPMV_26_DIMS.llm.layers), seed);
   console.log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }

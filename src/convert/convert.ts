@@ -14,6 +14,7 @@ import { chunkRanges, runPlan, type RunOptions, type RunResult } from "./pipelin
 import { effectiveThreads } from "./limits.js";
 import { loadImatrix } from "../quant/imatrix.js";
 import { refuseInputOverwrite } from "./output.js";
+import { profileFromEnv } from "./profile.js";
 import { defaultOutputDir, extraReadAhead } from "../formats/store.js";
 import { isModelRef, openModelRef, type OpenModelRefOptions } from "../hub/open.js";
 import path from "node:path";
@@ -146,26 +147,44 @@ export interface ConvertResult extends RunResult {
 }
 
 export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
-  const p = await plan(opts);
-  const warnings = p.warnings;
+  // GGUFY_PROFILE=1: per-stage timers, printed to stderr at the end (profile.ts)
+  const prof = profileFromEnv();
+  prof?.add("startup: process start → convert()", performance.now());
+  const { makeEncoder, prestartEncoder } = await import("./workers.js");
+  // the workers load while the plan (vocabulary, metadata) is made; settled to the plan's thread count below
+  const early = opts.vocabOnly || isModelRef(opts.input) ? undefined : await prestartEncoder(opts.input, opts.threads, prof);
+  const tPlan = performance.now();
+  let p: Plan;
   try {
-    const { makeEncoder } = await import("./workers.js");
+    p = await plan(opts);
+  } catch (e) {
+    await early?.close();
+    throw e;
+  }
+  prof?.add("startup: plan (config, headers, vocabulary, metadata)", performance.now() - tPlan);
+  const warnings = p.warnings;
+  let settled = false;
+  try {
     // validated and capped (limits.ts): min(requested, 4 × cores, 64, chunks to encode)
     // --lora: merged chunks are decoded and merged on this thread and travel as float32 (not packed): a
     // quarter of the chunk keeps the memory of the chunks in flight near the plain conversion's
     const chunkElements = opts.chunkElements ?? (p.lora ? 1 << 20 : 4 << 20);
     const chunks = p.files.reduce((a, f) => a + f.tensors.reduce((b, t) => b + chunkRanges(t, chunkElements).length, 0), 0);
     const threads = effectiveThreads(opts.threads, chunks);
-    const encoder = await makeEncoder(threads);
+    const encoder = early ? await early.settle(threads) : await makeEncoder(threads, prof);
+    settled = true;
     const onWarning = (m: string): void => {
       warnings.push(m);
       opts.onWarning?.(m);
     };
-    // keep every worker busy: one chunk per worker plus read-ahead
+    // keep every worker busy and the writer fed: two chunks per worker plus read-ahead (a slow write
+    // or read does not stall the others)
     // (more for a model read over the network: formats/store.ts extraReadAhead)
-    const r = await runPlan(p.files, { ...opts, chunkElements, encoder, inflight: opts.inflight ?? threads + 1 + extraReadAhead(p.source.dir), onWarning });
+    const r = await runPlan(p.files, { ...opts, chunkElements, encoder, inflight: opts.inflight ?? 2 * threads + 2 + extraReadAhead(p.source.dir), onWarning, ...(prof ? { profile: prof } : {}) });
     return { ...r, plan: p.files, warnings };
   } finally {
+    if (!settled) await early?.close();
     await p.close();
+    if (prof) process.stderr.write(prof.report() + "\n");
   }
 }

@@ -9,6 +9,7 @@ import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite } from "../quant
 import { f16Lut } from "../formats/half.js";
 import type { RawRows } from "../source/types.js";
 import { decodeEncoded } from "../source/registry.js";
+import type { JobTimes } from "./profile.js";
 
 /** Index of the first NaN/Inf in `x`, or -1. */
 export function firstNonFinite(x: Float32Array): number {
@@ -57,21 +58,40 @@ export interface EncodeResult {
   nonFinite?: number;
 }
 
-let scratch = new Float32Array(0);
+/**
+ * Reusable memory of one encoding thread (a worker, or the main thread with --threads 1): the float32
+ * array rows are widened or decoded into, and optionally the job's stage times (GGUFY_PROFILE). Passed
+ * in by the caller, so that nothing here is module-level state.
+ */
+export class EncodeScratch {
+  private f32 = new Float32Array(0);
+  /** when set, encodeRaw adds its stage times here */
+  times: JobTimes | undefined;
+  /** a float32 view of `n` values, reused across calls (its contents are garbage) */
+  floats(n: number): Float32Array {
+    if (this.f32.length < n) this.f32 = new Float32Array(n);
+    return this.f32.subarray(0, n);
+  }
+}
 
-/** Widen stored f32/f16/bf16 bytes to float32 (exactly) into a scratch array reused across calls. */
-export function widenRaw(raw: RawChunk): Float32Array {
+const now = (): number => performance.now();
+
+/**
+ * Widen stored f32/f16/bf16 bytes to float32 (exactly): into `scratch` when given (reused across
+ * calls; valid until its next use), else a fresh array. Aligned f32 bytes are returned as a view.
+ */
+export function widenRaw(raw: RawChunk, scratch?: EncodeScratch): Float32Array {
   const size = raw.dtype === "f32" ? 4 : 2;
   const n = raw.bytes.length / size;
-  if (scratch.length < n) scratch = new Float32Array(n);
-  const out = scratch.subarray(0, n);
+  if (raw.dtype === "f32" && raw.bytes.byteOffset % 4 === 0) return new Float32Array(raw.bytes.buffer, raw.bytes.byteOffset, n);
+  const out = scratch ? scratch.floats(n) : new Float32Array(n);
   if (raw.dtype === "f32") {
-    new Uint8Array(out.buffer, 0, n * 4).set(raw.bytes);
+    new Uint8Array(out.buffer, out.byteOffset, n * 4).set(raw.bytes);
     return out;
   }
   const h = raw.bytes.byteOffset % 2 === 0 ? new Uint16Array(raw.bytes.buffer, raw.bytes.byteOffset, n) : new Uint16Array(raw.bytes.slice().buffer);
   if (raw.dtype === "bf16") {
-    const u = new Int32Array(out.buffer, 0, n);
+    const u = new Int32Array(out.buffer, out.byteOffset, n);
     for (let i = 0; i < n; i++) u[i] = h[i]! << 16;
   } else {
     const lut = f16Lut();
@@ -95,32 +115,56 @@ export function encodeChecked(type: GGMLType, rows: Float32Array, rowLength: num
 /**
  * Check and encode stored float rows. Plain copies (bf16 → BF16, f16 → F16, f32 → F32) return the
  * input bytes themselves after a SIMD scan; bf16/f32 → F16 convert in one SIMD pass; anything else
- * widens into a reused scratch array and takes encodeChecked. Any non-finite value sends the chunk
+ * widens (into `scratch`'s reused array when given) and takes encodeChecked. Any non-finite value sends the chunk
  * through encodeChecked too, which reports or counts it exactly as for decoded rows.
  */
-export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array, qw?: Float32Array): EncodeResult {
+export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array, qw?: Float32Array, scratch?: EncodeScratch): EncodeResult {
+  const times = scratch?.times;
+  let t = times ? now() : 0;
+  /** the time since the last lap goes to stage `k` */
+  const lap = (k: keyof JobTimes): void => {
+    if (!times) return;
+    const u = now();
+    times[k] += u - t;
+    t = u;
+  };
+  const encodeTimed = (rows: Float32Array): EncodeResult => {
+    const r = encodeChecked(type, rows, rowLength, mode, into, qw);
+    lap("encode");
+    return r;
+  };
   if (raw.encoded) {
-    // rows still encoded by a scheme: decoded here (by the scheme's decoder, found by its id) into the reused scratch
+    // rows still encoded by a scheme: decoded here (by the scheme's decoder, found by its id) into the scratch
     const n = raw.encoded.count;
-    if (scratch.length < n) scratch = new Float32Array(n);
-    const rows = decodeEncoded({ ...raw.encoded, bytes: raw.bytes }, scratch.subarray(0, n));
-    return encodeChecked(type, rows, rowLength, mode, into, qw);
+    const rows = decodeEncoded({ ...raw.encoded, bytes: raw.bytes }, scratch ? scratch.floats(n) : new Float32Array(n));
+    lap("decode");
+    return encodeTimed(rows);
   }
   const size = raw.dtype === "f32" ? 4 : 2;
   const n = raw.bytes.length / size;
   const same = (raw.dtype === "f32" && type === GGMLType.F32) || (raw.dtype === "f16" && type === GGMLType.F16) || (raw.dtype === "bf16" && type === GGMLType.BF16);
   if (same) {
-    if (rawAllFinite(raw.dtype, raw.bytes) === true) return { bytes: raw.bytes };
+    const finite = rawAllFinite(raw.dtype, raw.bytes);
+    lap("scan");
+    if (finite === true) return { bytes: raw.bytes };
   } else if (type === GGMLType.F16 && (raw.dtype === "bf16" || (raw.dtype === "f32" && raw.bytes.byteOffset % 4 === 0))) {
     const out = into && into.length >= n * 2 ? into.subarray(0, n * 2) : new Uint8Array(n * 2);
     const finite = raw.dtype === "bf16" ? bf16ToF16Bytes(raw.bytes, out) : f32ToF16Bytes(new Float32Array(raw.bytes.buffer, raw.bytes.byteOffset, n), out);
+    lap("encode");
     if (finite === true) return { bytes: out };
   }
   if (raw.dtype === "bf16" && !same) {
     // widen and scan in one SIMD pass; a finite chunk skips the scalar scan
-    if (scratch.length < n) scratch = new Float32Array(n);
-    const wide = scratch.subarray(0, n);
-    if (bf16ToF32(raw.bytes, wide) === true) return { bytes: encodeRows(type, wide, rowLength, into, qw) };
+    const wide = scratch ? scratch.floats(n) : new Float32Array(n);
+    const finite = bf16ToF32(raw.bytes, wide);
+    lap("decode");
+    if (finite === true) {
+      const bytes = encodeRows(type, wide, rowLength, into, qw);
+      lap("encode");
+      return { bytes };
+    }
   }
-  return encodeChecked(type, widenRaw(raw), rowLength, mode, into, qw);
+  const rows = widenRaw(raw, scratch);
+  lap("decode");
+  return encodeTimed(rows);
 }

@@ -7,10 +7,11 @@
 import { stat, statfs } from "node:fs/promises";
 import path from "node:path";
 import { GgufyError } from "../errors.js";
-import { GGUFStreamWriter } from "../formats/gguf/writer.js";
+import { alignmentOf, GGUFStreamWriter } from "../formats/gguf/writer.js";
 import { rowBytes } from "../quant/ggml/types.js";
 import { AtomicOutput, type FileOpener } from "./output.js";
-import { checkFinite, encodeChecked, encodeRaw, encodeRows, firstNonFinite, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
+import { checkFinite, encodeChecked, encodeRaw, encodeRows, EncodeScratch, firstNonFinite, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
+import { newJobTimes, type StageTimes } from "./profile.js";
 import type { PlannedFile, PlannedTensor } from "./plan.js";
 import { importanceForRows } from "../quant/imatrix.js";
 
@@ -43,7 +44,17 @@ export interface ChunkEncoder {
  */
 export class BufferPool {
   private readonly bufs: Uint8Array[] = [];
-  constructor(private readonly max = 8) {}
+  /**
+   * `shared`: alloc() makes SharedArrayBuffers, which the worker pool passes to its workers without a
+   * transfer. A transferred ArrayBuffer arrives as a new object holding 8–16 MB of external memory on
+   * the receiving side; hundreds of them per conversion made V8 run a full mark-compact every few chunks
+   * on the main thread (profile: ~100 in a 1.6 GB copy). Shared chunk buffers are allocated once.
+   */
+  constructor(private readonly max = 8, readonly shared = false) {}
+  /** a pooled buffer of at least `n` bytes, or a new one (shared when the pool is) */
+  takeOrAlloc(n: number): Uint8Array {
+    return this.take(n) ?? new Uint8Array(this.shared ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
+  }
   take(n: number): Uint8Array | undefined {
     let best = -1;
     for (let i = 0; i < this.bufs.length; i++) if (this.bufs[i]!.length >= n && (best < 0 || this.bufs[i]!.length < this.bufs[best]!.length)) best = i;
@@ -59,22 +70,38 @@ export class BufferPool {
   }
 }
 
-const inlinePool = new BufferPool(4);
+/** An encoder that runs in this thread (--threads 1), with its own buffers and scratch; `profile`: its stage times. */
+export function createInlineEncoder(profile?: StageTimes): ChunkEncoder {
+  const pool = new BufferPool(4);
+  const scratch = new EncodeScratch();
+  const timed = <T>(bytes: number, f: () => T): T => {
+    if (!profile) return f();
+    const t0 = performance.now();
+    try {
+      return f();
+    } finally {
+      profile.add("inline: quantize / encode", performance.now() - t0, bytes);
+    }
+  };
+  return {
+    encode: async (type, rows, rowLength, qw) => timed(rows.byteLength, () => encodeRows(type, rows, rowLength, undefined, qw)),
+    encodeChecked: async (type, rows, rowLength, mode, qw) => timed(rows.byteLength, () => encodeChecked(type, rows, rowLength, mode, pool.take(rowBytes(type, rowLength) * (rows.length / rowLength)), qw)),
+    encodeRaw: async (type, raw, rowLength, mode, qw) => {
+      const n = rawCount(raw);
+      const into = pool.take(rowBytes(type, rowLength) * (n / rowLength));
+      scratch.times = profile ? newJobTimes() : undefined;
+      const r = encodeRaw(type, raw, rowLength, mode, into, qw, scratch);
+      if (scratch.times) profile!.addJob(scratch.times, raw.bytes.length);
+      if (into && into.buffer !== r.bytes.buffer) pool.give(into);
+      return r.bytes.buffer === raw.bytes.buffer ? r : { ...r, spare: raw.bytes };
+    },
+    pool,
+    close: async () => pool.clear(),
+  };
+}
 
 /** Encodes in this thread (--threads 1). */
-export const inlineEncoder: ChunkEncoder = {
-  encode: async (type, rows, rowLength, qw) => encodeRows(type, rows, rowLength, undefined, qw),
-  encodeChecked: async (type, rows, rowLength, mode, qw) => encodeChecked(type, rows, rowLength, mode, inlinePool.take(rowBytes(type, rowLength) * (rows.length / rowLength)), qw),
-  encodeRaw: async (type, raw, rowLength, mode, qw) => {
-    const n = rawCount(raw);
-    const into = inlinePool.take(rowBytes(type, rowLength) * (n / rowLength));
-    const r = encodeRaw(type, raw, rowLength, mode, into, qw);
-    if (into && into.buffer !== r.bytes.buffer) inlinePool.give(into);
-    return r.bytes.buffer === raw.bytes.buffer ? r : { ...r, spare: raw.bytes };
-  },
-  pool: inlinePool,
-  close: async () => inlinePool.clear(),
-};
+export const inlineEncoder: ChunkEncoder = createInlineEncoder();
 
 export interface RunOptions {
   force?: boolean;
@@ -92,6 +119,8 @@ export interface RunOptions {
   inflight?: number;
   /** free bytes for unprivileged users where `dir` lives, undefined if unknown (tests inject a small disk) */
   freeSpace?: (dir: string) => Promise<number | undefined>;
+  /** per-stage timers (GGUFY_PROFILE, profile.ts) */
+  profile?: StageTimes;
 }
 
 async function statfsFree(dir: string): Promise<number | undefined> {
@@ -202,7 +231,10 @@ function untilAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<
 }
 
 export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = {}): Promise<RunResult> {
-  const encoder = opts.encoder ?? inlineEncoder;
+  const prof = opts.profile;
+  const encoder = opts.encoder ?? createInlineEncoder(prof);
+  /** `f`, timed as `stage` when profiling */
+  const timed = <T>(stage: string, f: () => Promise<T>, bytes = 0): Promise<T> => (prof ? prof.time(stage, f, bytes) : f());
   const chunkElements = opts.chunkElements ?? 4 << 20;
   const inflight = Math.max(1, opts.inflight ?? 2);
   const bytesTotal = files.reduce((a, f) => a + f.header.fileSize, 0);
@@ -214,13 +246,20 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
   };
   try {
     abortCheck();
-    for (const f of files) outputs.push(await AtomicOutput.create(f.path, { ...(opts.force ? { force: true } : {}), ...(opts.opener ? { opener: opts.opener } : {}), ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) }));
-    await checkFreeSpace(files, opts.freeSpace);
+    prof?.markRunStart();
+    await timed("main: create outputs, check free space", async () => {
+      for (const f of files) outputs.push(await AtomicOutput.create(f.path, { ...(opts.force ? { force: true } : {}), ...(opts.opener ? { opener: opts.opener } : {}), ...(opts.onWarning ? { onWarning: opts.onWarning } : {}) }));
+      await checkFreeSpace(files, opts.freeSpace);
+    });
     for (let fi = 0; fi < files.length; fi++) {
       const f = files[fi]!;
       const out = outputs[fi]!;
-      const w = new GGUFStreamWriter(out, f.kvs, f.tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
-      await w.start();
+      const w = await timed("main: GGUF header (encode + write)", async () => {
+        // the plan encoded this header already (planFile / splitPlannedFile, same KVs and tensors): written as it is
+        const w = new GGUFStreamWriter(out, f.kvs, f.tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })), alignmentOf(f.kvs), f.header);
+        await w.start();
+        return w;
+      }, f.header.bytes.length);
       bytesDone += f.header.bytes.length;
       // One sliding window of chunks in flight over the whole file — it runs on across tensor
       // boundaries, so the workers never wait for the last chunk of a tensor (k/v projections are a
@@ -241,17 +280,18 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         let res: (EncodeResult & { spare?: Uint8Array }) | undefined;
         if (t.out.readRaw && encoder.encodeRaw) {
           // plain float rows: the stored bytes go to the encoder, which widens and checks them off this thread
-          const into = encoder.pool?.take(n * ne0 * (t.out.dtype === "f32" ? 4 : 2));
-          const raw = await t.out.readRaw(r0, n, into);
+          const want = n * ne0 * (t.out.dtype === "f32" ? 4 : 2);
+          const into = encoder.pool?.shared ? encoder.pool.takeOrAlloc(want) : encoder.pool?.take(want);
+          const raw = await timed("main: read (stored bytes)", () => t.out.readRaw!(r0, n, into), n * ne0 * (t.out.dtype === "f32" ? 4 : 2));
           if (into && raw?.bytes.buffer !== into.buffer) encoder.pool!.give(into); // not used for this read
           if (raw) {
             const got = rawCount(raw);
             if (got !== n * ne0) throw new Error(`${t.out.name}: raw read of rows [${r0}, ${r0 + n}) returned ${got} values, expected ${n * ne0}`);
-            res = await encoder.encodeRaw(t.type, raw, ne0, mode, qw);
+            res = await timed("main: encode (submit → answer)", () => encoder.encodeRaw!(t.type, raw, ne0, mode, qw));
           }
         }
         if (!res) {
-          const rows = await t.out.read(r0, n);
+          const rows = await timed("main: read + decode (float32 rows)", () => t.out.read(r0, n), n * ne0 * 4);
           if (rows.length !== n * ne0) throw new Error(`${t.out.name}: read of rows [${r0}, ${r0 + n}) returned ${rows.length} values, expected ${n * ne0}`);
           if (encoder.encodeChecked) res = await encoder.encodeChecked(t.type, rows, ne0, mode, qw);
           else {
@@ -286,19 +326,19 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         const c = chunks[k]!;
         const t = f.tensors[c.ti]!;
         // an abort does not wait for the chunk being encoded (workers are terminated by encoder.close)
-        const bytes = await untilAbort(pending.shift()!, opts.signal);
+        const bytes = await timed("main: writer waits for the next chunk", () => untilAbort(pending.shift()!, opts.signal));
         if (next < chunks.length) launch();
-        await w.write(bytes);
+        await timed("main: write (awaited)", () => w.write(bytes), bytes.length);
         encoder.pool?.give(bytes); // written (or copied into the output buffer): free for reuse
         bytesDone += bytes.length;
         if (c.last) bytesDone += Math.ceil(t.bytes / 32) * 32 - t.bytes;
         opts.onProgress?.({ file: f.path, tensor: t.out.name, tensorIndex: c.ti, tensorCount: f.tensors.length, bytesDone, bytesTotal });
       }
       w.finish();
-      await out.flush();
+      await timed("main: write (awaited)", () => out.flush());
     }
     abortCheck();
-    await AtomicOutput.commitAll(outputs); // all parts or none: a failed later part takes back the earlier ones
+    await timed("main: commit (fsync, link/rename)", () => AtomicOutput.commitAll(outputs)); // all parts or none: a failed later part takes back the earlier ones
     if (nonFinite > 0) opts.onWarning?.(`${nonFinite} non-finite value(s) were passed through (--allow-nonfinite)`);
     return { files: files.map((f, i) => ({ path: f.path, bytes: outputs[i]!.bytesWritten, tensors: f.tensors.length })), nonFinite };
   } catch (e) {

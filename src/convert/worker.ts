@@ -5,7 +5,9 @@
  * Buffers are transferred both ways.
  */
 import { parentPort } from "node:worker_threads";
-import { encodeChecked, encodeRaw, encodeRows, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
+import { encodeChecked, encodeRaw, encodeRows, EncodeScratch, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
+import { newJobTimes, type JobTimes } from "./profile.js";
+import { floatWasmAvailable } from "../quant/ggml/float-wasm.js";
 import type { GGMLType } from "../quant/ggml/types.js";
 import { GgufyError, type ErrorCode } from "../errors.js";
 
@@ -21,6 +23,8 @@ export interface Job {
   into?: Uint8Array;
   /** the importance vector of the rows (--imatrix), copied with the job */
   qw?: Float32Array;
+  /** measure the job's stages (GGUFY_PROFILE) */
+  profile?: boolean;
 }
 
 export interface Answer extends Partial<EncodeResult> {
@@ -35,32 +39,44 @@ export interface Answer extends Partial<EncodeResult> {
   spare?: Uint8Array;
   /** the spare output buffer of the job when it was not used */
   unused?: Uint8Array;
+  /** the job's compute time by stage (Job.profile) */
+  times?: JobTimes;
 }
+
+/** this worker's reusable float32 array (widened / decoded rows) */
+const scratch = new EncodeScratch();
+// compile the float conversion kernels now, while the main thread is still planning (they are lazy)
+floatWasmAvailable();
 
 parentPort!.on("message", (job: Job) => {
   try {
     let r: EncodeResult;
     let input: Uint8Array;
+    const times = job.profile ? newJobTimes() : undefined;
+    scratch.times = times;
     if (job.raw) {
-      r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", job.into, job.qw);
+      r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", job.into, job.qw, scratch);
       input = job.raw.bytes;
     } else {
       const rows = job.rows!;
+      const t0 = times ? performance.now() : 0;
       r = job.mode ? encodeChecked(job.type, rows, job.rowLength, job.mode, job.into, job.qw) : { bytes: encodeRows(job.type, rows, job.rowLength, job.into, job.qw) };
+      if (times) times.encode += performance.now() - t0;
       input = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
     }
-    const answer: Answer = { ...r, id: job.id };
-    const transfer: ArrayBuffer[] = [r.bytes.buffer as ArrayBuffer];
+    const answer: Answer = { ...r, id: job.id, ...(times ? { times } : {}) };
+    const transfer: ArrayBufferLike[] = [r.bytes.buffer];
     if (input.buffer !== r.bytes.buffer) {
       answer.spare = new Uint8Array(input.buffer);
-      transfer.push(input.buffer as ArrayBuffer);
+      transfer.push(input.buffer);
     }
     if (job.into && job.into.buffer !== r.bytes.buffer && job.into.buffer !== input.buffer) {
       // an unused spare goes back as well
       answer.unused = job.into;
-      transfer.push(job.into.buffer as ArrayBuffer);
+      transfer.push(job.into.buffer);
     }
-    parentPort!.postMessage(answer, transfer);
+    // SharedArrayBuffers (the pool's chunk buffers) are shared, not transferred
+    parentPort!.postMessage(answer, transfer.filter((b): b is ArrayBuffer => b instanceof ArrayBuffer));
   } catch (e) {
     const answer: Answer = { id: job.id, error: e instanceof Error ? e.message : String(e) };
     if (e instanceof GgufyError) {

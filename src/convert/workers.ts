@@ -10,8 +10,12 @@
  * in) fresh ones for every chunk.
  */
 import { Worker } from "node:worker_threads";
+import { readdir, stat } from "node:fs/promises";
+import path from "node:path";
 import { availableParallelism } from "node:os";
-import { BufferPool, inlineEncoder, type ChunkEncoder } from "./pipeline.js";
+import { BufferPool, createInlineEncoder, type ChunkEncoder } from "./pipeline.js";
+import type { StageTimes } from "./profile.js";
+import { effectiveThreads } from "./limits.js";
 import { rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
 import type { Answer, Job } from "./worker.js";
 import { rowBytes, type GGMLType } from "../quant/ggml/types.js";
@@ -26,25 +30,40 @@ export function answerError(m: Answer): Error {
 interface Pending {
   resolve: (r: Answer) => void;
   reject: (e: Error) => void;
+  /** profiling: when the job was submitted and posted, and its input size */
+  submitted?: number;
+  posted?: number;
+  bytes?: number;
 }
 
 export class WorkerPoolEncoder implements ChunkEncoder {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
-  private readonly queue: { job: Job; transfer: ArrayBuffer[] }[] = [];
+  private readonly queue: { job: Job; transfer: ArrayBuffer[]; p?: Pending }[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private failed: Error | undefined;
   private closing = false;
-  readonly pool = new BufferPool();
+  /** workers let go by shrink(): their exit is expected */
+  private readonly retired = new Set<Worker>();
+  /** chunk buffers: shared with the workers (no transfer, no new external memory per message); two per chunk in flight */
+  readonly pool = new BufferPool(16, true);
 
-  constructor(readonly size: number) {
+  /** `profile`: per-stage timers (GGUFY_PROFILE) the workers' job times and the messaging go to */
+  constructor(readonly size: number, private readonly profile?: StageTimes) {
     const url = new URL("./worker.js", import.meta.url);
     for (let i = 0; i < size; i++) {
       const w = new Worker(url);
       w.on("message", (m: Answer) => {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
+        if (this.profile && p?.posted !== undefined) {
+          const t = m.times;
+          const work = t ? t.decode + t.encode + t.scan : 0;
+          if (t) this.profile.addJob(t, p.bytes ?? 0);
+          this.profile.add("pool: job queued for an idle worker", p.posted - p.submitted!);
+          this.profile.add("pool: messaging (round trip − compute)", performance.now() - p.posted - work);
+        }
         this.idle.push(w);
         this.pump();
         if (m.unused) this.pool.give(m.unused);
@@ -55,7 +74,7 @@ export class WorkerPoolEncoder implements ChunkEncoder {
       w.on("error", (e) => this.fail(e));
       // a worker that dies (out of memory, process.exit, a native crash) fails every job instead of leaving them pending
       w.on("exit", (code) => {
-        if (!this.closing) this.fail(new Error(`an encoder worker thread exited (code ${code}) while converting`));
+        if (!this.closing && !this.retired.has(w)) this.fail(new Error(`an encoder worker thread exited (code ${code}) while converting`));
       });
       this.workers.push(w);
       this.idle.push(w);
@@ -72,13 +91,14 @@ export class WorkerPoolEncoder implements ChunkEncoder {
   private submit(job: Omit<Job, "id" | "into">, input: Uint8Array, outBytes: number, more: ArrayBuffer[] = []): Promise<Answer> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
-    const into = this.pool.take(outBytes);
-    const full: Job = { ...job, id, ...(into ? { into } : {}) };
-    const transfer = [input.buffer as ArrayBuffer, ...more.filter((b) => b !== input.buffer)];
-    if (into) transfer.push(into.buffer as ArrayBuffer);
+    const into = this.pool.takeOrAlloc(outBytes);
+    const full: Job = { ...job, id, into, ...(this.profile ? { profile: true } : {}) };
+    // shared buffers travel without a transfer (listing one would be a DataCloneError)
+    const transfer = [input.buffer, ...more.filter((b) => b !== input.buffer), into.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.queue.push({ job: full, transfer });
+      const p: Pending = { resolve, reject, ...(this.profile ? { submitted: performance.now(), bytes: input.length } : {}) };
+      this.pending.set(id, p);
+      this.queue.push({ job: full, transfer, p });
       this.pump();
     });
   }
@@ -107,20 +127,84 @@ export class WorkerPoolEncoder implements ChunkEncoder {
   private pump(): void {
     while (this.idle.length > 0 && this.queue.length > 0) {
       const w = this.idle.pop()!;
-      const { job, transfer } = this.queue.shift()!;
+      const { job, transfer, p } = this.queue.shift()!;
+      if (p && this.profile) p.posted = performance.now();
       w.postMessage(job, transfer);
     }
   }
 
+  /** Keep `n` workers (n ≥ 1), terminating the others; only before the first job. */
+  async shrink(n: number): Promise<void> {
+    if (this.nextId > 0) throw new Error("internal: WorkerPoolEncoder.shrink after jobs were submitted");
+    const extra = this.workers.splice(Math.max(1, n));
+    for (const w of extra) {
+      this.retired.add(w);
+      this.idle.splice(this.idle.indexOf(w), 1);
+    }
+    await Promise.all(extra.map((w) => w.terminate()));
+  }
+
   async close(): Promise<void> {
     this.closing = true;
+    if (this.profile) for (const w of this.workers) {
+      const e = w.performance.eventLoopUtilization();
+      this.profile.workerElu.push({ busyMs: e.active, idleMs: e.idle });
+    }
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }
 
+/**
+ * Worker threads started before the plan is known, so that they load their modules while the main
+ * thread reads the vocabulary: `settle(threads)` gives the encoder for the thread count the plan
+ * decided (fewer workers are terminated; one thread: the inline encoder), `close()` ends them when
+ * the plan fails. Undefined when one thread is asked for (or the request is invalid: the caller's
+ * own effectiveThreads reports it).
+ */
+/** below this much safetensors data a conversion is a few chunks: workers are started only if the plan wants them */
+const PRESTART_MIN_BYTES = 64 << 20;
+
+/** Bytes of the *.safetensors files directly in `dir` (0 when it cannot be listed: a model reference …). */
+async function weightBytes(dir: string): Promise<number> {
+  try {
+    const names = (await readdir(dir)).filter((f) => f.endsWith(".safetensors"));
+    const sizes = await Promise.all(names.map((f) => stat(path.join(dir, f)).then((s) => (s.isFile() ? s.size : 0), () => 0)));
+    return sizes.reduce((a, b) => a + b, 0);
+  } catch {
+    return 0;
+  }
+}
+
+export interface PrestartedEncoder {
+  settle(threads: number): Promise<ChunkEncoder>;
+  close(): Promise<void>;
+}
+
+export async function prestartEncoder(dir: string, requested: number | undefined, profile?: StageTimes): Promise<PrestartedEncoder | undefined> {
+  let n: number;
+  try {
+    n = effectiveThreads(requested);
+  } catch {
+    return undefined;
+  }
+  if (n <= 1 || (await weightBytes(dir)) < PRESTART_MIN_BYTES) return undefined;
+  const pool = new WorkerPoolEncoder(n, profile);
+  return {
+    settle: async (threads) => {
+      if (threads <= 1) {
+        await pool.close();
+        return createInlineEncoder(profile);
+      }
+      await pool.shrink(threads);
+      return pool;
+    },
+    close: () => pool.close(),
+  };
+}
+
 /** threads ≤ 1 → inline; otherwise a pool of that many workers (default: every core). */
-export async function makeEncoder(threads?: number): Promise<ChunkEncoder> {
+export async function makeEncoder(threads?: number, profile?: StageTimes): Promise<ChunkEncoder> {
   const n = threads ?? availableParallelism();
-  if (n <= 1) return inlineEncoder;
-  return new WorkerPoolEncoder(n);
+  if (n <= 1) return createInlineEncoder(profile);
+  return new WorkerPoolEncoder(n, profile);
 }

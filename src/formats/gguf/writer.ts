@@ -153,8 +153,9 @@ export class GGUFStreamWriter {
   private writtenInCurrent = 0;
   readonly header: EncodedHeader;
 
-  constructor(private readonly out: ByteWriter, kvs: readonly GGUFKV[], readonly tensors: readonly GGUFTensorInfo[], private readonly alignment = alignmentOf(kvs)) {
-    this.header = encodeGgufHeader(kvs, tensors, alignment);
+  /** `header`: the encoding of exactly these kvs and tensors when the caller has it already (a plan does) */
+  constructor(private readonly out: ByteWriter, kvs: readonly GGUFKV[], readonly tensors: readonly GGUFTensorInfo[], private readonly alignment = alignmentOf(kvs), header?: EncodedHeader) {
+    this.header = header ?? encodeGgufHeader(kvs, tensors, alignment);
   }
 
   async start(): Promise<void> {

@@ -141,6 +141,13 @@ export async function readSafetensorsHeaderVia(file: string, size: number, read:
   return parseSafetensorsHeader(file, header, size - 8 - hlen);
 }
 
+/**
+ * Bytes per read(2). Measured on the 2-core benchmark VM (bench/README.md, issue 19): copying 1.6 GB
+ * through a user buffer in 1 MiB system calls took 1.9–2.7 s of system time, in 2 or 8 MiB calls
+ * 4.8–4.9 s (dd shows the same: bs=1M 0.8 s, bs=8M 4.3 s); 256 KiB pays more per-call overhead.
+ */
+export const IO_PIECE = 1 << 20;
+
 /** Positioned reads over a set of files, handles opened on demand and kept until close(). */
 export class FileReaderPool {
   private readonly handles = new Map<string, Promise<FileHandle>>();
@@ -159,7 +166,7 @@ export class FileReaderPool {
     const buf = into ?? new Uint8Array(length);
     let done = 0;
     while (done < length) {
-      const { bytesRead } = await fh.read(buf, done, length - done, position + done);
+      const { bytesRead } = await fh.read(buf, done, Math.min(IO_PIECE, length - done), position + done);
       if (bytesRead === 0) throw new GgufyError("E_ST_TRUNCATED", `unexpected end of file at byte ${position + done}`, { file });
       done += bytesRead;
     }
