@@ -36,7 +36,7 @@ export function formatPlan(files: readonly PlannedFile[], disk?: readonly DiskUs
     }
     const counts = new Map<string, number>();
     for (const t of f.tensors) counts.set(typeName(t.type), (counts.get(typeName(t.type)) ?? 0) + 1);
-    lines.push(`  types: ${[...counts].map(([k, n]) => `${n} ${k}`).join(", ") || "none"}; header ${f.header.bytes.length} bytes; file size ${f.header.fileSize} bytes`);
+    lines.push(`  types: ${[...counts].map(([k, n]) => `${n} ${k}`).join(", ") || "none"}; header ${f.header.size} bytes; file size ${f.header.fileSize} bytes`);
   }
   const total = files.reduce((a, f) => a + f.header.fileSize, 0);
   const tensors = files.reduce((a, f) => a + f.tensors.length, 0);
@@ -56,7 +56,7 @@ export function planJson(files: readonly PlannedFile[], disk?: readonly DiskUsag
       type: f.typeLabel,
       fileType: f.fileType,
       bytes: f.header.fileSize,
-      headerBytes: f.header.bytes.length,
+      headerBytes: f.header.size,
       keys: f.kvs.length,
       ...(f.split ? { split: { no: f.split.no, count: f.split.count, tensorsTotal: f.split.tensorsTotal } } : {}),
       ...(f.metadata ? { metadata: f.metadata } : {}),
