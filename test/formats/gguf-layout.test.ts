@@ -53,7 +53,7 @@ test("header layout = encoded header: every scalar type, multi-byte UTF-8, a lon
     kv.bool("t.bool", true),
     kv.f32("t.f32", 1.5),
     kv.i32("t.i32", -3),
-    kv.strs("t.strs", ["", "a", "ĠĠ", "日本語", "😀x"]),
+    kv.strs("t.strs", ["", "a", "ĠĠ", "日本語", "😀x", "\udc00", "x\ud83d", "\ud83d\ude00"]),
     kv.i32s("t.i32s", [1, 2, 3]),
     kv.f32s("t.f32s", [0.5]),
     { key: "t.u8s", value: { type: GGUFValueType.ARRAY, itemType: GGUFValueType.UINT8, value: [1, 2, 3, 4, 5] } },
@@ -78,6 +78,19 @@ test("header layout = encoded header: every scalar type, multi-byte UTF-8, a lon
     assert.throws(() => encodeGgufHeader(bad, tensors));
     assert.throws(() => ggufHeaderLayout(bad, tensors));
     assert.throws(() => plannedHeader(bad, tensors), "a plan refuses it without encoding");
+  }
+  // random strings over ASCII, 2- and 3-byte characters, surrogate pairs and lone surrogates of both kinds:
+  // each string's counted size against its encoding (one KV each, so a miscount shows which)
+  const units = [0x41, 0x7f, 0x80, 0x7ff, 0x800, 0xfffd, 0xffff, 0xd83d, 0xde00, 0xdbff, 0xdc00, 0xe000];
+  let seed = 12345;
+  const rnd = (k: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % k;
+  };
+  for (let r = 0; r < 300; r++) {
+    const str = String.fromCharCode(...Array.from({ length: rnd(8) }, () => units[rnd(units.length)]!));
+    const one = [kv.str("general.architecture", "x"), kv.str("s", str), kv.strs("a", [str, str + "\ud800"])];
+    assert.equal(ggufHeaderLayout(one, []).size, encodeGgufHeader(one, []).bytes.length, `string ${JSON.stringify(str)}`);
   }
   const longName = [{ name: "x".repeat(64), ne: [4], type: GGMLType.F32 }];
   assert.throws(() => encodeGgufHeader(kvs, longName), /at most 63/);

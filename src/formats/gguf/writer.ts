@@ -99,26 +99,45 @@ class SizeSink implements HeaderSink {
   f64() { this.len += 8; }
   u64() { this.len += 8; }
   i64() { this.len += 8; }
-  str(s: string) { this.len += 8 + Buffer.byteLength(s, "utf8"); }
+  str(s: string) { this.len += 8 + utf8Length(s); }
   pad(align: number) { this.len += (align - (this.len % align)) % align; }
 }
 
+/**
+ * Buffer.byteLength(s, "utf8") without a native call per string (a vocabulary has 300k of them): 1, 2 or
+ * 3 bytes per UTF-16 unit, 4 for a surrogate pair; a lone surrogate is written as U+FFFD, 3 bytes.
+ */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 2; // the pair: 2 units, 4 bytes
+      i++;
+    } else n += 2;
+  }
+  return n;
+}
+
+function num(v: GGUFScalar, key: string): number {
+  if (typeof v !== "number" && typeof v !== "bigint") throw new TypeError(`GGUF key ${key}: expected a number, got ${typeof v}`);
+  return Number(v);
+}
+
 function writeScalar(s: HeaderSink, t: GGUFScalarType, v: GGUFScalar, key: string): void {
-  const num = (): number => {
-    if (typeof v !== "number" && typeof v !== "bigint") throw new TypeError(`GGUF key ${key}: expected a number, got ${typeof v}`);
-    return Number(v);
-  };
   switch (t) {
-    case GGUFValueType.UINT8: return s.u8(num());
-    case GGUFValueType.INT8: return s.i8(num());
-    case GGUFValueType.UINT16: return s.u16(num());
-    case GGUFValueType.INT16: return s.i16(num());
-    case GGUFValueType.UINT32: return s.u32(num());
-    case GGUFValueType.INT32: return s.i32(num());
-    case GGUFValueType.FLOAT32: return s.f32(num());
-    case GGUFValueType.FLOAT64: return s.f64(num());
-    case GGUFValueType.UINT64: return s.u64(typeof v === "bigint" ? v : BigInt(num()));
-    case GGUFValueType.INT64: return s.i64(typeof v === "bigint" ? v : BigInt(num()));
+    case GGUFValueType.UINT8: return s.u8(num(v, key));
+    case GGUFValueType.INT8: return s.i8(num(v, key));
+    case GGUFValueType.UINT16: return s.u16(num(v, key));
+    case GGUFValueType.INT16: return s.i16(num(v, key));
+    case GGUFValueType.UINT32: return s.u32(num(v, key));
+    case GGUFValueType.INT32: return s.i32(num(v, key));
+    case GGUFValueType.FLOAT32: return s.f32(num(v, key));
+    case GGUFValueType.FLOAT64: return s.f64(num(v, key));
+    case GGUFValueType.UINT64: return s.u64(typeof v === "bigint" ? v : BigInt(num(v, key)));
+    case GGUFValueType.INT64: return s.i64(typeof v === "bigint" ? v : BigInt(num(v, key)));
     case GGUFValueType.BOOL:
       if (typeof v !== "boolean") throw new TypeError(`GGUF key ${key}: expected a boolean`);
       return s.u8(v ? 1 : 0);
