@@ -19,7 +19,7 @@ const TYPES = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLT
 const ROW = 4096;
 
 /** WebAssembly flags and the scalar JS fallbacks (the codecs use the kernels; for IQ4 the search). */
-const SCALAR: ReadonlyArray<readonly [GGMLType, boolean, (src: Float32Array, dst: Uint8Array) => void]> = [
+const SCALAR: ReadonlyArray<readonly [GGMLType, () => boolean, (src: Float32Array, dst: Uint8Array) => void]> = [
   [GGMLType.Q4_0, Q4_0_WASM, quantizeQ4_0Scalar],
   [GGMLType.Q4_1, Q4_1_WASM, quantizeQ4_1Scalar],
   [GGMLType.Q5_0, Q5_0_WASM, quantizeQ5_0Scalar],
@@ -220,7 +220,7 @@ for (const t of TYPES) {
 test("the WebAssembly kernels are active and the scalar JS fallbacks are bit-exact too", () => {
   const o = ggmlOracle();
   for (const [t, wasm, scalar] of SCALAR) {
-    assert.ok(wasm, `${typeName(t)} WebAssembly kernel failed to load`);
+    assert.equal(wasm(), true, `${typeName(t)} WebAssembly kernel failed to load`);
     const codec = codecFor(t);
     for (const [name, make] of DATASETS) {
       const x = make();
@@ -349,4 +349,50 @@ test("golden: constant 0.375 block", () => {
   assert.ok(y.every((v) => v === 0.375));
   codecFor(GGMLType.Q4_0).dequantize(bytesOf(GGMLType.Q4_0, c), y);
   assert.ok(y.every((v) => v === 0.375)); // (0 - 8) * -0.046875
+});
+
+/**
+ * Whole blocks of one special kind, in counts that are not a multiple of the asymmetric kernel's
+ * four-block group: all +inf (C keeps min = FLT_MAX), all -inf (max = -FLT_MAX), all NaN, NaN with
+ * ±inf, ±0 as the extreme, ranges so small that d is subnormal and 1/d overflows, and normal blocks
+ * between them (so a flagged block's neighbours in its group are checked too).
+ */
+function specialBlocks(nBlocks: number, seed: number): Float32Array {
+  const u = rng(seed);
+  const x = new Float32Array(32 * nBlocks);
+  for (let b = 0; b < nBlocks; b++) {
+    const kind = (b * 7 + seed) % 9;
+    for (let j = 0; j < 32; j++) {
+      let v: number;
+      switch (kind) {
+        case 0: v = Infinity; break;
+        case 1: v = -Infinity; break;
+        case 2: v = NaN; break;
+        case 3: v = j % 3 === 0 ? NaN : j % 3 === 1 ? Infinity : -Infinity; break;
+        case 4: v = j === 31 ? -0 : u() * 0.1; break; // min is -0, last
+        case 5: v = j === 7 ? 0 : -u() * 0.1; break; // max is +0
+        case 6: v = (u() - 0.5) * 4e-39; break; // d subnormal, 1/d = +inf
+        case 7: v = j === 3 ? Infinity : (u() - 0.5) * 0.1; break;
+        default: v = (u() - 0.5) * 0.1; break;
+      }
+      x[32 * b + j] = v;
+    }
+  }
+  return x;
+}
+
+test("special whole blocks (±inf, NaN, ±0 extremes, subnormal d) in 1..9 blocks give ggml's bytes, kernels and scalar paths", () => {
+  const o = ggmlOracle();
+  for (let nBlocks = 1; nBlocks <= 9; nBlocks++) {
+    const x = specialBlocks(nBlocks, nBlocks);
+    for (const [t, , scalar] of SCALAR) {
+      if (t === GGMLType.IQ4_XS) continue; // 256-blocks
+      const codec = codecFor(t);
+      const ref = o.quantizeChunk(t, x, x.length);
+      assertSameBytes(codec, quantizeOurs(codec, x), ref, `${typeName(t)} ${nBlocks} special blocks`);
+      const ours = new Uint8Array(ref.length);
+      scalar(x, ours);
+      assertSameBytes(codec, ours, ref, `${typeName(t)} scalar path, ${nBlocks} special blocks`);
+    }
+  }
 });

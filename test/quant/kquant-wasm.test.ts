@@ -49,7 +49,7 @@ const CASES = [
 for (const c of CASES) {
   const codec = codecFor(c.type);
   test(`${typeName(c.type)}: the wasm search gives ggml's bytes and the TypeScript path's`, () => {
-    assert.equal(c.wasm, true, "WebAssembly SIMD kernel in use on Node ≥ 20");
+    assert.equal(c.wasm(), true, "WebAssembly SIMD kernel in use on Node ≥ 20");
     const o = ggmlOracle();
     for (const [name, x] of datasets()) {
       const ref = o.quantizeChunk(c.type, x, NE0);

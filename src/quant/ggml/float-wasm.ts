@@ -11,7 +11,9 @@
  * missing; tests compare both over millions of bit patterns). Wasm's f32 arithmetic keeps subnormals
  * (no flush to zero), so the float steps are exact IEEE binary32 operations as in C.
  */
-import { WasmCode } from "./q4_0.js";
+import { ModuleBuilder } from "../wasm/builder.js";
+import { lazyKernel } from "../wasm/instantiate.js";
+import { f16x4Emitter } from "../wasm/kernels.js";
 import { f32RowToF16 } from "../../formats/half.js";
 
 /** elements per kernel call */
@@ -20,130 +22,85 @@ const IN = 0; // up to CH f32
 const OUT = CH * 4; // up to CH u16 or f32
 const PAGES = Math.ceil((OUT + CH * 4) / 65536);
 
-const S = {
-  splatI16: 0x10, splatI32: 0x11, i16eq: 0x2d, i32eq: 0x37, i32gtU: 0x3c,
-  and: 0x4e, or: 0x50, bitselect: 0x52, anyTrue: 0x53, narrowI32U: 0x86,
-  extLoU: 0xa9, extHiU: 0xaa, shl: 0xab, shrU: 0xad, i32add: 0xae, i32maxU: 0xb9,
-  f32abs: 0xe0, f32add: 0xe4, f32mul: 0xe6,
-} as const;
-
 type Mode = "f32tof16" | "bf16tof16" | "checkf32" | "checkf16" | "checkbf16" | "bf16tof32";
 const MODES: Mode[] = ["f32tof16", "bf16tof16", "checkf32", "checkf16", "checkbf16", "bf16tof32"];
 
 /** one (i32 n) → i32 function: n elements at IN (n a multiple of 8); returns 1 if any is NaN/±inf */
-function body(mode: Mode): number[] {
-  const c = new WasmCode();
-  // locals: 0 = n (param), 1 = p (input byte offset), 2 = o (output byte offset), 3 = end;
-  // v128: 4 flag, 5 (unused), 6 shl1, 7 t, 8 lo, 9 hi, 10 (unused)
-  const n = 0, p = 1, o = 2, end = 3, flag = 4, shl1 = 6, t = 7, lo = 8, hi = 9;
+function emitMode(mod: ModuleBuilder, mode: Mode): void {
+  const f = mod.func(mode, { n: "i32" }, "i32");
+  const n = f.p.n;
+  const p = f.i32("p"), o = f.i32("o"), end = f.i32("end");
+  const flag = f.v128("flag"), t = f.v128("t"), lo = f.v128("lo"), hi = f.v128("hi");
   const inSize = mode === "f32tof16" || mode === "checkf32" ? 4 : 2;
-  const splatI = (v: number): void => void c.i32(v).simd(S.splatI32);
-  const splatF = (v: number): void => void c.f32(v).simd(0x13);
-  /** flag |= (bits & 0x7f800000) == 0x7f800000 for the f32 lanes in local `v` */
-  const check32 = (v: number): void => {
-    c.get(flag).get(v);
+  const splatI = (v: number): void => void f.i32.const(v).i32x4.splat();
+  /** flag |= (bits & 0x7f800000) == 0x7f800000 for the f32 lanes in `v` */
+  const check32 = (v: typeof lo): void => {
+    f.get(flag).get(v);
     splatI(0x7f800000);
-    c.simd(S.and);
+    f.v128.and();
     splatI(0x7f800000);
-    c.simd(S.i32eq).simd(S.or).set(flag);
+    f.i32x4.eq().v128.or().set(flag);
   };
-  /** push fp16 bits (in i32 lanes) of the f32 lanes in local `v` (ggml_compute_fp32_to_fp16) */
-  const toF16 = (v: number): void => {
-    c.get(v).get(v).simd(S.i32add).set(shl1);
-    // base = (|f| · 2^112) · 2^-110 + f32((max_u(shl1 & 0xff000000, 0x71000000) >> 1) + 0x07800000)
-    c.get(shl1);
-    splatI(0xff000000 | 0);
-    c.simd(S.and);
-    splatI(0x71000000);
-    c.simd(S.i32maxU).i32(1).simd(S.shrU);
-    splatI(0x07800000);
-    c.simd(S.i32add);
-    c.get(v).simd(S.f32abs);
-    splatF(2 ** 112);
-    c.simd(S.f32mul);
-    splatF(2 ** -110);
-    c.simd(S.f32mul).simd(S.f32add).set(t);
-    // (sign >> 16) | (shl1 > 0xff000000 ? 0x7e00 : ((bits >> 13) & 0x7c00) + (bits & 0xfff))
-    c.get(v).i32(16).simd(S.shrU);
-    splatI(0x8000);
-    c.simd(S.and);
-    splatI(0x7e00);
-    c.get(t).i32(13).simd(S.shrU);
-    splatI(0x7c00);
-    c.simd(S.and).get(t);
-    splatI(0xfff);
-    c.simd(S.and).simd(S.i32add);
-    c.get(shl1);
-    splatI(0xff000000 | 0);
-    c.simd(S.i32gtU).simd(S.bitselect).simd(S.or);
+  /** push fp16 bits (in i32 lanes) of the f32 lanes in `v` (ggml_compute_fp32_to_fp16) */
+  const toF16 = f16x4Emitter(f);
+  /** bf16 × 8 at p → the f32 lanes lo (first 4) and hi (last 4) */
+  const widenBf16 = (): void => {
+    f.get(p).v128.load(IN).set(t);
+    f.get(t).i32x4.extendLowI16x8U().i32.const(16).i32x4.shl().set(lo);
+    f.get(t).i32x4.extendHighI16x8U().i32.const(16).i32x4.shl().set(hi);
   };
-  c.i32(0).simd(S.splatI32).set(flag);
-  c.i32(0).set(p).i32(0).set(o);
-  c.get(n).i32(inSize).op(0x6c).set(end);
-  c.op(0x02, 0x40, 0x03, 0x40);
-  c.get(p).get(end).op(0x4f).op(0x0d, 1);
-  if (mode === "f32tof16" || mode === "checkf32") {
-    c.get(p).v128load(IN).set(lo);
-    c.get(p).v128load(IN + 16).set(hi);
-    check32(lo);
-    check32(hi);
-    if (mode === "f32tof16") {
-      c.get(o);
-      toF16(lo);
-      toF16(hi);
-      c.simd(S.narrowI32U).v128store(OUT);
-    }
-    c.get(p).i32(32).op(0x6a).set(p);
-  } else if (mode === "bf16tof32") {
-    c.get(p).v128load(IN).set(t);
-    c.get(t).simd(S.extLoU).i32(16).simd(S.shl).set(lo);
-    c.get(t).simd(S.extHiU).i32(16).simd(S.shl).set(hi);
-    check32(lo);
-    check32(hi);
-    c.get(o).get(lo).v128store(OUT);
-    c.get(o).get(hi).v128store(OUT + 16);
-    c.get(p).i32(16).op(0x6a).set(p);
-    c.get(o).i32(16).op(0x6a).set(o); // 32 bytes out per 8 values (16 more below)
-  } else if (mode === "bf16tof16") {
-    c.get(p).v128load(IN).set(t);
-    c.get(t).simd(S.extLoU).i32(16).simd(S.shl).set(lo);
-    c.get(t).simd(S.extHiU).i32(16).simd(S.shl).set(hi);
-    check32(lo);
-    check32(hi);
-    c.get(o);
-    toF16(lo);
-    toF16(hi);
-    c.simd(S.narrowI32U).v128store(OUT);
-    c.get(p).i32(16).op(0x6a).set(p);
-  } else {
-    const m = mode === "checkf16" ? 0x7c00 : 0x7f80;
-    c.get(flag).get(p).v128load(IN);
-    c.i32(m).simd(S.splatI16).simd(S.and).i32(m).simd(S.splatI16).simd(S.i16eq).simd(S.or).set(flag);
-    c.get(p).i32(16).op(0x6a).set(p);
-  }
-  c.get(o).i32(16).op(0x6a).set(o);
-  c.op(0x0c, 0, 0x0b, 0x0b);
-  c.get(flag).simd(S.anyTrue);
-  // locals: 3 i32, then 7 v128
-  return [2, 3, 0x7f, 7, 0x7b, ...c.b, 0x0b];
+  f.i32.const(0).i32x4.splat().set(flag);
+  f.i32.const(0).set(p).i32.const(0).set(o);
+  f.get(n).i32.const(inSize).i32.mul().set(end);
+  f.block((done) =>
+    f.loop((next) => {
+      f.get(p).get(end).i32.geU().brIf(done);
+      if (mode === "f32tof16" || mode === "checkf32") {
+        f.get(p).v128.load(IN).set(lo);
+        f.get(p).v128.load(IN + 16).set(hi);
+        check32(lo);
+        check32(hi);
+        if (mode === "f32tof16") {
+          f.get(o);
+          toF16(lo);
+          toF16(hi);
+          f.i16x8.narrowI32x4U().v128.store(OUT);
+        }
+        f.get(p).i32.const(32).i32.add().set(p);
+      } else if (mode === "bf16tof32") {
+        widenBf16();
+        check32(lo);
+        check32(hi);
+        f.get(o).get(lo).v128.store(OUT);
+        f.get(o).get(hi).v128.store(OUT + 16);
+        f.get(p).i32.const(16).i32.add().set(p);
+        f.get(o).i32.const(16).i32.add().set(o); // 32 bytes out per 8 values (16 more below)
+      } else if (mode === "bf16tof16") {
+        widenBf16();
+        check32(lo);
+        check32(hi);
+        f.get(o);
+        toF16(lo);
+        toF16(hi);
+        f.i16x8.narrowI32x4U().v128.store(OUT);
+        f.get(p).i32.const(16).i32.add().set(p);
+      } else {
+        const m = mode === "checkf16" ? 0x7c00 : 0x7f80;
+        f.get(flag).get(p).v128.load(IN);
+        f.i32.const(m).i16x8.splat().v128.and().i32.const(m).i16x8.splat().i16x8.eq().v128.or().set(flag);
+        f.get(p).i32.const(16).i32.add().set(p);
+      }
+      f.get(o).i32.const(16).i32.add().set(o);
+      f.br(next);
+    }),
+  );
+  f.get(flag).v128.anyTrue();
 }
 
 function moduleBytes(): Uint8Array<ArrayBuffer> {
-  const { uleb } = WasmCode;
-  const section = (id: number, content: number[]): number[] => [id, ...uleb(content.length), ...content];
-  const str = (x: string): number[] => [...uleb(x.length), ...Array.from(x, (ch) => ch.charCodeAt(0))];
-  const bodies = MODES.map(body);
-  const exports: number[] = [MODES.length + 1];
-  MODES.forEach((m, i) => exports.push(...str(m), 0x00, i));
-  exports.push(...str("m"), 0x02, 0);
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 1, 0x7f, 1, 0x7f]),
-    ...section(3, [MODES.length, ...MODES.map(() => 0)]),
-    ...section(5, [1, 0x00, ...uleb(PAGES)]),
-    ...section(7, exports),
-    ...section(10, [MODES.length, ...bodies.flatMap((b) => [...uleb(b.length), ...b])]),
-  ]);
+  const mod = new ModuleBuilder({ pages: PAGES });
+  for (const m of MODES) emitMode(mod, m);
+  return mod.bytes();
 }
 
 interface Kernels {
@@ -151,23 +108,15 @@ interface Kernels {
   u8: Uint8Array;
 }
 
-let kernels: Kernels | null | undefined;
-function get(): Kernels | null {
-  if (kernels !== undefined) return kernels;
-  try {
-    if (process.env["GGUFY_NO_WASM"]) throw new Error("disabled");
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), {});
-    const fns = Object.fromEntries(MODES.map((m) => [m, inst.exports[m] as (n: number) => number])) as Record<Mode, (n: number) => number>;
-    kernels = { fns, u8: new Uint8Array((inst.exports["m"] as WebAssembly.Memory).buffer) };
-  } catch {
-    kernels = null;
-  }
-  return kernels;
-}
+const kernels = lazyKernel("float", moduleBytes, (e, mem): Kernels => ({
+  fns: Object.fromEntries(MODES.map((m) => [m, e[m] as (n: number) => number])) as Record<Mode, (n: number) => number>,
+  u8: new Uint8Array(mem.buffer),
+}));
+const get = (): Kernels | undefined => kernels.get();
 
 /** Whether the WebAssembly SIMD conversions are available. */
 export function floatWasmAvailable(): boolean {
-  return get() !== null;
+  return get() !== undefined;
 }
 
 function run(mode: Mode, src: Uint8Array, inSize: number, dst: Uint8Array | undefined, outSize = 2): boolean {

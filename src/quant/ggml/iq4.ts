@@ -1,7 +1,8 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { f16Lut, toF16Fast } from "../../formats/half.js";
-import { WasmCode, W, wasmModule, I32, F32 } from "./q4_0.js";
+import { ModuleBuilder } from "../wasm/builder.js";
+import { lazyKernel } from "../wasm/instantiate.js";
 
 /**
  * IQ4_NL (32-blocks) and IQ4_XS (256-blocks of eight 32-sub-blocks): 4-bit indices into the
@@ -187,117 +188,108 @@ const SCALE_BASE = LUTQ_BASE + 4096;
 const FLAG_BASE = SCALE_BASE + 4 * (CHUNK / 32);
 
 function buildSearchKernel(): Uint8Array<ArrayBuffer> {
-  const c = new WasmCode();
-  const nsub = 0, x = 1, out = 2, j = 3, k = 4, flag = 5, cond = 6; // i32 1..6
-  const amax = 7, max = 8, v = 9, xv = 10, w = 11, d = 12, best = 13, dn = 14, tt = 15, q = 16, wq = 17; // f32
-  const ID = 18, SX = 22, SY = 26; // f32 ×4 each: 18..29
+  const mod = new ModuleBuilder({ pages: 2 });
+  const f = mod.func("q", { nsub: "i32" });
+  const nsub = f.p.nsub;
+  const x = f.i32("x"), out = f.i32("out"), j = f.i32("j"), k = f.i32("k"), flag = f.i32("flag"), cond = f.i32("cond");
+  const amax = f.f32("amax"), max = f.f32("max"), v = f.f32("v"), xv = f.f32("xv"), w = f.f32("w"), d = f.f32("d"), best = f.f32("best");
+  const dn = f.f32("dn"), tt = f.f32("tt"), q = f.f32("q"), wq = f.f32("wq");
+  const ID = f.locals("f32", 4, "id"), SX = f.locals("f32", 4, "sumqx"), SY = f.locals("f32", 4, "sumq2");
   // kvalues[bi(v)] for the f32 on the stack: table[clamp(floor(2v), -512, 511) + 512]
   const lookup = (): void => {
-    c.tee(tt).get(tt).op(W.f32add).op(W.f32floor).op(...W.i32truncSatF32S).set(k);
-    c.get(k).i32(-512).get(k).i32(-512).op(W.i32gtS).op(W.select).tee(k);
-    c.i32(511).get(k).i32(511).op(W.i32ltS).op(W.select);
-    c.i32(512).op(W.i32add).i32(2).op(W.i32shl).f32load(LUTQ_BASE);
+    f.tee(tt).get(tt).f32.add().f32.floor().i32.truncSatF32S().set(k);
+    f.get(k).i32.const(-512).get(k).i32.const(-512).i32.gtS().select().tee(k);
+    f.i32.const(511).get(k).i32.const(511).i32.ltS().select();
+    f.i32.const(512).i32.add().i32.const(2).i32.shl().f32.load(LUTQ_BASE);
   };
-  c.i32(0).set(x).i32(0).set(out);
-  c.op(...W.block, ...W.loop);
-  c.get(nsub).op(W.i32eqz).op(W.brIf, 1);
-  // first strictly largest |x| (signed value kept) and the non-finite flag
-  c.f32(0).set(amax).f32(0).set(max).i32(0).set(flag).i32(0).set(j);
-  c.op(...W.loop);
-  c.get(x).get(j).op(W.i32add).f32load(0).set(xv);
-  c.get(xv).op(W.i32reinterpret).i32(0x7f800000).op(W.i32and).i32(0x7f800000).op(W.i32eq).get(flag).op(W.i32or).set(flag);
-  c.get(xv).op(W.f32abs).tee(v).get(amax).op(W.f32gt).set(cond);
-  c.get(v).get(amax).get(cond).op(W.select).set(amax);
-  c.get(xv).get(max).get(cond).op(W.select).set(max);
-  c.get(j).i32(4).op(W.i32add).tee(j).i32(128).op(W.i32ltU).op(W.brIf, 0);
-  c.op(...W.end);
-  c.get(out).get(flag).store32(FLAG_BASE);
-  c.get(amax).f32(EPS).op(W.f32lt).op(...W.if);
-  c.get(out).f32(0).f32store(SCALE_BASE);
-  c.op(...W.else);
-  {
-    // pass 0: id = 1 / (-max / values[0]); passes 1..15: id = (itry + values[0]) / max, itry = -7..7
-    for (let g = 0; g < 4; g++) {
-      for (let l = 0; l < 4; l++) {
-        const p = 4 * g + l;
-        if (p === 0) c.f32(1).get(max).op(W.f32neg).f32(-127).op(W.f32div).op(W.f32div).set(ID);
-        else c.f32(p - 1 - NTRY - 127).get(max).op(W.f32div).set(ID + l);
-        c.f32(0).set(SX + l).f32(0).set(SY + l);
-      }
-      c.i32(0).set(j);
-      c.op(...W.loop);
-      c.get(x).get(j).op(W.i32add).f32load(0).tee(xv).get(xv).op(W.f32mul).set(w);
-      for (let l = 0; l < 4; l++) {
-        c.get(ID + l).get(xv).op(W.f32mul);
-        lookup();
-        c.set(q);
-        c.get(w).get(q).op(W.f32mul).set(wq);
-        c.get(SX + l).get(wq).get(xv).op(W.f32mul).op(W.f32add).set(SX + l);
-        c.get(SY + l).get(wq).get(q).op(W.f32mul).op(W.f32add).set(SY + l);
-      }
-      c.get(j).i32(4).op(W.i32add).tee(j).i32(128).op(W.i32ltU).op(W.brIf, 0);
-      c.op(...W.end);
-      // the C decisions, in pass order
-      for (let l = 0; l < 4; l++) {
-        if (g === 0 && l === 0) {
-          c.get(SX).get(SY).op(W.f32div).f32(0).get(SY).f32(0).op(W.f32gt).op(W.select).set(d);
-          c.get(d).get(SX).op(W.f32mul).set(best);
-        } else {
-          c.get(SX + l).get(SY + l).op(W.f32div).set(dn);
-          c.get(SY + l).f32(0).op(W.f32gt);
-          c.get(SX + l).get(SX + l).op(W.f32mul).get(best).get(SY + l).op(W.f32mul).op(W.f32gt);
-          c.op(W.i32and).set(cond);
-          c.get(dn).get(d).get(cond).op(W.select).set(d);
-          c.get(dn).get(SX + l).op(W.f32mul).get(best).get(cond).op(W.select).set(best);
-        }
-      }
-    }
-    c.get(out).get(d).f32store(SCALE_BASE);
-  }
-  c.op(...W.end);
-  c.get(x).i32(128).op(W.i32add).set(x);
-  c.get(out).i32(4).op(W.i32add).set(out);
-  c.get(nsub).i32(1).op(W.i32sub).set(nsub);
-  c.op(W.br, 0);
-  c.op(...W.end, ...W.end);
-  return wasmModule(2, [[6, I32], [23, F32]], c);
+  f.i32.const(0).set(x).i32.const(0).set(out);
+  f.block((done) =>
+    f.loop((nextSub) => {
+      f.get(nsub).i32.eqz().brIf(done);
+      // first strictly largest |x| (signed value kept) and the non-finite flag
+      f.f32.const(0).set(amax).f32.const(0).set(max).i32.const(0).set(flag).i32.const(0).set(j);
+      f.loop((next) => {
+        f.get(x).get(j).i32.add().f32.load(0).set(xv);
+        f.get(xv).i32.reinterpretF32().i32.const(0x7f800000).i32.and().i32.const(0x7f800000).i32.eq().get(flag).i32.or().set(flag);
+        f.get(xv).f32.abs().tee(v).get(amax).f32.gt().set(cond);
+        f.get(v).get(amax).get(cond).select().set(amax);
+        f.get(xv).get(max).get(cond).select().set(max);
+        f.get(j).i32.const(4).i32.add().tee(j).i32.const(128).i32.ltU().brIf(next);
+      });
+      f.get(out).get(flag).i32.store(FLAG_BASE);
+      f.get(amax).f32.const(EPS).f32.lt().if(
+        () => f.get(out).f32.const(0).f32.store(SCALE_BASE),
+        () => {
+          // pass 0: id = 1 / (-max / values[0]); passes 1..15: id = (itry + values[0]) / max, itry = -7..7
+          for (let g = 0; g < 4; g++) {
+            for (let l = 0; l < 4; l++) {
+              const p = 4 * g + l;
+              if (p === 0) f.f32.const(1).get(max).f32.neg().f32.const(-127).f32.div().f32.div().set(ID[0]!);
+              else f.f32.const(p - 1 - NTRY - 127).get(max).f32.div().set(ID[l]!);
+              f.f32.const(0).set(SX[l]!).f32.const(0).set(SY[l]!);
+            }
+            f.i32.const(0).set(j);
+            f.loop((next) => {
+              f.get(x).get(j).i32.add().f32.load(0).tee(xv).get(xv).f32.mul().set(w);
+              for (let l = 0; l < 4; l++) {
+                f.get(ID[l]!).get(xv).f32.mul();
+                lookup();
+                f.set(q);
+                f.get(w).get(q).f32.mul().set(wq);
+                f.get(SX[l]!).get(wq).get(xv).f32.mul().f32.add().set(SX[l]!);
+                f.get(SY[l]!).get(wq).get(q).f32.mul().f32.add().set(SY[l]!);
+              }
+              f.get(j).i32.const(4).i32.add().tee(j).i32.const(128).i32.ltU().brIf(next);
+            });
+            // the C decisions, in pass order
+            for (let l = 0; l < 4; l++) {
+              const sx = SX[l]!, sy = SY[l]!;
+              if (g === 0 && l === 0) {
+                f.get(sx).get(sy).f32.div().f32.const(0).get(sy).f32.const(0).f32.gt().select().set(d);
+                f.get(d).get(sx).f32.mul().set(best);
+              } else {
+                f.get(sx).get(sy).f32.div().set(dn);
+                f.get(sy).f32.const(0).f32.gt();
+                f.get(sx).get(sx).f32.mul().get(best).get(sy).f32.mul().f32.gt();
+                f.i32.and().set(cond);
+                f.get(dn).get(d).get(cond).select().set(d);
+                f.get(dn).get(sx).f32.mul().get(best).get(cond).select().set(best);
+              }
+            }
+          }
+          f.get(out).get(d).f32.store(SCALE_BASE);
+        },
+      );
+      f.get(x).i32.const(128).i32.add().set(x);
+      f.get(out).i32.const(4).i32.add().set(out);
+      f.get(nsub).i32.const(1).i32.sub().set(nsub);
+      f.br(nextSub);
+    }),
+  );
+  return mod.bytes();
 }
 
-interface SearchKernel {
-  run: (nsub: number) => void;
-  in32: Float32Array;
-  scales: Float32Array;
-  flags: Int32Array;
-}
-
-function loadSearchKernel(): SearchKernel | null {
-  try {
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(buildSearchKernel()), {});
-    const mem = inst.exports["m"] as WebAssembly.Memory;
-    new Float32Array(mem.buffer, LUTQ_BASE, LUT_N).set(LUT_Q);
-    return {
-      run: inst.exports["q"] as (nsub: number) => void,
-      in32: new Float32Array(mem.buffer, 0, CHUNK),
-      scales: new Float32Array(mem.buffer, SCALE_BASE, CHUNK / 32),
-      flags: new Int32Array(mem.buffer, FLAG_BASE, CHUNK / 32),
-    };
-  } catch {
-    return null; // no WebAssembly: searchScale() in JS
-  }
-}
-
-const kernel = loadSearchKernel();
-/** Whether the WebAssembly search kernel is in use (tests assert it on Node ≥ 20). */
-export const IQ4_WASM = kernel !== null;
+const kernel = lazyKernel("iq4", buildSearchKernel, (e, mem) => {
+  new Float32Array(mem.buffer, LUTQ_BASE, LUT_N).set(LUT_Q);
+  return {
+    run: e["q"] as (nsub: number) => void,
+    in32: new Float32Array(mem.buffer, 0, CHUNK),
+    scales: new Float32Array(mem.buffer, SCALE_BASE, CHUNK / 32),
+    flags: new Int32Array(mem.buffer, FLAG_BASE, CHUNK / 32),
+  };
+});
+/** Whether the WebAssembly search kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
+export const IQ4_WASM = (): boolean => kernel.available();
 
 const SC = new Float64Array(CHUNK / 32); // sub-block scales of the current chunk
 
 /** Scales of `nsub` (≤ CHUNK/32) consecutive sub-blocks starting at src[start] → SC[0..nsub). */
 function subScales(src: Float32Array, start: number, nsub: number, useWasm: boolean): void {
-  if (useWasm && kernel) {
-    kernel.in32.set(src.subarray(start, start + 32 * nsub));
-    kernel.run(nsub);
-    const { scales, flags } = kernel;
+  const k = useWasm ? kernel.get() : undefined;
+  if (k) {
+    k.in32.set(src.subarray(start, start + 32 * nsub));
+    k.run(nsub);
+    const { scales, flags } = k;
     for (let i = 0; i < nsub; i++) SC[i] = flags[i] === 0 ? scales[i]! : searchScale(src, start + 32 * i);
   } else {
     for (let i = 0; i < nsub; i++) SC[i] = searchScale(src, start + 32 * i);

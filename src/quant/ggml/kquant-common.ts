@@ -105,6 +105,21 @@ const qxX = new Float64Array(16);
 const qxLo = new Float64Array(16); // level-keeping windows, see WIN
 const qxHi = new Float64Array(16);
 
+/** The signed value of the first element with the strictly largest |x| (C: if (ax > amax) {…}), 0 if none. */
+export function firstLargestAbs(x: Float32Array, xo: number, n: number): number {
+  let max = 0;
+  let amax = 0;
+  for (let i = 0; i < n; ++i) {
+    const v = x[xo + i]!;
+    const ax = Math.abs(v);
+    if (ax > amax) {
+      amax = ax;
+      max = v;
+    }
+  }
+  return max;
+}
+
 /**
  * make_qx_quants(n ≤ 16, nmax ≤ 32, x, L, rmse_type = 1, qw = NULL): symmetric search with
  * weights x². Writes L[lo..lo+n) in 0..2·nmax−1 (raw 0 for a group with max |x| < EPS) and
@@ -118,17 +133,8 @@ const qxHi = new Float64Array(16);
  */
 export function makeQxQuants(x: Float32Array, xo: number, n: number, nmax: number, L: Uint8Array | Int8Array, lo: number, trials: Float64Array): number {
   const F = Math.fround;
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; ++i) {
-    const v = x[xo + i]!;
-    const ax = Math.abs(v);
-    if (ax > amax) {
-      amax = ax;
-      max = v;
-    }
-  }
-  if (amax < EPS) {
+  const max = firstLargestAbs(x, xo, n);
+  if (Math.abs(max) < EPS) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
     return 0;
   }
@@ -214,17 +220,8 @@ const q3WX = new Float64Array(16);
 
 /** Writes signed-then-offset levels L[lo..lo+n) in 0..2·nmax−1 (raw 0 for a tiny group); returns the scale. */
 export function makeQ3Quants(x: Float32Array, xo: number, n: number, nmax: number, L: Int8Array, lo: number): number {
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; ++i) {
-    const v = x[xo + i]!;
-    const ax = Math.abs(v);
-    if (ax > amax) {
-      amax = ax;
-      max = v;
-    }
-  }
-  if (amax < EPS) {
+  const max = firstLargestAbs(x, xo, n);
+  if (Math.abs(max) < EPS) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
     return 0;
   }
@@ -289,7 +286,15 @@ export function qkx2StepNumerators(nmax: number, rmin: number, rdelta: number, n
   return out;
 }
 
-/** the_min output of the last makeQkx2 call (= −min; −0 when min = 0). */
+/** The second output of the make_qkx*_quants searches: C's the_min (= −min; −0 when min = 0). */
+export interface TheMin {
+  theMin: number;
+}
+
+/**
+ * @deprecated the_min of the last makeQkx2 call made without an `out` object (kept for callers not yet
+ * passing one); pass a TheMin scratch object instead.
+ */
 export let qkxTheMin = 0;
 
 const kxX = new Float64Array(32); // the group's values
@@ -313,8 +318,8 @@ const U1 = 1.0001 * 2 ** -24;
 
 /**
  * make_qkx2_quants(n ≤ 32, nmax ≤ 31, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad):
- * weights w[0..n), levels written to L[lo..lo+n) in 0..nmax, scale returned, the_min left in
- * `qkxTheMin`. `steps` = qkx2StepNumerators(…).
+ * weights w[0..n), levels written to L[lo..lo+n) in 0..nmax, scale returned, the_min written to
+ * `out.theMin` (to the deprecated `qkxTheMin` when no `out` is given). `steps` = qkx2StepNumerators(…).
  *
  * Every float32 operation of the reference whose result can matter is performed exactly, in the
  * reference order. Work is skipped only where its outcome is provably known:
@@ -347,7 +352,18 @@ const U1 = 1.0001 * 2 ** -24;
  *     "Changed since the last summed step" is tracked as a lowest dirty index: a safe (never
  *     later) restart point for (1), and an exact test for (2).
  */
-export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w: Float64Array, L: Uint8Array, lo: number, steps: Float64Array, useMad: boolean): number {
+export function makeQkx2(
+  x: Float32Array,
+  xo: number,
+  n: number,
+  nmax: number,
+  w: Float64Array,
+  L: Uint8Array,
+  lo: number,
+  steps: Float64Array,
+  useMad: boolean,
+  out?: TheMin,
+): number {
   const F = Math.fround;
   const X = kxX;
   let min = x[xo]!;
@@ -373,7 +389,8 @@ export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w
   if (min > 0) min = 0;
   if (max === min) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
-    qkxTheMin = -min;
+    if (out) out.theMin = -min;
+    else qkxTheMin = -min;
     return 0;
   }
   const M = kxM;
@@ -525,7 +542,8 @@ export function makeQkx2(x: Float32Array, xo: number, n: number, nmax: number, w
       }
     }
   }
-  qkxTheMin = -min;
+  if (out) out.theMin = -min;
+  else qkxTheMin = -min;
   return scale;
 }
 
@@ -592,36 +610,40 @@ const k45S = new Float64Array(8);
 const k45M = new Float64Array(8);
 const k45LS = new Uint8Array(8);
 const k45LM = new Uint8Array(8);
+const k45Min: TheMin = { theMin: 0 };
+const k45DD = new Float64Array(8);
+const k45DM = new Float64Array(8);
 
 /**
- * One Q4_K/Q5_K super-block: writes d (o+0), dmin (o+2) and the 12 scale bytes (o+4) into dst and
- * the 256 levels (0..nmax) into L.
+ * The Q4_K / Q5_K super-block tail after the eight searches (quantize_row_q4_K_ref / _q5_K_ref), shared
+ * by the TypeScript path and the WebAssembly one (kquant-wasm.ts): from the sub-block scales and mins
+ * (at so + j) the 6-bit scales and mins and fp16 d / dmin into dst[o..o+16), and for the final
+ * re-quantization, per sub-block j, the divisor dd[at + j] = f(d·ls_j) and offset dm[at + j] = f(dmin·lm_j)
+ * (C skips a sub-block with dd = 0 and keeps the search's levels).
  */
-export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, steps: Float64Array, L: Uint8Array, dst: Uint8Array, o: number): void {
+export function k45Tail(
+  scales: ArrayLike<number>,
+  mins: ArrayLike<number>,
+  so: number,
+  dst: Uint8Array,
+  o: number,
+  dd: Float32Array | Float64Array,
+  dm: Float32Array | Float64Array,
+  at: number,
+): void {
   let maxScale = 0;
   let maxMin = 0;
-  const w = k45W;
   for (let j = 0; j < 8; ++j) {
-    const go = xo + 32 * j;
-    let sumX2 = 0;
-    for (let l = 0; l < 32; ++l) {
-      const v = x[go + l]!;
-      sumX2 = F(sumX2 + F(v * v));
-    }
-    const av = F(Math.sqrt(F(sumX2 / 32)));
-    for (let l = 0; l < 32; ++l) w[l] = F(av + Math.abs(x[go + l]!));
-    const s = makeQkx2(x, go, 32, nmax, w, L, 32 * j, steps, false);
-    const m = qkxTheMin;
-    k45S[j] = s;
-    k45M[j] = m;
+    const s = scales[so + j]!;
+    const m = mins[so + j]!;
     if (s > maxScale) maxScale = s;
     if (m > maxMin) maxMin = m;
   }
   const invScale = maxScale > 0 ? F(63 / maxScale) : 0;
   const invMin = maxMin > 0 ? F(63 / maxMin) : 0;
   for (let j = 0; j < 8; ++j) {
-    const ls = nearestInt(F(invScale * k45S[j]!)) & 0xff;
-    const lm = nearestInt(F(invMin * k45M[j]!)) & 0xff;
+    const ls = nearestInt(F(invScale * scales[so + j]!)) & 0xff;
+    const lm = nearestInt(F(invMin * mins[so + j]!)) & 0xff;
     k45LS[j] = ls < 63 ? ls : 63;
     k45LM[j] = lm < 63 ? lm : 63;
   }
@@ -634,9 +656,69 @@ export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, step
   const d = H2F[dh]!;
   const dmin = H2F[mh]!;
   for (let j = 0; j < 8; ++j) {
-    const dd = F(d * k45LS[j]!);
+    dd[at + j] = F(d * k45LS[j]!);
+    dm[at + j] = F(dmin * k45LM[j]!);
+  }
+}
+
+/**
+ * The Q6_K super-block tail after the sixteen searches (quantize_row_q6_K_ref), shared by q6_k.ts and
+ * kquant-wasm.ts: from the sub-block scales (at so + j) the int8 scales (dst[o+192..]) and fp16 d
+ * (dst[o+208]), and per sub-block the re-quantization divisor dd[at + j] = f(d·scale_j). Returns false
+ * for a super-block whose largest |scale| is below GROUP_MAX_EPS: C writes it as all zeros (done here).
+ */
+export function q6kTail(scales: ArrayLike<number>, so: number, dst: Uint8Array, o: number, dd: Float32Array | Float64Array, at: number): boolean {
+  let maxScale = 0;
+  let maxAbs = 0;
+  for (let j = 0; j < 16; ++j) {
+    const s = scales[so + j]!;
+    const as = Math.abs(s);
+    if (as > maxAbs) {
+      maxAbs = as;
+      maxScale = s;
+    }
+  }
+  if (maxAbs < EPS) {
+    dst.fill(0, o, o + 210);
+    return false;
+  }
+  const is = F(-128 / maxScale);
+  const dh = toF16(F(1 / is));
+  putF16(dst, o + 208, dh);
+  const d = H2F[dh]!;
+  for (let j = 0; j < 16; ++j) {
+    const v = nearestInt(F(is * scales[so + j]!));
+    dst[o + 192 + j] = (v < 127 ? v : 127) & 0xff;
+    dd[at + j] = F(d * ((dst[o + 192 + j]! << 24) >> 24));
+  }
+  return true;
+}
+
+/**
+ * One Q4_K/Q5_K super-block: writes d (o+0), dmin (o+2) and the 12 scale bytes (o+4) into dst and
+ * the 256 levels (0..nmax) into L.
+ */
+export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, steps: Float64Array, L: Uint8Array, dst: Uint8Array, o: number): void {
+  const w = k45W;
+  for (let j = 0; j < 8; ++j) {
+    const go = xo + 32 * j;
+    let sumX2 = 0;
+    for (let l = 0; l < 32; ++l) {
+      const v = x[go + l]!;
+      sumX2 = F(sumX2 + F(v * v));
+    }
+    const av = F(Math.sqrt(F(sumX2 / 32)));
+    for (let l = 0; l < 32; ++l) w[l] = F(av + Math.abs(x[go + l]!));
+    const s = makeQkx2(x, go, 32, nmax, w, L, 32 * j, steps, false, k45Min);
+    const m = k45Min.theMin;
+    k45S[j] = s;
+    k45M[j] = m;
+  }
+  k45Tail(k45S, k45M, 0, dst, o, k45DD, k45DM, 0);
+  for (let j = 0; j < 8; ++j) {
+    const dd = k45DD[j]!;
     if (dd === 0) continue; // keep the search's levels (quantize_row_q4_K_ref: `if (!d) continue;`)
-    const dm = F(dmin * k45LM[j]!);
+    const dm = k45DM[j]!;
     const go = xo + 32 * j;
     const lo = 32 * j;
     for (let ii = 0; ii < 32; ++ii) {

@@ -30,9 +30,9 @@ function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
   }
 }
 
-const fast = k45WasmQuantizer(15, STEPS, SIZE, pack);
-/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use. */
-export const Q4_K_WASM = fast !== undefined;
+const fast = k45WasmQuantizer("q4_k", 15, STEPS, SIZE, pack);
+/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use (instantiates it). */
+export const Q4_K_WASM = fast.available;
 
 export const q4_k: BlockCodec = {
   type: GGMLType.Q4_K,
@@ -40,7 +40,7 @@ export const q4_k: BlockCodec = {
   typeSize: SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("Q4_K", src, dst, QK, SIZE);
-    if (fast && fast(src.subarray(0, nb * QK), dst)) return;
+    if (fast.quantize(src.subarray(0, nb * QK), dst)) return;
     quantizeQ4KScalar(src, dst);
   },
   dequantize(src, dst) {

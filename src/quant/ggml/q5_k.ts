@@ -45,9 +45,9 @@ function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
   }
 }
 
-const fast = k45WasmQuantizer(31, STEPS, SIZE, pack);
-/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use. */
-export const Q5_K_WASM = fast !== undefined;
+const fast = k45WasmQuantizer("q5_k", 31, STEPS, SIZE, pack);
+/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use (instantiates it). */
+export const Q5_K_WASM = fast.available;
 
 export const q5_k: BlockCodec = {
   type: GGMLType.Q5_K,
@@ -55,7 +55,7 @@ export const q5_k: BlockCodec = {
   typeSize: SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("Q5_K", src, dst, QK, SIZE);
-    if (fast && fast(src.subarray(0, nb * QK), dst)) return;
+    if (fast.quantize(src.subarray(0, nb * QK), dst)) return;
     quantizeQ5KScalar(src, dst);
   },
   dequantize(src, dst) {

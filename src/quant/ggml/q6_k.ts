@@ -6,13 +6,14 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { q6kWasmQuantizer } from "./kquant-wasm.js";
-import { EPS, F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQxQuants, nearestInt, putF16, qxTrialNumerators, toF16 } from "./kquant-common.js";
+import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQxQuants, nearestInt, q6kTail, qxTrialNumerators } from "./kquant-common.js";
 
 const QK = 256;
 const SIZE = 210;
 const TRIALS = qxTrialNumerators(32);
 const L = new Uint8Array(QK);
 const SC = new Float64Array(16);
+const DD = new Float64Array(16);
 
 /** The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input). */
 export function quantizeQ6KScalar(src: Float32Array, dst: Uint8Array): void {
@@ -20,31 +21,10 @@ export function quantizeQ6KScalar(src: Float32Array, dst: Uint8Array): void {
   for (let b = 0; b < nb; ++b) {
     const xo = b * QK;
     const o = b * SIZE;
-    let maxScale = 0;
-    let maxAbs = 0;
+    for (let j = 0; j < 16; ++j) SC[j] = makeQxQuants(src, xo + 16 * j, 16, 32, L, 16 * j, TRIALS);
+    if (!q6kTail(SC, 0, dst, o, DD, 0)) continue; // all zero
     for (let j = 0; j < 16; ++j) {
-      const s = makeQxQuants(src, xo + 16 * j, 16, 32, L, 16 * j, TRIALS);
-      SC[j] = s;
-      const as = Math.abs(s);
-      if (as > maxAbs) {
-        maxAbs = as;
-        maxScale = s;
-      }
-    }
-    if (maxAbs < EPS) {
-      dst.fill(0, o, o + SIZE);
-      continue;
-    }
-    const is = F(-128 / maxScale);
-    const dh = toF16(F(1 / is));
-    putF16(dst, o + 208, dh);
-    const d = H2F[dh]!;
-    for (let j = 0; j < 16; ++j) {
-      const v = nearestInt(F(is * SC[j]!));
-      dst[o + 192 + j] = (v < 127 ? v : 127) & 0xff;
-    }
-    for (let j = 0; j < 16; ++j) {
-      const dd = F(d * ((dst[o + 192 + j]! << 24) >> 24));
+      const dd = DD[j]!;
       if (dd === 0) continue; // keep the search's levels
       const go = xo + 16 * j;
       for (let ii = 0; ii < 16; ++ii) {
@@ -76,8 +56,8 @@ function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
 }
 
 const fast = q6kWasmQuantizer(TRIALS, pack);
-/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use. */
-export const Q6_K_WASM = fast !== undefined;
+/** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use (instantiates it). */
+export const Q6_K_WASM = fast.available;
 
 export const q6_k: BlockCodec = {
   type: GGMLType.Q6_K,
@@ -85,7 +65,7 @@ export const q6_k: BlockCodec = {
   typeSize: SIZE,
   quantize(src, dst) {
     const nb = checkQuantizeArgs("Q6_K", src, dst, QK, SIZE);
-    if (fast && fast(src.subarray(0, nb * QK), dst)) return;
+    if (fast.quantize(src.subarray(0, nb * QK), dst)) return;
     quantizeQ6KScalar(src, dst);
   },
   dequantize(src, dst) {

@@ -1,13 +1,14 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { f16Lut, toF16Fast } from "../../formats/half.js";
-import { WasmCode, W, wasmModule, emitF16, I32, F32, V128 } from "./q4_0.js";
+import { ModuleBuilder } from "../wasm/builder.js";
+import { absMaxBitsEmitter, blockKernel, blockLoop, f16Emitter } from "../wasm/kernels.js";
 
 /**
  * Q8_0: 32 values per block, fp16 scale + 32 int8 levels (34 bytes).
  * Bit-exact port of ggml's quantize_row_q8_0_ref / dequantize_row_q8_0 (ggml/src/ggml-quants.c):
  *   amax = MAX-reduction of |x|; d = amax/127; id = d ? 1/d : 0; q = (int8) roundf(x*id).
- * The quantizer runs as a WebAssembly SIMD kernel (emitter shared with q4_0.ts; wasm f32 arithmetic
+ * The quantizer runs as a WebAssembly SIMD kernel (src/quant/wasm/builder.ts; wasm f32 arithmetic
  * is IEEE binary32, so it performs the C operations one for one). The scalar JS port — every
  * float32 operation one Math.fround of the double result — is the fallback and is tested too.
  *
@@ -70,117 +71,76 @@ export function quantizeQ8_0Scalar(src: Float32Array, dst: Uint8Array): void {
   }
 }
 
-// ---- WebAssembly SIMD kernel (fast path; assembler shared with q4_0.ts) --------------------------
+// ---- WebAssembly SIMD kernel (fast path, built with src/quant/wasm/builder.ts) ------------------
 // q(nb) quantizes nb blocks from memory[0..] into memory[OUT..]. f32x4 arithmetic is IEEE binary32.
 
 const CHUNK = 16384; // floats per call (64 KiB in, 17 KiB out)
 const OUT = 65536;
 
 function buildKernel(): Uint8Array<ArrayBuffer> {
-  const c = new WasmCode();
-  // locals: 0 = nb (param); i32 1..13; f32 14..17; v128 18..34
-  const nb = 0, x = 1, o = 2, m = 3, t = 4, j = 5;
-  const F = { u: 6, h: 7, a: 8, s: 9, mm: 10, sh: 11, q: 12, rem: 13 };
-  const amax = 14, d = 15, id = 16, v = 17;
-  const acc = 18, idv = 19, MASK = 20, SIGN = 21, ONE = 22, HALF = 23, IMAX = 24, vt = 25, va = 26, r0 = 27, LOW = 35;
-  c.i32(0x7fffffff).simd(W.i32x4splat).set(MASK);
-  c.i32(0x80000000 | 0).simd(W.i32x4splat).set(SIGN);
-  c.f32(1).simd(W.f32x4splat).set(ONE);
-  c.f32(0.5).simd(W.f32x4splat).set(HALF);
-  c.i32(0x7fffffff).simd(W.i32x4splat).set(IMAX);
-  c.i32(0xff).simd(W.i32x4splat).set(LOW);
-  c.i32(0).set(x);
-  c.i32(OUT).set(o);
-  c.op(...W.block, ...W.loop);
-  c.get(nb).op(W.i32eqz).op(W.brIf, 1);
-  // m = max over the block of (bits & 0x7fffffff)
-  c.get(x).v128load(0).get(MASK).simd(W.v128and).set(acc);
-  for (let k = 1; k < 8; k++) c.get(acc).get(x).v128load(16 * k).get(MASK).simd(W.v128and).simd(W.i32x4maxU).set(acc);
-  c.get(acc).simd(W.i32x4extract, 0).set(m);
-  for (let lane = 1; lane < 4; lane++) {
-    c.get(acc).simd(W.i32x4extract, lane).tee(t).get(m).get(t).get(m).op(W.i32gtU).op(W.select).set(m);
-  }
-  c.get(m).i32(0x7f800000).op(W.i32gtU).op(...W.if);
-  {
-    // a NaN is present: C's amax = MAX(amax, |v|) = amax > |v| ? amax : |v|, literally
-    c.f32(0).set(amax).i32(0).set(j);
-    c.op(...W.loop);
-    c.get(x).get(j).i32(2).op(W.i32shl).op(W.i32add).f32load(0).op(W.f32abs).set(v);
-    c.get(amax).get(v).get(amax).get(v).op(W.f32gt).op(W.select).set(amax);
-    c.get(j).i32(1).op(W.i32add).tee(j).i32(32).op(W.i32ltU).op(W.brIf, 0);
-    c.op(...W.end);
-  }
-  c.op(...W.else);
-  c.get(m).op(W.f32reinterpret).set(amax);
-  c.op(...W.end);
-  // d = amax / 127; id = d ? 1/d : 0
-  c.get(amax).f32(127).op(W.f32div).set(d);
-  c.f32(1).get(d).op(W.f32div).f32(0).get(d).f32(0).op(W.f32ne).op(W.select).set(id);
-  c.get(d).op(W.i32reinterpret).set(F.u);
-  emitF16(c, F);
-  c.get(o).get(F.h).store16(0);
-  // q = (int8_t) roundf(x*id): roundf = trunc(v) + copysign(1, v) where |v - trunc(v)| >= 0.5 (the
-  // difference is exact). The C cast is cvttss2si's low byte (INT_MIN for NaN/±inf/|r| >= 2^31).
-  // Without a NaN in the block |v| < 127.5, but with one the max is wrong and r can be anything:
-  // trunc_sat agrees with cvttss2si except that it saturates up to INT_MAX (low byte 0xff) where x86
-  // gives INT_MIN (low byte 0) — a float r >= 2^31 is a multiple of 256, so zeroing those lanes and
-  // keeping the low byte reproduces the C bytes for every input.
-  c.get(id).simd(W.f32x4splat).set(idv);
-  for (let k = 0; k < 8; k++) {
-    c.get(x).v128load(16 * k).get(idv).simd(W.f32x4mul).set(va);
-    c.get(va).simd(W.f32x4trunc).tee(vt);
-    c.get(va).get(SIGN).simd(W.v128and).get(ONE).simd(W.v128or);
-    c.get(va).get(vt).simd(W.f32x4sub).simd(W.f32x4abs).get(HALF).simd(W.f32x4ge);
-    c.simd(W.v128and).simd(W.f32x4add).simd(W.i32x4truncSatF32x4S).tee(vt);
-    c.get(vt).get(IMAX).simd(W.i32x4eq).simd(W.v128andnot).get(LOW).simd(W.v128and).set(r0 + k);
-  }
-  for (let h = 0; h < 2; h++) {
-    c.get(o);
-    c.get(r0 + 4 * h).get(r0 + 4 * h + 1).simd(W.i16x8narrowU).get(r0 + 4 * h + 2).get(r0 + 4 * h + 3).simd(W.i16x8narrowU);
-    c.simd(W.i8x16narrowU).v128store(2 + 16 * h);
-  }
-  c.get(x).i32(128).op(W.i32add).set(x);
-  c.get(o).i32(BYTES).op(W.i32add).set(o);
-  c.get(nb).i32(1).op(W.i32sub).set(nb);
-  c.op(W.br, 0);
-  c.op(...W.end, ...W.end);
-  return wasmModule(2, [[13, I32], [4, F32], [18, V128]], c);
+  const mod = new ModuleBuilder({ pages: 2 });
+  const f = mod.func("q", { nb: "i32" });
+  const nb = f.p.nb;
+  const x = f.i32("x"), o = f.i32("o"), m = f.i32("m"), j = f.i32("j"), bits = f.i32("bits"), half = f.i32("half");
+  const amax = f.f32("amax"), d = f.f32("d"), id = f.f32("id"), v = f.f32("v");
+  const idv = f.v128("idv"), SIGN = f.v128("SIGN"), ONE = f.v128("ONE"), HALF = f.v128("HALF");
+  const IMAX = f.v128("IMAX"), LOW = f.v128("LOW"), vt = f.v128("vt"), va = f.v128("va");
+  const r = f.locals("v128", 8, "r");
+  const toF16 = f16Emitter(f);
+  const absMaxBits = absMaxBitsEmitter(f);
+  f.i32.const(0x80000000).i32x4.splat().set(SIGN);
+  f.f32.const(1).f32x4.splat().set(ONE);
+  f.f32.const(0.5).f32x4.splat().set(HALF);
+  f.i32.const(0x7fffffff).i32x4.splat().set(IMAX);
+  f.i32.const(0xff).i32x4.splat().set(LOW);
+  blockLoop(f, nb, x, o, { out: OUT, inStride: 4 * QK, outStride: BYTES }, () => {
+      absMaxBits(x, m); // m = max over the block of (bits & 0x7fffffff)
+      f.get(m).i32.const(0x7f800000).i32.gtU().if(
+        () => {
+          // a NaN is present: C's amax = MAX(amax, |v|) = amax > |v| ? amax : |v|, literally
+          f.f32.const(0).set(amax).i32.const(0).set(j);
+          f.loop((next) => {
+            f.get(x).get(j).i32.const(2).i32.shl().i32.add().f32.load(0).f32.abs().set(v);
+            f.get(amax).get(v).get(amax).get(v).f32.gt().select().set(amax);
+            f.get(j).i32.const(1).i32.add().tee(j).i32.const(32).i32.ltU().brIf(next);
+          });
+        },
+        () => f.get(m).f32.reinterpretI32().set(amax),
+      );
+      // d = amax / 127; id = d ? 1/d : 0
+      f.get(amax).f32.const(127).f32.div().set(d);
+      f.f32.const(1).get(d).f32.div().f32.const(0).get(d).f32.const(0).f32.ne().select().set(id);
+      f.get(d).i32.reinterpretF32().set(bits);
+      toF16(bits, half);
+      f.get(o).get(half).i32.store16(0);
+      // q = (int8_t) roundf(x*id): roundf = trunc(v) + copysign(1, v) where |v - trunc(v)| >= 0.5 (the
+      // difference is exact). The C cast is cvttss2si's low byte (INT_MIN for NaN/±inf/|r| >= 2^31).
+      // Without a NaN in the block |v| < 127.5, but with one the max is wrong and r can be anything:
+      // trunc_sat agrees with cvttss2si except that it saturates up to INT_MAX (low byte 0xff) where x86
+      // gives INT_MIN (low byte 0) — a float r >= 2^31 is a multiple of 256, so zeroing those lanes and
+      // keeping the low byte reproduces the C bytes for every input.
+      f.get(id).f32x4.splat().set(idv);
+      for (let k = 0; k < 8; k++) {
+        f.get(x).v128.load(16 * k).get(idv).f32x4.mul().set(va);
+        f.get(va).f32x4.trunc().tee(vt);
+        f.get(va).get(SIGN).v128.and().get(ONE).v128.or();
+        f.get(va).get(vt).f32x4.sub().f32x4.abs().get(HALF).f32x4.ge();
+        f.v128.and().f32x4.add().i32x4.truncSatF32x4S().tee(vt);
+        f.get(vt).get(IMAX).i32x4.eq().v128.andnot().get(LOW).v128.and().set(r[k]!);
+      }
+      for (let h = 0; h < 2; h++) {
+        f.get(o);
+        f.get(r[4 * h]!).get(r[4 * h + 1]!).i16x8.narrowI32x4U().get(r[4 * h + 2]!).get(r[4 * h + 3]!).i16x8.narrowI32x4U();
+        f.i8x16.narrowI16x8U().v128.store(2 + 16 * h);
+      }
+  });
+  return mod.bytes();
 }
 
-interface Kernel {
-  run: (nb: number) => void;
-  in32: Float32Array;
-  out8: Uint8Array;
-}
-
-function loadKernel(): Kernel | null {
-  try {
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(buildKernel()), {});
-    const mem = inst.exports["m"] as WebAssembly.Memory;
-    return { run: inst.exports["q"] as (nb: number) => void, in32: new Float32Array(mem.buffer, 0, CHUNK), out8: new Uint8Array(mem.buffer, OUT, (CHUNK / QK) * BYTES) };
-  } catch {
-    return null; // no WebAssembly SIMD: the scalar path is used
-  }
-}
-
-const kernel = loadKernel();
-/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20). */
-export const Q8_0_WASM = kernel !== null;
-
-function quantize(src: Float32Array, dst: Uint8Array): void {
-  if (!kernel) {
-    quantizeQ8_0Scalar(src, dst);
-    return;
-  }
-  const n = src.length - (src.length % QK);
-  for (let off = 0; off < n; off += CHUNK) {
-    const len = Math.min(CHUNK, n - off);
-    kernel.in32.set(src.subarray(off, off + len));
-    const nbk = len / QK;
-    kernel.run(nbk);
-    dst.set(kernel.out8.subarray(0, nbk * BYTES), (off / QK) * BYTES);
-  }
-}
+const fast = blockKernel("q8_0", { chunk: CHUNK, out: OUT, qk: QK, bytes: BYTES }, buildKernel, quantizeQ8_0Scalar);
+/** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
+export const Q8_0_WASM = (): boolean => fast.kernel.available();
+const quantize = fast.quantize;
 
 function dequantize(src: Uint8Array, dst: Float32Array): void {
   const lut = f16Lut();

@@ -22,7 +22,8 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { F, H2F, nearestInt, packScaleMinK4, pack2bit, putF16, toF16 } from "./kquant-common.js";
+import { F, H2F, nearestInt, packScaleMinK4, pack2bit, putF16, q6kTail, toF16 } from "./kquant-common.js";
+import type { TheMin } from "./kquant-common.js";
 
 /** GROUP_MAX_EPS */
 const EPS = F(1e-15);
@@ -90,15 +91,15 @@ function makeQxQuantsW(n: number, nmax: number, x: ArrayLike<number>, xo: number
   return scale;
 }
 
-/** the_min of the last makeQkx3 call */
-let qkx3Min = 0;
+/** scratch for makeQkx3's second output */
+const QKX3: TheMin = { theMin: 0 };
 const LAUX = new Uint8Array(32);
 
 /**
  * make_qkx3_quants(n, nmax, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad = false), weights
- * given: x at x[xo..), weights w[0..n), levels to L[lo..lo+n); the_min left in qkx3Min.
+ * given: x at x[xo..), weights w[0..n), levels to L[lo..lo+n); the_min written to out.theMin.
  */
-function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: ArrayLike<number>, L: Uint8Array, lo: number, rmin: number, rdelta: number, nstep: number): number {
+function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: ArrayLike<number>, L: Uint8Array, lo: number, rmin: number, rdelta: number, nstep: number, out: TheMin): number {
   let min = x[xo]!;
   let max = x[xo]!;
   let sumW = w[0]!;
@@ -114,7 +115,7 @@ function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: 
   if (min > 0) min = 0;
   if (max <= min) {
     for (let i = 0; i < n; ++i) L[lo + i] = 0;
-    qkx3Min = -min;
+    out.theMin = -min;
     return 0;
   }
   let iscale = F(nmax / F(max - min));
@@ -130,7 +131,7 @@ function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: 
     bestMad = F(bestMad + F(w[i]! * diff));
   }
   if (nstep < 1) {
-    qkx3Min = -min;
+    out.theMin = -min;
     return scale;
   }
   const fr = F(rmin);
@@ -172,7 +173,7 @@ function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: 
       }
     }
   }
-  qkx3Min = -min;
+  out.theMin = -min;
   return scale;
 }
 
@@ -306,8 +307,8 @@ function rowQ41(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: U
   for (let ib = 0; ib < n / 32; ++ib) {
     const bo = xo + 32 * ib;
     importanceWeights(x, bo, qw, 32 * ib, sigma2, 32, WT);
-    const d = makeQkx3(32, five ? 31 : 15, x, bo, WT, U32, 0, -0.9, 0.05, 36);
-    const min = qkx3Min;
+    const d = makeQkx3(32, five ? 31 : 15, x, bo, WT, U32, 0, -0.9, 0.05, 36, QKX3);
+    const min = QKX3.theMin;
     const p = o + size * ib;
     putF16(dst, p, toF16(d));
     putF16(dst, p + 2, toF16(F(-min)));
@@ -337,6 +338,7 @@ const QK = 256;
 const LK = new Uint8Array(QK);
 const LK8 = new Int8Array(QK);
 const SCALES = new Float64Array(16);
+const DD16 = new Float64Array(16);
 const MINS = new Float64Array(16);
 const SW = new Float64Array(16);
 const LS = new Uint8Array(16);
@@ -353,8 +355,8 @@ function rowQ2K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: U
     for (let j = 0; j < 16; ++j) {
       importanceWeights(x, bx + 16 * j, qw, QK * i + 16 * j, sigma2, 16, WT);
       for (let l = 0; l < 16; ++l) SW[j] = F(SW[j]! + WT[l]!);
-      SCALES[j] = makeQkx3(16, 3, x, bx + 16 * j, WT, LK, 16 * j, -0.9, 0.05, 36);
-      MINS[j] = qkx3Min;
+      SCALES[j] = makeQkx3(16, 3, x, bx + 16 * j, WT, LK, 16 * j, -0.9, 0.05, 36, QKX3);
+      MINS[j] = QKX3.theMin;
     }
     let dm = makeQpQuants(16, 15, SCALES, LS, SW);
     let mm = makeQpQuants(16, 15, MINS, LM, SW);
@@ -441,8 +443,8 @@ function rowQ45K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: 
       let sumw = 0;
       for (let l = 0; l < 32; ++l) sumw = F(sumw + W32[l]!);
       SW[j] = sumw;
-      SCALES[j] = makeQkx3(32, nmax, x, bx + 32 * j, W32, LK, 32 * j, -0.9, 0.05, 36);
-      MINS[j] = qkx3Min;
+      SCALES[j] = makeQkx3(32, nmax, x, bx + 32 * j, W32, LK, 32 * j, -0.9, 0.05, 36, QKX3);
+      MINS[j] = QKX3.theMin;
     }
     const dBlock = makeQpQuants(8, 63, SCALES, LS, SW);
     const mBlock = makeQpQuants(8, 63, MINS, LM, SW);
@@ -504,28 +506,10 @@ function rowQ6K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: U
   for (let i = 0; i < n / QK; ++i) {
     const bx = xo + QK * i;
     const p = o + 210 * i;
-    let maxScale = 0;
-    let maxAbs = 0;
-    for (let ib = 0; ib < 16; ++ib) {
-      const s = makeQxQuantsW(16, 32, x, bx + 16 * ib, LK8, 16 * ib, qw, QK * i + 16 * ib);
-      SCALES[ib] = s;
-      const as = Math.abs(s);
-      if (as > maxAbs) {
-        maxAbs = as;
-        maxScale = s;
-      }
-    }
-    if (maxAbs < EPS) {
-      dst.fill(0, p, p + 210);
-      continue;
-    }
-    const iscale = F(-128 / maxScale);
-    const dh = toF16(F(1 / iscale));
-    putF16(dst, p + 208, dh);
-    const d0 = H2F[dh]!;
-    for (let ib = 0; ib < 16; ++ib) dst[p + 192 + ib] = Math.min(127, nearest(F(iscale * SCALES[ib]!))) & 0xff;
+    for (let ib = 0; ib < 16; ++ib) SCALES[ib] = makeQxQuantsW(16, 32, x, bx + 16 * ib, LK8, 16 * ib, qw, QK * i + 16 * ib);
+    if (!q6kTail(SCALES, 0, dst, p, DD16, 0)) continue; // all zero
     for (let j = 0; j < 16; ++j) {
-      const d = F(d0 * ((dst[p + 192 + j]! << 24) >> 24));
+      const d = DD16[j]!;
       if (!d) continue;
       for (let ii = 0; ii < 16; ++ii) {
         const l = nearest(F(x[bx + 16 * j + ii]! / d));
