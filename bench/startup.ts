@@ -3,11 +3,13 @@
  * the real 151k Qwen2 vocabulary (vocab.json + merges.txt + Qwen2.5's added tokens, tiny weights),
  * each against a baseline measured in the same run: `node -e 0` (bare process start).
  *
- *   npx tsc -p . && node dist/bench/startup.js [--runs 5] [--dir CHECKPOINT]
+ *   npx tsc -p . && node dist/bench/startup.js [--runs 5] [--dir CHECKPOINT] [--compare OTHER/bin/ggufy.js]
  *
  * Wall and CPU (user + sys) seconds of each child come from /usr/bin/time (GNU time); the medians of
  * --runs runs are printed with their ratio to the baseline. CPU seconds are the steadier figure on a
  * shared machine. Without --dir a checkpoint is written to a temporary folder and removed afterwards.
+ * --compare runs another build's CLI (e.g. an earlier commit's tree, built) through the same cases,
+ * interleaved with this one's, so "before" and "after" share the machine's load.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
@@ -30,6 +32,8 @@ if (!existsSync(TIME)) throw new Error(`${TIME} (GNU time) is needed for the chi
 // dist/bench/startup.js → repository root
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const bin = path.join(root, "bin", "ggufy.js");
+const other = opt("--compare");
+if (other !== undefined && !existsSync(other)) throw new Error(`--compare ${other}: not found`);
 
 let dir = opt("--dir");
 let temp: string | undefined;
@@ -57,23 +61,24 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
 };
 
-const cases: [string, string[]][] = [
-  ["node -e 0 (baseline)", ["-e", "0"]],
-  ["ggufy --help", [bin, "--help"]],
-  ["ggufy convert --dry-run", [bin, "convert", dir, "--dry-run", "--quiet"]],
-];
+const cases: [string, string[]][] = [["node -e 0 (baseline)", ["-e", "0"]]];
+for (const [label, b] of [...(other ? [["compared: ", path.resolve(other)]] : []), ["", bin]]) {
+  cases.push([`${label}ggufy --help`, [b!, "--help"]]);
+  cases.push([`${label}ggufy convert --dry-run`, [b!, "convert", dir, "--dry-run", "--quiet"]]);
+}
 const samples = new Map<string, Sample[]>(cases.map(([k]) => [k, []]));
+const load0 = os.loadavg()[0]!;
 // interleaved, so that a burst of load from elsewhere hits every case alike
 for (let i = 0; i < runs; i++) for (const [k, args] of cases) samples.get(k)!.push(once(args));
 
 const base = samples.get(cases[0][0])!;
 const bw = median(base.map((s) => s.wall));
 const bc = median(base.map((s) => s.cpu));
-console.log(`startup, median of ${runs} runs (checkpoint ${dir}; os load ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores)`);
+console.log(`startup, median of ${runs} runs (checkpoint ${dir}; os load ${load0.toFixed(1)} before, ${os.loadavg()[0]!.toFixed(1)} after, on ${os.cpus().length} cores)`);
 for (const [k] of cases) {
   const s = samples.get(k)!;
   const w = median(s.map((x) => x.wall));
   const c = median(s.map((x) => x.cpu));
-  console.log(`  ${k.padEnd(26)} wall ${w.toFixed(2)} s (${(w / bw).toFixed(1)}× baseline)   cpu ${c.toFixed(2)} s (${(c / bc).toFixed(1)}× baseline)`);
+  console.log(`  ${k.padEnd(36)} wall ${w.toFixed(2)} s (${(w / bw).toFixed(1)}× baseline)   cpu ${c.toFixed(2)} s (${(c / bc).toFixed(1)}× baseline)`);
 }
 if (temp) rmSync(temp, { recursive: true, force: true });

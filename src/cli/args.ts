@@ -26,3 +26,8 @@ export function lowerTensorTypePattern(s: string): string {
   const i = s.lastIndexOf("=");
   return i <= 0 ? s : s.slice(0, i).toLowerCase() + s.slice(i);
 }
+
+/** A parseArgs failure (unknown option, missing value …) as a usage error. */
+export function usageError(e: unknown): never {
+  throw new GgufyError("E_USAGE", (e as Error).message);
+}

@@ -8,21 +8,12 @@ import { convertLora, planLora, type ConvertLoraOptions } from "../convert/lora/
 import { parseKvOverride } from "../convert/metadata.js";
 import { ProgressLine, formatBytes } from "./progress.js";
 import type { CliIO } from "./main.js";
-import { formatPlan, planJson } from "./main.js";
+import { formatPlan, planJson } from "./plan-format.js";
 import { jsonSafe, termSafe } from "./escape.js";
 import { withInterrupt } from "./signals.js";
 
-export const CONVERT_LORA_USAGE = `convert-lora options (ggufy convert-lora <adapter-dir> --base <base-model-dir>):
-  --base DIR             the base model folder the adapter was trained on (config.json and the
-                         checkpoint's tensor names; plain, bitsandbytes, GPTQ … — weights are not read)
-  --outtype T            f32 (default) | f16 | bf16 | q8_0 | auto (bf16 or f16 after the adapter's dtype)
-  --outfile PATH         output file or folder (default: <name>-<TYPE>-LoRA.gguf in the adapter folder)
-  --model-name NAME, --metadata FILE.json, --override-kv KEY=TYPE:VALUE   as for convert
-  --dry-run              print the tensors (and what is done to them) without writing
-  --json                 machine-readable output
-  --force                overwrite an existing output
-  --quiet                no progress or summary`;
-
+/** (the text lives in usage.ts, which `ggufy --help` loads without this command's code) */
+export { CONVERT_LORA_USAGE } from "./usage.js";
 export async function cmdConvertLora(args: string[], out: (s: string) => void, err: (s: string) => void, io: CliIO): Promise<number> {
   let parsed;
   try {

@@ -11,20 +11,11 @@ import { dequantize, planDequantize, tempDirFor, type DequantizeOptions, type De
 import { ProgressLine, formatBytes, formatDuration } from "./progress.js";
 import type { CliIO } from "./main.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
-import { LORA_USAGE, takeLoraArgs } from "./lora-args.js";
+import { takeLoraArgs } from "./lora-args.js";
 import { onForcedExit, withInterrupt } from "./signals.js";
 
-export const DEQUANTIZE_USAGE = `dequantize options:
-  --outdir DIR           output folder (required)
-  --dtype T              bf16 | f16 | f32 | auto (default: config.json torch_dtype); an explicit dtype
-                         also casts the other floating-point tensors
-  --max-shard-size S     largest shard, e.g. 5GB (default), 500MB, 2GiB
-  --dry-run              print the shards and tensors without reading weights
-  --json                 machine-readable --dry-run
-  --force                replace an existing output folder
-${LORA_USAGE}
-  --quiet                no progress or summary`;
-
+/** (the text lives in usage.ts, which `ggufy --help` loads without this command's code) */
+export { DEQUANTIZE_USAGE } from "./usage.js";
 export function formatDequantizePlan(p: DequantizePlan): string {
   const lines: string[] = [];
   const dt = p.restoredDtypes.length ? p.restoredDtypes.join("/") : "-";

@@ -2,7 +2,8 @@
  * Model references on the command line: `hf:owner/name[@rev]` or a Hub URL wherever a model folder is
  * taken, with `--token` (else HF_TOKEN) and `--download` (into the Hugging Face cache, then read locally).
  */
-import { openModelRef, type ModelLocation } from "../hub/open.js";
+import type { ModelLocation } from "../hub/open.js";
+import { isModelRef } from "../hub/ref.js";
 import { onForcedExit } from "./signals.js";
 import { GgufyError } from "../errors.js";
 
@@ -11,23 +12,17 @@ export function shownAs(loc: ModelLocation | undefined, s: string): string {
   return loc && loc.mode !== "local" ? s.split(loc.dir).join(loc.label) : s;
 }
 
-/** parseArgs options every command that takes a model folder accepts */
-export const HUB_OPTIONS = {
-  token: { type: "string" },
-  download: { type: "boolean" },
-} as const;
+export { HUB_OPTIONS, HUB_USAGE } from "./usage.js";
 
-export const HUB_USAGE = `model references (instead of a model folder):
-  hf:owner/name[@revision], https://huggingface.co/owner/name[/tree/revision]
-                         read from the Hugging Face Hub: small files fetched, weights streamed by range requests
-                         (HF_ENDPOINT: another endpoint or mirror; a complete cached snapshot is used offline)
-  --token TOKEN          access token for private or gated repositories (default: HF_TOKEN)
-  --download             place the files in the Hugging Face cache (HF_HUB_CACHE, HF_HOME/hub,
-                         ~/.cache/huggingface/hub) and convert from there`;
-
-/** Run `f` on the folder `input` names (a local folder, or a model reference), releasing it after. */
+/**
+ * Run `f` on the folder `input` names (a local folder, or a model reference), releasing it after.
+ * A local folder does not load the Hub client (hub/open.ts): its location is the one openModelRef
+ * gives a path that is not a reference.
+ */
 export async function withModel<T>(input: string, v: { token?: string | undefined; download?: boolean | undefined }, f: (loc: ModelLocation) => Promise<T>): Promise<T> {
-  const loc = await openModelRef(input, { ...(v.token !== undefined ? { token: v.token } : {}), ...(v.download ? { download: true } : {}) });
+  const loc: ModelLocation = isModelRef(input)
+    ? await (await import("../hub/open.js")).openModelRef(input, { ...(v.token !== undefined ? { token: v.token } : {}), ...(v.download ? { download: true } : {}) })
+    : { dir: input, label: input, mode: "local", close: async () => undefined };
   // a forced exit (second signal) still removes a streaming run's staging folder (signals.ts)
   const undo = loc.removeSync ? onForcedExit(loc.removeSync) : () => undefined;
   try {

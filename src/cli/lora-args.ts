@@ -6,10 +6,7 @@ import { GgufyError } from "../errors.js";
 import type { LoraMergeSummary, LoraSpec } from "../convert/lora/merge.js";
 import { termSafe } from "./escape.js";
 
-export const LORA_USAGE = `  --lora DIR             merge a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) into the
-                         base as it is read: W + S·(alpha/r)·B·A in float64, rounded once; repeatable
-  --lora-scale S         the factor S of the --lora before it (default 1)`;
-
+export { LORA_USAGE } from "./usage.js";
 export function takeLoraArgs(args: readonly string[]): { args: string[]; lora: LoraSpec[] } {
   const rest: string[] = [];
   const lora: LoraSpec[] = [];

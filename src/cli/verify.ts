@@ -10,18 +10,8 @@ import { takeLoraArgs } from "./lora-args.js";
 import { withInterrupt } from "./signals.js";
 import { parseMinicpmvVersion } from "../models/minicpmv/versions.js";
 
-export const VERIFY_USAGE = `verify options (ggufy verify <file.gguf> <model-dir>):
-  --outtype T            the type the file was converted to (default: from general.file_type)
-  --mmproj-type T, --pure, --output-tensor-type T, --token-embedding-type T, --tensor-type REGEX=T,
-  --leave-output-tensor  as given to convert, when the file was made with them
-  --imatrix FILE, --include-weights NAME, --exclude-weights NAME  as given to convert: the plan uses the imatrix
-                         and the report adds the importance-weighted relative RMSE ("w rel RMSE")
-  --minicpmv-version N   as given to convert (MiniCPM-V: the clip.minicpmv_version the pair was converted as)
-  --exact                also quantize the source again and compare bytes
-  --lora DIR [--lora-scale S]  the adapters given to convert --lora (repeatable): check the merged file
-  --json                 machine-readable report
-  --quiet                only the verdict`;
-
+/** (the text lives in usage.ts, which `ggufy --help` loads without this command's code) */
+export { VERIFY_USAGE } from "./usage.js";
 const fmt = (x: number, digits = 3): string => (x === 0 ? "0" : Number.isFinite(x) ? x.toExponential(digits - 1) : String(x));
 
 export function formatVerify(r: VerifyResult, full = true): string {

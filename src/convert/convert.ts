@@ -10,17 +10,17 @@ import { DECODERS } from "../source/registry.js";
 import { countParams, expertParamCounts, planFile, type PlanOptions, type PlannedFile } from "./plan.js";
 import { loadMetadata } from "./metadata.js";
 import { splitPlannedFile, wantsSplit } from "./split.js";
-import { chunkRanges, runPlan, type RunOptions, type RunResult } from "./pipeline.js";
+import type { RunOptions, RunResult } from "./pipeline.js";
 import { effectiveThreads } from "./limits.js";
 import { loadImatrix } from "../quant/imatrix.js";
 import { refuseInputOverwrite } from "./output.js";
 import { profileFromEnv } from "./profile.js";
 import { defaultOutputDir, extraReadAhead } from "../formats/store.js";
-import { isModelRef, openModelRef, type OpenModelRefOptions } from "../hub/open.js";
+import type { OpenModelRefOptions } from "../hub/open.js";
+import { isModelRef } from "../hub/ref.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
 import { checkMergeWritten, type LoraMerge, type LoraMergeSummary } from "./lora/merge.js";
-import { openLoraMerge } from "./lora/open.js";
 
 export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder"> {
   /** model folder, or a model reference (hf:owner/name[@rev], a Hub URL: hub/open.ts) */
@@ -61,6 +61,8 @@ export { DECODERS };
 export async function plan(opts: ConvertOptions): Promise<Plan> {
   // hf:owner/name or a Hub URL (hub/open.ts): planned from the folder it resolves to, released with the plan
   if (isModelRef(opts.input)) {
+    // (startup: the Hub client, the LoRA reader and the pipeline are imported when used)
+    const { openModelRef } = await import("../hub/open.js");
     const loc = await openModelRef(opts.input, opts.hub ?? {});
     try {
       const p = await plan({ ...opts, input: loc.dir });
@@ -84,7 +86,7 @@ export async function plan(opts: ConvertOptions): Promise<Plan> {
   let merge: LoraMerge | undefined;
   try {
     // --lora: the models read the base through a view with the adapters merged (src/convert/lora/merge.ts)
-    merge = opts.lora?.length && !opts.vocabOnly ? await openLoraMerge(source, opts.lora, opts.hub ?? {}) : undefined;
+    merge = opts.lora?.length && !opts.vocabOnly ? await (await import("./lora/open.js")).openLoraMerge(source, opts.lora, opts.hub ?? {}) : undefined;
     const models = await conv.build({
       src: merge ? merge.view() : source,
       dir,
@@ -165,6 +167,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   const warnings = p.warnings;
   let settled = false;
   try {
+    const { chunkRanges, runPlan } = await import("./pipeline.js");
     // validated and capped (limits.ts): min(requested, 4 × cores, 64, chunks to encode)
     // --lora: merged chunks are decoded and merged on this thread and travel as float32 (not packed): a
     // quarter of the chunk keeps the memory of the chunks in flight near the plain conversion's

@@ -259,8 +259,8 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         const w = new GGUFStreamWriter(out, f.kvs, f.tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })), alignmentOf(f.kvs), f.header);
         await w.start();
         return w;
-      }, f.header.bytes.length);
-      bytesDone += f.header.bytes.length;
+      }, f.header.size);
+      bytesDone += f.header.size;
       // One sliding window of chunks in flight over the whole file — it runs on across tensor
       // boundaries, so the workers never wait for the last chunk of a tensor (k/v projections are a
       // single chunk) — reading and encoding ahead, writing strictly in order.

@@ -8,7 +8,7 @@ import path from "node:path";
 import { GgufyError } from "../errors.js";
 import type { LoraSpec } from "./lora/merge.js";
 import { kv, type GGUFKV } from "../formats/gguf/types.js";
-import { encodeGgufHeader, type EncodedHeader } from "../formats/gguf/writer.js";
+import { plannedHeader, type EncodedHeader } from "../formats/gguf/writer.js";
 import { GGMLType as G, parseTypeName, tensorBytes, typeInfo, typeName } from "../quant/ggml/types.js";
 import { supportedTypes } from "../quant/ggml/index.js";
 import { findPreset, findLlamaFtype, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, tensorRequiresImatrix, imatrixRequiredBy, type Preset, type PresetOptions } from "../quant/presets.js";
@@ -64,6 +64,7 @@ export interface PlannedFile {
   readonly role: ModelFile["role"];
   readonly kvs: GGUFKV[];
   readonly tensors: PlannedTensor[];
+  /** its layout (size, offsets); `bytes` is encoded on first use (writer.ts plannedHeader) */
   readonly header: EncodedHeader;
   readonly fileType: number;
   readonly typeLabel: string;
@@ -285,7 +286,7 @@ export function planFile({ model, modelDir, opts, baseName, metadata, vocabOnly,
     const qw = qws?.[i];
     return { out, type, bytes: tensorBytes(type, out.ne), ...(from !== undefined ? { fallbackFrom: from } : {}), ...(qw ? { imatrix: qw } : {}) };
   });
-  const header = encodeGgufHeader(kvs, tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
+  const header = plannedHeader(kvs, tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
   const label = choice.label;
   // the GGUF naming convention (gguf-py naming_convention), as convert_hf_to_gguf names its default output
   const parts = md ? { ...(md.name !== undefined ? { name: md.name } : {}), ...(md.basename !== undefined ? { baseName: md.basename } : {}), ...(md.finetune !== undefined ? { fineTune: md.finetune } : {}), ...(md.version !== undefined ? { version: md.version } : {}) } : {};

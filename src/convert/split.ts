@@ -15,7 +15,7 @@
 import path from "node:path";
 import { GgufyError } from "../errors.js";
 import { GGUFValueType, kv, type GGUFKV } from "../formats/gguf/types.js";
-import { encodeGgufHeader } from "../formats/gguf/writer.js";
+import { plannedHeader } from "../formats/gguf/writer.js";
 import type { PlannedFile, PlannedTensor } from "./plan.js";
 
 export const SPLIT_KEYS = { no: "split.no", count: "split.count", tensorsCount: "split.tensors.count" } as const;
@@ -100,7 +100,7 @@ export function splitPlannedFile(f: PlannedFile, o: SplitOptions): PlannedFile[]
   return groups.map((tensors, no) => {
     const splitKvs: GGUFKV[] = [u16(SPLIT_KEYS.no, no), u16(SPLIT_KEYS.count, groups.length), kv.i32(SPLIT_KEYS.tensorsCount, f.tensors.length)];
     const kvs = no === 0 ? [...f.kvs, ...splitKvs] : splitKvs;
-    const header = encodeGgufHeader(kvs, tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
+    const header = plannedHeader(kvs, tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })));
     const split: SplitInfo = { no, count: groups.length, tensorsTotal: f.tensors.length, unsplitPath: f.path };
     return { ...f, path: paths[no]!, kvs, tensors, header, split };
   });

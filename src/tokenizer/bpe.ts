@@ -22,7 +22,8 @@
  */
 import { GgufyError } from "../errors.js";
 import { TokenType, type GGUFVocab } from "./types.js";
-import { fileIn, isInt, isObject, maybeJsonObject, readJson, type Json, type JsonObject } from "./files.js";
+import { fileIn, isInt, isObject, maybeJsonObject, parseJsonText, readJson, readText, type Json, type JsonObject } from "./files.js";
+import { scanVocabJson } from "./json-vocab.js";
 import { loadSpecialVocab, type AddedTokenRef } from "./special.js";
 import { applySpecialVocab, looksSpecial, textHparams, truthy } from "./common.js";
 
@@ -249,13 +250,27 @@ function declaredSpecialTokens(...configs: (JsonObject | undefined)[]): Set<stri
   return out;
 }
 
+/** A base vocabulary (text → id): its texts in file order, their ids, and a lookup by text. */
+interface BaseVocab {
+  readonly tokens: readonly string[];
+  /** as the file has them (validated by loadBpeVocab) */
+  readonly ids: ArrayLike<Json>;
+  idOf(text: string): number | undefined;
+}
+
+/** A parsed JSON object as a BaseVocab (tokenizer.json model.vocab, or a vocab.json the scanner declined). */
+function objectVocab(o: JsonObject): BaseVocab {
+  const tokens = Object.keys(o);
+  return { tokens, ids: tokens.map((t) => o[t]!), idOf: (t) => (Object.hasOwn(o, t) ? (o[t] as number) : undefined) };
+}
+
 export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab {
   const warn = opts.warn ?? (() => {});
   const tjFile = fileIn(dir, "tokenizer.json");
   const tc = maybeJsonObject(dir, "tokenizer_config.json");
 
   let baseFile: string;
-  let baseVocab: JsonObject;
+  let baseVocab: BaseVocab;
   let added: AddedToken[] = [];
   let tokenizerJson: JsonObject | undefined;
 
@@ -279,7 +294,7 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
       );
     }
     baseFile = tjFile;
-    baseVocab = model["vocab"];
+    baseVocab = objectVocab(model["vocab"]);
     const at = tj["added_tokens"];
     if (at !== undefined && !Array.isArray(at)) throw new GgufyError("E_TOKENIZER", "added_tokens is not a list", { file: tjFile });
     for (const [i, a] of (at ?? []).entries()) {
@@ -291,10 +306,16 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   } else {
     const vf = fileIn(dir, "vocab.json");
     if (!vf) throw new GgufyError("E_TOKENIZER", "no tokenizer.json and no vocab.json: cannot build a BPE vocabulary", { file: dir });
-    const v = readJson(vf);
-    if (!isObject(v)) throw new GgufyError("E_TOKENIZER", "expected a JSON object of token → id", { file: vf });
     baseFile = vf;
-    baseVocab = v;
+    // (startup: scanned in one pass when it has the plain form — json-vocab.ts —, else JSON.parse)
+    const text = readText(vf);
+    const scanned = scanVocabJson(text);
+    if (scanned) baseVocab = scanned;
+    else {
+      const v = parseJsonText(text, vf);
+      if (!isObject(v)) throw new GgufyError("E_TOKENIZER", "expected a JSON object of token → id", { file: vf });
+      baseVocab = objectVocab(v);
+    }
     const decoder = tc?.json["added_tokens_decoder"];
     if (tc && isObject(decoder)) {
       for (const [key, data] of Object.entries(decoder)) {
@@ -330,13 +351,16 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   added = added.sort((a, b) => a.id - b.id);
 
   // ---- id → token table -----------------------------------------------------------------------
-  // (startup: the 151k-entry vocabulary is walked once with Object.keys, ids go into a plain array
-  // and the base vocabulary object itself answers "is this text a base token" — no Map per token)
+  // (startup: the 151k-entry vocabulary is walked once, ids go into a plain array and the base
+  // vocabulary answers "is this text a base token" — no Map per token)
   const byId: (string | undefined)[] = [];
   let idCount = 0;
   let maxId = -1;
-  for (const tok of Object.keys(baseVocab)) {
-    const id = baseVocab[tok];
+  const baseTokens = baseVocab.tokens;
+  const baseIds = baseVocab.ids;
+  for (let k = 0; k < baseTokens.length; k++) {
+    const tok = baseTokens[k]!;
+    const id = baseIds[k];
     if (!isInt(id) || id < 0) throw new GgufyError("E_TOKENIZER", `token '${tok}' has id ${JSON.stringify(id)}, not a non-negative integer`, { file: baseFile });
     const prev = byId[id];
     if (prev !== undefined) throw new GgufyError("E_TOKENIZER", `token id ${id} is given to both '${prev}' and '${tok}'`, { file: baseFile });
@@ -344,7 +368,7 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
     idCount++;
     if (id > maxId) maxId = id;
   }
-  const baseIdOf = (text: string): number | undefined => (Object.hasOwn(baseVocab, text) ? (baseVocab[text] as number) : undefined);
+  const baseIdOf = (text: string): number | undefined => baseVocab.idOf(text);
   const addedById = new Map<number, AddedToken>();
   const addedContent = new Set<string>();
   for (const a of added) {
@@ -377,6 +401,14 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
     throw new GgufyError("E_TOKENIZER", `token id ${maxId} ('${byId[maxId]}') is not below vocab_size ${vocabSize}`, { file: addedById.get(maxId)?.file ?? baseFile });
   }
 
+  // the ids whose text is an added token's but which are not that token's id (refused below; a text is
+  // at its added id, or at its base id — equal to the added id, checked above), found from the added
+  // tokens rather than by a set lookup per id
+  const misplacedAdded = new Set<number>();
+  for (const c of addedContent) {
+    const b = baseIdOf(c);
+    if (b !== undefined && !addedById.has(b) && byId[b] === c) misplacedAdded.add(b);
+  }
   const tokens: string[] = new Array<string>(vocabSize);
   const types = new Int32Array(vocabSize);
   /** ids whose text is not the base vocabulary's own key for that id (added tokens, padding) */
@@ -388,7 +420,7 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
       tok = `[PAD${i}]`;
       t = TokenType.UNUSED;
       foreign.push(i);
-    } else if (addedContent.has(tok)) {
+    } else if (addedById.has(i) || misplacedAdded.has(i)) {
       const a = addedById.get(i);
       if (!a) throw new GgufyError("E_TOKENIZER", `token id ${i}: '${tok}' is an added token under another id`, { file: baseFile });
       // (the converter first round-trips non-normalized added tokens through encode/decode; for
@@ -448,7 +480,8 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   if (sv.merges.length === 0) {
     throw new GgufyError("E_TOKENIZER", "no BPE merges (tokenizer.json model.merges or merges.txt); llama.cpp cannot load a gpt2 vocabulary without them", { file: dir });
   }
-  for (const [i, m] of sv.merges.entries()) {
+  for (let i = 0; i < sv.merges.length; i++) {
+    const m = sv.merges[i]!;
     // llama.cpp splits each merge at the first space at position >= 1
     if (m.indexOf(" ", 1) < 0) throw new GgufyError("E_TOKENIZER", `merge ${i} '${m}' has no separating space`, { file: sv.mergesSource ?? dir });
   }

@@ -13,8 +13,10 @@ export interface GGUFTensorInfo {
   type: GGMLType;
 }
 
-export interface EncodedHeader {
-  bytes: Uint8Array;
+/** Where the header's tensors lie, and how big it is: everything but its bytes. */
+export interface HeaderLayout {
+  /** header bytes, padding up to the data section included */
+  size: number;
   /** offset of each tensor relative to the data section */
   offsets: number[];
   sizes: number[];
@@ -22,20 +24,46 @@ export interface EncodedHeader {
   fileSize: number;
 }
 
+export interface EncodedHeader extends HeaderLayout {
+  bytes: Uint8Array;
+}
+
 export const GGML_MAX_NAME = 64;
 
-class ByteSink {
-  private buf = new Uint8Array(1 << 16);
-  private view = new DataView(this.buf.buffer);
+/**
+ * What the header is written to: the bytes (ByteSink) or only their count (SizeSink). Both receive the
+ * same calls from emitHeader, so the size a dry run prints and the bytes a conversion writes cannot
+ * disagree.
+ */
+interface HeaderSink {
+  len: number;
+  u8(v: number): void;
+  i8(v: number): void;
+  u16(v: number): void;
+  i16(v: number): void;
+  u32(v: number): void;
+  i32(v: number): void;
+  f32(v: number): void;
+  f64(v: number): void;
+  u64(v: number | bigint): void;
+  i64(v: number | bigint): void;
+  /** u64 byte length, then the UTF-8 bytes */
+  str(s: string): void;
+  pad(align: number): void;
+}
+
+class ByteSink implements HeaderSink {
+  private buf = Buffer.alloc(1 << 16);
+  private view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   len = 0;
   private ensure(n: number): void {
     if (this.len + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
     while (cap < this.len + n) cap *= 2;
-    const nb = new Uint8Array(cap);
+    const nb = Buffer.alloc(cap);
     nb.set(this.buf.subarray(0, this.len));
     this.buf = nb;
-    this.view = new DataView(nb.buffer);
+    this.view = new DataView(nb.buffer, nb.byteOffset, nb.byteLength);
   }
   u8(v: number) { this.ensure(1); this.view.setUint8(this.len, v); this.len += 1; }
   i8(v: number) { this.ensure(1); this.view.setInt8(this.len, v); this.len += 1; }
@@ -47,28 +75,69 @@ class ByteSink {
   f64(v: number) { this.ensure(8); this.view.setFloat64(this.len, v, true); this.len += 8; }
   u64(v: number | bigint) { this.ensure(8); this.view.setBigUint64(this.len, BigInt(v), true); this.len += 8; }
   i64(v: number | bigint) { this.ensure(8); this.view.setBigInt64(this.len, BigInt(v), true); this.len += 8; }
-  bytes(b: Uint8Array) { this.ensure(b.length); this.buf.set(b, this.len); this.len += b.length; }
-  str(s: string) { const b = Buffer.from(s, "utf8"); this.u64(b.length); this.bytes(b); }
+  str(s: string) {
+    // UTF-8 is at most 3 bytes per UTF-16 unit: written in place, then its length in front
+    this.ensure(8 + 3 * s.length);
+    const n = this.buf.write(s, this.len + 8, "utf8");
+    this.view.setBigUint64(this.len, BigInt(n), true);
+    this.len += 8 + n;
+  }
   pad(align: number) { const p = (align - (this.len % align)) % align; this.ensure(p); this.buf.fill(0, this.len, this.len + p); this.len += p; }
-  result(): Uint8Array { return this.buf.slice(0, this.len); }
+  result(): Uint8Array { return new Uint8Array(this.buf.buffer.slice(this.buf.byteOffset, this.buf.byteOffset + this.len)); }
 }
 
-function writeScalar(s: ByteSink, t: GGUFScalarType, v: GGUFScalar, key: string): void {
-  const num = (): number => {
-    if (typeof v !== "number" && typeof v !== "bigint") throw new TypeError(`GGUF key ${key}: expected a number, got ${typeof v}`);
-    return Number(v);
-  };
+/** Counts the bytes ByteSink would hold. */
+class SizeSink implements HeaderSink {
+  len = 0;
+  u8() { this.len += 1; }
+  i8() { this.len += 1; }
+  u16() { this.len += 2; }
+  i16() { this.len += 2; }
+  u32() { this.len += 4; }
+  i32() { this.len += 4; }
+  f32() { this.len += 4; }
+  f64() { this.len += 8; }
+  u64() { this.len += 8; }
+  i64() { this.len += 8; }
+  str(s: string) { this.len += 8 + utf8Length(s); }
+  pad(align: number) { this.len += (align - (this.len % align)) % align; }
+}
+
+/**
+ * Buffer.byteLength(s, "utf8") without a native call per string (a vocabulary has 300k of them): 1, 2 or
+ * 3 bytes per UTF-16 unit, 4 for a surrogate pair; a lone surrogate is written as U+FFFD, 3 bytes.
+ */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 2; // the pair: 2 units, 4 bytes
+      i++;
+    } else n += 2;
+  }
+  return n;
+}
+
+function num(v: GGUFScalar, key: string): number {
+  if (typeof v !== "number" && typeof v !== "bigint") throw new TypeError(`GGUF key ${key}: expected a number, got ${typeof v}`);
+  return Number(v);
+}
+
+function writeScalar(s: HeaderSink, t: GGUFScalarType, v: GGUFScalar, key: string): void {
   switch (t) {
-    case GGUFValueType.UINT8: return s.u8(num());
-    case GGUFValueType.INT8: return s.i8(num());
-    case GGUFValueType.UINT16: return s.u16(num());
-    case GGUFValueType.INT16: return s.i16(num());
-    case GGUFValueType.UINT32: return s.u32(num());
-    case GGUFValueType.INT32: return s.i32(num());
-    case GGUFValueType.FLOAT32: return s.f32(num());
-    case GGUFValueType.FLOAT64: return s.f64(num());
-    case GGUFValueType.UINT64: return s.u64(typeof v === "bigint" ? v : BigInt(num()));
-    case GGUFValueType.INT64: return s.i64(typeof v === "bigint" ? v : BigInt(num()));
+    case GGUFValueType.UINT8: return s.u8(num(v, key));
+    case GGUFValueType.INT8: return s.i8(num(v, key));
+    case GGUFValueType.UINT16: return s.u16(num(v, key));
+    case GGUFValueType.INT16: return s.i16(num(v, key));
+    case GGUFValueType.UINT32: return s.u32(num(v, key));
+    case GGUFValueType.INT32: return s.i32(num(v, key));
+    case GGUFValueType.FLOAT32: return s.f32(num(v, key));
+    case GGUFValueType.FLOAT64: return s.f64(num(v, key));
+    case GGUFValueType.UINT64: return s.u64(typeof v === "bigint" ? v : BigInt(num(v, key)));
+    case GGUFValueType.INT64: return s.i64(typeof v === "bigint" ? v : BigInt(num(v, key)));
     case GGUFValueType.BOOL:
       if (typeof v !== "boolean") throw new TypeError(`GGUF key ${key}: expected a boolean`);
       return s.u8(v ? 1 : 0);
@@ -91,8 +160,11 @@ export function alignmentOf(kvs: readonly GGUFKV[]): number {
   return v;
 }
 
-/** Encode magic, counts, KVs, tensor infos and the padding up to the data section. */
-export function encodeGgufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment = alignmentOf(kvs)): EncodedHeader {
+/**
+ * Magic, counts, KVs, tensor infos and the padding up to the data section, into `s`, checking what
+ * llama.cpp would refuse; returns the tensors' offsets and sizes and the data section's length.
+ */
+function emitHeader(s: HeaderSink, kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment: number): { offsets: number[]; sizes: number[]; data: number } {
   const seen = new Set<string>();
   for (const { key } of kvs) {
     if (!key) throw new Error("GGUF: empty key");
@@ -100,7 +172,6 @@ export function encodeGgufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFT
     seen.add(key);
   }
   const names = new Set<string>();
-  const s = new ByteSink();
   s.u32(GGUF_MAGIC);
   s.u32(GGUF_VERSION);
   s.u64(tensors.length);
@@ -134,8 +205,45 @@ export function encodeGgufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFT
     off += padTo(size, alignment);
   }
   s.pad(alignment);
+  return { offsets, sizes, data: off };
+}
+
+/** Encode magic, counts, KVs, tensor infos and the padding up to the data section. */
+export function encodeGgufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment = alignmentOf(kvs)): EncodedHeader {
+  const s = new ByteSink();
+  const { offsets, sizes, data } = emitHeader(s, kvs, tensors, alignment);
   const bytes = s.result();
-  return { bytes, offsets, sizes, fileSize: bytes.length + off };
+  return { bytes, size: bytes.length, offsets, sizes, fileSize: bytes.length + data };
+}
+
+/**
+ * The header's size and tensor offsets without its bytes (a dry run prints them; a 151k-token
+ * vocabulary makes a 6 MB header): the same emitHeader calls, counted by a SizeSink — string lengths
+ * by Buffer.byteLength — so the result equals encodeGgufHeader's, errors included.
+ */
+export function ggufHeaderLayout(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment = alignmentOf(kvs)): HeaderLayout {
+  const s = new SizeSink();
+  const { offsets, sizes, data } = emitHeader(s, kvs, tensors, alignment);
+  return { size: s.len, offsets, sizes, fileSize: s.len + data };
+}
+
+/**
+ * A header as a plan holds it: the layout computed at once (ggufHeaderLayout), the bytes encoded on
+ * first use of `bytes` and kept. The KVs and tensors must not change afterwards.
+ */
+export function plannedHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment = alignmentOf(kvs)): EncodedHeader {
+  const layout = ggufHeaderLayout(kvs, tensors, alignment);
+  let bytes: Uint8Array | undefined;
+  return {
+    ...layout,
+    get bytes(): Uint8Array {
+      if (!bytes) {
+        bytes = encodeGgufHeader(kvs, tensors, alignment).bytes;
+        if (bytes.length !== layout.size) throw new Error(`internal: GGUF header is ${bytes.length} bytes, its layout said ${layout.size}`);
+      }
+      return bytes;
+    },
+  };
 }
 
 /** Where bytes go. The atomic-file output implements this; tests can inject failing sinks. */
