@@ -2,7 +2,8 @@
  * Worker-thread side of the encoder pool. A job is float32 rows or the stored bytes of plain float
  * rows (widened here, off the main thread), optionally with the NaN/Inf check, and optionally a spare
  * output buffer to encode into; the answer carries the bytes and hands the input buffer back for reuse.
- * Buffers are transferred both ways.
+ * The pool's chunk buffers are SharedArrayBuffers and travel as shared views; any other buffer is
+ * transferred.
  */
 import { parentPort } from "node:worker_threads";
 import { encodeChecked, encodeRaw, encodeRows, EncodeScratch, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
