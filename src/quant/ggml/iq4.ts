@@ -22,7 +22,9 @@ import { lazyKernel } from "../wasm/instantiate.js";
  * NaN or ±inf. Packing the final levels and IQ4_XS's scale quantization stay in JS (1/17 of the work).
  */
 
-const T = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113] as const;
+/** kvalues_iq4nl (ggml-common.h) */
+export const KVALUES_IQ4NL = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113] as const;
+const T = KVALUES_IQ4NL;
 const fr = Math.fround;
 const EPS = Math.fround(1e-15); // GROUP_MAX_EPS
 const NTRY = 7;
@@ -54,8 +56,8 @@ function bestIndexSlow(v: number): number {
   return fr(v - T[mu - 1]!) < fr(T[mu]! - v) ? mu - 1 : mu;
 }
 
-/** best_index_int8 for a float32 value v. */
-function bestIndex(v: number): number {
+/** best_index_int8(16, kvalues_iq4nl, v) for a float32 value v (a table for |v| < 256, else the literal search). */
+export function bestIndex(v: number): number {
   const t = v + v + LUT_OFF;
   return t >= 0 && t < LUT_N ? LUT_I[t | 0]! : bestIndexSlow(v);
 }

@@ -25,6 +25,7 @@ import { GGMLType } from "./types.js";
 import { F, H2F, nearestInt, packScaleMinK4, pack2bit, putF16, q6kTail, toF16 } from "./kquant-common.js";
 import type { TheMin } from "./kquant-common.js";
 import { packLegacyLevels } from "./legacy.js";
+import { KVALUES_IQ4NL, bestIndex } from "./iq4.js";
 
 /** GROUP_MAX_EPS */
 const EPS = F(1e-15);
@@ -518,22 +519,7 @@ function rowQ6K(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32
 // ---------------------------------------------------------------------------------------------
 // IQ4_NL / IQ4_XS (quantize_row_iq4_nl_impl with quant_weights, ntry = 7)
 
-const KV = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113] as const;
-
-/** best_index_int8(16, kvalues_iq4nl, x), literally. */
-function bestIndex(v: number): number {
-  if (v <= KV[0]) return 0;
-  if (v >= KV[15]) return 15;
-  let ml = 0;
-  let mu = 15;
-  while (mu - ml > 1) {
-    const mav = (ml + mu) >> 1;
-    if (v < KV[mav]!) mu = mav;
-    else ml = mav;
-  }
-  return F(v - KV[mu - 1]!) < F(KV[mu]! - v) ? mu - 1 : mu;
-}
-
+const KV = KVALUES_IQ4NL;
 
 /** One IQ4 super-block of `sbs` values (32: IQ4_NL, 256: IQ4_XS) at x[xo..], importance qw[wo..]. */
 function iq4Block(s: WScratch, sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo: number, dst: Uint8Array, o: number): void {
