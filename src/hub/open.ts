@@ -226,11 +226,8 @@ function wanted(r: Repo): { small: RepoFile[]; weights: RepoFile[] } {
   return { small, weights };
 }
 
-/** A whole file, streamed to `sink`, its size and hash checked. Throws before `sink` is used when the response is bad. */
-async function fetchWhole(r: Repo, f: RepoFile, sink: (chunk: Uint8Array) => Promise<void> | void, from = 0, hashPrefix?: Uint8Array[]): Promise<void> {
-  const headers: Record<string, string> = {};
-  if (r.token) headers["authorization"] = `Bearer ${r.token}`;
-  if (from > 0) headers["range"] = `bytes=${from}-`;
+/** GET one file of the repository with `headers` (hubCall's retries; a bad status cancels the body), its response checked. */
+async function fetchChecked(r: Repo, f: RepoFile, headers: Record<string, string>): Promise<Response> {
   const res = await hubCall(r.hf, r.ref, f.path, r.base, async () => {
     const x = await r.hf.fetch(resolveUrl(r, f.path), { headers });
     if (!x.ok) {
@@ -240,6 +237,15 @@ async function fetchWhole(r: Repo, f: RepoFile, sink: (chunk: Uint8Array) => Pro
     return x;
   });
   checkResponse(r, f, res);
+  return res;
+}
+
+/** A whole file, streamed to `sink`, its size and hash checked. Throws before `sink` is used when the response is bad. */
+async function fetchWhole(r: Repo, f: RepoFile, sink: (chunk: Uint8Array) => Promise<void> | void, from = 0, hashPrefix?: Uint8Array[]): Promise<void> {
+  const headers: Record<string, string> = {};
+  if (r.token) headers["authorization"] = `Bearer ${r.token}`;
+  if (from > 0) headers["range"] = `bytes=${from}-`;
+  const res = await fetchChecked(r, f, headers);
   const h = f.lfs ? createHash("sha256") : createHash("sha1");
   if (!f.lfs) h.update(`blob ${f.size}\0`);
   for (const c of hashPrefix ?? []) h.update(c);
@@ -341,15 +347,7 @@ class HubStore implements ModelStore {
     try {
       const headers: Record<string, string> = { range: `bytes=${position}-${position + length - 1}` };
       if (r.token) headers["authorization"] = `Bearer ${r.token}`;
-      const res = await hubCall(r.hf, r.ref, f.path, r.base, async () => {
-        const x = await r.hf.fetch(resolveUrl(r, f.path), { headers });
-        if (!x.ok) {
-          await x.body?.cancel().catch(() => undefined);
-          throw new HubStatusError(resolveUrl(r, f.path), x.status);
-        }
-        return x;
-      });
-      checkResponse(r, f, res);
+      const res = await fetchChecked(r, f, headers);
       let n = 0;
       try {
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {

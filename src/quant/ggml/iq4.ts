@@ -22,7 +22,9 @@ import { lazyKernel } from "../wasm/instantiate.js";
  * NaN or ±inf. Packing the final levels and IQ4_XS's scale quantization stay in JS (1/17 of the work).
  */
 
-const T = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113] as const;
+/** kvalues_iq4nl (ggml-common.h) */
+export const KVALUES_IQ4NL = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113] as const;
+const T = KVALUES_IQ4NL;
 const fr = Math.fround;
 const EPS = Math.fround(1e-15); // GROUP_MAX_EPS
 const NTRY = 7;
@@ -54,8 +56,8 @@ function bestIndexSlow(v: number): number {
   return fr(v - T[mu - 1]!) < fr(T[mu]! - v) ? mu - 1 : mu;
 }
 
-/** best_index_int8 for a float32 value v. */
-function bestIndex(v: number): number {
+/** best_index_int8(16, kvalues_iq4nl, v) for a float32 value v (a table for |v| < 256, else the literal search). */
+export function bestIndex(v: number): number {
   const t = v + v + LUT_OFF;
   return t >= 0 && t < LUT_N ? LUT_I[t | 0]! : bestIndexSlow(v);
 }
@@ -77,11 +79,22 @@ function nearestInt(v: number): number {
 /** fp16 bits of a float32 value (half.ts, fast path for normal halves). */
 const f16 = toF16Fast;
 
-const WT = new Float64Array(32); // weights of the current sub-block (x², float32-rounded)
-const X = new Float64Array(32); // the current sub-block's values
-const IDS = new Float64Array(16); // inverse scales of the 16 passes: the initial one, then itry = -7..7
-const SQX = new Float64Array(16); // per pass: Σ w·q·x
-const SQ2 = new Float64Array(16); // per pass: Σ w·q·q
+/** The working arrays of one quantize call (allocated per call and passed down: no module-level state). */
+class Iq4Scratch {
+  /** weights of the current sub-block (x², float32-rounded) */
+  readonly wt = new Float64Array(32);
+  /** the current sub-block's values */
+  readonly x = new Float64Array(32);
+  /** inverse scales of the 16 passes: the initial one, then itry = -7..7 */
+  readonly ids = new Float64Array(16);
+  /** per pass: Σ w·q·x and Σ w·q·q */
+  readonly sqx = new Float64Array(16);
+  readonly sq2 = new Float64Array(16);
+  /** sub-block scales of the current chunk */
+  readonly sc = new Float64Array(CHUNK / 32);
+  /** one IQ4_XS super-block's eight sub-block scales */
+  readonly scales = new Float64Array(8);
+}
 
 /**
  * Σ w·q·x and Σ w·q·q (float32, index order) for passes p..p+3. The four passes are independent, so
@@ -89,16 +102,16 @@ const SQ2 = new Float64Array(16); // per pass: Σ w·q·q
  * cycles per element in JS), and four side by side keep the core busy. The sums themselves are
  * exactly the C ones — only unrelated work is interleaved.
  */
-function passSums4(p: number): void {
-  const i0 = IDS[p]!;
-  const i1 = IDS[p + 1]!;
-  const i2 = IDS[p + 2]!;
-  const i3 = IDS[p + 3]!;
+function passSums4(s: Iq4Scratch, p: number): void {
+  const i0 = s.ids[p]!;
+  const i1 = s.ids[p + 1]!;
+  const i2 = s.ids[p + 2]!;
+  const i3 = s.ids[p + 3]!;
   let x0 = 0, x1 = 0, x2 = 0, x3 = 0;
   let y0 = 0, y1 = 0, y2 = 0, y3 = 0;
   for (let j = 0; j < 32; j++) {
-    const x = X[j]!;
-    const w = WT[j]!;
+    const x = s.x[j]!;
+    const w = s.wt[j]!;
     const q0 = bestValue(fr(i0 * x));
     const q1 = bestValue(fr(i1 * x));
     const q2 = bestValue(fr(i2 * x));
@@ -116,27 +129,27 @@ function passSums4(p: number): void {
     y2 = fr(y2 + fr(w2 * q2));
     y3 = fr(y3 + fr(w3 * q3));
   }
-  SQX[p] = x0;
-  SQX[p + 1] = x1;
-  SQX[p + 2] = x2;
-  SQX[p + 3] = x3;
-  SQ2[p] = y0;
-  SQ2[p + 1] = y1;
-  SQ2[p + 2] = y2;
-  SQ2[p + 3] = y3;
+  s.sqx[p] = x0;
+  s.sqx[p + 1] = x1;
+  s.sqx[p + 2] = x2;
+  s.sqx[p + 3] = x3;
+  s.sq2[p] = y0;
+  s.sq2[p + 1] = y1;
+  s.sq2[p + 2] = y2;
+  s.sq2[p + 3] = y3;
 }
 
 /**
  * The per-sub-block scale search of quantize_row_iq4_nl_impl without an imatrix (weights x²,
  * ntry = 7): the levels of the first pass are not kept by either caller, so only the scale is returned.
  */
-function searchScale(src: Float32Array, x0: number): number {
+function searchScale(s: Iq4Scratch, src: Float32Array, x0: number): number {
   let amax = 0;
   let max = 0;
   for (let j = 0; j < 32; j++) {
     const v = src[x0 + j]!;
-    X[j] = v;
-    WT[j] = fr(v * v);
+    s.x[j] = v;
+    s.wt[j] = fr(v * v);
     const a = Math.abs(v);
     if (a > amax) {
       amax = a;
@@ -145,20 +158,20 @@ function searchScale(src: Float32Array, x0: number): number {
   }
   if (amax < EPS) return 0;
   // first pass: d = -max / values[0] (ntry > 0), id = 1/d; then the 2·ntry + 1 trials id = (itry + values[0]) / max
-  IDS[0] = fr(1 / fr(-max / -127));
-  for (let itry = -NTRY; itry <= NTRY; itry++) IDS[itry + NTRY + 1] = fr((itry - 127) / max);
-  passSums4(0);
-  passSums4(4);
-  passSums4(8);
-  passSums4(12);
+  s.ids[0] = fr(1 / fr(-max / -127));
+  for (let itry = -NTRY; itry <= NTRY; itry++) s.ids[itry + NTRY + 1] = fr((itry - 127) / max);
+  passSums4(s, 0);
+  passSums4(s, 4);
+  passSums4(s, 8);
+  passSums4(s, 12);
   // the C order of decisions
-  let sumqx = SQX[0]!;
-  let sumq2 = SQ2[0]!;
+  let sumqx = s.sqx[0]!;
+  let sumq2 = s.sq2[0]!;
   let d = sumq2 > 0 ? fr(sumqx / sumq2) : 0;
   let best = fr(d * sumqx);
   for (let p = 1; p < 16; p++) {
-    sumqx = SQX[p]!;
-    sumq2 = SQ2[p]!;
+    sumqx = s.sqx[p]!;
+    sumq2 = s.sq2[p]!;
     if (sumq2 > 0 && fr(sumqx * sumqx) > fr(best * sumq2)) {
       d = fr(sumqx / sumq2);
       best = fr(d * sumqx);
@@ -281,18 +294,16 @@ const kernel = lazyKernel("iq4", buildSearchKernel, (e, mem) => {
 /** Whether the WebAssembly search kernel is in use (tests assert it on Node ≥ 20; instantiates it). */
 export const IQ4_WASM = (): boolean => kernel.available();
 
-const SC = new Float64Array(CHUNK / 32); // sub-block scales of the current chunk
-
-/** Scales of `nsub` (≤ CHUNK/32) consecutive sub-blocks starting at src[start] → SC[0..nsub). */
-function subScales(src: Float32Array, start: number, nsub: number, useWasm: boolean): void {
+/** Scales of `nsub` (≤ CHUNK/32) consecutive sub-blocks starting at src[start] → s.sc[0..nsub). */
+function subScales(s: Iq4Scratch, src: Float32Array, start: number, nsub: number, useWasm: boolean): void {
   const k = useWasm ? kernel.get() : undefined;
   if (k) {
     k.in32.set(src.subarray(start, start + 32 * nsub));
     k.run(nsub);
     const { scales, flags } = k;
-    for (let i = 0; i < nsub; i++) SC[i] = flags[i] === 0 ? scales[i]! : searchScale(src, start + 32 * i);
+    for (let i = 0; i < nsub; i++) s.sc[i] = flags[i] === 0 ? scales[i]! : searchScale(s, src, start + 32 * i);
   } else {
-    for (let i = 0; i < nsub; i++) SC[i] = searchScale(src, start + 32 * i);
+    for (let i = 0; i < nsub; i++) s.sc[i] = searchScale(s, src, start + 32 * i);
   }
 }
 
@@ -300,12 +311,13 @@ function subScales(src: Float32Array, start: number, nsub: number, useWasm: bool
 // IQ4_NL: 32 values, d f16 + qs[16] (18 bytes)
 
 function quantizeNLWith(src: Float32Array, dst: Uint8Array, useWasm: boolean): void {
+  const s = new Iq4Scratch();
   const nb = (src.length / 32) | 0;
   for (let b0 = 0; b0 < nb; b0 += CHUNK / 32) {
     const cnt = Math.min(CHUNK / 32, nb - b0);
-    subScales(src, 32 * b0, cnt, useWasm);
+    subScales(s, src, 32 * b0, cnt, useWasm);
     for (let k = 0, x0 = 32 * b0, o = 18 * b0; k < cnt; k++, x0 += 32, o += 18) {
-      const scale = SC[k]!;
+      const scale = s.sc[k]!;
       const h = f16(scale);
       dst[o] = h;
       dst[o + 1] = h >>> 8;
@@ -340,22 +352,21 @@ function dequantizeNL(src: Uint8Array, dst: Float32Array): void {
 // ---------------------------------------------------------------------------------------------
 // IQ4_XS: 256 values, d f16 · scales_h u16 · scales_l[4] · qs[128] (136 bytes)
 
-const SCALES = new Float64Array(8);
-
 function quantizeXSWith(src: Float32Array, dst: Uint8Array, useWasm: boolean): void {
+  const s = new Iq4Scratch();
   const nb = (src.length / 256) | 0;
   for (let i = 0, x0 = 0, o = 0; i < nb; i++, x0 += 256, o += 136) {
     const k = i % (CHUNK / 256);
-    if (k === 0) subScales(src, x0, 8 * Math.min(CHUNK / 256, nb - i), useWasm);
+    if (k === 0) subScales(s, src, x0, 8 * Math.min(CHUNK / 256, nb - i), useWasm);
     let amaxS = 0;
     let maxS = 0;
     for (let ib = 0; ib < 8; ib++) {
-      const s = SC[8 * k + ib]!;
-      SCALES[ib] = s;
-      const a = Math.abs(s);
+      const sb = s.sc[8 * k + ib]!;
+      s.scales[ib] = sb;
+      const a = Math.abs(sb);
       if (a > amaxS) {
         amaxS = a;
-        maxS = s;
+        maxS = sb;
       }
     }
     const d = fr(-maxS / 32);
@@ -365,7 +376,7 @@ function quantizeXSWith(src: Float32Array, dst: Uint8Array, useWasm: boolean): v
     const id = d !== 0 ? fr(1 / d) : 0;
     let scalesH = 0;
     for (let ib = 0; ib < 8; ib++) {
-      let l = nearestInt(fr(id * SCALES[ib]!));
+      let l = nearestInt(fr(id * s.scales[ib]!));
       l = Math.max(-32, Math.min(31, l));
       const dl = fr(d * l);
       const idl = dl !== 0 ? fr(1 / dl) : 0;

@@ -6,7 +6,7 @@
  * readable reference of all four and the fallback (instantiate.ts's policy), tested on its own: every
  * float32 operation is one Math.fround of the double result.
  */
-import { toF16Fast } from "../../formats/half.js";
+import { f16Lut, toF16Fast } from "../../formats/half.js";
 import type { BlockCodec } from "./codec.js";
 import type { GGMLType } from "./types.js";
 import { ModuleBuilder } from "../wasm/builder.js";
@@ -226,6 +226,7 @@ export function quantizeLegacyScalar(spec: LegacySpec, src: Float32Array, dst: U
   const qs = asym ? (bits5 ? 8 : 4) : bits5 ? 6 : 2;
   const qhAt = asym ? 4 : 2;
   const lim = clamp > 0 ? clamp : 255;
+  const levels = new Uint8Array(QK);
   for (let i = 0, x0 = 0, o = 0; i < nb; i++, x0 += QK, o += bytes) {
     let d: number;
     let min = 0;
@@ -245,21 +246,62 @@ export function quantizeLegacyScalar(spec: LegacySpec, src: Float32Array, dst: U
       dst[o + 2] = hm;
       dst[o + 3] = hm >>> 8;
     }
-    let qh = 0;
     for (let j = 0; j < 16; j++) {
       const xa = src[x0 + j]!;
       const xb = src[x0 + j + 16]!;
-      const a = Math.min(lim, fr(fr((asym ? fr(xa - min) : xa) * id) + bias) | 0);
-      const b = Math.min(lim, fr(fr((asym ? fr(xb - min) : xb) * id) + bias) | 0);
-      dst[o + qs + j] = (a & 15) | ((b & 15) << 4);
-      if (bits5) qh |= (((a >>> 4) & 1) << j) | (((b >>> 4) & 1) << (j + 16));
+      levels[j] = Math.min(lim, fr(fr((asym ? fr(xa - min) : xa) * id) + bias) | 0);
+      levels[j + 16] = Math.min(lim, fr(fr((asym ? fr(xb - min) : xb) * id) + bias) | 0);
     }
-    if (bits5) {
-      dst[o + qhAt] = qh;
-      dst[o + qhAt + 1] = qh >>> 8;
-      dst[o + qhAt + 2] = qh >>> 16;
-      dst[o + qhAt + 3] = qh >>> 24;
+    packLegacyLevels(levels, dst, o, qs, qhAt, bits5);
+  }
+}
+
+/**
+ * The four legacy dequantizers as one (ggml-quants.c dequantize_row_q4_0 / _q4_1 / _q5_0 / _q5_1):
+ * level l = low nibble | high bit << 4 (5-bit types, qh bit j = level j's bit 4; level j + 16 in the
+ * byte's high nibble and qh bit j + 16). Symmetric: y = (l - offset)·d with offset 8 or 16 — a small
+ * integer times a float32 is exact in double, so the store's one rounding is C's float multiply.
+ * Asymmetric: y = l·d + m, two float32 roundings (no FMA in the C).
+ */
+export function dequantizeLegacy(spec: LegacySpec, src: Uint8Array, dst: Float32Array): void {
+  const { asym, bits5, bytes } = spec;
+  const lut = f16Lut();
+  const qs = asym ? (bits5 ? 8 : 4) : bits5 ? 6 : 2;
+  const qhAt = asym ? 4 : 2;
+  const offset = asym ? 0 : bits5 ? 16 : 8;
+  const nb = (dst.length / QK) | 0;
+  for (let i = 0, o = 0, y = 0; i < nb; i++, o += bytes, y += QK) {
+    const d = lut[src[o]! | (src[o + 1]! << 8)]!;
+    const m = asym ? lut[src[o + 2]! | (src[o + 3]! << 8)]! : 0;
+    const qh = bits5 ? src[o + qhAt]! | (src[o + qhAt + 1]! << 8) | (src[o + qhAt + 2]! << 16) | (src[o + qhAt + 3]! << 24) : 0;
+    for (let j = 0; j < 16; j++) {
+      const b = src[o + qs + j]!;
+      const la = ((b & 15) | (((qh >>> j) & 1) << 4)) - offset;
+      const lb = ((b >>> 4) | (((qh >>> (j + 16)) & 1) << 4)) - offset;
+      dst[y + j] = asym ? fr(la * d) + m : la * d;
+      dst[y + j + 16] = asym ? fr(lb * d) + m : lb * d;
     }
+  }
+}
+
+/**
+ * Pack 32 levels (level j and j + 16 share byte j; 5-bit types put each level's bit 4 in the u32 qh)
+ * into a block at dst[o..] whose nibbles start at `qs` and whose qh (5-bit types) starts at `qhAt`.
+ * Shared by the scalar quantizer below and the importance-weighted rows (weighted.ts).
+ */
+export function packLegacyLevels(L: ArrayLike<number>, dst: Uint8Array, o: number, qs: number, qhAt: number, bits5: boolean): void {
+  let qh = 0;
+  for (let j = 0; j < 16; j++) {
+    const a = L[j]! & 0xff;
+    const b = L[j + 16]! & 0xff;
+    dst[o + qs + j] = (a & 15) | ((b & 15) << 4);
+    if (bits5) qh |= (((a >>> 4) & 1) << j) | (((b >>> 4) & 1) << (j + 16));
+  }
+  if (bits5) {
+    dst[o + qhAt] = qh;
+    dst[o + qhAt + 1] = qh >>> 8;
+    dst[o + qhAt + 2] = qh >>> 16;
+    dst[o + qhAt + 3] = qh >>> 24;
   }
 }
 
@@ -411,10 +453,10 @@ export function legacyQuantizer(
 export function legacyCodec(
   name: keyof typeof LEGACY,
   type: GGMLType,
-  dequantize: (src: Uint8Array, dst: Float32Array) => void,
 ): { codec: BlockCodec; scalar: (src: Float32Array, dst: Uint8Array) => void; usesWasm: () => boolean } {
   const spec = LEGACY[name];
   const scalar = (src: Float32Array, dst: Uint8Array): void => quantizeLegacyScalar(spec, src, dst);
   const { quantize, usesWasm } = legacyQuantizer(name, spec, scalar);
+  const dequantize = (src: Uint8Array, dst: Float32Array): void => dequantizeLegacy(spec, src, dst);
   return { codec: { type, blockSize: QK, typeSize: spec.bytes, quantize, dequantize }, scalar, usesWasm };
 }

@@ -1,34 +1,16 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { f16Lut } from "../../formats/half.js";
 import { legacyCodec } from "./legacy.js";
 
 /**
  * Q5_0: 32 values per block, fp16 scale + 32 high bits (u32 LE) + 16 bytes of low nibbles (22 bytes).
- * Bit-exact port of ggml's quantize_row_q5_0_ref / dequantize_row_q5_0 (ggml/src/ggml-quants.c):
+ * Bit-exact port of ggml's quantize_row_q5_0_ref (ggml/src/ggml-quants.c):
  *   max = signed value of the first strictly largest |x|; d = max / -16; id = d ? 1/d : 0;
  *   q = MIN(31, (int8)(x*id + 16.5f)); qs[j] = q[j]&15 | (q[j+16]&15) << 4; qh bit j = q[j] >> 4.
  * Every float32 operation is one Math.fround of the double result (exact emulation).
  */
 
-const QK = 32;
-const BYTES = 22;
-
-function dequantize(src: Uint8Array, dst: Float32Array): void {
-  const lut = f16Lut();
-  const nb = (dst.length / QK) | 0;
-  for (let i = 0, o = 0, y = 0; i < nb; i++, o += BYTES, y += QK) {
-    const d = lut[src[o]! | (src[o + 1]! << 8)]!;
-    const qh = src[o + 2]! | (src[o + 3]! << 8) | (src[o + 4]! << 16) | (src[o + 5]! << 24);
-    for (let j = 0; j < 16; j++) {
-      const b = src[o + 6 + j]!;
-      dst[y + j] = (((b & 15) | (((qh >>> j) & 1) << 4)) - 16) * d;
-      dst[y + j + 16] = (((b >>> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16) * d;
-    }
-  }
-}
-
-const codec = legacyCodec("q5_0", GGMLType.Q5_0, dequantize);
+const codec = legacyCodec("q5_0", GGMLType.Q5_0);
 /** Scalar JS path (legacy.ts quantizeLegacyScalar; the fallback without WebAssembly SIMD, exported for the tests). */
 export const quantizeQ5_0Scalar = codec.scalar;
 /** Whether the WebAssembly SIMD kernel is in use (tests assert it on Node ≥ 20; instantiates it). */

@@ -24,12 +24,42 @@ import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { F, H2F, nearestInt, packScaleMinK4, pack2bit, putF16, q6kTail, toF16 } from "./kquant-common.js";
 import type { TheMin } from "./kquant-common.js";
+import { packLegacyLevels } from "./legacy.js";
+import { KVALUES_IQ4NL, bestIndex } from "./iq4.js";
 
 /** GROUP_MAX_EPS */
 const EPS = F(1e-15);
 
 /** nearest_int(fval) for a float32 value (kquant-common.ts: exact arithmetic form, the bit formula outside it). */
 const nearest = nearestInt;
+
+/**
+ * The working arrays of one weighted quantize call (allocated per call by withImportance, passed to
+ * every row function: no module-level mutable state).
+ */
+class WScratch {
+  /** importance weights of the current 16/32-value group */
+  readonly wt = new Float64Array(32);
+  /** levels of one legacy block (signed storage: make_qx_quants; unsigned: make_qkx3_quants) */
+  readonly l32 = new Int8Array(32);
+  readonly u32 = new Uint8Array(32);
+  /** makeQkx3's second output and its trial levels */
+  readonly theMin: TheMin = { theMin: 0 };
+  readonly laux = new Uint8Array(32);
+  /** K-quant super-block levels, sub-block scales/mins, their weights and 4/6-bit codes */
+  readonly lk = new Uint8Array(256);
+  readonly lk8 = new Int8Array(256);
+  readonly scales = new Float64Array(16);
+  readonly dd16 = new Float64Array(16);
+  readonly mins = new Float64Array(16);
+  readonly sw = new Float64Array(16);
+  readonly ls = new Uint8Array(16);
+  readonly lm = new Uint8Array(16);
+  readonly ls8 = new Int8Array(16);
+  /** IQ4 levels and sub-block scales */
+  readonly liq = new Uint8Array(256);
+  readonly siq = new Float64Array(8);
+}
 
 // ---------------------------------------------------------------------------------------------
 // the shared searches (ggml-quants.c), with quant_weights always given
@@ -91,15 +121,12 @@ function makeQxQuantsW(n: number, nmax: number, x: ArrayLike<number>, xo: number
   return scale;
 }
 
-/** scratch for makeQkx3's second output */
-const QKX3: TheMin = { theMin: 0 };
-const LAUX = new Uint8Array(32);
 
 /**
  * make_qkx3_quants(n, nmax, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad = false), weights
  * given: x at x[xo..), weights w[0..n), levels to L[lo..lo+n); the_min written to out.theMin.
  */
-function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: ArrayLike<number>, L: Uint8Array, lo: number, rmin: number, rdelta: number, nstep: number, out: TheMin): number {
+function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: ArrayLike<number>, L: Uint8Array, lo: number, rmin: number, rdelta: number, nstep: number, out: TheMin, laux: Uint8Array): number {
   let min = x[xo]!;
   let max = x[xo]!;
   let sumW = w[0]!;
@@ -145,7 +172,7 @@ function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: 
       const xi = x[xo + i]!;
       let l = nearest(F(iscale * F(xi - min)));
       l = Math.max(0, Math.min(nmax, l));
-      LAUX[i] = l;
+      laux[i] = l;
       const wi = w[i]!;
       sumL = F(sumL + F(wi * l));
       sumL2 = F(sumL2 + F(F(wi * l) * l));
@@ -161,12 +188,12 @@ function makeQkx3(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: 
       }
       let mad = 0;
       for (let i = 0; i < n; ++i) {
-        let diff = F(F(F(thisScale * LAUX[i]!) + thisMin) - x[xo + i]!);
+        let diff = F(F(F(thisScale * laux[i]!) + thisMin) - x[xo + i]!);
         diff = F(diff * diff);
         mad = F(mad + F(w[i]! * diff));
       }
       if (mad < bestMad) {
-        for (let i = 0; i < n; ++i) L[lo + i] = LAUX[i]!;
+        for (let i = 0; i < n; ++i) L[lo + i] = laux[i]!;
         bestMad = mad;
         scale = thisScale;
         min = thisMin;
@@ -267,67 +294,33 @@ function sumSquares(x: Float32Array, xo: number, n: number): number {
 // ---------------------------------------------------------------------------------------------
 // legacy 32-blocks
 
-const WT = new Float64Array(32);
-const L32 = new Int8Array(32);
-const U32 = new Uint8Array(32);
-
 /** quantize_row_q4_0_impl / quantize_row_q5_0_impl: one row of n floats at x[xo..] → dst[o..]. */
-function rowQ40(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
+function rowQ40(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
   const sigma2 = F(sumSquares(x, xo, n) / n);
   const size = five ? 22 : 18;
   for (let ib = 0; ib < n / 32; ++ib) {
     const bo = xo + 32 * ib;
-    importanceWeights(x, bo, qw, 32 * ib, sigma2, 32, WT);
-    const d = makeQxQuantsW(32, five ? 16 : 8, x, bo, L32, 0, WT, 0);
+    importanceWeights(x, bo, qw, 32 * ib, sigma2, 32, s.wt);
+    const d = makeQxQuantsW(32, five ? 16 : 8, x, bo, s.l32, 0, s.wt, 0);
     const p = o + size * ib;
     putF16(dst, p, toF16(d));
-    if (!five) {
-      for (let j = 0; j < 16; ++j) dst[p + 2 + j] = (L32[j]! | (L32[j + 16]! << 4)) & 0xff;
-    } else {
-      let qh = 0;
-      for (let j = 0; j < 16; ++j) {
-        const a = L32[j]! & 0xff;
-        const b = L32[j + 16]! & 0xff;
-        dst[p + 6 + j] = (a & 15) | ((b & 15) << 4);
-        qh |= ((a & 0x10) >>> 4) << j;
-        qh |= ((b & 0x10) >>> 4) << (j + 16);
-      }
-      dst[p + 2] = qh & 0xff;
-      dst[p + 3] = (qh >>> 8) & 0xff;
-      dst[p + 4] = (qh >>> 16) & 0xff;
-      dst[p + 5] = (qh >>> 24) & 0xff;
-    }
+    packLegacyLevels(s.l32, dst, p, five ? 6 : 2, 2, five);
   }
 }
 
 /** quantize_row_q4_1_impl / quantize_row_q5_1_impl. */
-function rowQ41(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
+function rowQ41(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
   const sigma2 = F(sumSquares(x, xo, n) / n);
   const size = five ? 24 : 20;
   for (let ib = 0; ib < n / 32; ++ib) {
     const bo = xo + 32 * ib;
-    importanceWeights(x, bo, qw, 32 * ib, sigma2, 32, WT);
-    const d = makeQkx3(32, five ? 31 : 15, x, bo, WT, U32, 0, -0.9, 0.05, 36, QKX3);
-    const min = QKX3.theMin;
+    importanceWeights(x, bo, qw, 32 * ib, sigma2, 32, s.wt);
+    const d = makeQkx3(32, five ? 31 : 15, x, bo, s.wt, s.u32, 0, -0.9, 0.05, 36, s.theMin, s.laux);
+    const min = s.theMin.theMin;
     const p = o + size * ib;
     putF16(dst, p, toF16(d));
     putF16(dst, p + 2, toF16(F(-min)));
-    if (!five) {
-      for (let j = 0; j < 16; ++j) dst[p + 4 + j] = U32[j]! | (U32[j + 16]! << 4);
-    } else {
-      let qh = 0;
-      for (let j = 0; j < 16; ++j) {
-        const a = U32[j]!;
-        const b = U32[j + 16]!;
-        dst[p + 8 + j] = ((a & 15) | ((b & 15) << 4)) & 0xff;
-        qh |= ((a & 0x10) >>> 4) << j;
-        qh |= ((b & 0x10) >>> 4) << (j + 16);
-      }
-      dst[p + 4] = qh & 0xff;
-      dst[p + 5] = (qh >>> 8) & 0xff;
-      dst[p + 6] = (qh >>> 16) & 0xff;
-      dst[p + 7] = (qh >>> 24) & 0xff;
-    }
+    packLegacyLevels(s.u32, dst, p, five ? 8 : 4, 4, five);
   }
 }
 
@@ -335,38 +328,29 @@ function rowQ41(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: U
 // K-quants
 
 const QK = 256;
-const LK = new Uint8Array(QK);
-const LK8 = new Int8Array(QK);
-const SCALES = new Float64Array(16);
-const DD16 = new Float64Array(16);
-const MINS = new Float64Array(16);
-const SW = new Float64Array(16);
-const LS = new Uint8Array(16);
-const LM = new Uint8Array(16);
-const LS8 = new Int8Array(16);
 
 /** quantize_row_q2_K_impl (84-byte blocks: scales[16], qs[64], d, dmin). */
-function rowQ2K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+function rowQ2K(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
   for (let i = 0; i < n / QK; ++i) {
     const bx = xo + QK * i;
     const p = o + 84 * i;
-    SW.fill(0);
+    s.sw.fill(0);
     const sigma2 = F(sumSquares(x, bx, QK) / QK);
     for (let j = 0; j < 16; ++j) {
-      importanceWeights(x, bx + 16 * j, qw, QK * i + 16 * j, sigma2, 16, WT);
-      for (let l = 0; l < 16; ++l) SW[j] = F(SW[j]! + WT[l]!);
-      SCALES[j] = makeQkx3(16, 3, x, bx + 16 * j, WT, LK, 16 * j, -0.9, 0.05, 36, QKX3);
-      MINS[j] = QKX3.theMin;
+      importanceWeights(x, bx + 16 * j, qw, QK * i + 16 * j, sigma2, 16, s.wt);
+      for (let l = 0; l < 16; ++l) s.sw[j] = F(s.sw[j]! + s.wt[l]!);
+      s.scales[j] = makeQkx3(16, 3, x, bx + 16 * j, s.wt, s.lk, 16 * j, -0.9, 0.05, 36, s.theMin, s.laux);
+      s.mins[j] = s.theMin.theMin;
     }
-    let dm = makeQpQuants(16, 15, SCALES, LS, SW);
-    let mm = makeQpQuants(16, 15, MINS, LM, SW);
+    let dm = makeQpQuants(16, 15, s.scales, s.ls, s.sw);
+    let mm = makeQpQuants(16, 15, s.mins, s.lm, s.sw);
     const dh = toF16(dm);
     const mh = toF16(mm);
     putF16(dst, p + 80, dh);
     putF16(dst, p + 82, mh);
     dm = H2F[dh]!;
     mm = H2F[mh]!;
-    for (let j = 0; j < 16; ++j) dst[p + j] = (LS[j]! | (LM[j]! << 4)) & 0xff;
+    for (let j = 0; j < 16; ++j) dst[p + j] = (s.ls[j]! | (s.lm[j]! << 4)) & 0xff;
     for (let j = 0; j < 16; ++j) {
       const sc = dst[p + j]!;
       const d = F(dm * (sc & 15));
@@ -374,31 +358,31 @@ function rowQ2K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: U
       const m = F(mm * (sc >> 4));
       for (let ii = 0; ii < 16; ++ii) {
         const l = nearest(F(F(x[bx + 16 * j + ii]! + m) / d));
-        LK[16 * j + ii] = Math.max(0, Math.min(3, l));
+        s.lk[16 * j + ii] = Math.max(0, Math.min(3, l));
       }
     }
-    pack2bit(dst, p + 16, LK);
+    pack2bit(dst, p + 16, s.lk);
   }
 }
 
 /** quantize_row_q3_K_impl (110-byte blocks: hmask[32], qs[64], scales[12], d). */
-function rowQ3K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+function rowQ3K(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
   for (let i = 0; i < n / QK; ++i) {
     const bx = xo + QK * i;
     const p = o + 110 * i;
     const sigma2 = F(F(2 * sumSquares(x, bx, QK)) / QK);
     for (let j = 0; j < 16; ++j) {
-      importanceWeights(x, bx + 16 * j, qw, QK * i + 16 * j, sigma2, 16, WT);
+      importanceWeights(x, bx + 16 * j, qw, QK * i + 16 * j, sigma2, 16, s.wt);
       let sumw = 0;
-      for (let l = 0; l < 16; ++l) sumw = F(sumw + WT[l]!);
-      SW[j] = sumw;
-      SCALES[j] = makeQxQuantsW(16, 4, x, bx + 16 * j, LK8, 16 * j, WT, 0);
+      for (let l = 0; l < 16; ++l) sumw = F(sumw + s.wt[l]!);
+      s.sw[j] = sumw;
+      s.scales[j] = makeQxQuantsW(16, 4, x, bx + 16 * j, s.lk8, 16 * j, s.wt, 0);
     }
     const so = p + 96;
     for (let k = 0; k < 12; ++k) dst[so + k] = 0;
-    const dBlock = makeQxQuantsW(16, 32, SCALES, 0, LS8, 0, SW, 0);
+    const dBlock = makeQxQuantsW(16, 32, s.scales, 0, s.ls8, 0, s.sw, 0);
     for (let j = 0; j < 16; ++j) {
-      let l = LS8[j]!;
+      let l = s.ls8[j]!;
       if (j < 8) dst[so + j] = l & 15;
       else dst[so + j - 8] |= (l & 15) << 4;
       l >>= 4;
@@ -414,24 +398,23 @@ function rowQ3K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: U
       if (!d) continue;
       for (let ii = 0; ii < 16; ++ii) {
         const l = nearest(F(x[bx + 16 * j + ii]! / d));
-        LK8[16 * j + ii] = Math.max(-4, Math.min(3, l)) + 4;
+        s.lk8[16 * j + ii] = Math.max(-4, Math.min(3, l)) + 4;
       }
     }
     for (let k = 0; k < 32; ++k) dst[p + k] = 0;
     for (let e = 0; e < QK; ++e) {
-      if (LK8[e]! > 3) {
+      if (s.lk8[e]! > 3) {
         dst[p + (e & 31)] |= 1 << (e >> 5);
-        LK8[e] = LK8[e]! - 4;
+        s.lk8[e] = s.lk8[e]! - 4;
       }
     }
-    pack2bit(dst, p + 32, LK8);
+    pack2bit(dst, p + 32, s.lk8);
   }
 }
 
-const W32 = new Float64Array(32);
 
 /** quantize_row_q4_K_impl / quantize_row_q5_K_impl (d, dmin, scales[12], [qh[32]], qs[128]). */
-function rowQ45K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
+function rowQ45K(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
   const nmax = five ? 31 : 15;
   const size = five ? 176 : 144;
   for (let i = 0; i < n / QK; ++i) {
@@ -439,23 +422,23 @@ function rowQ45K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: 
     const p = o + size * i;
     const sigma2 = F(F(2 * sumSquares(x, bx, QK)) / QK);
     for (let j = 0; j < 8; ++j) {
-      importanceWeights(x, bx + 32 * j, qw, QK * i + 32 * j, sigma2, 32, W32);
+      importanceWeights(x, bx + 32 * j, qw, QK * i + 32 * j, sigma2, 32, s.wt);
       let sumw = 0;
-      for (let l = 0; l < 32; ++l) sumw = F(sumw + W32[l]!);
-      SW[j] = sumw;
-      SCALES[j] = makeQkx3(32, nmax, x, bx + 32 * j, W32, LK, 32 * j, -0.9, 0.05, 36, QKX3);
-      MINS[j] = QKX3.theMin;
+      for (let l = 0; l < 32; ++l) sumw = F(sumw + s.wt[l]!);
+      s.sw[j] = sumw;
+      s.scales[j] = makeQkx3(32, nmax, x, bx + 32 * j, s.wt, s.lk, 32 * j, -0.9, 0.05, 36, s.theMin, s.laux);
+      s.mins[j] = s.theMin.theMin;
     }
-    const dBlock = makeQpQuants(8, 63, SCALES, LS, SW);
-    const mBlock = makeQpQuants(8, 63, MINS, LM, SW);
+    const dBlock = makeQpQuants(8, 63, s.scales, s.ls, s.sw);
+    const mBlock = makeQpQuants(8, 63, s.mins, s.lm, s.sw);
     if (five) {
       for (let j = 0; j < 8; ++j) {
-        LS[j] = Math.min(63, LS[j]!);
-        LM[j] = Math.min(63, LM[j]!);
+        s.ls[j] = Math.min(63, s.ls[j]!);
+        s.lm[j] = Math.min(63, s.lm[j]!);
       }
     }
     for (let k = 0; k < 12; ++k) dst[p + 4 + k] = 0;
-    packScaleMinK4(dst, p + 4, LS, LM);
+    packScaleMinK4(dst, p + 4, s.ls, s.lm);
     const dh = toF16(dBlock);
     const mh = toF16(mBlock);
     putF16(dst, p, dh);
@@ -470,12 +453,12 @@ function rowQ45K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: 
       const dm = F(m0 * m);
       for (let ii = 0; ii < 32; ++ii) {
         const l = nearest(F(F(x[bx + 32 * j + ii]! + dm) / d));
-        LK[32 * j + ii] = Math.max(0, Math.min(nmax, l));
+        s.lk[32 * j + ii] = Math.max(0, Math.min(nmax, l));
       }
     }
     if (!five) {
       const q = p + 16;
-      for (let c = 0; c < 4; ++c) for (let l = 0; l < 32; ++l) dst[q + 32 * c + l] = LK[64 * c + l]! | (LK[64 * c + 32 + l]! << 4);
+      for (let c = 0; c < 4; ++c) for (let l = 0; l < 32; ++l) dst[q + 32 * c + l] = s.lk[64 * c + l]! | (s.lk[64 * c + 32 + l]! << 4);
     } else {
       const qh = p + 16;
       const ql = p + 48;
@@ -484,12 +467,12 @@ function rowQ45K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: 
         const m1 = 1 << (2 * c);
         const m2 = m1 << 1;
         for (let l = 0; l < 32; ++l) {
-          let a = LK[64 * c + l]!;
+          let a = s.lk[64 * c + l]!;
           if (a > 15) {
             a -= 16;
             dst[qh + l] |= m1;
           }
-          let b = LK[64 * c + 32 + l]!;
+          let b = s.lk[64 * c + 32 + l]!;
           if (b > 15) {
             b -= 16;
             dst[qh + l] |= m2;
@@ -502,18 +485,18 @@ function rowQ45K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: 
 }
 
 /** quantize_row_q6_K_impl (ql[128], qh[64], scales[16], d). */
-function rowQ6K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+function rowQ6K(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
   for (let i = 0; i < n / QK; ++i) {
     const bx = xo + QK * i;
     const p = o + 210 * i;
-    for (let ib = 0; ib < 16; ++ib) SCALES[ib] = makeQxQuantsW(16, 32, x, bx + 16 * ib, LK8, 16 * ib, qw, QK * i + 16 * ib);
-    if (!q6kTail(SCALES, 0, dst, p, DD16, 0)) continue; // all zero
+    for (let ib = 0; ib < 16; ++ib) s.scales[ib] = makeQxQuantsW(16, 32, x, bx + 16 * ib, s.lk8, 16 * ib, qw, QK * i + 16 * ib);
+    if (!q6kTail(s.scales, 0, dst, p, s.dd16, 0)) continue; // all zero
     for (let j = 0; j < 16; ++j) {
-      const d = DD16[j]!;
+      const d = s.dd16[j]!;
       if (!d) continue;
       for (let ii = 0; ii < 16; ++ii) {
         const l = nearest(F(x[bx + 16 * j + ii]! / d));
-        LK8[16 * j + ii] = Math.max(-32, Math.min(31, l)) + 32;
+        s.lk8[16 * j + ii] = Math.max(-32, Math.min(31, l)) + 32;
       }
     }
     for (let h = 0; h < 2; ++h) {
@@ -521,10 +504,10 @@ function rowQ6K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: U
       const ql = p + 64 * h;
       const qh = p + 128 + 32 * h;
       for (let l = 0; l < 32; ++l) {
-        const a = LK8[bl + l]!;
-        const c = LK8[bl + 32 + l]!;
-        const e = LK8[bl + 64 + l]!;
-        const g = LK8[bl + 96 + l]!;
+        const a = s.lk8[bl + l]!;
+        const c = s.lk8[bl + 32 + l]!;
+        const e = s.lk8[bl + 64 + l]!;
+        const g = s.lk8[bl + 96 + l]!;
         dst[ql + l] = (a & 15) | ((e & 15) << 4);
         dst[ql + 32 + l] = (c & 15) | ((g & 15) << 4);
         dst[qh + l] = (a >> 4) | ((c >> 4) << 2) | ((e >> 4) << 4) | ((g >> 4) << 6);
@@ -536,27 +519,10 @@ function rowQ6K(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: U
 // ---------------------------------------------------------------------------------------------
 // IQ4_NL / IQ4_XS (quantize_row_iq4_nl_impl with quant_weights, ntry = 7)
 
-const KV = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113] as const;
-
-/** best_index_int8(16, kvalues_iq4nl, x), literally. */
-function bestIndex(v: number): number {
-  if (v <= KV[0]) return 0;
-  if (v >= KV[15]) return 15;
-  let ml = 0;
-  let mu = 15;
-  while (mu - ml > 1) {
-    const mav = (ml + mu) >> 1;
-    if (v < KV[mav]!) mu = mav;
-    else ml = mav;
-  }
-  return F(v - KV[mu - 1]!) < F(KV[mu]! - v) ? mu - 1 : mu;
-}
-
-const LIQ = new Uint8Array(QK);
-const SIQ = new Float64Array(8);
+const KV = KVALUES_IQ4NL;
 
 /** One IQ4 super-block of `sbs` values (32: IQ4_NL, 256: IQ4_XS) at x[xo..], importance qw[wo..]. */
-function iq4Block(sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo: number, dst: Uint8Array, o: number): void {
+function iq4Block(s: WScratch, sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo: number, dst: Uint8Array, o: number): void {
   let sigma2 = sumSquares(x, xo, sbs);
   sigma2 = F(sigma2 * F(2 / sbs));
   const nsub = sbs / 32;
@@ -567,7 +533,7 @@ function iq4Block(sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo
   let amaxScale = 0;
   for (let ib = 0; ib < nsub; ++ib) {
     const xb = xo + 32 * ib;
-    importanceWeights(x, xb, qw, wo + 32 * ib, sigma2, 32, WT);
+    importanceWeights(x, xb, qw, wo + 32 * ib, sigma2, 32, s.wt);
     let amax = 0;
     let max = 0;
     for (let j = 0; j < 32; ++j) {
@@ -578,7 +544,7 @@ function iq4Block(sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo
       }
     }
     if (amax < EPS) {
-      SIQ[ib] = 0;
+      s.siq[ib] = 0;
       continue;
     }
     let d = F(-max / KV[0]);
@@ -588,9 +554,9 @@ function iq4Block(sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo
     for (let j = 0; j < 32; ++j) {
       const xj = x[xb + j]!;
       const l = bestIndex(F(id * xj));
-      LIQ[32 * ib + j] = l;
+      s.liq[32 * ib + j] = l;
       const q = KV[l]!;
-      const w = WT[j]!;
+      const w = s.wt[j]!;
       sumqx = F(sumqx + F(F(w * q) * xj));
       sumq2 = F(sumq2 + F(F(w * q) * q));
     }
@@ -603,7 +569,7 @@ function iq4Block(sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo
       for (let j = 0; j < 32; ++j) {
         const xj = x[xb + j]!;
         const q = KV[bestIndex(F(id * xj))]!;
-        const w = WT[j]!;
+        const w = s.wt[j]!;
         sumqx = F(sumqx + F(F(w * q) * xj));
         sumq2 = F(sumq2 + F(F(w * q) * q));
       }
@@ -612,7 +578,7 @@ function iq4Block(sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo
         best = F(d * sumqx);
       }
     }
-    SIQ[ib] = d;
+    s.siq[ib] = d;
     const ad = Math.abs(d);
     if (ad > amaxScale) {
       amaxScale = ad;
@@ -625,11 +591,11 @@ function iq4Block(sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo
     putF16(dst, o, toF16(d));
     const id = d ? F(1 / d) : 0;
     for (let ib = 0; ib < nsub; ++ib) {
-      let l = nearest(F(id * SIQ[ib]!));
+      let l = nearest(F(id * s.siq[ib]!));
       l = Math.max(-32, Math.min(31, l));
       const dl = F(d * l);
       const idl = dl ? F(1 / dl) : 0;
-      for (let j = 0; j < 32; ++j) LIQ[32 * ib + j] = bestIndex(F(idl * x[xo + 32 * ib + j]!));
+      for (let j = 0; j < 32; ++j) s.liq[32 * ib + j] = bestIndex(F(idl * x[xo + 32 * ib + j]!));
       l += 32;
       const sl = o + 4 + (ib >> 1);
       if ((ib & 1) === 0) dst[sl] = l & 15;
@@ -639,36 +605,36 @@ function iq4Block(sbs: number, x: Float32Array, xo: number, qw: Float32Array, wo
     dst[o + 2] = scalesH & 0xff;
     dst[o + 3] = (scalesH >>> 8) & 0xff;
   } else {
-    putF16(dst, o, toF16(SIQ[0]!));
-    const id = SIQ[0] ? F(1 / SIQ[0]) : 0;
-    for (let j = 0; j < sbs; ++j) LIQ[j] = bestIndex(F(id * x[xo + j]!));
+    putF16(dst, o, toF16(s.siq[0]!));
+    const id = s.siq[0] ? F(1 / s.siq[0]) : 0;
+    for (let j = 0; j < sbs; ++j) s.liq[j] = bestIndex(F(id * x[xo + j]!));
   }
-  for (let i = 0; i < sbs / 32; ++i) for (let j = 0; j < 16; ++j) dst[q4 + 16 * i + j] = LIQ[32 * i + j]! | (LIQ[32 * i + 16 + j]! << 4);
+  for (let i = 0; i < sbs / 32; ++i) for (let j = 0; j < 16; ++j) dst[q4 + 16 * i + j] = s.liq[32 * i + j]! | (s.liq[32 * i + 16 + j]! << 4);
 }
 
-function rowIQ4NL(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
-  for (let ib = 0; ib < n / 32; ++ib) iq4Block(32, x, xo + 32 * ib, qw, 32 * ib, dst, o + 18 * ib);
+function rowIQ4NL(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+  for (let ib = 0; ib < n / 32; ++ib) iq4Block(s, 32, x, xo + 32 * ib, qw, 32 * ib, dst, o + 18 * ib);
 }
 
-function rowIQ4XS(x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
-  for (let ib = 0; ib < n / QK; ++ib) iq4Block(QK, x, xo + QK * ib, qw, QK * ib, dst, o + 136 * ib);
+function rowIQ4XS(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number): void {
+  for (let ib = 0; ib < n / QK; ++ib) iq4Block(s, QK, x, xo + QK * ib, qw, QK * ib, dst, o + 136 * ib);
 }
 
 // ---------------------------------------------------------------------------------------------
 
 /** One row of n_per_row = qw.length floats at x[xo..] → its bytes at dst[o..] (ggml's _impl). */
-export type WeightedRow = (x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number) => void;
+type WeightedRow = (s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number) => void;
 
 /** The weighted row quantizer of each type whose ggml quantizer reads quant_weights. */
-export const WEIGHTED_ROWS: ReadonlyMap<GGMLType, WeightedRow> = new Map<GGMLType, WeightedRow>([
-  [GGMLType.Q4_0, (x, xo, n, qw, d, o) => rowQ40(x, xo, n, qw, d, o, false)],
-  [GGMLType.Q5_0, (x, xo, n, qw, d, o) => rowQ40(x, xo, n, qw, d, o, true)],
-  [GGMLType.Q4_1, (x, xo, n, qw, d, o) => rowQ41(x, xo, n, qw, d, o, false)],
-  [GGMLType.Q5_1, (x, xo, n, qw, d, o) => rowQ41(x, xo, n, qw, d, o, true)],
+const WEIGHTED_ROWS: ReadonlyMap<GGMLType, WeightedRow> = new Map<GGMLType, WeightedRow>([
+  [GGMLType.Q4_0, (s, x, xo, n, qw, d, o) => rowQ40(s, x, xo, n, qw, d, o, false)],
+  [GGMLType.Q5_0, (s, x, xo, n, qw, d, o) => rowQ40(s, x, xo, n, qw, d, o, true)],
+  [GGMLType.Q4_1, (s, x, xo, n, qw, d, o) => rowQ41(s, x, xo, n, qw, d, o, false)],
+  [GGMLType.Q5_1, (s, x, xo, n, qw, d, o) => rowQ41(s, x, xo, n, qw, d, o, true)],
   [GGMLType.Q2_K, rowQ2K],
   [GGMLType.Q3_K, rowQ3K],
-  [GGMLType.Q4_K, (x, xo, n, qw, d, o) => rowQ45K(x, xo, n, qw, d, o, false)],
-  [GGMLType.Q5_K, (x, xo, n, qw, d, o) => rowQ45K(x, xo, n, qw, d, o, true)],
+  [GGMLType.Q4_K, (s, x, xo, n, qw, d, o) => rowQ45K(s, x, xo, n, qw, d, o, false)],
+  [GGMLType.Q5_K, (s, x, xo, n, qw, d, o) => rowQ45K(s, x, xo, n, qw, d, o, true)],
   [GGMLType.Q6_K, rowQ6K],
   [GGMLType.IQ4_NL, rowIQ4NL],
   [GGMLType.IQ4_XS, rowIQ4XS],
@@ -697,7 +663,8 @@ export function withImportance(codec: BlockCodec): BlockCodec {
       const rowSize = (n / codec.blockSize) * codec.typeSize;
       const rows = src.length / n;
       if (dst.length < rows * rowSize) throw new Error(`destination holds ${dst.length} bytes, need ${rows * rowSize}`);
-      for (let r = 0; r < rows; ++r) row(src, r * n, n, qw, dst, r * rowSize);
+      const scratch = new WScratch();
+      for (let r = 0; r < rows; ++r) row(scratch, src, r * n, n, qw, dst, r * rowSize);
     },
   };
 }
