@@ -50,6 +50,12 @@ export function ggmlGeluF32(x: number, tanhUlps = 0): number {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
+/**
+ * The ggml_table_gelu_f16 entries (F16 input bits) where the emulation is one F16 ulp off glibc 2.36's tanhf;
+ * test/models/ggml-f16-tables.test.ts asserts this is exactly the set of differing entries.
+ */
+export const GELU_TABLE_TANHF_ENTRIES: readonly number[] = [0xbfff];
+
 const quickTable = new Float32Array(65536);
 const geluTable = new Float32Array(65536);
 for (let i = 0; i < 65536; i++) {
