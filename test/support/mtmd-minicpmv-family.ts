@@ -26,7 +26,7 @@ import { runPlan } from "../../src/convert/pipeline.js";
 import { openCheckpoint } from "../../src/convert/dequantize.js";
 import { writeTinyMinicpmv, writeTinyMinicpmvInt4, RELEASE_CLIP_VERSION, type MinicpmvReleaseId } from "../../fixtures/minicpmv.js";
 import { clipPixels, maxRelError, mtmdCli, mtmdEncode, testImage, writePpm, type MtmdEncodeResult } from "./mtmd.js";
-import { GGML_CPU_NUMERICS, loadMinicpmvVisionWeights, minicpmvVisionConfigFromHf, minicpmvVisionForward, type MinicpmvVisionConfig, type WeightLoader } from "./reference-minicpmv-vision.js";
+import { EXACT_NUMERICS, GGML_CPU_NUMERICS, loadMinicpmvVisionWeights, minicpmvVisionConfigFromHf, minicpmvVisionForward, type MinicpmvVisionConfig, type WeightLoader } from "./reference-minicpmv-vision.js";
 import { addedTokenId } from "./minicpmv-family.js";
 
 const IMAGE = testImage(448, 448);
@@ -44,7 +44,7 @@ function storedVisionLayers(names: Iterable<string>): number {
 export function mtmdFamilyTests(release: MinicpmvReleaseId): void {
   let tmp = "";
   let imageFile = "";
-  const pairs: Record<"bf16" | "int4", { dir: string; llm: string; mmproj: string; ref?: Float64Array }> = {
+  const pairs: Record<"bf16" | "int4", { dir: string; llm: string; mmproj: string; ref?: Float64Array; noTable?: Float64Array; exact?: Float64Array }> = {
     bf16: { dir: "", llm: "", mmproj: "" },
     int4: { dir: "", llm: "", mmproj: "" },
   };
@@ -82,7 +82,13 @@ export function mtmdFamilyTests(release: MinicpmvReleaseId): void {
         const md = metadata as Record<string, unknown>;
         assert.equal(md["clip.minicpmv_version"], RELEASE_CLIP_VERSION[release]);
         const pixels = clipPixels(IMAGE, md["clip.vision.image_mean"] as number[], md["clip.vision.image_std"] as number[]);
-        p.ref = minicpmvVisionForward(await loadMinicpmvVisionWeights(load, cfg), cfg, pixels, 448, 448, { numerics: GGML_CPU_NUMERICS });
+        const w = await loadMinicpmvVisionWeights(load, cfg);
+        p.ref = minicpmvVisionForward(w, cfg, pixels, 448, 448, { numerics: GGML_CPU_NUMERICS });
+        if (which === "bf16") {
+          // for the report: the F16 GELU table off (patch F16 kept), and the exact HF numerics
+          p.noTable = minicpmvVisionForward(w, cfg, pixels, 448, 448, { numerics: { ...GGML_CPU_NUMERICS, geluF16Table: false } });
+          p.exact = minicpmvVisionForward(w, cfg, pixels, 448, 448, { numerics: EXACT_NUMERICS });
+        }
       } finally {
         await ck.close();
       }
@@ -109,6 +115,13 @@ export function mtmdFamilyTests(release: MinicpmvReleaseId): void {
       const err = maxRelError(oneImageChunk(r), pairs[which].ref!);
       t.diagnostic(`${release} ${which}: max |llama.cpp − reference| / max |reference| = ${err.toExponential(3)}`);
       assert.ok(err <= TOL, `max relative error ${err} > ${TOL}`);
+      if (which === "bf16") {
+        const e = oneImageChunk(r);
+        const noTable = maxRelError(e, pairs.bf16.noTable!);
+        const exact = maxRelError(e, pairs.bf16.exact!);
+        t.diagnostic(`${release} bf16: with the F16 GELU table emulation off ${noTable.toExponential(3)}, exact HF numerics ${exact.toExponential(3)}`);
+        assert.ok(exact < 1e-2, `exact-numerics reference differs by ${exact}`);
+      }
     });
   }
 

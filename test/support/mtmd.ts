@@ -75,6 +75,18 @@ export interface MtmdEncodeRequest {
   /** mtmd_context_params.image_min_tokens / image_max_tokens (default: from the GGUF) */
   imageMinTokens?: number;
   imageMaxTokens?: number;
+  /**
+   * Names of encoder graph nodes (clip.cpp's `cb(cur, name, il)` names, e.g. "ffn_up_b-0") whose F32 values to
+   * copy out while the image chunks are encoded, through mtmd_context_params.cb_eval (ggml_backend_sched's eval
+   * callback: asked per node, then called with the computed tensor). Observing a node does not change its value.
+   */
+  capture?: string[];
+}
+
+/** a captured encoder node: ggml's ne[] (ne[0] fastest) and its F32 values, contiguous */
+export interface MtmdCapturedTensor {
+  ne: number[];
+  data: Float32Array;
 }
 
 export type MtmdChunkType = "text" | "image" | "audio";
@@ -97,6 +109,8 @@ export interface MtmdEncodeResult {
   chunks: MtmdChunk[];
   /** one per image chunk, in chunk order: nTokens × nEmbd floats, token-major */
   embeddings: Float32Array[];
+  /** the nodes asked for in `capture`, by name (the last image chunk's value when several chunks are encoded) */
+  captured: Record<string, MtmdCapturedTensor>;
   /** the child's stderr (llama.cpp / clip.cpp log) */
   log: string;
 }
@@ -111,6 +125,7 @@ interface WireEncodeAnswer {
   useMrope?: boolean;
   chunks?: MtmdChunk[];
   embeddings?: string[];
+  captured?: Record<string, { ne: number[]; data: string }>;
   error?: string;
 }
 
@@ -140,6 +155,10 @@ export async function mtmdEncode(req: MtmdEncodeRequest): Promise<MtmdEncodeResu
       const b = Buffer.from(b64, "base64");
       return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
     }),
+    captured: Object.fromEntries(Object.entries(a.captured ?? {}).map(([k, v]) => {
+      const b = Buffer.from(v.data, "base64");
+      return [k, { ne: v.ne, data: new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)) }];
+    })),
     log: stderr,
   };
 }
@@ -302,6 +321,7 @@ async function encodeInChild(req: WireEncodeRequest): Promise<WireEncodeAnswer> 
   const dir = req.libDir;
   // load order: ggml, then llama, then mtmd (each finds the previous through its rpath as well)
   const ggml = koffi.load(path.join(dir, "libggml.so"));
+  const ggmlBase = koffi.load(path.join(dir, "libggml-base.so"));
   const llama = koffi.load(path.join(dir, "libllama.so"));
   const mtmd = koffi.load(path.join(dir, "libmtmd.so"));
 
@@ -396,6 +416,35 @@ async function encodeInChild(req: WireEncodeRequest): Promise<WireEncodeAnswer> 
   cp.warmup = false;
   if (req.imageMinTokens !== undefined) cp.image_min_tokens = req.imageMinTokens;
   if (req.imageMaxTokens !== undefined) cp.image_max_tokens = req.imageMaxTokens;
+  const captured: Record<string, { ne: number[]; data: string }> = {};
+  let captureError: string | undefined;
+  if (req.capture?.length) {
+    // ggml/include/ggml-backend.h ggml_backend_sched_eval_callback; ggml.h struct ggml_tensor: type (int) at 0,
+    // buffer at 8, int64_t ne[4] at 16
+    const want = new Set(req.capture);
+    const getName = ggmlBase.func("const char *ggml_get_name(const void *t)");
+    const nbytes = ggmlBase.func("size_t ggml_nbytes(const void *t)");
+    const isContiguous = ggmlBase.func("bool ggml_is_contiguous(const void *t)");
+    const tensorGet = ggmlBase.func("void ggml_backend_tensor_get(const void *t, _Out_ uint8_t *data, size_t offset, size_t size)");
+    const EvalCb = koffi.proto("bool ggufy_eval_cb(void *t, bool ask, void *user_data)");
+    const cb = koffi.register((t: unknown, ask: boolean): boolean => {
+      const name = getName(t) as string;
+      if (ask) return want.has(name);
+      if (!want.has(name)) return true;
+      const type = koffi.decode(t, 0, "int32_t") as number;
+      const ne = (koffi.decode(t, 16, "int64_t", 4) as ArrayLike<number | bigint>);
+      if (type !== 0 || !isContiguous(t)) {
+        captureError ??= `captured node ${name} is not a contiguous F32 tensor (type ${type})`;
+        return false; // cancels the graph compute; reported below
+      }
+      const buf = new Uint8Array(Number(nbytes(t)));
+      tensorGet(t, buf, 0, buf.length);
+      captured[name] = { ne: Array.from(ne, Number), data: Buffer.from(buf).toString("base64") };
+      return true;
+    }, koffi.pointer(EvalCb));
+    cp.cb_eval = cb;
+    cp.cb_eval_user_data = null;
+  }
   const ctx = initFromFile(req.mmproj, model, cp);
   if (!ctx) throw new Error(`mtmd_init_from_file failed for ${req.mmproj}`);
   if (!supportVision(ctx)) throw new Error(`${req.mmproj}: mtmd_support_vision is false`);
@@ -440,6 +489,7 @@ async function encodeInChild(req: WireEncodeRequest): Promise<WireEncodeAnswer> 
         c.decoderPos = pos;
       }
       const erc = Number(encodeChunk(ctx, ch));
+      if (captureError) throw new Error(captureError);
       if (erc !== 0) throw new Error(`mtmd_encode_chunk returned ${erc} for chunk ${i}`);
       const p = outputEmbd(ctx);
       if (!p) throw new Error("mtmd_get_output_embd returned NULL");
@@ -452,7 +502,8 @@ async function encodeInChild(req: WireEncodeRequest): Promise<WireEncodeAnswer> 
   bitmapFree(bitmap);
   mtmdFree(ctx);
   modelFree(model);
-  return { nEmbd, useMrope: mrope, chunks: outChunks, embeddings };
+  for (const name of req.capture ?? []) if (!captured[name]) throw new Error(`no encoder node named ${name} was computed`);
+  return { nEmbd, useMrope: mrope, chunks: outChunks, embeddings, captured };
 }
 
 if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url) {

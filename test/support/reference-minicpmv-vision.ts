@@ -34,12 +34,16 @@
  *   (ggufy writes the 4-D kernel F16, as the legacy image-encoder script does): pixels and kernel are rounded
  *   to F16 before the products;
  * - `geluF16Table`: ggml-cpu's GELU (vec.h ggml_vec_gelu_f32 with GGML_GELU_FP16) rounds its input to F16 and
- *   looks up ggml_table_gelu_f16 (F16 of ggml_gelu_f32): reference-gemma.ts ggmlGeluF16.
+ *   looks up ggml_table_gelu_f16 (F16 of ggml_gelu_f32), with its ±10 clamps: ggml-f16-tables.ts ggmlGeluTable
+ *   (checked against libggml-cpu.so's table entry by entry). SigLIP's MLP is clip.cpp build_ffn FFN_GELU →
+ *   ggml_gelu, so the table is on this path as quick GELU is on Qwen2-VL's; here a flipped F16 rounding moves the
+ *   embeddings far less (the e2e tests print the error with the table emulation off).
  * With GGML_CPU_NUMERICS the embeddings agree with llama.cpp's to ~1e-6 relative; with EXACT_NUMERICS they
  * differ by the F16 roundings (the e2e test prints both).
  */
 import { fromF16, toF16 } from "../../src/formats/half.js";
-import { geluTanh, ggmlGeluF16 } from "./reference-gemma.js";
+import { geluTanh } from "./reference-gemma.js";
+import { ggmlGeluTable } from "./ggml-f16-tables.js";
 
 export interface MinicpmvVisionConfig {
   /** vision_config.hidden_size */
@@ -343,7 +347,7 @@ export function minicpmvVisionForward(w: MinicpmvVisionWeights, cfg: MinicpmvVis
     }
   }
 
-  const gelu = num.geluF16Table ? ggmlGeluF16 : geluTanh;
+  const gelu = num.geluF16Table ? ggmlGeluTable : geluTanh;
   const hd = V / cfg.visionHeads;
   for (const L of w.layers) {
     const x = layerNorm(h, n, V, L.ln1w, L.ln1b, cfg.visionEps);

@@ -18,14 +18,23 @@
  *
  * `numerics: "ggml"` reproduces what llama.cpp's CPU backend computes where it deviates from the real-number
  * definition (documented ggml behaviour, not the model's): ggml_conv_2d im2cols the pixels to F16 (ggml.c, for a
- * non-BF16 kernel); quick GELU and GELU are ggml-cpu's F16 tables (vec.h GGML_GELU_QUICK_FP16 / GGML_GELU_FP16:
- * input rounded to F16, F16 result; GELU is the tanh form, nn.GELU() the erf one). `numerics: "exact"` is the HF
- * definition. The F16 tables make "ggml" a near copy, not a bit copy: an input whose float32 value in llama.cpp
- * sits one ulp across an F16 rounding boundary from this float64 one is one F16 ulp apart after the table
- * (see QwenVisionProbe).
+ * non-BF16 kernel); quick GELU (the ViT MLP: clip.cpp build_ffn FFN_GELU_QUICK → ggml_gelu_quick) and GELU (the
+ * merger: FFN_GELU → ggml_gelu) are ggml-cpu's F16 tables (vec.h GGML_GELU_QUICK_FP16 / GGML_GELU_FP16, always
+ * defined: input rounded to F16, the table's F16 result; test/support/ggml-f16-tables.ts, checked entry by entry
+ * against libggml-cpu.so's tables; GELU is the tanh form, nn.GELU() the erf one). `numerics: "exact"` is the HF
+ * definition; `activations: "exact"` keeps the F16 im2col but evaluates both activations exactly (the table
+ * emulation switched off).
+ *
+ * The F16 tables make "ggml" a near copy, not a bit copy: an input that llama.cpp's float32 arithmetic puts one
+ * float32 ulp across an F16 rounding midpoint from this float64 reference reads the neighbouring entry, a whole F16
+ * ulp (2^-11 relative) away, and with Qwen2-VL's quick GELU in every block that is enough to move the embeddings of
+ * the tiny test model by ~2.5e-4 (see QwenVisionProbe). `f16Ties` settles exactly those inputs: given llama.cpp's
+ * own table inputs (captured from libmtmd, test/support/mtmd.ts `capture`), an element whose F16 rounding differs
+ * from the reference's while the two values are within `tol` · max |llama.cpp's input| of each other is looked up
+ * at llama.cpp's F16 value (a tie), anything else at the reference's own. Nothing else of llama.cpp's is used.
  */
 import { fromF16, toF16 } from "../../src/formats/half.js";
-import { ggmlGeluF16 } from "./reference-gemma.js";
+import { ggmlGeluTable, ggmlQuickGeluTable } from "./ggml-f16-tables.js";
 
 export type WeightLoader = (name: string) => Promise<{ data: Float32Array; shape: readonly number[] }>;
 export type QwenVisionNumerics = "exact" | "ggml";
@@ -139,12 +148,6 @@ function erf(x: number): number {
 }
 
 const quickGelu = (x: number): number => x / (1 + Math.exp(-1.702 * x));
-/** ggml-cpu's quick GELU with GGML_GELU_QUICK_FP16: F16 input → ggml_table_gelu_quick_f16 (F16 of ggml_gelu_quick_f32) */
-function ggmlQuickGeluF16(x: number): number {
-  const f = Math.fround;
-  const h = r16(x);
-  return r16(f(h * f(1 / f(1 + f(Math.exp(f(-1.702 * h)))))));
-}
 const geluErf = (x: number): number => 0.5 * x * (1 + erf(x / Math.SQRT2));
 
 function linear(w: Float32Array, b: Float32Array | undefined, x: Float64Array, rows: number, cols: number): Float64Array {
@@ -181,6 +184,41 @@ function norm(x: Float64Array, w: Float32Array, b: Float32Array | undefined, rms
  */
 export interface QwenVisionProbe {
   quickGeluInputUlps?: number;
+  /** "exact": both activations by their definition even with numerics "ggml" (the F16-table emulation off) */
+  activations?: "table" | "exact";
+  f16Ties?: QwenVisionTies;
+  /** called with each patch's quick-GELU input (fc1 output, F values) of block `layer` before the activation; may change it in place */
+  quickGeluInput?: (layer: number, patch: number, u: Float64Array) => void;
+}
+
+/**
+ * llama.cpp's inputs to the F16 activation tables, from libmtmd's encoder graph (Qwen2-VL: no window reordering,
+ * so its rows are in the reference's patch / merged-token order): `quickGelu[l]` = "ffn_up_b-l" ([N patches][F]),
+ * `gelu` = the merger's "ffn_up_b" ([tokens][4·E]). `ties` / `far` are counted by the forward pass.
+ */
+export interface QwenVisionTies {
+  quickGelu: Float32Array[];
+  gelu?: Float32Array;
+  /** how close (relative to the tensor's max |value|) two inputs must be for a differing F16 rounding to count as a tie */
+  tol: number;
+  ties: number;
+  /** elements whose F16 rounding differs and whose inputs are farther apart than tol (left at the reference's) */
+  far: number;
+}
+
+const absMax = (a: Float32Array): number => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+
+/** settle the F16 ties of `u` (row `row` of a [rows][u.length] table input) with llama.cpp's values `g` */
+function settleTies(u: Float64Array, g: Float32Array, row: number, scale: number, ties: QwenVisionTies): void {
+  const o = row * u.length;
+  for (let i = 0; i < u.length; i++) {
+    const y = g[o + i]!;
+    if (toF16(Math.fround(u[i]!)) === toF16(y)) continue;
+    if (Math.abs(u[i]! - y) <= ties.tol * scale) {
+      u[i] = y;
+      ties.ties++;
+    } else ties.far++;
+  }
 }
 
 const f32a = new Float32Array(1);
@@ -245,7 +283,11 @@ export function qwenVisionForward(w: QwenVisionWeights, cfg: QwenVisionConfig, p
   // window of each patch (2.5): merged-token tiles of windowMerged × windowMerged
   const win = pos.map(([hp, wp]) => (cfg.windowMerged > 0 ? Math.floor(hp / 2 / cfg.windowMerged) * 1e6 + Math.floor(wp / 2 / cfg.windowMerged) : 0));
   const rms = cfg.kind === "qwen25vl";
-  const act = cfg.kind === "qwen2vl" ? (ggml ? ggmlQuickGeluF16 : quickGelu) : undefined;
+  const tables = ggml && probe.activations !== "exact";
+  const act = cfg.kind === "qwen2vl" ? (tables ? ggmlQuickGeluTable : quickGelu) : undefined;
+  const ties = probe.f16Ties;
+  if (ties && (ties.quickGelu.length !== (act ? cfg.depth : 0) || ties.quickGelu.some((g) => g.length !== N * F))) throw new Error("f16Ties.quickGelu: one [N][F] input per quick-GELU block expected");
+  const tieScale = ties?.quickGelu.map(absMax) ?? [];
   for (let l = 0; l < cfg.depth; l++) {
     const b = w.blocks[l]!;
     const full = cfg.kind === "qwen2vl" || cfg.fullAtt.includes(l);
@@ -287,6 +329,8 @@ export function qwenVisionForward(w: QwenVisionWeights, cfg: QwenVisionConfig, p
       const h = norm(x, b.n2w, b.n2b, rms, cfg.eps);
       const u = linear(b.up, b.upb, h, F, E);
       if (act) {
+        probe.quickGeluInput?.(l, n, u);
+        if (ties) settleTies(u, ties.quickGelu[l]!, n, tieScale[l]!, ties);
         const k = probe.quickGeluInputUlps ?? 0;
         for (let i = 0; i < F; i++) u[i] = act(k === 0 ? u[i]! : nudgeF32(u[i]!, (n + i) % 2 === 0 ? k : -k));
       }
@@ -301,13 +345,16 @@ export function qwenVisionForward(w: QwenVisionWeights, cfg: QwenVisionConfig, p
     xs = next;
   }
   // merger
-  const gelu = ggml ? ggmlGeluF16 : geluErf;
+  const gelu = tables ? ggmlGeluTable : geluErf;
   const T = N / 4;
+  if (ties?.gelu && ties.gelu.length !== T * 4 * E) throw new Error("f16Ties.gelu: a [tokens][4E] input expected");
+  const geluScale = ties?.gelu ? absMax(ties.gelu) : 0;
   const out = new Float64Array(T * cfg.outDim);
   for (let t = 0; t < T; t++) {
     const cat = new Float64Array(4 * E);
     for (let k = 0; k < 4; k++) cat.set(norm(xs[t * 4 + k]!, w.lnq, w.lnqb, rms, cfg.eps), k * E);
     const h = linear(w.mm0, w.mm0b, cat, 4 * E, 4 * E);
+    if (ties?.gelu) settleTies(h, ties.gelu, t, geluScale, ties);
     for (let i = 0; i < h.length; i++) h[i] = gelu(h[i]!);
     out.set(linear(w.mm2, w.mm2b, h, cfg.outDim, 4 * E), t * cfg.outDim);
   }
