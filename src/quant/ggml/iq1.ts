@@ -3,6 +3,7 @@ import { GGMLType } from "./types.js";
 import { toF16 } from "../../formats/half.js";
 import { H2F } from "./kquant-common.js";
 import { F, IQ1S_GRID, nearestInt, clampI, checkDeqArgs, quantizeIqRows, latticeIq1s, type Lattice } from "./iq-common.js";
+import { iq1Kernel, IQ1_BLOCKS, type Iq1Kernel } from "./iq1-wasm.js";
 
 /**
  * IQ1_S (1.5625 bpw) and IQ1_M (1.75 bpw): ternary 8-vectors from the 2048-point grid plus a ±1/8
@@ -12,6 +13,11 @@ import { F, IQ1S_GRID, nearestInt, clampI, checkDeqArgs, quantizeIqRows, lattice
  * only); glibc's qsort is a stable merge sort for such small arrays, so ties keep index order here.
  * IQ1_S needs an importance vector (ggml asserts it); IQ1_M without one uses weight = x² as ggml does
  * (llama-quantize still refuses IQ1_M without an imatrix; the codec is marked requiresImatrix).
+ *
+ * The quantizers run as a WebAssembly kernel when available (iq1-wasm.ts: the same operations in the
+ * same order, with the sort, the split scans and the neighbour search vectorised); this file is the
+ * readable reference and the fallback (GGUFY_NO_WASM, no WebAssembly, and any block the kernel
+ * flags: non-finite input or scales, or no neighbour found).
  */
 
 const DELTA = 0.125; // IQ1S_DELTA = IQ1M_DELTA
@@ -411,12 +417,64 @@ function dequantIq1m(src: Uint8Array, dst: Float32Array): void {
   }
 }
 
+type BlockFn = (s: Iq1Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number) => void;
+const blockS: BlockFn = (s, x, xo, w, qo, d, o) => quantizeIq1sBlock(s, x, xo, w!, qo, d, o);
+
+/** IQ1_S in TypeScript only (the fallback; exported for the tests that compare it with the kernel) */
+export function quantizeIq1sScalar(src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void {
+  quantizeIqRows("IQ1_S", 50, src, dst, qw, true, new Iq1Scratch(), blockS);
+}
+
+/** IQ1_M in TypeScript only (see quantizeIq1sScalar) */
+export function quantizeIq1mScalar(src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void {
+  quantizeIqRows("IQ1_M", 56, src, dst, qw, false, new Iq1Scratch(), quantizeIq1mBlock);
+}
+
+const kernel = iq1Kernel(latticeIq1s);
+/** Whether the WebAssembly kernel (iq1-wasm.ts) is in use (instantiates it). */
+export const IQ1_WASM = (): boolean => kernel.available();
+
+/**
+ * The rows through the kernel: quantizeIqRows checks the arguments and hands out the blocks with
+ * their importance rows; they are batched IQ1_BLOCKS at a time into the module's memory, and the
+ * blocks the kernel flags are redone by the TypeScript block function.
+ */
+function quantizeWasm(k: Iq1Kernel, m: boolean, src: Float32Array, dst: Uint8Array, qw: Float32Array | null | undefined): void {
+  const name = m ? "IQ1_M" : "IQ1_S";
+  const size = m ? 56 : 50;
+  const block = m ? quantizeIq1mBlock : blockS;
+  const s = new Iq1Scratch();
+  const pos = new Int32Array(2 * IQ1_BLOCKS);
+  let n = 0;
+  let o0 = 0;
+  const flush = (): void => {
+    if (n === 0) return;
+    const bad = m ? k.m(n, qw ? 1 : 0) : k.s(n);
+    dst.set(k.out.subarray(0, n * size), o0);
+    if (bad) for (let b = 0; b < n; b++) if (k.flags[b]) block(s, src, pos[2 * b]!, qw, pos[2 * b + 1]!, dst, o0 + b * size);
+    n = 0;
+  };
+  quantizeIqRows(name, size, src, dst, qw, !m, s, (_s, x, xo, w, qo, _d, o) => {
+    if (n === 0) o0 = o;
+    k.x.set(x.subarray(xo, xo + QK), QK * n);
+    if (w) k.qw.set(w.subarray(qo, qo + QK), QK * n);
+    pos[2 * n] = xo;
+    pos[2 * n + 1] = qo;
+    if (++n === IQ1_BLOCKS) flush();
+  });
+  flush();
+}
+
 export const iq1_s: BlockCodec = {
   type: GGMLType.IQ1_S,
   blockSize: 256,
   typeSize: 50,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeIqRows("IQ1_S", 50, src, dst, qw, true, new Iq1Scratch(), (s, x, xo, w, qo, d, o) => quantizeIq1sBlock(s, x, xo, w!, qo, d, o)),
+  quantize: (src, dst, qw) => {
+    const k = kernel.get();
+    if (k) quantizeWasm(k, false, src, dst, qw);
+    else quantizeIq1sScalar(src, dst, qw);
+  },
   dequantize: dequantIq1s,
 };
 
@@ -425,6 +483,10 @@ export const iq1_m: BlockCodec = {
   blockSize: 256,
   typeSize: 56,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeIqRows("IQ1_M", 56, src, dst, qw, false, new Iq1Scratch(), quantizeIq1mBlock),
+  quantize: (src, dst, qw) => {
+    const k = kernel.get();
+    if (k) quantizeWasm(k, true, src, dst, qw);
+    else quantizeIq1mScalar(src, dst, qw);
+  },
   dequantize: dequantIq1m,
 };
