@@ -20,10 +20,12 @@
  *   state after the i1 ≤ j < i2 part on (i1, i2) and is the previous i2's state plus one term, so
  *   only the i2 ≤ j < 16 part is summed per pair: the same additions in the same order. Each term
  *   w·x_l·x (w·x_l·x_l) is formed once per (j, l), the same float product as C forms each time.
- * - iq1_find_best_neighbour2 runs four neighbours per vector: the eight terms w·(scale·q − x)² of a
- *   group are formed once per level (24 floats), each lane sums its neighbour's eight in C's order,
+ * - iq1_find_best_neighbour2 runs four neighbours per vector, two vectors per pass (independent
+ *   chains of float adds hide their latency): the eight terms w·(scale·q − x)² of a group are formed
+ *   once per level (24 floats, looked up per lane with a byte swizzle), each lane sums its
+ *   neighbour's eight in C's order,
  *   and the lanes keep their first strict minimum; the lane with the smallest (d2, position) is the
- *   neighbour C's scan keeps (its first strict minimum). Lists are padded to a multiple of four with
+ *   neighbour C's scan keeps (its first strict minimum). Lists are padded to a multiple of eight with
  *   their last entry, which can only tie with it at a later position.
  * - The neighbour lists (iq2xs_init_impl: the grid points at the three smallest distinct squared
  *   distances, by (distance, index)) are built inside the module the first time a point needs one,
@@ -52,7 +54,7 @@ export const IQ1_BLOCKS = 64;
 const QK = 256;
 const NGRID = 2048;
 const KMAP = 43692; // iq2xs_init_impl kmap_size
-const MAXLIST = NGRID + 3; // a list can hold every grid point, plus the padding
+const MAXLIST = NGRID + 7; // a list can hold every grid point, plus the padding to a multiple of 8
 
 // memory layout (bytes)
 const X = 0; // input blocks, f32 [IQ1_BLOCKS][256]
@@ -72,16 +74,21 @@ const CT = TQ + 17 * 48; // x_p at CT, x_m at CT + 16 (3 f32 each)
 const SCW = CT + 32; // IQ1_M packed scales, i32 [4]
 const POOLP = SCW + 16; // i32: next free byte of the neighbour pool
 const PTRS = POOLP + 16; // i32 [4]: write pointers of the three distance sections, and a dummy
-const TRASH = PTRS + 16; // where the dummy pointer writes
-const SLOT = TRASH + 16; // i32 [33]: section of each squared level distance (3 = none)
+const SLOT = PTRS + 16; // i32 [33]: section of each squared level distance (3 = none)
 const HIST = SLOT + 144; // i32 [33]
 const D2 = HIST + 144; // i32 [2048]: squared level distances to the point being listed
 const CODE = D2 + 4 * NGRID; // u16 [2048]: grid point levels, 2 bits per coordinate
-const MAP = CODE + 2 * NGRID; // i32 [KMAP]: grid index of a packed level vector, −1 off the grid
+const LB = CODE + 2 * NGRID; // u8 [2048][8]: 4 · level of each coordinate (swizzle byte offsets)
+const MAP = LB + 8 * NGRID; // i32 [KMAP]: grid index of a packed level vector, −1 off the grid
 const NBP = MAP + 4 * KMAP; // i32 [KMAP]: address of a built neighbour list, 0 before
 const POOL = NBP + 4 * KMAP; // lists: 16-byte header (i32 count), then u32 entries index | code << 16
-const POOL_END = POOL + 1_440_000; // the 4513 lists of IQ1 need 1 382 ~ KB
-const END = POOL_END;
+const POOL_END = POOL + 1_600_000; // the 4513 lists of IQ1 (padded) need ~1.5 MB
+const TRASH = POOL_END - 16; // where the dummy section pointer writes (never part of a list)
+// the LB bytes of the entries, transposed by fours: the entries at POOL + 16g … + 16g + 15 (n = 0..3)
+// have coordinate i's byte at POOLB + 32g + 4i + n (bAddr)
+const POOLB = POOL_END;
+const B_OFF = POOLB - 2 * POOL;
+const END = POOLB + 2 * (POOL_END - POOL);
 
 const DELTA = 0.125; // IQ1S_DELTA = IQ1M_DELTA
 const XP = [-1 + DELTA, DELTA, 1 + DELTA];
@@ -107,15 +114,21 @@ function forRange(f: Fn, i: I, from: number | I, to: number | I, body: (cont: La
 /** push the f32 at address (local a) + off */
 const ldf = (f: Fn, a: I, off = 0): Fn => f.get(a).f32.load(off);
 
+/** b = the B_OFF-relative address of coordinate 0's LB byte of the entry at POOL address (local a) */
+function bAddr(f: Fn, a: I, b: I): void {
+  f.get(a).i32.const(-16).i32.and().i32.const(1).i32.shl().get(a).i32.const(2).i32.shrU().i32.const(3).i32.and().i32.add().set(b);
+}
+
 /** nb(u): builds the neighbour list of the off-grid u (Lattice.neighbours: nwant = 3); 0 when the pool is full */
 function addBuildList(mod: ModuleBuilder): FuncBuilder<{ u: "i32" }> {
   const f = mod.func("nb", { u: "i32" }, "i32");
   const u = f.p.u;
   const p = f.i32("p"), j = f.i32("j"), s = f.i32("s"), nl = f.i32("nl"), total = f.i32("total"), a = f.i32("a"), sl = f.i32("sl"), e = f.i32("e");
+  const b = f.i32("b"), e0 = f.i32("e0");
   const LU = f.locals("v128", 8, "lu");
   const C = f.v128("C"), Dv = f.v128("D"), T = f.v128("T");
   f.i32.const(0).i32.load(POOLP).set(p);
-  f.get(p).i32.const(16 + 4 * MAXLIST).i32.add().i32.const(POOL_END).i32.gtU().if(() => f.i32.const(0).return());
+  f.get(p).i32.const(16 + 4 * MAXLIST).i32.add().i32.const(TRASH).i32.gtU().if(() => f.i32.const(0).return());
   for (let c = 0; c < 8; c++) f.get(u).i32.const(2 * c).i32.shrU().i32.const(3).i32.and().i32x4.splat().set(LU[c]!);
   // squared level distances (Σ (l_c − lu_c)², a quarter of C's Σ (q_c − pos_c)²: the same order)
   f.i32.const(0).set(j);
@@ -155,14 +168,20 @@ function addBuildList(mod: ModuleBuilder): FuncBuilder<{ u: "i32" }> {
     f.get(j).i32.const(2).i32.shl().i32.load(D2).i32.const(2).i32.shl().i32.load(SLOT).tee(sl);
     f.i32.const(2).i32.shl().i32.load(PTRS).tee(a);
     f.get(j).get(j).i32.const(1).i32.shl().i32.load16U(CODE).i32.const(16).i32.shl().i32.or().i32.store();
+    bAddr(f, a, b);
+    f.get(j).i32.const(3).i32.shl().set(e);
+    for (let i = 0; i < 8; i++) f.get(b).get(e).i32.load8U(LB + i).i32.store8(B_OFF + 4 * i);
     f.get(sl).i32.const(2).i32.shl().get(a).i32.const(4).get(sl).i32.const(3).i32.ltS().i32.mul().i32.add().i32.store(PTRS);
   });
-  // pad to a multiple of four with the last entry
-  f.get(p).get(total).i32.const(2).i32.shl().i32.add().i32.load(12).set(e);
+  // pad to a multiple of eight with the last entry
+  f.get(p).get(total).i32.const(2).i32.shl().i32.add().i32.const(12).i32.add().tee(a).i32.load().set(e);
+  bAddr(f, a, e0);
   f.block((done) =>
     f.loop((top) => {
-      f.get(total).i32.const(3).i32.and().i32.eqz().brIf(done);
-      f.get(p).get(total).i32.const(2).i32.shl().i32.add().get(e).i32.store(16);
+      f.get(total).i32.const(7).i32.and().i32.eqz().brIf(done);
+      f.get(p).get(total).i32.const(2).i32.shl().i32.add().i32.const(16).i32.add().tee(a).get(e).i32.store();
+      bAddr(f, a, b);
+      for (let i = 0; i < 8; i++) f.get(b).get(e0).i32.load8U(B_OFF + 4 * i).i32.store8(B_OFF + 4 * i);
       f.get(total).i32.const(1).i32.add().set(total).br(top);
     }),
   );
@@ -181,43 +200,57 @@ function addBuildList(mod: ModuleBuilder): FuncBuilder<{ u: "i32" }> {
 function addBestNeighbour(mod: ModuleBuilder, build: FuncBuilder): FuncBuilder {
   const f = mod.func("bn", { u: "i32", xa: "i32", wa: "i32", scale: "f32", xg: "i32" }, "i32");
   const { u, xa, wa, scale, xg } = f.p;
-  const p = f.i32("p"), e = f.i32("e"), end = f.i32("end"), bp = f.i32("bp"), q = f.i32("q");
+  const p = f.i32("p"), e = f.i32("e"), end = f.i32("end"), bp = f.i32("bp"), q = f.i32("q"), b = f.i32("b");
   const S = f.locals("f32", 3, "s"), diff = f.f32("diff"), bv = f.f32("bv"), v = f.f32("v");
-  const T = Array.from({ length: 8 }, (_, i) => f.locals("v128", 3, `t${i}_`));
-  const E = f.v128("E"), D = f.v128("D"), BEST = f.v128("BEST"), BPOS = f.v128("BPOS"), POS = f.v128("POS"), better = f.v128("better");
+  const T = Array.from({ length: 8 }, (_, i) => f.local("v128", `t${i}`));
+  const t = f.f32("t"), C0123 = f.v128("C0123");
+  const VA = f.locals("v128", 2, "va"), VB = f.locals("v128", 2, "vb"), DA = f.v128("DA"), DB = f.v128("DB");
+  const BEST = f.v128("BEST"), BPOS = f.v128("BPOS"), POSA = f.v128("POSA"), POSB = f.v128("POSB"), better = f.v128("better");
   f.get(u).i32.const(2).i32.shl().i32.load(NBP).tee(p).i32.eqz().if(() => {
     f.get(u).call(build).tee(p).i32.eqz().if(() => f.i32.const(-2).return());
   });
   // scale·xg[l], then per coordinate i and level l: w_i·(scale·xg[l] − x_i)·(…)
   for (let l = 0; l < 3; l++) f.get(scale).get(xg).f32.load(4 * l).f32.mul().set(S[l]!);
+  // as a swizzle table per coordinate: [t(l = 0), t(1), t(2), 0]
   for (let i = 0; i < 8; i++) {
     for (let l = 0; l < 3; l++) {
       f.get(S[l]!).get(xa).f32.load(4 * i).f32.sub().set(diff);
-      f.get(wa).f32.load(4 * i).get(diff).f32.mul().get(diff).f32.mul().f32x4.splat().set(T[i]![l]!);
+      f.get(wa).f32.load(4 * i).get(diff).f32.mul().get(diff).f32.mul().set(t);
+      if (l === 0) f.f32.const(0).f32x4.splat().get(t).f32x4.replaceLane(0).set(T[i]!);
+      else f.get(T[i]!).get(t).f32x4.replaceLane(l).set(T[i]!);
     }
   }
+  f.i32.const(0x03020100).i32x4.splat().set(C0123);
   f.f32.const(FLT_MAX).f32x4.splat().set(BEST);
   f.i32.const(-1).i32x4.splat().set(BPOS);
-  f.i32x4.const([0, 1, 2, 3]).set(POS);
+  f.i32x4.const([0, 1, 2, 3]).set(POSA);
+  f.i32x4.const([4, 5, 6, 7]).set(POSB);
   f.get(p).i32.const(16).i32.add().tee(e).get(p).i32.load().i32.const(2).i32.shl().i32.add().set(end);
   f.block((done) =>
     f.loop((top) => {
       f.get(e).get(end).i32.geU().brIf(done);
-      f.get(e).v128.load().set(E);
-      f.f32.const(0).f32x4.splat().set(D);
-      for (let i = 0; i < 8; i++) {
-        // level of coordinate i: bit 16 + 2i (m0) and bit 17 + 2i (m1) of the entry
-        f.get(D);
-        f.get(T[i]![2]!).get(T[i]![1]!).get(T[i]![0]!);
-        f.get(E).i32.const(15 - 2 * i).i32x4.shl().i32.const(31).i32x4.shrS().v128.bitselect();
-        f.get(E).i32.const(14 - 2 * i).i32x4.shl().i32.const(31).i32x4.shrS().v128.bitselect();
-        f.f32x4.add().set(D);
+      // eight neighbours per pass, as two independent chains of four (A: entries 0..3, B: 4..7);
+      // lane n of coordinate i takes byte 4(i % 4) + n of the group's vector i / 4, four times,
+      // plus 0, 1, 2, 3: the byte offsets of its level's f32 in the coordinate's table
+      f.get(e).i32.const(1).i32.shl().set(b);
+      for (let h = 0; h < 2; h++) {
+        f.get(b).v128.load(B_OFF + 16 * h).set(VA[h]!);
+        f.get(b).v128.load(B_OFF + 32 + 16 * h).set(VB[h]!);
       }
-      f.get(D).get(BEST).f32x4.lt().set(better);
-      f.get(D).get(BEST).get(better).v128.bitselect().set(BEST);
-      f.get(POS).get(BPOS).get(better).v128.bitselect().set(BPOS);
-      f.get(POS).i32.const(4).i32x4.splat().i32x4.add().set(POS);
-      f.get(e).i32.const(16).i32.add().set(e).br(top);
+      f.f32.const(0).f32x4.splat().tee(DA).set(DB);
+      for (let i = 0; i < 8; i++) {
+        const lanes = Array.from({ length: 16 }, (_, k) => 4 * (i % 4) + (k >> 2));
+        for (const [V, D] of [[VA, DA], [VB, DB]] as const) {
+          f.get(D).get(T[i]!).get(V[i >> 2]!).get(V[i >> 2]!).i8x16.shuffle(lanes).get(C0123).i8x16.add().i8x16.swizzle().f32x4.add().set(D);
+        }
+      }
+      for (const [D, POS] of [[DA, POSA], [DB, POSB]] as const) {
+        f.get(D).get(BEST).f32x4.lt().set(better);
+        f.get(D).get(BEST).get(better).v128.bitselect().set(BEST);
+        f.get(POS).get(BPOS).get(better).v128.bitselect().set(BPOS);
+        f.get(POS).i32.const(8).i32x4.splat().i32x4.add().set(POS);
+      }
+      f.get(e).i32.const(32).i32.add().set(e).br(top);
     }),
   );
   // the lane with the smallest (d2, position)
@@ -722,6 +755,8 @@ export function iq1Kernel(lat: () => Lattice): LazyKernel<Iq1Kernel> {
       for (let k = 0; k < 8; k++) c |= ((L.q[8 * g + k]! - 1) >> 1) << (2 * k);
       code[g] = c;
     }
+    const lb = new Uint8Array(mem.buffer, LB, 8 * NGRID);
+    for (let g = 0; g < 8 * NGRID; g++) lb[g] = 4 * ((L.q[g]! - 1) >> 1);
     new Float32Array(mem.buffer, CT, 8).set([...XP, 0, ...XM, 0]);
     new Int32Array(mem.buffer, POOLP, 1)[0] = POOL;
     return {
