@@ -449,15 +449,26 @@ function quantizeWasm(k: Iq1Kernel, m: boolean, src: Float32Array, dst: Uint8Arr
   let o0 = 0;
   const flush = (): void => {
     if (n === 0) return;
+    // the blocks are consecutive in src (one copy); their importance rows come in runs that end where a row wraps
+    const xo0 = pos[0]!;
+    if (pos[2 * (n - 1)] === xo0 + QK * (n - 1)) k.x.set(src.subarray(xo0, xo0 + QK * n));
+    else for (let b = 0; b < n; b++) k.x.set(src.subarray(pos[2 * b]!, pos[2 * b]! + QK), QK * b);
+    if (qw) {
+      for (let b = 0; b < n; ) {
+        const qo = pos[2 * b + 1]!;
+        let e = b + 1;
+        while (e < n && pos[2 * e + 1] === qo + QK * (e - b)) e++;
+        k.qw.set(qw.subarray(qo, qo + QK * (e - b)), QK * b);
+        b = e;
+      }
+    }
     const bad = m ? k.m(n, qw ? 1 : 0) : k.s(n);
     dst.set(k.out.subarray(0, n * size), o0);
     if (bad) for (let b = 0; b < n; b++) if (k.flags[b]) block(s, src, pos[2 * b]!, qw, pos[2 * b + 1]!, dst, o0 + b * size);
     n = 0;
   };
-  quantizeIqRows(name, size, src, dst, qw, !m, s, (_s, x, xo, w, qo, _d, o) => {
+  quantizeIqRows(name, size, src, dst, qw, !m, s, (_s, _x, xo, _w, qo, _d, o) => {
     if (n === 0) o0 = o;
-    k.x.set(x.subarray(xo, xo + QK), QK * n);
-    if (w) k.qw.set(w.subarray(qo, qo + QK), QK * n);
     pos[2 * n] = xo;
     pos[2 * n + 1] = qo;
     if (++n === IQ1_BLOCKS) flush();
