@@ -70,7 +70,11 @@ const SC = LV + 128; // sub-block scales, f32 [16]
 const SH = SC + 64; // sub-block shifts, i32 [16]
 const TX = SH + 64; // IQ1_M terms w·x_l·x by (position j ≤ 16, level l), v128 (lanes k = 0..3)
 const TQ = TX + 17 * 48; // IQ1_M terms w·x_l·x_l
-const CT = TQ + 17 * 48; // x_p at CT, x_m at CT + 16 (3 f32 each)
+const CXP = TQ + 17 * 48; // IQ1_S, by i2 = 0..35: (sumx[32] − sumx[i2])·x_p[2], f32
+const CWP = CXP + 160; // (sumw[32] − sumw[i2])·x_p[2]·x_p[2]
+const CXM = CWP + 160; // (sumx[32] − sumx[i2])·x_m[2]
+const CWM = CXM + 160; // (sumw[32] − sumw[i2])·x_m[2]·x_m[2]
+const CT = CWM + 160; // x_p at CT, x_m at CT + 16 (3 f32 each)
 const SCW = CT + 32; // IQ1_M packed scales, i32 [4]
 const POOLP = SCW + 16; // i32: next free byte of the neighbour pool
 const PTRS = POOLP + 16; // i32 [4]: write pointers of the three distance sections, and a dummy
@@ -455,7 +459,7 @@ function addIq1s(mod: ModuleBuilder, bn: FuncBuilder): void {
   const lx = f.f32("lx"), l2 = f.f32("l2");
   const SXN = f.v128("SXN"), SWN = f.v128("SWN"), SX1 = f.v128("SX1"), SW1 = f.v128("SW1");
   const AXP = f.v128("AXP"), AWP = f.v128("AWP"), AXM = f.v128("AXM"), AWM = f.v128("AWM");
-  const SX2 = f.v128("SX2"), SW2 = f.v128("SW2"), BX = f.v128("BX"), CX = f.v128("CX"), BW = f.v128("BW"), CW = f.v128("CW");
+  const BX = f.v128("BX"), CX = f.v128("CX"), BW = f.v128("BW"), CW = f.v128("CW");
   const QXP = f.v128("QXP"), Q2P = f.v128("Q2P"), QXM = f.v128("QXM"), Q2M = f.v128("Q2M"), BEST = f.v128("BESTV");
   const toF16 = f16Emitter(f);
   // pads: sumx 0, sumw NaN (lanes past i2 = 32 fail sumq2 > 0)
@@ -498,6 +502,13 @@ function addIq1s(mod: ModuleBuilder, bn: FuncBuilder): void {
         f.get(i).get(sw).f32.store(SW + 4);
       });
       f.get(sx).f32x4.splat().set(SXN).get(sw).f32x4.splat().set(SWN);
+      // the i2-only terms of the scan, by i2 (the pads give NaN in CWP / CWM)
+      for (let v = 0; v < 9; v++) {
+        f.i32.const(0).get(SXN).i32.const(0).v128.load(SX + 16 * v).f32x4.sub().tee(CX).f32.const(XP[2]!).f32x4.splat().f32x4.mul().v128.store(CXP + 16 * v);
+        f.i32.const(0).get(CX).f32.const(XM[2]!).f32x4.splat().f32x4.mul().v128.store(CXM + 16 * v);
+        f.i32.const(0).get(SWN).i32.const(0).v128.load(SW + 16 * v).f32x4.sub().tee(CW).f32.const(XP[2]!).f32x4.splat().f32x4.mul().f32.const(XP[2]!).f32x4.splat().f32x4.mul().v128.store(CWP + 16 * v);
+        f.i32.const(0).get(CW).f32.const(XM[2]!).f32x4.splat().f32x4.mul().f32.const(XM[2]!).f32x4.splat().f32x4.mul().v128.store(CWM + 16 * v);
+      }
       f.f32.const(-FLT_MAX).set(c.best).get(c.max).set(c.scale);
       f.i32.const(-1).set(c.besti1).i32.const(-1).set(c.besti2).i32.const(0).set(shift);
       forRange(f, i1, 0, bs + 1, () => {
@@ -510,20 +521,18 @@ function addIq1s(mod: ModuleBuilder, bn: FuncBuilder): void {
         f.get(aw).f32.const(XM[0]!).f32.mul().f32.const(XM[0]!).f32.mul().f32x4.splat().set(AWM);
         f.get(i1).set(i2);
         f.loop((top) => {
-          f.get(i2).i32.const(2).i32.shl().tee(i).v128.load(SX).tee(SX2).get(SX1).f32x4.sub().set(BX);
-          f.get(SXN).get(SX2).f32x4.sub().set(CX);
-          f.get(i).v128.load(SW).tee(SW2).get(SW1).f32x4.sub().set(BW);
-          f.get(SWN).get(SW2).f32x4.sub().set(CW);
-          const sums = (xx: number[], A: V, AW: V, QX: V, Q2: V): void => {
-            f.get(A).get(BX).f32.const(xx[1]!).f32x4.splat().f32x4.mul().f32x4.add().get(CX).f32.const(xx[2]!).f32x4.splat().f32x4.mul().f32x4.add().set(QX);
-            f.get(AW).get(BW).f32.const(xx[1]!).f32x4.splat().f32x4.mul().f32.const(xx[1]!).f32x4.splat().f32x4.mul().f32x4.add();
-            f.get(CW).f32.const(xx[2]!).f32x4.splat().f32x4.mul().f32.const(xx[2]!).f32x4.splat().f32x4.mul().f32x4.add().set(Q2);
-          };
-          sums(XP, AXP, AWP, QXP, Q2P);
-          sums(XM, AXM, AWM, QXM, Q2M);
+          // bx·x_m[1] = −(bx·x_p[1]) and (bw·x_m[1])·x_m[1] = (bw·x_p[1])·x_p[1] exactly (x_m[1] = −x_p[1]:
+          // round to nearest even is symmetric), and a + (−b) is a − b
+          f.get(i2).i32.const(2).i32.shl().tee(i).v128.load(SX).get(SX1).f32x4.sub().f32.const(XP[1]!).f32x4.splat().f32x4.mul().set(BX);
+          f.get(i).v128.load(SW).get(SW1).f32x4.sub().f32.const(XP[1]!).f32x4.splat().f32x4.mul().f32.const(XP[1]!).f32x4.splat().f32x4.mul().set(BW);
+          f.get(AXP).get(BX).f32x4.add().get(i).v128.load(CXP).f32x4.add().set(QXP);
+          f.get(AWP).get(BW).f32x4.add().get(i).v128.load(CWP).f32x4.add().set(Q2P);
+          f.get(AXM).get(BX).f32x4.sub().get(i).v128.load(CXM).f32x4.add().set(QXM);
+          f.get(AWM).get(BW).f32x4.add().get(i).v128.load(CWM).f32x4.add().set(Q2M);
           f.get(c.best).f32x4.splat().set(BEST);
+          // a lane can pass only if sumqx² > best·sumq2 (the sumq2 > 0 test is left to the lane decisions)
           const pass = (QX: V, Q2: V): void => {
-            f.get(Q2).f32.const(0).f32x4.splat().f32x4.gt().get(QX).get(QX).f32x4.mul().get(BEST).get(Q2).f32x4.mul().f32x4.gt().v128.and();
+            f.get(QX).get(QX).f32x4.mul().get(BEST).get(Q2).f32x4.mul().f32x4.gt();
           };
           pass(QXP, Q2P);
           pass(QXM, Q2M);
