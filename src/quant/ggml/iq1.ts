@@ -372,47 +372,83 @@ function quantizeIq1mBlock(s: Iq1Scratch, x: Float32Array, xo: number, qw: Float
   }
 }
 
+/**
+ * iq1s_grid values plus the shift, by grid index g and sign: entry 16g + j is grid[j] + delta, 16g + 8 + j
+ * grid[j] − delta (float32-exact). dl·that in double is exact, so its float32 store is C's float
+ * product dl*(grid[j] + delta).
+ */
+let gridDelta: Float64Array | undefined;
+function gridDeltaTable(): Float64Array {
+  if (gridDelta) return gridDelta;
+  const t = new Float64Array(2048 * 16);
+  for (let g = 0; g < 2048; g++) {
+    for (let j = 0; j < 8; j++) {
+      t[16 * g + j] = IQ1S_GRID[8 * g + j]! + DELTA;
+      t[16 * g + 8 + j] = IQ1S_GRID[8 * g + j]! - DELTA;
+    }
+  }
+  return (gridDelta = t);
+}
+
+/** y[0..8) = dl·(grid point g + (neg ? −delta : delta)) */
+function put8(dst: Float32Array, y: number, dl: number, T: Float64Array, g: number, neg: number): void {
+  const b = 16 * g + (neg ? 8 : 0);
+  dst[y] = dl * T[b]!;
+  dst[y + 1] = dl * T[b + 1]!;
+  dst[y + 2] = dl * T[b + 2]!;
+  dst[y + 3] = dl * T[b + 3]!;
+  dst[y + 4] = dl * T[b + 4]!;
+  dst[y + 5] = dl * T[b + 5]!;
+  dst[y + 6] = dl * T[b + 6]!;
+  dst[y + 7] = dl * T[b + 7]!;
+}
+
+/** dequantize_row_iq1_s */
 function dequantIq1s(src: Uint8Array, dst: Float32Array): void {
   const nb = checkDeqArgs("IQ1_S", src, dst, 50);
+  const T = gridDeltaTable();
   for (let i = 0; i < nb; i++) {
     const o = i * 50;
     const d = H2F[src[o]! | (src[o + 1]! << 8)]!;
     for (let ib = 0; ib < 8; ib++) {
       const qh = src[o + 34 + 2 * ib]! | (src[o + 35 + 2 * ib]! << 8);
       const dl = F(d * (2 * ((qh >> 12) & 7) + 1));
-      const delta = qh & 0x8000 ? -DELTA : DELTA;
-      for (let l = 0; l < 4; l++) {
-        const g = (src[o + 2 + 4 * ib + l]! | (((qh >> (3 * l)) & 7) << 8)) * 8;
-        const y = 256 * i + 32 * ib + 8 * l;
-        for (let j = 0; j < 8; j++) dst[y + j] = dl * (IQ1S_GRID[g + j]! + delta);
-      }
+      const neg = qh & 0x8000;
+      const q = o + 2 + 4 * ib;
+      const y = 256 * i + 32 * ib;
+      put8(dst, y, dl, T, src[q]! | ((qh << 8) & 0x700), neg);
+      put8(dst, y + 8, dl, T, src[q + 1]! | ((qh << 5) & 0x700), neg);
+      put8(dst, y + 16, dl, T, src[q + 2]! | ((qh << 2) & 0x700), neg);
+      put8(dst, y + 24, dl, T, src[q + 3]! | ((qh >> 1) & 0x700), neg);
     }
   }
 }
 
+/** dequantize_row_iq1_m */
 function dequantIq1m(src: Uint8Array, dst: Float32Array): void {
   const nb = checkDeqArgs("IQ1_M", src, dst, 56);
-  const sc = [0, 0, 0, 0];
+  const T = gridDeltaTable();
   for (let i = 0; i < nb; i++) {
     const o = i * 56;
-    for (let k = 0; k < 4; k++) sc[k] = src[o + 48 + 2 * k]! | (src[o + 49 + 2 * k]! << 8);
-    const u16 = (sc[0]! >> 12) | ((sc[1]! >> 8) & 0x00f0) | ((sc[2]! >> 4) & 0x0f00) | (sc[3]! & 0xf000);
-    const d = H2F[u16]!;
+    const sc0 = src[o + 48]! | (src[o + 49]! << 8);
+    const sc1 = src[o + 50]! | (src[o + 51]! << 8);
+    const sc2 = src[o + 52]! | (src[o + 53]! << 8);
+    const sc3 = src[o + 54]! | (src[o + 55]! << 8);
+    const d = H2F[(sc0 >> 12) | ((sc1 >> 8) & 0x00f0) | ((sc2 >> 4) & 0x0f00) | (sc3 & 0xf000)]!;
     for (let ib = 0; ib < 8; ib++) {
-      const s = sc[ib >> 1]!;
-      const dl1 = F(d * (2 * ((s >> (6 * (ib % 2))) & 7) + 1));
-      const dl2 = F(d * (2 * ((s >> (6 * (ib % 2) + 3)) & 7) + 1));
+      const h = ib >> 1;
+      const s = h === 0 ? sc0 : h === 1 ? sc1 : h === 2 ? sc2 : sc3;
+      const sh = 6 * (ib & 1);
+      const dl1 = F(d * (2 * ((s >> sh) & 7) + 1));
+      const dl2 = F(d * (2 * ((s >> (sh + 3)) & 7) + 1));
       const qh0 = src[o + 32 + 2 * ib]!;
       const qh1 = src[o + 33 + 2 * ib]!;
       const q = o + 4 * ib;
-      const ids = [src[q]! | ((qh0 << 8) & 0x700), src[q + 1]! | ((qh0 << 4) & 0x700), src[q + 2]! | ((qh1 << 8) & 0x700), src[q + 3]! | ((qh1 << 4) & 0x700)];
-      const del = [qh0 & 0x08 ? -DELTA : DELTA, qh0 & 0x80 ? -DELTA : DELTA, qh1 & 0x08 ? -DELTA : DELTA, qh1 & 0x80 ? -DELTA : DELTA];
-      for (let l = 0; l < 4; l++) {
-        const dl = l < 2 ? dl1 : dl2;
-        const g = ids[l]! * 8;
-        const y = 256 * i + 32 * ib + 8 * l;
-        for (let j = 0; j < 8; j++) dst[y + j] = dl * (IQ1S_GRID[g + j]! + del[l]!);
-      }
+      const y = 256 * i + 32 * ib;
+      put8(dst, y, dl1, T, src[q]! | ((qh0 << 8) & 0x700), qh0 & 0x08);
+      put8(dst, y + 8, dl1, T, src[q + 1]! | ((qh0 << 4) & 0x700), qh0 & 0x80);
+      put8(dst, y + 16, dl2, T, src[q + 2]! | ((qh1 << 8) & 0x700), qh1 & 0x08);
+      put8(dst, y + 24, dl2, T, src[q + 3]! | ((qh1 << 4) & 0x700), qh1 & 0x80);
     }
   }
 }
