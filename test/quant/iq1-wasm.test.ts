@@ -10,6 +10,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { iq1_m, iq1_s, IQ1_WASM, quantizeIq1mScalar, quantizeIq1sScalar } from "../../src/quant/ggml/iq1.js";
+import { iq1Kernel, type Iq1Kernel } from "../../src/quant/ggml/iq1-wasm.js";
+import { latticeIq1s } from "../../src/quant/ggml/iq-common.js";
 import { fill } from "./iq-cases.js";
 
 const NPR = 768; // three 256-blocks per row
@@ -172,4 +174,32 @@ test("GGUFY_NO_WASM turns the IQ1 kernel off (one NODE_DEBUG line) and the TypeS
   const off = run({ GGUFY_NO_WASM: "1", NODE_DEBUG: "ggufy" });
   assert.equal(off.out, on.out);
   assert.match(off.err, /^GGUFY \d+: wasm kernel iq1 not used \(GGUFY_NO_WASM is set\); TypeScript path\n$/);
+});
+
+test("the module's neighbour lists are iq-common.ts's Lattice lists (all 4513 off-grid points), padded with their last entry", () => {
+  const lat = latticeIq1s();
+  // a kernel of its own, so the lists are built here (in the order of u) and the pool must hold them all
+  const k = iq1Kernel(latticeIq1s).get();
+  assert.ok(k, "kernel available");
+  let n = 0;
+  for (let u = 0; u < lat.map.length; u++) {
+    let levels = true;
+    for (let c = 0; c < 8; c++) if (((u >> (2 * c)) & 3) === 3) levels = false;
+    if (!levels || lat.map[u]! >= 0) continue;
+    const want = lat.neighbours(u);
+    const got: ReturnType<Iq1Kernel["list"]> = k.list(u);
+    assert.ok(got, `list of ${u}: the pool is full`);
+    assert.equal(got.count, want.length, `count of ${u}`);
+    assert.equal(got.entries.length % 8, 0);
+    assert.ok(got.entries.length - got.count < 8);
+    for (let j = 0; j < got.entries.length; j++) {
+      const g = j < want.length ? want[j]! : want[want.length - 1]!;
+      if (got.entries[j] !== g) assert.fail(`list of ${u}, entry ${j}: ${got.entries[j]} vs ${g}`);
+      for (let c = 0; c < 8; c++) {
+        if (got.levels4[8 * j + c] !== 4 * ((lat.q[8 * g + c]! - 1) >> 1)) assert.fail(`list of ${u}, entry ${j}, coordinate ${c}: level bytes`);
+      }
+    }
+    n++;
+  }
+  assert.equal(n, 3 ** 8 - 2048);
 });

@@ -177,6 +177,7 @@ function addBuildList(mod: ModuleBuilder): FuncBuilder<{ u: "i32" }> {
     for (let i = 0; i < 8; i++) f.get(b).get(e).i32.load8U(LB + i).i32.store8(B_OFF + 4 * i);
     f.get(sl).i32.const(2).i32.shl().get(a).i32.const(4).get(sl).i32.const(3).i32.ltS().i32.mul().i32.add().i32.store(PTRS);
   });
+  f.get(p).get(total).i32.store(4); // the count before padding (read by the tests)
   // pad to a multiple of eight with the last entry
   f.get(p).get(total).i32.const(2).i32.shl().i32.add().i32.const(12).i32.add().tee(a).i32.load().set(e);
   bAddr(f, a, e0);
@@ -750,6 +751,12 @@ export interface Iq1Kernel {
   readonly qw: Float32Array;
   readonly out: Uint8Array;
   readonly flags: Int32Array;
+  /**
+   * The module's neighbour list of the off-grid u, built if needed (for the tests): the grid indices
+   * (padding included), the count before padding, and each entry's LB bytes (4 · level per coordinate,
+   * 8 per entry) read back from the transposed side pool; undefined when the pool is full.
+   */
+  list(u: number): { entries: Uint16Array; count: number; levels4: Uint8Array } | undefined;
 }
 
 /** The lazily instantiated kernel over the lattice (instantiate.ts's policy); undefined = TypeScript path. */
@@ -775,6 +782,23 @@ export function iq1Kernel(lat: () => Lattice): LazyKernel<Iq1Kernel> {
       qw: new Float32Array(mem.buffer, QW, IQ1_BLOCKS * QK),
       out: new Uint8Array(mem.buffer, OUT, IQ1_BLOCKS * 56),
       flags: new Int32Array(mem.buffer, FLAG, IQ1_BLOCKS),
+      list(u) {
+        const i32 = new Int32Array(mem.buffer);
+        const u8 = new Uint8Array(mem.buffer);
+        let p = i32[NBP / 4 + u]!;
+        if (p === 0) p = (e["nb"] as (u: number) => number)(u);
+        if (p === 0) return undefined;
+        const padded = i32[p / 4]!;
+        const entries = new Uint16Array(padded);
+        const levels4 = new Uint8Array(8 * padded);
+        for (let k = 0; k < padded; k++) {
+          const a = p + 16 + 4 * k;
+          entries[k] = i32[a / 4]! & 0xffff;
+          const b = B_OFF + 2 * (a & ~15) + ((a >> 2) & 3);
+          for (let c = 0; c < 8; c++) levels4[8 * k + c] = u8[b + 4 * c]!;
+        }
+        return { entries, count: i32[p / 4 + 1]!, levels4 };
+      },
     };
   });
 }
