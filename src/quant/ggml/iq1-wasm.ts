@@ -11,10 +11,12 @@
  *   is the position of element i in the stable ascending order (for non-NaN values; blocks holding a
  *   NaN or an infinity are redone by iq1.ts), four ranks per f32x4 comparison.
  * - IQ1_S's split scan evaluates four i2 values per vector (each lane is C's float expression for
- *   its own i2), then checks whether any lane's `sumq2 > 0 && sumqx·sumqx > best_score·sumq2` holds
- *   against the current best; only then are the lanes decided one by one, in C's order (shift +1
- *   before −1, ascending i2). When no lane passes, none would change best_score, so skipping them
- *   is exact. sumw[33..35] are NaN, so the lanes past i2 = 32 never pass.
+ *   its own i2; the terms that depend on i2 only are tabled once per sub-block, and bx·x_m[1] is
+ *   −(bx·x_p[1]) exactly, x_m[1] being −x_p[1]), then checks whether any lane's
+ *   `sumqx·sumqx > best_score·sumq2` holds against the current best; only then are the lanes decided
+ *   one by one with C's full test, in C's order (shift +1 before −1, ascending i2). When no lane
+ *   passes, none would change best_score, so skipping them is exact. sumw[33..35] are NaN, so the
+ *   lanes past i2 = 32 never pass.
  * - IQ1_M's four sums (the lanes k = 0..3) are sequential float sums over the sorted positions j
  *   with the level of j fixed by (i1, i2). The state after the j < i1 part depends on i1 only, the
  *   state after the i1 ≤ j < i2 part on (i1, i2) and is the previous i2's state plus one term, so
@@ -23,13 +25,13 @@
  * - iq1_find_best_neighbour2 runs four neighbours per vector, two vectors per pass (independent
  *   chains of float adds hide their latency): the eight terms w·(scale·q − x)² of a group are formed
  *   once per level (24 floats, looked up per lane with a byte swizzle), each lane sums its
- *   neighbour's eight in C's order,
- *   and the lanes keep their first strict minimum; the lane with the smallest (d2, position) is the
+ *   neighbour's eight in C's order, and the lanes keep their first strict minimum; the lane with the smallest (d2, position) is the
  *   neighbour C's scan keeps (its first strict minimum). Lists are padded to a multiple of eight with
  *   their last entry, which can only tie with it at a later position.
  * - The neighbour lists (iq2xs_init_impl: the grid points at the three smallest distinct squared
  *   distances, by (distance, index)) are built inside the module the first time a point needs one,
- *   as iq-common.ts's Lattice does, from its grid and map (copied into the module's memory).
+ *   as iq-common.ts's Lattice does, from its grid and map (copied into the module's memory); each
+ *   entry's levels are also kept as swizzle offsets in a side pool, transposed by fours.
  *
  * s(nb) / m(nb, hasQw) quantize nb blocks from X (and their importance rows from QW) into OUT and
  * return how many they could not do: those have FLAG[b] ≠ 0 (a NaN or an infinity in the block, an
@@ -115,8 +117,6 @@ function forRange(f: Fn, i: I, from: number | I, to: number | I, body: (cont: La
   });
 }
 
-/** push the f32 at address (local a) + off */
-const ldf = (f: Fn, a: I, off = 0): Fn => f.get(a).f32.load(off);
 
 /** b = the B_OFF-relative address of coordinate 0's LB byte of the entry at POOL address (local a) */
 function bAddr(f: Fn, a: I, b: I): void {
