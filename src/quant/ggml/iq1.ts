@@ -3,6 +3,7 @@ import { GGMLType } from "./types.js";
 import { toF16 } from "../../formats/half.js";
 import { H2F } from "./kquant-common.js";
 import { F, IQ1S_GRID, nearestInt, clampI, checkDeqArgs, quantizeIqRows, latticeIq1s, type Lattice } from "./iq-common.js";
+import { iq1Kernel, IQ1_BLOCKS, type Iq1Kernel } from "./iq1-wasm.js";
 
 /**
  * IQ1_S (1.5625 bpw) and IQ1_M (1.75 bpw): ternary 8-vectors from the 2048-point grid plus a ±1/8
@@ -12,6 +13,11 @@ import { F, IQ1S_GRID, nearestInt, clampI, checkDeqArgs, quantizeIqRows, lattice
  * only); glibc's qsort is a stable merge sort for such small arrays, so ties keep index order here.
  * IQ1_S needs an importance vector (ggml asserts it); IQ1_M without one uses weight = x² as ggml does
  * (llama-quantize still refuses IQ1_M without an imatrix; the codec is marked requiresImatrix).
+ *
+ * The quantizers run as a WebAssembly kernel when available (iq1-wasm.ts: the same operations in the
+ * same order, with the sort, the split scans and the neighbour search vectorised); this file is the
+ * readable reference and the fallback (GGUFY_NO_WASM, no WebAssembly, and any block the kernel
+ * flags: non-finite input or scales, or no neighbour found).
  */
 
 const DELTA = 0.125; // IQ1S_DELTA = IQ1M_DELTA
@@ -366,49 +372,144 @@ function quantizeIq1mBlock(s: Iq1Scratch, x: Float32Array, xo: number, qw: Float
   }
 }
 
+/**
+ * iq1s_grid values plus the shift, by grid index g and sign: entry 16g + j is grid[j] + delta, 16g + 8 + j
+ * grid[j] − delta (float32-exact). dl·that in double is exact, so its float32 store is C's float
+ * product dl*(grid[j] + delta).
+ */
+let gridDelta: Float64Array | undefined;
+function gridDeltaTable(): Float64Array {
+  if (gridDelta) return gridDelta;
+  const t = new Float64Array(2048 * 16);
+  for (let g = 0; g < 2048; g++) {
+    for (let j = 0; j < 8; j++) {
+      t[16 * g + j] = IQ1S_GRID[8 * g + j]! + DELTA;
+      t[16 * g + 8 + j] = IQ1S_GRID[8 * g + j]! - DELTA;
+    }
+  }
+  return (gridDelta = t);
+}
+
+/** y[0..8) = dl·(grid point g + (neg ? −delta : delta)) */
+function put8(dst: Float32Array, y: number, dl: number, T: Float64Array, g: number, neg: number): void {
+  const b = 16 * g + (neg ? 8 : 0);
+  dst[y] = dl * T[b]!;
+  dst[y + 1] = dl * T[b + 1]!;
+  dst[y + 2] = dl * T[b + 2]!;
+  dst[y + 3] = dl * T[b + 3]!;
+  dst[y + 4] = dl * T[b + 4]!;
+  dst[y + 5] = dl * T[b + 5]!;
+  dst[y + 6] = dl * T[b + 6]!;
+  dst[y + 7] = dl * T[b + 7]!;
+}
+
+/** dequantize_row_iq1_s */
 function dequantIq1s(src: Uint8Array, dst: Float32Array): void {
   const nb = checkDeqArgs("IQ1_S", src, dst, 50);
+  const T = gridDeltaTable();
   for (let i = 0; i < nb; i++) {
     const o = i * 50;
     const d = H2F[src[o]! | (src[o + 1]! << 8)]!;
     for (let ib = 0; ib < 8; ib++) {
       const qh = src[o + 34 + 2 * ib]! | (src[o + 35 + 2 * ib]! << 8);
       const dl = F(d * (2 * ((qh >> 12) & 7) + 1));
-      const delta = qh & 0x8000 ? -DELTA : DELTA;
-      for (let l = 0; l < 4; l++) {
-        const g = (src[o + 2 + 4 * ib + l]! | (((qh >> (3 * l)) & 7) << 8)) * 8;
-        const y = 256 * i + 32 * ib + 8 * l;
-        for (let j = 0; j < 8; j++) dst[y + j] = dl * (IQ1S_GRID[g + j]! + delta);
-      }
+      const neg = qh & 0x8000;
+      const q = o + 2 + 4 * ib;
+      const y = 256 * i + 32 * ib;
+      put8(dst, y, dl, T, src[q]! | ((qh << 8) & 0x700), neg);
+      put8(dst, y + 8, dl, T, src[q + 1]! | ((qh << 5) & 0x700), neg);
+      put8(dst, y + 16, dl, T, src[q + 2]! | ((qh << 2) & 0x700), neg);
+      put8(dst, y + 24, dl, T, src[q + 3]! | ((qh >> 1) & 0x700), neg);
     }
   }
 }
 
+/** dequantize_row_iq1_m */
 function dequantIq1m(src: Uint8Array, dst: Float32Array): void {
   const nb = checkDeqArgs("IQ1_M", src, dst, 56);
-  const sc = [0, 0, 0, 0];
+  const T = gridDeltaTable();
   for (let i = 0; i < nb; i++) {
     const o = i * 56;
-    for (let k = 0; k < 4; k++) sc[k] = src[o + 48 + 2 * k]! | (src[o + 49 + 2 * k]! << 8);
-    const u16 = (sc[0]! >> 12) | ((sc[1]! >> 8) & 0x00f0) | ((sc[2]! >> 4) & 0x0f00) | (sc[3]! & 0xf000);
-    const d = H2F[u16]!;
+    const sc0 = src[o + 48]! | (src[o + 49]! << 8);
+    const sc1 = src[o + 50]! | (src[o + 51]! << 8);
+    const sc2 = src[o + 52]! | (src[o + 53]! << 8);
+    const sc3 = src[o + 54]! | (src[o + 55]! << 8);
+    const d = H2F[(sc0 >> 12) | ((sc1 >> 8) & 0x00f0) | ((sc2 >> 4) & 0x0f00) | (sc3 & 0xf000)]!;
     for (let ib = 0; ib < 8; ib++) {
-      const s = sc[ib >> 1]!;
-      const dl1 = F(d * (2 * ((s >> (6 * (ib % 2))) & 7) + 1));
-      const dl2 = F(d * (2 * ((s >> (6 * (ib % 2) + 3)) & 7) + 1));
+      const h = ib >> 1;
+      const s = h === 0 ? sc0 : h === 1 ? sc1 : h === 2 ? sc2 : sc3;
+      const sh = 6 * (ib & 1);
+      const dl1 = F(d * (2 * ((s >> sh) & 7) + 1));
+      const dl2 = F(d * (2 * ((s >> (sh + 3)) & 7) + 1));
       const qh0 = src[o + 32 + 2 * ib]!;
       const qh1 = src[o + 33 + 2 * ib]!;
       const q = o + 4 * ib;
-      const ids = [src[q]! | ((qh0 << 8) & 0x700), src[q + 1]! | ((qh0 << 4) & 0x700), src[q + 2]! | ((qh1 << 8) & 0x700), src[q + 3]! | ((qh1 << 4) & 0x700)];
-      const del = [qh0 & 0x08 ? -DELTA : DELTA, qh0 & 0x80 ? -DELTA : DELTA, qh1 & 0x08 ? -DELTA : DELTA, qh1 & 0x80 ? -DELTA : DELTA];
-      for (let l = 0; l < 4; l++) {
-        const dl = l < 2 ? dl1 : dl2;
-        const g = ids[l]! * 8;
-        const y = 256 * i + 32 * ib + 8 * l;
-        for (let j = 0; j < 8; j++) dst[y + j] = dl * (IQ1S_GRID[g + j]! + del[l]!);
-      }
+      const y = 256 * i + 32 * ib;
+      put8(dst, y, dl1, T, src[q]! | ((qh0 << 8) & 0x700), qh0 & 0x08);
+      put8(dst, y + 8, dl1, T, src[q + 1]! | ((qh0 << 4) & 0x700), qh0 & 0x80);
+      put8(dst, y + 16, dl2, T, src[q + 2]! | ((qh1 << 8) & 0x700), qh1 & 0x08);
+      put8(dst, y + 24, dl2, T, src[q + 3]! | ((qh1 << 4) & 0x700), qh1 & 0x80);
     }
   }
+}
+
+type BlockFn = (s: Iq1Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number) => void;
+const blockS: BlockFn = (s, x, xo, w, qo, d, o) => quantizeIq1sBlock(s, x, xo, w!, qo, d, o);
+
+/** IQ1_S in TypeScript only (the fallback; exported for the tests that compare it with the kernel) */
+export function quantizeIq1sScalar(src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void {
+  quantizeIqRows("IQ1_S", 50, src, dst, qw, true, new Iq1Scratch(), blockS);
+}
+
+/** IQ1_M in TypeScript only (see quantizeIq1sScalar) */
+export function quantizeIq1mScalar(src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void {
+  quantizeIqRows("IQ1_M", 56, src, dst, qw, false, new Iq1Scratch(), quantizeIq1mBlock);
+}
+
+const kernel = iq1Kernel(latticeIq1s);
+/** Whether the WebAssembly kernel (iq1-wasm.ts) is in use (instantiates it). */
+export const IQ1_WASM = (): boolean => kernel.available();
+
+/**
+ * The rows through the kernel: quantizeIqRows checks the arguments and hands out the blocks with
+ * their importance rows; they are batched IQ1_BLOCKS at a time into the module's memory, and the
+ * blocks the kernel flags are redone by the TypeScript block function.
+ */
+function quantizeWasm(k: Iq1Kernel, m: boolean, src: Float32Array, dst: Uint8Array, qw: Float32Array | null | undefined): void {
+  const name = m ? "IQ1_M" : "IQ1_S";
+  const size = m ? 56 : 50;
+  const block = m ? quantizeIq1mBlock : blockS;
+  const s = new Iq1Scratch();
+  const pos = new Int32Array(2 * IQ1_BLOCKS);
+  let n = 0;
+  let o0 = 0;
+  const flush = (): void => {
+    if (n === 0) return;
+    // the blocks are consecutive in src (one copy); their importance rows come in runs that end where a row wraps
+    const xo0 = pos[0]!;
+    if (pos[2 * (n - 1)] === xo0 + QK * (n - 1)) k.x.set(src.subarray(xo0, xo0 + QK * n));
+    else for (let b = 0; b < n; b++) k.x.set(src.subarray(pos[2 * b]!, pos[2 * b]! + QK), QK * b);
+    if (qw) {
+      for (let b = 0; b < n; ) {
+        const qo = pos[2 * b + 1]!;
+        let e = b + 1;
+        while (e < n && pos[2 * e + 1] === qo + QK * (e - b)) e++;
+        k.qw.set(qw.subarray(qo, qo + QK * (e - b)), QK * b);
+        b = e;
+      }
+    }
+    const bad = m ? k.m(n, qw ? 1 : 0) : k.s(n);
+    dst.set(k.out.subarray(0, n * size), o0);
+    if (bad) for (let b = 0; b < n; b++) if (k.flags[b]) block(s, src, pos[2 * b]!, qw, pos[2 * b + 1]!, dst, o0 + b * size);
+    n = 0;
+  };
+  quantizeIqRows(name, size, src, dst, qw, !m, s, (_s, _x, xo, _w, qo, _d, o) => {
+    if (n === 0) o0 = o;
+    pos[2 * n] = xo;
+    pos[2 * n + 1] = qo;
+    if (++n === IQ1_BLOCKS) flush();
+  });
+  flush();
 }
 
 export const iq1_s: BlockCodec = {
@@ -416,7 +517,11 @@ export const iq1_s: BlockCodec = {
   blockSize: 256,
   typeSize: 50,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeIqRows("IQ1_S", 50, src, dst, qw, true, new Iq1Scratch(), (s, x, xo, w, qo, d, o) => quantizeIq1sBlock(s, x, xo, w!, qo, d, o)),
+  quantize: (src, dst, qw) => {
+    const k = kernel.get();
+    if (k) quantizeWasm(k, false, src, dst, qw);
+    else quantizeIq1sScalar(src, dst, qw);
+  },
   dequantize: dequantIq1s,
 };
 
@@ -425,6 +530,10 @@ export const iq1_m: BlockCodec = {
   blockSize: 256,
   typeSize: 56,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeIqRows("IQ1_M", 56, src, dst, qw, false, new Iq1Scratch(), quantizeIq1mBlock),
+  quantize: (src, dst, qw) => {
+    const k = kernel.get();
+    if (k) quantizeWasm(k, true, src, dst, qw);
+    else quantizeIq1mScalar(src, dst, qw);
+  },
   dequantize: dequantIq1m,
 };
