@@ -59,7 +59,12 @@ export interface IqKernelSpec {
   readonly noQw: "s4x2" | "x2" | "none";
   /** σ² = 2Σx²/256 (IQ2_S, IQ3_*) rather than Σx²/256 */
   readonly sigma2Two: boolean;
-  /** IQ2_XXS: make_qp_quants(32, kMaxQ + 1) gives the start scale, the trial divisor is scale·kMaxQ */
+  /**
+   * IQ2_XXS: make_qp_quants(32, kMaxQ + 1) gives the start scale, the trial divisor is scale·kMaxQ,
+   * and the levels are not cleared per sub-block (a sub-block where no trial is accepted keeps the
+   * previous one's levels, as the TypeScript path's scratch does within one call); the other types
+   * clear them (L.fill(0)).
+   */
   readonly qp: boolean;
   readonly qpEps?: number;
   readonly qpStep?: number;
@@ -79,7 +84,7 @@ export interface IqBlockResults {
 
 export interface IqKernel extends IqBlockResults {
   /** quantizes nb blocks of `x` (and `qw`, one 256-slice per block, or null) starting at block b0 into the result arrays */
-  run(x: Float32Array, xo: number, qw: Float32Array | null, nb: number, qwOf: (b: number) => number): void;
+  run(x: Float32Array, xo: number, qw: Float32Array | null, nb: number, qwOf: (b: number) => number, first: boolean): void;
   /** 1 for a block the TypeScript path must do */
   readonly flags: Uint8Array;
 }
@@ -418,7 +423,7 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
   }
 
   // ---- q(nb, hasQw): the blocks
-  const qf = mod.func("q", { nb: "i32", hasQw: "i32" }, []);
+  const qf = mod.func("q", { nb: "i32", hasQw: "i32", reset: "i32" }, []);
   {
     const f = qf;
     const b = f.i32("b"), xb = f.i32("xb"), ib = f.i32("ib"), xs = f.i32("xs"), i = f.i32("i"), k = f.i32("k");
@@ -426,6 +431,10 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
     const sumx2 = f.f32("sumx2"), sigma2 = f.f32("sigma2"), x = f.f32("x"), max = f.f32("max"), scale = f.f32("scale"), denom = f.f32("denom");
     const sb = f.i32("sb"), imin = f.i32("imin"), mn = f.f32("mn"), ax = f.f32("ax"), u = f.i32("u"), gi = f.i32("gi"), o = f.i32("o");
     const skip = f.i32("skip");
+    const clearL = (): void => {
+      for (let h = 0; h < 8; h++) f.i32.const(0).i32.const(0).i32x4.splat().v128.store(L.LB + 16 * h);
+    };
+    if (spec.qp) f.get(f.p.reset).if(clearL);
     f.i32.const(0).set(b);
     f.block((doneAll) =>
       f.loop((nextBlock) => {
@@ -502,6 +511,7 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
             // max (C: max = xval[i] > max ? xval[i] : max)
             f.i32.const(0).f32.load(L.X).set(max);
             for (let j = 1; j < n; j++) f.get(max).i32.const(0).f32.load(L.X + 4 * j).tee(x).get(max).get(x).f32.gt().select().set(max);
+            if (!spec.qp) clearL();
             f.i32.const(1).set(skip);
             f.block((skipped) => {
               if (spec.eps > 0) f.get(max).f32.const(spec.eps).f32.lt().brIf(skipped);
@@ -600,14 +610,14 @@ export function iqKernel(name: string, specOf: () => IqKernelSpec): LazyKernel<I
       const L = layout!;
       writeTables(buf, spec!.g, L, lists!);
       lists = undefined;
-      const q = e["q"] as (nb: number, hasQw: number) => void;
+      const q = e["q"] as (nb: number, hasQw: number, reset: number) => void;
       const input = new Float32Array(buf, L.IN, IQ_CHUNK * QK);
       const qwIn = new Float32Array(buf, L.QW, IQ_CHUNK * QK);
       return {
-        run(x, xo, qw, nb, qwOf) {
+        run(x, xo, qw, nb, qwOf, first) {
           input.set(x.subarray(xo, xo + nb * QK));
           if (qw) for (let b = 0; b < nb; b++) qwIn.set(qw.subarray(qwOf(b), qwOf(b) + QK), b * QK);
-          q(nb, qw ? 1 : 0);
+          q(nb, qw ? 1 : 0, first ? 1 : 0);
         },
         flags: new Uint8Array(buf, L.FLG, IQ_CHUNK),
         scales: new Float32Array(buf, L.RS, IQ_CHUNK * 16),
@@ -627,12 +637,12 @@ export function blockResults(): IqBlockResults {
 /**
  * quantize_iq* (ggml-quants.c) over whole rows: the blocks through the kernel when it is available
  * (GGUFY_NO_WASM unset, instantiate.ts), flagged blocks and every block otherwise through the
- * TypeScript search `ts`; both pack with the same `pack`. The importance vector (one row's worth,
+ * TypeScript search `ts` (kernel = null: always); both pack with the same `pack`. The importance vector (one row's worth,
  * repeating) is aligned to each block.
  */
 export function quantizeIqBlocks<S>(
   name: string, typeSize: number, src: Float32Array, dst: Uint8Array, qw: Float32Array | null | undefined, needQw: boolean,
-  kernel: LazyKernel<IqKernel>, scratch: () => S,
+  kernel: LazyKernel<IqKernel> | null, scratch: () => S,
   ts: (s: S, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, r: IqBlockResults) => void,
   pack: (r: IqBlockResults, b: number, dst: Uint8Array, o: number) => void,
 ): void {
@@ -640,7 +650,7 @@ export function quantizeIqBlocks<S>(
   if (needQw && !qw) throw new Error(`${name} needs an importance matrix (ggml_quantize_requires_imatrix)`);
   const n = qw ? qw.length : 0;
   const qo = (b: number): number => (n ? (QK * b) % n : 0);
-  const k = kernel.get();
+  const k = kernel?.get();
   let s: S | undefined;
   let r: IqBlockResults | undefined;
   const tsBlock = (b: number): void => {
@@ -655,7 +665,7 @@ export function quantizeIqBlocks<S>(
   }
   for (let b0 = 0; b0 < nb; b0 += IQ_CHUNK) {
     const cnt = Math.min(IQ_CHUNK, nb - b0);
-    k.run(src, QK * b0, qw ?? null, cnt, (j) => qo(b0 + j));
+    k.run(src, QK * b0, qw ?? null, cnt, (j) => qo(b0 + j), b0 === 0);
     for (let j = 0; j < cnt; j++) {
       if (k.flags[j]) tsBlock(b0 + j);
       else pack(k, j, dst, (b0 + j) * typeSize);

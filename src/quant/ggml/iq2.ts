@@ -6,7 +6,8 @@ import {
   F, KSIGNS, IQ2XXS_GRID, IQ2XS_GRID, IQ2S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale,
   gridIndexOfGroup, nearestInt, clampI, checkDeqArgs, latticeIq2xxs, latticeIq2xs, latticeIq2s,
 } from "./iq-common.js";
-import { iqKernel, quantizeIqBlocks, type IqBlockResults } from "./iq-wasm.js";
+import { iqKernel, quantizeIqBlocks, type IqBlockResults, type IqKernel } from "./iq-wasm.js";
+import type { LazyKernel } from "../wasm/instantiate.js";
 
 /**
  * IQ2_XXS (2.0625 bpw), IQ2_XS (2.3125 bpw), IQ2_S (2.5625 bpw): 256-blocks of 8-vectors on the E8
@@ -338,13 +339,19 @@ function dequantIq2s(src: Uint8Array, dst: Float32Array): void {
   }
 }
 
+const qXxs = (k: LazyKernel<IqKernel> | null) => (src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void =>
+  quantizeIqBlocks("IQ2_XXS", 66, src, dst, qw, true, k, () => new Iq2Scratch(), (s, x, xo, w, qo, r) => searchIq2xxsBlock(s, x, xo, w!, qo, r), packIq2xxs);
+const qXs = (k: LazyKernel<IqKernel> | null) => (src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void =>
+  quantizeIqBlocks("IQ2_XS", 74, src, dst, qw, true, k, () => new Iq2Scratch(), (s, x, xo, w, qo, r) => searchIq2xsBlock(s, x, xo, w, qo, r, false), (r, b, d, o) => packIq2xs(r, b, d, o, false));
+const qS = (k: LazyKernel<IqKernel> | null) => (src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void =>
+  quantizeIqBlocks("IQ2_S", 82, src, dst, qw, false, k, () => new Iq2Scratch(), (s, x, xo, w, qo, r) => searchIq2xsBlock(s, x, xo, w, qo, r, true), (r, b, d, o) => packIq2xs(r, b, d, o, true));
+
 export const iq2_xxs: BlockCodec = {
   type: GGMLType.IQ2_XXS,
   blockSize: 256,
   typeSize: 66,
   requiresImatrix: true,
-  quantize: (src, dst, qw) =>
-    quantizeIqBlocks("IQ2_XXS", 66, src, dst, qw, true, kXxs, () => new Iq2Scratch(), (s, x, xo, w, qo, r) => searchIq2xxsBlock(s, x, xo, w!, qo, r), packIq2xxs),
+  quantize: qXxs(kXxs),
   dequantize: dequantIq2xxs,
 };
 
@@ -353,8 +360,7 @@ export const iq2_xs: BlockCodec = {
   blockSize: 256,
   typeSize: 74,
   requiresImatrix: true,
-  quantize: (src, dst, qw) =>
-    quantizeIqBlocks("IQ2_XS", 74, src, dst, qw, true, kXs, () => new Iq2Scratch(), (s, x, xo, w, qo, r) => searchIq2xsBlock(s, x, xo, w, qo, r, false), (r, b, d, o) => packIq2xs(r, b, d, o, false)),
+  quantize: qXs(kXs),
   dequantize: dequantIq2xs,
 };
 
@@ -362,10 +368,10 @@ export const iq2_s: BlockCodec = {
   type: GGMLType.IQ2_S,
   blockSize: 256,
   typeSize: 82,
-  quantize: (src, dst, qw) =>
-    quantizeIqBlocks("IQ2_S", 82, src, dst, qw, false, kS, () => new Iq2Scratch(), (s, x, xo, w, qo, r) => searchIq2xsBlock(s, x, xo, w, qo, r, true), (r, b, d, o) => packIq2xs(r, b, d, o, true)),
+  quantize: qS(kS),
   dequantize: dequantIq2s,
 };
 
-/** the wasm kernels (tests: whether they are in use) */
+/** the wasm kernels (tests: whether they are in use) and the TypeScript-only quantizers (tests: same bytes) */
 export const iq2Kernels = { iq2_xxs: kXxs, iq2_xs: kXs, iq2_s: kS };
+export const iq2Reference = { iq2_xxs: qXxs(null), iq2_xs: qXs(null), iq2_s: qS(null) };

@@ -6,7 +6,8 @@ import {
   F, KSIGNS, IQ3XXS_GRID, IQ3S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale, gridIndexOfGroup,
   nearestInt, clampI, checkDeqArgs, latticeIq3xxs, latticeIq3s,
 } from "./iq-common.js";
-import { iqKernel, quantizeIqBlocks, type IqBlockResults } from "./iq-wasm.js";
+import { iqKernel, quantizeIqBlocks, type IqBlockResults, type IqKernel } from "./iq-wasm.js";
+import type { LazyKernel } from "../wasm/instantiate.js";
 
 /**
  * IQ3_XXS (3.0625 bpw) and IQ3_S (3.4375 bpw): 256-blocks of 4-vectors on the D4-lattice grids of
@@ -213,11 +214,16 @@ function dequantIq3s(src: Uint8Array, dst: Float32Array): void {
   }
 }
 
+const qXxs = (k: LazyKernel<IqKernel> | null) => (src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void =>
+  quantizeIqBlocks("IQ3_XXS", 98, src, dst, qw, false, k, () => new IqScratch(), searchIq3xxsBlock, packIq3xxs);
+const qS = (k: LazyKernel<IqKernel> | null) => (src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void =>
+  quantizeIqBlocks("IQ3_S", 110, src, dst, qw, false, k, () => new IqScratch(), searchIq3sBlock, packIq3s);
+
 export const iq3_xxs: BlockCodec = {
   type: GGMLType.IQ3_XXS,
   blockSize: 256,
   typeSize: 98,
-  quantize: (src, dst, qw) => quantizeIqBlocks("IQ3_XXS", 98, src, dst, qw, false, kXxs, () => new IqScratch(), searchIq3xxsBlock, packIq3xxs),
+  quantize: qXxs(kXxs),
   dequantize: dequantIq3xxs,
 };
 
@@ -225,9 +231,11 @@ export const iq3_s: BlockCodec = {
   type: GGMLType.IQ3_S,
   blockSize: 256,
   typeSize: 110,
-  quantize: (src, dst, qw) => quantizeIqBlocks("IQ3_S", 110, src, dst, qw, false, kS, () => new IqScratch(), searchIq3sBlock, packIq3s),
+  quantize: qS(kS),
   dequantize: dequantIq3s,
 };
 
 /** the wasm kernels (tests: whether they are in use) */
 export const iq3Kernels = { iq3_xxs: kXxs, iq3_s: kS };
+/** the TypeScript-only quantizers (tests: same bytes as the kernels) */
+export const iq3Reference = { iq3_xxs: qXxs(null), iq3_s: qS(null) };
