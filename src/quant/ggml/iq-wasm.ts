@@ -153,26 +153,22 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
   const L = layoutFor(spec, listBytes);
   const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(L.END) });
 
-  // ---- lev(k, id, dst) → u: levels of group k at inverse scale id into the i32 array at dst (groupLevels)
-  const lev = mod.func("lev", { k: "i32", id: "f32", dst: "i32" }, "i32");
-  {
-    const f = lev;
-    const xa = f.i32("xa"), da = f.i32("da"), idv = f.v128("idv"), t = f.v128("t"), acc = f.v128("acc");
-    f.get(f.p.k).i32.const(4 * dim).i32.mul().tee(xa).get(f.p.dst).i32.add().set(da);
-    f.get(f.p.id).f32x4.splat().set(idv);
+  /** push u for group kk at inverse scale `id`, its levels into the i32 array at dst (groupLevels) */
+  const lev = (f: Fn, kk: number, id: Local<"f32">, dst: number, idv: V, t: V, acc: V): void => {
+    f.get(id).f32x4.splat().set(idv);
     for (let h = 0; h < dim / 4; h++) {
       // l = MAX(0, MIN(kMaxQ − 1, nearest_int(0.5·(id·x − 1))))
-      f.get(idv).get(xa).v128.load(L.X + 16 * h).f32x4.mul().f32x4.const(sp(1)).f32x4.sub().f32x4.const(sp(0.5)).f32x4.mul();
+      f.get(idv).i32.const(0).v128.load(L.X + 4 * dim * kk + 16 * h).f32x4.mul().f32x4.const(sp(1)).f32x4.sub().f32x4.const(sp(0.5)).f32x4.mul();
       f.f32x4.const(sp(12582912)).f32x4.add().i32x4.const(sp(0x7fffff)).v128.and().i32x4.const(sp(0x400000)).i32x4.sub();
       f.i32x4.const(sp(kMaxQ - 1)).i32x4.minS().i32x4.const(sp(0)).i32x4.maxS().set(t);
-      f.get(da).get(t).v128.store(16 * h);
+      f.i32.const(0).get(t).v128.store(dst + 4 * dim * kk + 16 * h);
       const sh = 4 * bits * h;
       f.get(t).i32x4.const([1 << sh, 1 << (sh + bits), 1 << (sh + 2 * bits), 1 << (sh + 3 * bits)]).i32x4.mul();
       if (h === 0) f.set(acc);
       else f.get(acc).i32x4.add().set(acc);
     }
     f.get(acc).i32x4.extractLane(0).get(acc).i32x4.extractLane(1).i32.add().get(acc).i32x4.extractLane(2).i32.add().get(acc).i32x4.extractLane(3).i32.add();
-  }
+  };
 
   // ---- bn(u, k, scale, dst) → grid index: the best neighbour of off-grid u for group k (−1 and ERR if none)
   const bn = mod.func("bn", { u: "i32", k: "i32", scale: "f32", dst: "i32" }, "i32");
@@ -181,7 +177,7 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
     const rec = f.i32("rec"), cnt = f.i32("cnt"), p = f.i32("p"), xa = f.i32("xa");
     const xs = f.locals("v128", dim, "xs"), ws = f.locals("v128", dim, "ws");
     const sc = f.v128("sc"), best = f.v128("best"), bpos = f.v128("bpos"), pos = f.v128("pos"), d2 = f.v128("d2"), diff = f.v128("diff"), lt = f.v128("lt");
-    const bd = f.f32("bd"), bp = f.i32("bp"), dd = f.f32("dd"), pp = f.i32("pp"), c = f.i32("c"), gi = f.i32("gi");
+    const bp = f.i32("bp"), gi = f.i32("gi");
     f.get(f.p.u).i32.const(2).i32.shl().i32.load(L.NBO).tee(rec).i32.load(L.LISTS).set(cnt);
     f.get(rec).i32.const(L.LISTS + 16).i32.add().set(p);
     f.get(f.p.k).i32.const(4 * dim).i32.mul().set(xa);
@@ -214,16 +210,14 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
         f.br(next);
       }),
     );
-    // the first minimum over the lanes: smaller distance, or equal distance at an earlier position
-    f.get(best).f32x4.extractLane(0).set(bd);
-    f.get(bpos).i32x4.extractLane(0).set(bp);
-    for (let l = 1; l < 4; l++) {
-      f.get(best).f32x4.extractLane(l).set(dd);
-      f.get(bpos).i32x4.extractLane(l).set(pp);
-      f.get(dd).get(bd).f32.lt().get(dd).get(bd).f32.eq().get(pp).get(bp).i32.ltS().i32.and().i32.or().set(c);
-      f.get(dd).get(bd).get(c).select().set(bd);
-      f.get(pp).get(bp).get(c).select().set(bp);
-    }
+    // the first minimum over the lanes: the least distance m (no lane holds a NaN: a lane keeps FLT_MAX
+    // or a distance that compared <), then the least position among the lanes holding m
+    const SWAP64 = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7];
+    const SWAP32 = [4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11];
+    // (i8x16.shuffle takes two vectors: the lanes of the first are bytes 0-15)
+    f.get(best).get(best).get(best).i8x16.shuffle(SWAP64).f32x4.pmin().tee(d2).get(d2).get(d2).i8x16.shuffle(SWAP32).f32x4.pmin().set(d2);
+    f.get(bpos).i32x4.const(sp(0x7fffffff)).get(best).get(d2).f32x4.eq().v128.bitselect().tee(lt);
+    f.get(lt).get(lt).i8x16.shuffle(SWAP64).i32x4.minS().tee(lt).get(lt).get(lt).i8x16.shuffle(SWAP32).i32x4.minS().i32x4.extractLane(0).set(bp);
     f.get(bp).i32.const(0).i32.ltS().if(() => {
       f.i32.const(0).i32.const(1).i32.store(L.ERR);
       f.i32.const(-1).return();
@@ -238,28 +232,23 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
     f.get(gi);
   }
 
-  // ---- sums(src): Σ w·x·q and Σ w·q² over the sub-block's levels at src (q = 2L + 1), into SUM (groupSums)
-  const sums = mod.func("sums", { src: "i32" }, []);
-  {
-    const f = sums;
-    const a = f.f32("a"), b = f.f32("b"), q = f.f32("q"), i = f.i32("i");
-    f.i32.const(0).set(i);
-    f.loop((next) => {
-      f.get(i).get(f.p.src).i32.add().i32.load(0).i32.const(1).i32.shl().i32.const(1).i32.add().f32.convertI32S().set(q);
-      f.get(a).get(i).f32.load(L.WX).get(q).f32.mul().f32.add().set(a);
-      f.get(b).get(i).f32.load(L.W).get(q).f32.mul().get(q).f32.mul().f32.add().set(b);
-      f.get(i).i32.const(4).i32.add().tee(i).i32.const(4 * n).i32.ltU().brIf(next);
-    });
-    f.i32.const(0).get(a).f32.store(L.SUM);
-    f.i32.const(0).get(b).f32.store(L.SUM + 4);
-  }
+  /** Σ w·x·q and Σ w·q² over the sub-block's levels at src (q = 2L + 1), sequential as in C, into a and b (groupSums) */
+  const sums = (f: Fn, src: number, a: Local<"f32">, b: Local<"f32">, q: Local<"f32">): void => {
+    f.f32.const(0).tee(a).set(b);
+    for (let i = 0; i < n; i++) {
+      f.i32.const(0).i32.load(src + 4 * i).i32.const(1).i32.shl().i32.const(1).i32.add().f32.convertI32S().set(q);
+      f.get(a).i32.const(0).f32.load(L.WX + 4 * i).get(q).f32.mul().f32.add().set(a);
+      f.get(b).i32.const(0).f32.load(L.W + 4 * i).get(q).f32.mul().get(q).f32.mul().f32.add().set(b);
+    }
+  };
 
   // ---- search(denom, scale) → scale (searchIqScale); levels in LB
   const search = mod.func("search", { denom: "f32", scale: "f32" }, "f32");
   {
     const f = search;
     const best = f.f32("best"), is = f.i32("is"), id = f.f32("id"), ts = f.f32("ts"), k = f.i32("k"), u = f.i32("u");
-    const sqx = f.f32("sqx"), sq2 = f.f32("sq2"), redo = f.i32("redo"), scale = f.p.scale;
+    const sqx = f.f32("sqx"), sq2 = f.f32("sq2"), redo = f.i32("redo"), scale = f.p.scale, q = f.f32("q");
+    const idv = f.v128("idv"), t = f.v128("t"), acc = f.v128("acc");
     if (track) {
       f.i32.const(0).i32.const(initOnGrid ? 0x01010101 : 0).i32.store(L.ONG);
       f.i32.const(0).i32.const(initOnGrid ? 0x01010101 : 0).i32.store(L.ONG + 4);
@@ -270,16 +259,15 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
       f.f32.const(2 * kMaxQ - 1).get(is).f32.convertI32S().f32.const(step).f32.mul().f32.add().get(f.p.denom).f32.div().set(id);
       f.f32.const(1).get(id).f32.div().set(ts);
       for (let kk = 0; kk < groups; kk++) {
-        f.i32.const(kk).get(id).i32.const(L.LA).call(lev).set(u);
+        lev(f, kk, id, L.LA, idv, t, acc);
+        f.set(u);
         if (track) f.i32.const(0).i32.const(1).i32.store8(L.ONGA + kk);
         f.get(u).i32.const(1).i32.shl().i32.load16S(L.MAP).i32.const(0).i32.ltS().if(() => {
           if (track) f.i32.const(0).i32.const(0).i32.store8(L.ONGA + kk);
           f.get(u).i32.const(kk).get(ts).i32.const(L.LA).call(bn).drop();
         });
       }
-      f.i32.const(L.LA).call(sums);
-      f.i32.const(0).f32.load(L.SUM).set(sqx);
-      f.i32.const(0).f32.load(L.SUM + 4).set(sq2);
+      sums(f, L.LA, sqx, sq2, q);
       f.get(sq2).f32.const(0).f32.gt().if(() => {
         f.get(sqx).get(sqx).f32.mul().get(best).get(sq2).f32.mul().f32.gt().if(() => {
           f.get(sqx).get(sq2).f32.div().set(scale);
@@ -305,7 +293,8 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
       f.f32.const(1).get(scale).f32.div().set(id);
       for (let kk = 0; kk < groups; kk++) {
         const body = (): void => {
-          f.i32.const(kk).get(id).i32.const(L.LB).call(lev).set(u);
+          lev(f, kk, id, L.LB, idv, t, acc);
+          f.set(u);
           f.get(u).i32.const(1).i32.shl().i32.load16S(L.MAP).i32.const(0).i32.ltS().if(() => {
             f.get(u).i32.const(kk).get(scale).i32.const(L.LB).call(bn).drop();
           });
@@ -314,10 +303,8 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
           f.i32.const(0).i32.load8U(L.ONG + kk).i32.eqz().if(body);
         } else body();
       }
-      f.i32.const(L.LB).call(sums);
-      f.i32.const(0).f32.load(L.SUM + 4).f32.const(0).f32.gt().if(() => {
-        f.i32.const(0).f32.load(L.SUM).i32.const(0).f32.load(L.SUM + 4).f32.div().set(scale);
-      });
+      sums(f, L.LB, sqx, sq2, q);
+      f.get(sq2).f32.const(0).f32.gt().if(() => f.get(sqx).get(sq2).f32.div().set(scale));
     });
     f.get(scale);
   }
@@ -572,22 +559,27 @@ function writeTables(buf: ArrayBuffer, g: IqGroups, L: Layout, lists: Map<number
   for (let j = 0; j < lat.size * dim; j++) lvl[j] = (lat.q[j]! - 1) >> 1;
   new Int16Array(buf, L.MAP, lat.map.length).set(lat.map);
   const nbo = new Int32Array(buf, L.NBO, lat.map.length);
-  const dv = new DataView(buf);
-  let off = 0;
+  // the records are 16-byte aligned: f32 / i32 views over the list area, indexed in 4-byte words
+  const f32 = new Float32Array(buf, L.LISTS);
+  const i32 = new Int32Array(buf, L.LISTS);
+  const q = lat.q;
+  const rw = recBytes(dim) / 4;
+  let off = 0; // in words
   for (const [u, l] of lists) {
-    nbo[u] = off;
+    nbo[u] = 4 * off;
     const recs = Math.ceil(l.length / 4);
-    dv.setInt32(L.LISTS + off, recs, true);
-    let p = L.LISTS + off + 16;
+    i32[off] = recs;
+    let p = off + 4;
     for (let r = 0; r < recs; r++) {
       for (let lane = 0; lane < 4; lane++) {
         const j = 4 * r + lane;
-        for (let i = 0; i < dim; i++) dv.setFloat32(p + 16 * i + 4 * lane, j < l.length ? lat.q[l[j]! * dim + i]! : NaN, true);
-        dv.setInt32(p + 16 * dim + 4 * lane, j < l.length ? l[j]! : -1, true);
+        const gj = j < l.length ? l[j]! : -1;
+        for (let i = 0; i < dim; i++) f32[p + 4 * i + lane] = gj >= 0 ? q[gj * dim + i]! : NaN;
+        i32[p + 4 * dim + lane] = gj;
       }
-      p += recBytes(dim);
+      p += rw;
     }
-    off += 16 + recs * recBytes(dim);
+    off = p;
   }
 }
 
