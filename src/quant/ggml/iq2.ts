@@ -3,7 +3,7 @@ import { GGMLType } from "./types.js";
 import { toF16 } from "../../formats/half.js";
 import { H2F } from "./kquant-common.js";
 import {
-  F, KSIGNS, IQ2XXS_GRID, IQ2XS_GRID, IQ2S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale,
+  F, KSIGNS, SIGN_MUL, IQ2XXS_GRID, IQ2XS_GRID, IQ2S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale,
   gridIndexOfGroup, nearestInt, clampI, checkDeqArgs, latticeIq2xxs, latticeIq2xs, latticeIq2s,
 } from "./iq-common.js";
 import { iqKernel, quantizeIqBlocks, type IqBlockResults, type IqKernel } from "./iq-wasm.js";
@@ -282,8 +282,7 @@ function dequantIq2xxs(src: Uint8Array, dst: Float32Array): void {
         const s = KSIGNS[(aux1 >>> (7 * l)) & 127]!;
         const y = 256 * i + 32 * ib + 8 * l;
         for (let j = 0; j < 8; j++) {
-          const v = db * IQ2XXS_GRID[g + j]!;
-          dst[y + j] = s & (1 << j) ? -v : v;
+          dst[y + j] = db * IQ2XXS_GRID[g + j]! * SIGN_MUL[8 * s + j]!;
         }
       }
     }
@@ -307,8 +306,7 @@ function dequantIq2xs(src: Uint8Array, dst: Float32Array): void {
         const db = l < 2 ? db0 : db1;
         const y = 256 * i + 32 * ib + 8 * l;
         for (let j = 0; j < 8; j++) {
-          const v = db * IQ2XS_GRID[g + j]!;
-          dst[y + j] = s & (1 << j) ? -v : v;
+          dst[y + j] = db * IQ2XS_GRID[g + j]! * SIGN_MUL[8 * s + j]!;
         }
       }
     }
@@ -331,8 +329,7 @@ function dequantIq2s(src: Uint8Array, dst: Float32Array): void {
         const db = l < 2 ? db0 : db1;
         const y = 256 * i + 32 * ib + 8 * l;
         for (let j = 0; j < 8; j++) {
-          const v = db * IQ2S_GRID[g + j]!;
-          dst[y + j] = s & (1 << j) ? -v : v;
+          dst[y + j] = db * IQ2S_GRID[g + j]! * SIGN_MUL[8 * s + j]!;
         }
       }
     }

@@ -3,7 +3,7 @@ import { GGMLType } from "./types.js";
 import { toF16 } from "../../formats/half.js";
 import { H2F } from "./kquant-common.js";
 import {
-  F, KSIGNS, IQ3XXS_GRID, IQ3S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale, gridIndexOfGroup,
+  F, KSIGNS, SIGN_MUL, IQ3XXS_GRID, IQ3S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale, gridIndexOfGroup,
   nearestInt, clampI, checkDeqArgs, latticeIq3xxs, latticeIq3s,
 } from "./iq-common.js";
 import { iqKernel, quantizeIqBlocks, type IqBlockResults, type IqKernel } from "./iq-wasm.js";
@@ -179,10 +179,8 @@ function dequantIq3xxs(src: Uint8Array, dst: Float32Array): void {
         const g2 = src[o + 2 + 8 * ib + 2 * l + 1]! * 4;
         const y = 256 * i + 32 * ib + 8 * l;
         for (let j = 0; j < 4; j++) {
-          const v1 = db * IQ3XXS_GRID[g1 + j]!;
-          const v2 = db * IQ3XXS_GRID[g2 + j]!;
-          dst[y + j] = s & (1 << j) ? -v1 : v1;
-          dst[y + j + 4] = s & (1 << (j + 4)) ? -v2 : v2;
+          dst[y + j] = db * IQ3XXS_GRID[g1 + j]! * SIGN_MUL[8 * s + j]!;
+          dst[y + j + 4] = db * IQ3XXS_GRID[g2 + j]! * SIGN_MUL[8 * s + j + 4]!;
         }
       }
     }
@@ -204,10 +202,8 @@ function dequantIq3s(src: Uint8Array, dst: Float32Array): void {
         const s = src[o + 74 + 4 * ib + l]!;
         const y = 256 * i + 32 * ib + 8 * l;
         for (let j = 0; j < 4; j++) {
-          const v1 = db * IQ3S_GRID[g1 + j]!;
-          const v2 = db * IQ3S_GRID[g2 + j]!;
-          dst[y + j] = s & (1 << j) ? -v1 : v1;
-          dst[y + j + 4] = s & (1 << (j + 4)) ? -v2 : v2;
+          dst[y + j] = db * IQ3S_GRID[g1 + j]! * SIGN_MUL[8 * s + j]!;
+          dst[y + j + 4] = db * IQ3S_GRID[g2 + j]! * SIGN_MUL[8 * s + j + 4]!;
         }
       }
     }
