@@ -17,8 +17,10 @@
  *
  * The neighbour search runs four neighbours per vector: lane j of a record holds neighbour 4r + j, so
  * each lane's Σ w·(scale·q − x)² is the C loop's sequential float sum; the lane minima (strict <, so
- * the earliest) are then reduced by (distance, position), which is the C scan's first minimum. Padding
- * lanes hold NaN coordinates (a NaN distance never wins). The neighbour lists are those of
+ * the earliest) are then reduced by (distance, position), which is the C scan's first minimum. For
+ * IQ2 (coordinates q ∈ {1, 3, 5, 7}) the four possible terms w·(scale·q − x)² of each coordinate are
+ * computed once per call, with the C operations, and a record picks each lane's term by a byte
+ * swizzle (see tableRecords). The neighbour lists are those of
  * iq-common.ts's Lattice (ggml's iq2xs_init_impl / iq3xs_init_impl lists, same order), built for every
  * level vector the rounding can produce and copied into the module's memory once, when the kernel is
  * instantiated.
@@ -131,8 +133,24 @@ function layoutFor(spec: IqKernelSpec, listBytes: number): Layout {
   return { IN, QW, RS, RSK, RGI, RSG, FLG, W, WA, X, WX, LA, LB, LQ, LV, ONG, ONGA, SG, SUM, ERR, LVL, MAP, NBO, LISTS, END: a };
 }
 
+/**
+ * With 2-bit levels (IQ2) a coordinate is one of q = 1, 3, 5, 7: a record is 32 bytes, byte 4i + j
+ * holding 4l for coordinate i of lane j (the byte offset of its level's term among the four
+ * precomputed ones), the grid indices follow the records as u16, and padding lanes repeat the list's
+ * last neighbour (an equal distance at a later position never wins). The lists are touched at random
+ * and IQ2_XS's would be ~7 MB as f32 records: compact ones keep the search out of main memory.
+ * Otherwise (IQ3, 8 levels) a record is dim f32x4 of coordinates (padding lanes NaN) and the 4 grid
+ * indices as i32.
+ */
+const tableRecords = (g: IqGroups): boolean => g.bits === 2;
+
 /** bytes of one 4-neighbour record: dim f32x4 of coordinates, then the 4 grid indices (i32) */
 const recBytes = (dim: number): number => 16 * dim + 16;
+/** bytes of one list: its record count (16 bytes), the records, and with tableRecords the u16 grid indices after them */
+const listSize = (dim: number, table: boolean, len: number): number => {
+  const recs = Math.ceil(len / 4);
+  return table ? 16 + 32 * recs + up16(8 * recs) : 16 + recs * recBytes(dim);
+};
 
 /** the f32 on the stack → ggml's nearest_int as i32 (float add of 1.5·2^23, mantissa bits − 2^22) */
 function nearest(f: Fn): void {
@@ -148,8 +166,9 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
   const groups = n / dim; // groups per sub-block
   const nsub = QK / n;
   const track = requant !== "always";
+  const TABLE = tableRecords(g);
   let listBytes = 0;
-  for (const l of lists.values()) listBytes += 16 + Math.ceil(l.length / 4) * recBytes(dim);
+  for (const l of lists.values()) listBytes += listSize(dim, TABLE, l.length);
   const L = layoutFor(spec, listBytes);
   const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(L.END) });
 
@@ -174,11 +193,12 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
   const bn = mod.func("bn", { u: "i32", k: "i32", scale: "f32", dst: "i32" }, "i32");
   {
     const f = bn;
-    const rec = f.i32("rec"), cnt = f.i32("cnt"), p = f.i32("p"), xa = f.i32("xa");
+    const rec = f.i32("rec"), cnt = f.i32("cnt"), p = f.i32("p"), xa = f.i32("xa"), recs = f.i32("recs");
+    const r0 = f.v128("r0"), r1 = f.v128("r1");
     const xs = f.locals("v128", dim, "xs"), ws = f.locals("v128", dim, "ws");
     const sc = f.v128("sc"), best = f.v128("best"), bpos = f.v128("bpos"), pos = f.v128("pos"), d2 = f.v128("d2"), diff = f.v128("diff"), lt = f.v128("lt");
     const bp = f.i32("bp"), gi = f.i32("gi");
-    f.get(f.p.u).i32.const(2).i32.shl().i32.load(L.NBO).tee(rec).i32.load(L.LISTS).set(cnt);
+    f.get(f.p.u).i32.const(2).i32.shl().i32.load(L.NBO).tee(rec).i32.load(L.LISTS).tee(cnt).set(recs);
     f.get(rec).i32.const(L.LISTS + 16).i32.add().set(p);
     f.get(f.p.k).i32.const(4 * dim).i32.mul().set(xa);
     for (let i = 0; i < dim; i++) {
@@ -186,26 +206,44 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
       f.get(xa).v128.load32Splat(L.WA + 4 * i).set(ws[i]!);
     }
     f.get(f.p.scale).f32x4.splat().set(sc);
+    if (TABLE) {
+      // the four possible terms of coordinate i, for q = 1, 3, 5, 7: w·(scale·q − x)², the C float ops
+      f.get(sc).f32x4.const([1, 3, 5, 7]).f32x4.mul().set(diff);
+      for (let i = 0; i < dim; i++) f.get(diff).get(xs[i]!).f32x4.sub().tee(d2).get(ws[i]!).f32x4.mul().get(d2).f32x4.mul().set(ws[i]!);
+    }
     f.f32x4.const(sp(FLT_MAX)).set(best);
     f.i32x4.const(sp(-1)).set(bpos);
     f.i32x4.const([0, 1, 2, 3]).set(pos);
     f.block((done) =>
       f.loop((next) => {
         f.get(cnt).i32.eqz().brIf(done);
+        if (TABLE) {
+          f.get(p).v128.load(0).set(r0);
+          f.get(p).v128.load(16).set(r1);
+        }
         for (let i = 0; i < dim; i++) {
-          // diff = scale·q − x; d2 += w·diff·diff
-          f.get(sc).get(p).v128.load(16 * i).f32x4.mul().get(xs[i]!).f32x4.sub().set(diff);
-          f.get(ws[i]!).get(diff).f32x4.mul().get(diff).f32x4.mul();
+          if (TABLE) {
+            // the lane's term of coordinate i: its level's float, picked by byte indices 4l … 4l + 3
+            // (bytes 4l of coordinate i spread over each lane's four bytes, plus 0 1 2 3)
+            const r = i < 4 ? r0 : r1;
+            const spread: number[] = [];
+            for (let j = 0; j < 4; j++) for (let c = 0; c < 4; c++) spread.push(4 * (i % 4) + j);
+            f.get(ws[i]!).get(r).get(r).i8x16.shuffle(spread).i32x4.const(sp(0x03020100)).i8x16.add().i8x16.swizzle();
+          } else {
+            // diff = scale·q − x; w·diff·diff
+            f.get(sc).get(p).v128.load(16 * i).f32x4.mul().get(xs[i]!).f32x4.sub().set(diff);
+            f.get(ws[i]!).get(diff).f32x4.mul().get(diff).f32x4.mul();
+          }
+          // d2 += term (f32x4.add is commutative bit for bit: 0 + t and d2 + t as in C)
           if (i === 0) f.f32x4.const(sp(0)).f32x4.add();
           else f.get(d2).f32x4.add();
           f.set(d2);
-          // (f32x4.add is commutative bit for bit: 0 + t and d2 + t as in C)
         }
         f.get(d2).get(best).f32x4.lt().set(lt);
         f.get(d2).get(best).get(lt).v128.bitselect().set(best);
         f.get(pos).get(bpos).get(lt).v128.bitselect().set(bpos);
         f.get(pos).i32x4.const(sp(4)).i32x4.add().set(pos);
-        f.get(p).i32.const(recBytes(dim)).i32.add().set(p);
+        f.get(p).i32.const(TABLE ? 32 : recBytes(dim)).i32.add().set(p);
         f.get(cnt).i32.const(1).i32.sub().set(cnt);
         f.br(next);
       }),
@@ -223,8 +261,13 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
       f.i32.const(-1).return();
     });
     // grid index of position bp, then its levels into dst
-    f.get(rec).get(bp).i32.const(2).i32.shrU().i32.const(recBytes(dim)).i32.mul().i32.add().get(bp).i32.const(3).i32.and().i32.const(2).i32.shl().i32.add();
-    f.i32.load(L.LISTS + 16 + 16 * dim).set(gi);
+    if (TABLE) {
+      // u16 at rec + 16 + 32·recs + 2·bp
+      f.get(rec).get(recs).i32.const(5).i32.shl().i32.add().get(bp).i32.const(1).i32.shl().i32.add().i32.load16U(L.LISTS + 16).set(gi);
+    } else {
+      f.get(rec).get(bp).i32.const(2).i32.shrU().i32.const(recBytes(dim)).i32.mul().i32.add().get(bp).i32.const(3).i32.and().i32.const(2).i32.shl().i32.add();
+      f.i32.load(L.LISTS + 16 + 16 * dim).set(gi);
+    }
     f.get(f.p.k).i32.const(4 * dim).i32.mul().get(f.p.dst).i32.add().set(p);
     for (let h = 0; h < dim / 4; h++) {
       f.get(p).get(gi).i32.const(dim).i32.mul().v128.load32Zero(L.LVL + 4 * h).i16x8.extendLowI8x16U().i32x4.extendLowI16x8U().v128.store(16 * h);
@@ -559,27 +602,34 @@ function writeTables(buf: ArrayBuffer, g: IqGroups, L: Layout, lists: Map<number
   for (let j = 0; j < lat.size * dim; j++) lvl[j] = (lat.q[j]! - 1) >> 1;
   new Int16Array(buf, L.MAP, lat.map.length).set(lat.map);
   const nbo = new Int32Array(buf, L.NBO, lat.map.length);
-  // the records are 16-byte aligned: f32 / i32 views over the list area, indexed in 4-byte words
+  // the records are 16-byte aligned: f32 / i32 / u8 views over the list area, indexed in 4-byte words
   const f32 = new Float32Array(buf, L.LISTS);
   const i32 = new Int32Array(buf, L.LISTS);
+  const u8 = new Uint8Array(buf, L.LISTS);
+  const u16 = new Uint16Array(buf, L.LISTS);
+  const table = tableRecords(g);
   const q = lat.q;
-  const rw = recBytes(dim) / 4;
-  let off = 0; // in words
+  let off = 0; // bytes
   for (const [u, l] of lists) {
-    nbo[u] = 4 * off;
+    nbo[u] = off;
     const recs = Math.ceil(l.length / 4);
-    i32[off] = recs;
-    let p = off + 4;
+    i32[off >> 2] = recs;
     for (let r = 0; r < recs; r++) {
       for (let lane = 0; lane < 4; lane++) {
         const j = 4 * r + lane;
-        const gj = j < l.length ? l[j]! : -1;
-        for (let i = 0; i < dim; i++) f32[p + 4 * i + lane] = gj >= 0 ? q[gj * dim + i]! : NaN;
-        i32[p + 4 * dim + lane] = gj;
+        const gj = j < l.length ? l[j]! : table ? l[l.length - 1]! : -1;
+        if (table) {
+          const rb = off + 16 + 32 * r;
+          for (let i = 0; i < dim; i++) u8[rb + 4 * i + lane] = 4 * ((q[gj * dim + i]! - 1) >> 1);
+          u16[(off + 16 + 32 * recs + 2 * j) >> 1] = gj;
+        } else {
+          const rw = (off + 16 + r * recBytes(dim)) >> 2;
+          for (let i = 0; i < dim; i++) f32[rw + 4 * i + lane] = gj >= 0 ? q[gj * dim + i]! : NaN;
+          i32[rw + 4 * dim + lane] = gj;
+        }
       }
-      p += rw;
     }
-    off = p;
+    off += listSize(dim, table, l.length);
   }
 }
 
