@@ -50,6 +50,11 @@ function same(name: string, c: BlockCodec, ref: Q, src: Float32Array, qw: Float3
 
 // 40 blocks (three kernel calls), Gaussian with a few larger values, whole rows of 512
 const LONG = fill(40 * 256, 31, (i, r, g) => (r() < 0.01 ? 8 * g() : g()) * (1 + (i >> 9)) * 0.01);
+// 192 blocks of a few shapes (most sub-blocks' near-ties between neighbours decided by the last bits)
+const MANY = fill(192 * 256, 32, (i, r, g) => {
+  const k = (i >> 12) % 4;
+  return k === 0 ? g() : k === 1 ? 2 * r() - 1 : k === 2 ? g() * Math.abs(g()) : (r() < 0.1 ? 5 : 1) * g() * 1e-3;
+});
 
 for (const [name, c, ref, kernel] of CASES) {
   test(`${name}: wasm search bytes equal the TypeScript search`, { skip: off && "GGUFY_NO_WASM is set" }, () => {
@@ -63,6 +68,8 @@ for (const [name, c, ref, kernel] of CASES) {
     same(name, c, ref, LONG, imatrix(77, 1), "40 blocks, imatrix of 512");
     same(name, c, ref, LONG, fill(40 * 256, 78, (_i, r) => r()), "40 blocks, one imatrix row");
     if (!c.requiresImatrix) same(name, c, ref, LONG, null, "40 blocks, no imatrix");
+    same(name, c, ref, MANY, fill(4096, 81, (_i, r, g) => (r() < 0.1 ? 0 : Math.abs(g()))), "192 blocks, imatrix of 4096 with zeros");
+    if (!c.requiresImatrix) same(name, c, ref, MANY, null, "192 blocks, no imatrix");
     for (const bad of [NaN, Infinity, -Infinity]) {
       const src = LONG.slice();
       src[17 * 256 + 5] = bad;
