@@ -25,7 +25,8 @@
  * level vector the rounding can produce and copied into the module's memory once, when the kernel is
  * instantiated.
  *
- * Every float operation is one IEEE binary32 wasm operation in the C order. q(nb, hasQw) leaves per
+ * Every float operation is one IEEE binary32 wasm operation in the C order (the TypeScript reference's
+ * Math.fround sequence, itself checked against ggml_quantize_chunk). q(nb, hasQw, reset) leaves per
  * block the sub-block scales, a "skipped" flag per sub-block (ggml's `continue` for an all-small
  * sub-block), the grid index of every group and the sign byte of every 8-group; the caller packs them
  * (iq2.ts / iq3.ts, the same code as the TypeScript path). A block holding a non-finite value or
@@ -94,7 +95,7 @@ export interface IqKernel extends IqBlockResults {
 interface Layout {
   IN: number; QW: number; RS: number; RSK: number; RGI: number; RSG: number; FLG: number;
   W: number; WA: number; X: number; WX: number; LA: number; LB: number; LQ: number; LV: number;
-  ONG: number; ONGA: number; SG: number; SUM: number; ERR: number;
+  ONG: number; ONGA: number; SG: number; ERR: number;
   LVL: number; MAP: number; NBO: number; LISTS: number; END: number;
 }
 
@@ -128,9 +129,9 @@ function layoutFor(spec: IqKernelSpec, listBytes: number): Layout {
   const IN = take(IQ_CHUNK * QK * 4), QW = take(IQ_CHUNK * QK * 4);
   const RS = take(IQ_CHUNK * 64), RSK = take(IQ_CHUNK * 16), RGI = take(IQ_CHUNK * 128), RSG = take(IQ_CHUNK * 32), FLG = take(IQ_CHUNK);
   const W = take(128), WA = take(128), X = take(128), WX = take(128), LA = take(128), LB = take(128), LQ = take(128), LV = take(128);
-  const ONG = take(16), ONGA = take(16), SG = take(16), SUM = take(16), ERR = take(16);
+  const ONG = take(16), ONGA = take(16), SG = take(16), ERR = take(16);
   const LVL = take(lat.size * lat.dim), MAP = take(lat.map.length * 2), NBO = take(lat.map.length * 4), LISTS = take(listBytes);
-  return { IN, QW, RS, RSK, RGI, RSG, FLG, W, WA, X, WX, LA, LB, LQ, LV, ONG, ONGA, SG, SUM, ERR, LVL, MAP, NBO, LISTS, END: a };
+  return { IN, QW, RS, RSK, RGI, RSG, FLG, W, WA, X, WX, LA, LB, LQ, LV, ONG, ONGA, SG, ERR, LVL, MAP, NBO, LISTS, END: a };
 }
 
 /**
@@ -289,7 +290,7 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
   const search = mod.func("search", { denom: "f32", scale: "f32" }, "f32");
   {
     const f = search;
-    const best = f.f32("best"), is = f.i32("is"), id = f.f32("id"), ts = f.f32("ts"), k = f.i32("k"), u = f.i32("u");
+    const best = f.f32("best"), is = f.i32("is"), id = f.f32("id"), ts = f.f32("ts"), u = f.i32("u");
     const sqx = f.f32("sqx"), sq2 = f.f32("sq2"), redo = f.i32("redo"), scale = f.p.scale, q = f.f32("q");
     const idv = f.v128("idv"), t = f.v128("t"), acc = f.v128("acc");
     if (track) {
@@ -456,7 +457,7 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
   const qf = mod.func("q", { nb: "i32", hasQw: "i32", reset: "i32" }, []);
   {
     const f = qf;
-    const b = f.i32("b"), xb = f.i32("xb"), ib = f.i32("ib"), xs = f.i32("xs"), i = f.i32("i"), k = f.i32("k");
+    const b = f.i32("b"), xb = f.i32("xb"), ib = f.i32("ib"), xs = f.i32("xs"), i = f.i32("i");
     const fin = f.v128("fin"), v = f.v128("v"), m = f.v128("m"), sig = f.v128("sig"), s4 = f.v128("s4");
     const sumx2 = f.f32("sumx2"), sigma2 = f.f32("sigma2"), x = f.f32("x"), max = f.f32("max"), scale = f.f32("scale"), denom = f.f32("denom");
     const sb = f.i32("sb"), imin = f.i32("imin"), mn = f.f32("mn"), ax = f.f32("ax"), u = f.i32("u"), gi = f.i32("gi"), o = f.i32("o");
@@ -582,7 +583,6 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
         f.br(nextBlock);
       }),
     );
-    void k;
   }
   return { bytes: mod.bytes(), L };
 }
