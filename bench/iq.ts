@@ -8,9 +8,23 @@
  * ggml builds every neighbour list at its first quantisation (iq2xs_init_impl / iq3xs_init_impl);
  * ggufy builds a list the first time a point needs it. Both one-off costs are timed separately
  * ("init": the first call on one row) and excluded from the throughput (best of --reps after it).
+ * ggufy's WebAssembly kernels (IQ2_*, IQ3_*: src/quant/ggml/iq-wasm.ts) build all their lists when the
+ * kernel is instantiated, inside "init". The "TS" column is the TypeScript search of the same codec
+ * (the fallback, GGUFY_NO_WASM=1) timed in the same loop, so "wasm/TS" is the kernel's speed-up.
  */
 import { ggmlOracle } from "../test/support/ggml-oracle.js";
 import { codecFor, parseTypeName, typeName, GGMLType } from "../src/quant/ggml/index.js";
+import { iq2Reference } from "../src/quant/ggml/iq2.js";
+import { iq3Reference } from "../src/quant/ggml/iq3.js";
+
+type Q = (src: Float32Array, dst: Uint8Array, qw?: Float32Array | null) => void;
+const TS_PATH: Partial<Record<GGMLType, Q>> = {
+  [GGMLType.IQ2_XXS]: iq2Reference.iq2_xxs,
+  [GGMLType.IQ2_XS]: iq2Reference.iq2_xs,
+  [GGMLType.IQ2_S]: iq2Reference.iq2_s,
+  [GGMLType.IQ3_XXS]: iq3Reference.iq3_xxs,
+  [GGMLType.IQ3_S]: iq3Reference.iq3_s,
+};
 
 const ROW = 4096;
 const ALL = [GGMLType.IQ1_S, GGMLType.IQ1_M, GGMLType.IQ2_XXS, GGMLType.IQ2_XS, GGMLType.IQ2_S, GGMLType.IQ3_XXS, GGMLType.IQ3_S];
@@ -58,8 +72,8 @@ function main(): void {
   const qw = data(ROW, 8, 1, true);
   const mb = (src.length * 4) / 1e6;
   console.log(`IQ quantize: ${rows} rows × ${ROW} (${mb.toFixed(2)} MB f32), importance vector, best of ${reps}, CPU seconds`);
-  console.log("| type | ggufy init s | ggml init s | ggufy MB/s | ggml MB/s | ggufy/ggml | dequant ggufy MB/s | dequant ggml MB/s | ratio | bytes |");
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  console.log("| type | ggufy init s | ggml init s | ggufy MB/s | ggml MB/s | ggufy/ggml | TS path MB/s | ggufy/TS | dequant ggufy MB/s | dequant ggml MB/s | ratio | bytes |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const t of types) {
     const c = codecFor(t);
     const one = src.subarray(0, ROW);
@@ -67,6 +81,9 @@ function main(): void {
     const [ggInit] = cpu(() => g.quantizeChunk(t, one, ROW, qw));
     let ours = Infinity;
     let theirs = Infinity;
+    let tsPath = Infinity;
+    const ref = TS_PATH[t];
+    let tsSame = true;
     let got: Uint8Array = new Uint8Array(0);
     let want: Uint8Array = new Uint8Array(0);
     for (let r = 0; r < reps; r++) {
@@ -77,8 +94,14 @@ function main(): void {
       const [b, w] = cpu(() => g.quantizeChunk(t, src, ROW, qw));
       theirs = Math.min(theirs, b);
       want = w;
+      if (ref) {
+        const o2 = new Uint8Array(out.length);
+        const [c2] = cpu(() => ref(src, o2, qw));
+        tsPath = Math.min(tsPath, c2);
+        tsSame &&= o2.every((v, i) => v === w[i]);
+      }
     }
-    const same = got.length === want.length && got.every((v, i) => v === want[i]);
+    const same = got.length === want.length && got.every((v, i) => v === want[i]) && tsSame;
     let dq = Infinity;
     let dg = Infinity;
     const y = new Float32Array(src.length);
@@ -92,7 +115,7 @@ function main(): void {
     }
     const f = (x: number) => (x > 0 ? (mb / x).toFixed(2) : "∞");
     console.log(
-      `| ${typeName(t)} | ${ourInit.toFixed(3)} | ${ggInit.toFixed(3)} | ${f(ours)} | ${f(theirs)} | ${(theirs / ours).toFixed(3)} | ${f(dq)} | ${f(dg)} | ${(dg / dq).toFixed(3)} | ${same ? "identical" : "DIFFER"} |`,
+      `| ${typeName(t)} | ${ourInit.toFixed(3)} | ${ggInit.toFixed(3)} | ${f(ours)} | ${f(theirs)} | ${(theirs / ours).toFixed(3)} | ${ref ? f(tsPath) : "—"} | ${ref ? (tsPath / ours).toFixed(2) : "—"} | ${f(dq)} | ${f(dg)} | ${(dg / dq).toFixed(3)} | ${same ? "identical" : "DIFFER"} |`,
     );
   }
 }

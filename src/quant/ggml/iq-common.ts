@@ -29,6 +29,16 @@ export const KSIGNS: Uint8Array = (() => {
   return t;
 })();
 
+/**
+ * SIGN_MUL[8·s + j] = −1 when bit j of the sign byte s is set, else 1: the dequantisers multiply by it
+ * instead of branching (x·(±1) is exact, so the one float32 rounding left is that of C's db·grid[j]).
+ */
+export const SIGN_MUL: Float64Array = (() => {
+  const t = new Float64Array(256 * 8);
+  for (let s = 0; s < 256; s++) for (let j = 0; j < 8; j++) t[8 * s + j] = s & (1 << j) ? -1 : 1;
+  return t;
+})();
+
 function dequantGrid(kgrid: Uint16Array, dim: number, bits: number, levels: readonly number[]): Int16Array {
   const g = new Int16Array(kgrid.length * dim);
   const mask = (1 << bits) - 1;

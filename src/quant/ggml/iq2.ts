@@ -3,9 +3,11 @@ import { GGMLType } from "./types.js";
 import { toF16 } from "../../formats/half.js";
 import { H2F } from "./kquant-common.js";
 import {
-  F, KSIGNS, IQ2XXS_GRID, IQ2XS_GRID, IQ2S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale,
-  gridIndexOfGroup, quantizeIqRows, nearestInt, clampI, checkDeqArgs, latticeIq2xxs, latticeIq2xs, latticeIq2s,
+  F, KSIGNS, SIGN_MUL, IQ2XXS_GRID, IQ2XS_GRID, IQ2S_GRID, IqScratch, type IqGroups, signsAndMagnitudes, maxMagnitude, searchIqScale,
+  gridIndexOfGroup, nearestInt, clampI, checkDeqArgs, latticeIq2xxs, latticeIq2xs, latticeIq2s,
 } from "./iq-common.js";
+import { iqKernel, quantizeIqBlocks, type IqBlockResults, type IqKernel } from "./iq-wasm.js";
+import type { LazyKernel } from "../wasm/instantiate.js";
 
 /**
  * IQ2_XXS (2.0625 bpw), IQ2_XS (2.3125 bpw), IQ2_S (2.5625 bpw): 256-blocks of 8-vectors on the E8
@@ -20,12 +22,9 @@ const EPS_IQ2_S = F(1e-8); // GROUP_MAX_EPS_IQ2_S
 const P1 = F(0.1);
 const QK = 256;
 
-/** The per-call working set: the shared IQ scratch plus IQ2's sub-block scales and packed words. */
+/** The per-call working set: the shared IQ scratch plus make_qp_quants' levels. */
 class Iq2Scratch extends IqScratch {
-  readonly scales = new Float64Array(16);
   readonly LV = new Int32Array(32);
-  readonly q2xxs = new Uint32Array(16);
-  readonly q2xs = new Uint16Array(32);
 }
 
 /** make_qp_quants(n, nmax, x, L, quant_weights) over xval/weight (ggml-quants.c); only the scale is used. */
@@ -124,38 +123,49 @@ function sigma2Of(x: Float32Array, xo: number, two: boolean): number {
   return two ? F(F(2 * sumx2) / QK) : F(sumx2 / QK);
 }
 
-function quantizeIq2xxsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Float32Array, qo: number, dst: Uint8Array, o: number): void {
+/** quantize_row_iq2_xxs_impl's search for one 256-block: sub-block scales, grid indices and signs into r */
+function searchIq2xxsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Float32Array, qo: number, r: IqBlockResults): void {
   const g = iq2xxsGroups();
   const kMaxQ = 3;
-  const { signs, scales } = s;
-  const q2 = s.q2xxs.fill(0);
-  let maxScale = 0;
+  const { signs } = s;
   const sigma2 = sigma2Of(x, xo, false);
   for (let ib = 0; ib < 8; ib++) {
     const xb = xo + 32 * ib;
     prepare(s, x, xb, qw, qo + 32 * ib, 32, sigma2, true);
+    r.skip[ib] = 1;
+    r.scales[ib] = 0;
     const max = maxMagnitude(s, 32);
-    if (max < EPS) {
-      scales[ib] = 0;
-      continue;
-    }
+    if (max < EPS) continue;
     const scale0 = makeQpQuants(s, 32, kMaxQ + 1);
     const effMax = F(scale0 * kMaxQ);
-    if (effMax <= 0) {
-      scales[ib] = 0;
-      continue;
-    }
+    if (effMax <= 0) continue;
     let scale = searchIqScale(s, g, effMax, scale0);
     if (scale < 0) {
       scale = -scale;
       for (let k = 0; k < 4; k++) signs[k] = ~signs[k]! & 127;
     }
     for (let k = 0; k < 4; k++) {
-      const gi = gridIndexOfGroup(s, g, k);
-      q2[2 * ib] = (q2[2 * ib]! | (gi << (8 * k))) >>> 0;
-      q2[2 * ib + 1] = (q2[2 * ib + 1]! | (signs[k]! << (7 * k))) >>> 0;
+      r.gi[4 * ib + k] = gridIndexOfGroup(s, g, k);
+      r.signs[4 * ib + k] = signs[k]!;
     }
-    scales[ib] = scale;
+    r.skip[ib] = 0;
+    r.scales[ib] = scale;
+  }
+}
+
+const q2xxs = new Uint32Array(16);
+
+/** the rest of quantize_row_iq2_xxs_impl: block b of r → 66 bytes at dst[o] */
+function packIq2xxs(r: IqBlockResults, b: number, dst: Uint8Array, o: number): void {
+  const q2 = q2xxs.fill(0);
+  let maxScale = 0;
+  for (let ib = 0; ib < 8; ib++) {
+    if (r.skip[16 * b + ib]) continue;
+    for (let k = 0; k < 4; k++) {
+      q2[2 * ib] = (q2[2 * ib]! | (r.gi[64 * b + 4 * ib + k]! << (8 * k))) >>> 0;
+      q2[2 * ib + 1] = (q2[2 * ib + 1]! | (r.signs[32 * b + 4 * ib + k]! << (7 * k))) >>> 0;
+    }
+    const scale = r.scales[16 * b + ib]!;
     maxScale = maxScale > scale ? maxScale : scale;
   }
   dst.fill(0, o, o + 66);
@@ -166,7 +176,7 @@ function quantizeIq2xxsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Flo
   dst[o + 1] = h >> 8;
   const id = F(1 / d);
   for (let ib = 0; ib < 8; ib++) {
-    const l = clampI(nearestInt(F(0.5 * F(F(id * scales[ib]!) - 1))), 0, 15);
+    const l = clampI(nearestInt(F(0.5 * F(F(id * r.scales[16 * b + ib]!) - 1))), 0, 15);
     q2[2 * ib + 1] = (q2[2 * ib + 1]! | (l << 28)) >>> 0;
   }
   for (let i = 0; i < 16; i++) {
@@ -179,45 +189,64 @@ function quantizeIq2xxsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Flo
   }
 }
 
-/** quantize_row_iq2_xs_impl (isS = false) and quantize_row_iq2_s_impl (isS = true): 16-sub-blocks */
-function quantizeIq2xsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, dst: Uint8Array, o: number, isS: boolean): void {
+/** quantize_row_iq2_xs_impl (isS = false) and quantize_row_iq2_s_impl (isS = true) search: 16-sub-blocks */
+function searchIq2xsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Float32Array | null | undefined, qo: number, r: IqBlockResults, isS: boolean): void {
   const g = iq2xsGroups(isS);
   const kMaxQ = 3;
-  const { L, signs, scales } = s;
-  const q2 = s.q2xs.fill(0); // IQ2_XS: grid | signs << 9
-  const size = isS ? 82 : 74;
-  dst.fill(0, o, o + size);
-  let maxScale = 0;
+  const { L, signs } = s;
   const sigma2 = sigma2Of(x, xo, isS);
   for (let ib = 0; ib < 16; ib++) {
     const xb = xo + 16 * ib;
     prepare(s, x, xb, qw, qo + 16 * ib, 16, sigma2, !isS);
     const max = maxMagnitude(s, 16);
     L.fill(0, 0, 16);
-    if (max < (isS ? EPS_IQ2_S : EPS)) {
-      scales[ib] = 0;
-      continue;
-    }
+    r.skip[ib] = 1;
+    r.scales[ib] = 0;
+    if (max < (isS ? EPS_IQ2_S : EPS)) continue;
     let scale = searchIqScale(s, g, max, F(max / (2 * kMaxQ - 1)));
     if (scale < 0) {
       scale = -scale;
       for (let k = 0; k < 2; k++) signs[k] = isS ? ~signs[k]! & 255 : ~signs[k]! & 127;
     }
     for (let k = 0; k < 2; k++) {
-      const gi = gridIndexOfGroup(s, g, k);
+      r.gi[2 * ib + k] = gridIndexOfGroup(s, g, k);
+      r.signs[2 * ib + k] = signs[k]!;
+    }
+    r.skip[ib] = 0;
+    r.scales[ib] = scale;
+  }
+}
+
+/** the rest of quantize_row_iq2_xs_impl / quantize_row_iq2_s_impl: block b of r → 74 / 82 bytes at dst[o] */
+function packIq2xs(r: IqBlockResults, b: number, dst: Uint8Array, o: number, isS: boolean): void {
+  const size = isS ? 82 : 74;
+  dst.fill(0, o, o + size);
+  let maxScale = 0;
+  for (let ib = 0; ib < 16; ib++) {
+    if (r.skip[16 * b + ib]) continue;
+    for (let k = 0; k < 2; k++) {
+      const gi = r.gi[64 * b + 2 * ib + k]!;
+      const sg = r.signs[32 * b + 2 * ib + k]!;
       const i8 = 2 * ib + k;
       if (isS) {
         dst[o + 2 + i8] = gi & 255;
         dst[o + 66 + (i8 >> 2)]! |= (gi >> 8) << (2 * (i8 % 4));
-        dst[o + 2 + 32 + i8] = signs[k]!;
+        dst[o + 2 + 32 + i8] = sg;
       } else {
-        q2[i8] = gi | (signs[k]! << 9);
+        // q2 = grid | signs << 9
+        const v = gi | (sg << 9);
+        dst[o + 2 + 2 * i8] = v & 255;
+        dst[o + 3 + 2 * i8] = v >> 8;
       }
     }
-    scales[ib] = scale;
+    const scale = r.scales[16 * b + ib]!;
     maxScale = maxScale > scale ? maxScale : scale;
   }
-  if (!maxScale) return;
+  if (!maxScale) {
+    // ggml writes IQ2_XS's qs words only after this test (IQ2_S's bytes are already in place)
+    if (!isS) dst.fill(0, o, o + size);
+    return;
+  }
   const d = F(maxScale / 31);
   const h = toF16(isS ? F(d * F(0.9875)) : d);
   dst[o] = h & 255;
@@ -225,17 +254,16 @@ function quantizeIq2xsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Floa
   const id = F(1 / d);
   const so = o + (isS ? 74 : 66);
   for (let ib = 0; ib < 16; ib++) {
-    const l = clampI(nearestInt(F(0.5 * F(F(id * scales[ib]!) - 1))), 0, 15);
+    const l = clampI(nearestInt(F(0.5 * F(F(id * r.scales[16 * b + ib]!) - 1))), 0, 15);
     if (ib % 2 === 0) dst[so + (ib >> 1)] = l;
     else dst[so + (ib >> 1)]! |= l << 4;
   }
-  if (!isS) {
-    for (let i = 0; i < 32; i++) {
-      dst[o + 2 + 2 * i] = q2[i]! & 255;
-      dst[o + 3 + 2 * i] = q2[i]! >> 8;
-    }
-  }
 }
+
+/** The kernels' per-type data (iq-wasm.ts) */
+const kXxs = iqKernel("iq2_xxs", () => ({ name: "iq2_xxs", g: iq2xxsGroups(), parity: true, eps: EPS, noQw: "none", sigma2Two: false, qp: true, qpEps: EPS, qpStep: P1 }));
+const kXs = iqKernel("iq2_xs", () => ({ name: "iq2_xs", g: iq2xsGroups(false), parity: true, eps: EPS, noQw: "none", sigma2Two: false, qp: false }));
+const kS = iqKernel("iq2_s", () => ({ name: "iq2_s", g: iq2xsGroups(true), parity: false, eps: EPS_IQ2_S, noQw: "s4x2", sigma2Two: true, qp: false }));
 
 // ------------------------------------------------------------------------------------------------
 // dequantisation (dequantize_row_iq2_xxs / _xs / _s)
@@ -254,8 +282,7 @@ function dequantIq2xxs(src: Uint8Array, dst: Float32Array): void {
         const s = KSIGNS[(aux1 >>> (7 * l)) & 127]!;
         const y = 256 * i + 32 * ib + 8 * l;
         for (let j = 0; j < 8; j++) {
-          const v = db * IQ2XXS_GRID[g + j]!;
-          dst[y + j] = s & (1 << j) ? -v : v;
+          dst[y + j] = db * IQ2XXS_GRID[g + j]! * SIGN_MUL[8 * s + j]!;
         }
       }
     }
@@ -279,8 +306,7 @@ function dequantIq2xs(src: Uint8Array, dst: Float32Array): void {
         const db = l < 2 ? db0 : db1;
         const y = 256 * i + 32 * ib + 8 * l;
         for (let j = 0; j < 8; j++) {
-          const v = db * IQ2XS_GRID[g + j]!;
-          dst[y + j] = s & (1 << j) ? -v : v;
+          dst[y + j] = db * IQ2XS_GRID[g + j]! * SIGN_MUL[8 * s + j]!;
         }
       }
     }
@@ -303,20 +329,26 @@ function dequantIq2s(src: Uint8Array, dst: Float32Array): void {
         const db = l < 2 ? db0 : db1;
         const y = 256 * i + 32 * ib + 8 * l;
         for (let j = 0; j < 8; j++) {
-          const v = db * IQ2S_GRID[g + j]!;
-          dst[y + j] = s & (1 << j) ? -v : v;
+          dst[y + j] = db * IQ2S_GRID[g + j]! * SIGN_MUL[8 * s + j]!;
         }
       }
     }
   }
 }
 
+const qXxs = (k: LazyKernel<IqKernel> | null) => (src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void =>
+  quantizeIqBlocks("IQ2_XXS", 66, src, dst, qw, true, k, () => new Iq2Scratch(), (s, x, xo, w, qo, r) => searchIq2xxsBlock(s, x, xo, w!, qo, r), packIq2xxs);
+const qXs = (k: LazyKernel<IqKernel> | null) => (src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void =>
+  quantizeIqBlocks("IQ2_XS", 74, src, dst, qw, true, k, () => new Iq2Scratch(), (s, x, xo, w, qo, r) => searchIq2xsBlock(s, x, xo, w, qo, r, false), (r, b, d, o) => packIq2xs(r, b, d, o, false));
+const qS = (k: LazyKernel<IqKernel> | null) => (src: Float32Array, dst: Uint8Array, qw?: Float32Array | null): void =>
+  quantizeIqBlocks("IQ2_S", 82, src, dst, qw, false, k, () => new Iq2Scratch(), (s, x, xo, w, qo, r) => searchIq2xsBlock(s, x, xo, w, qo, r, true), (r, b, d, o) => packIq2xs(r, b, d, o, true));
+
 export const iq2_xxs: BlockCodec = {
   type: GGMLType.IQ2_XXS,
   blockSize: 256,
   typeSize: 66,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeIqRows("IQ2_XXS", 66, src, dst, qw, true, new Iq2Scratch(), (s, x, xo, w, qo, d, o) => quantizeIq2xxsBlock(s, x, xo, w!, qo, d, o)),
+  quantize: qXxs(kXxs),
   dequantize: dequantIq2xxs,
 };
 
@@ -325,7 +357,7 @@ export const iq2_xs: BlockCodec = {
   blockSize: 256,
   typeSize: 74,
   requiresImatrix: true,
-  quantize: (src, dst, qw) => quantizeIqRows("IQ2_XS", 74, src, dst, qw, true, new Iq2Scratch(), (s, x, xo, w, qo, d, o) => quantizeIq2xsBlock(s, x, xo, w, qo, d, o, false)),
+  quantize: qXs(kXs),
   dequantize: dequantIq2xs,
 };
 
@@ -333,6 +365,10 @@ export const iq2_s: BlockCodec = {
   type: GGMLType.IQ2_S,
   blockSize: 256,
   typeSize: 82,
-  quantize: (src, dst, qw) => quantizeIqRows("IQ2_S", 82, src, dst, qw, false, new Iq2Scratch(), (s, x, xo, w, qo, d, o) => quantizeIq2xsBlock(s, x, xo, w, qo, d, o, true)),
+  quantize: qS(kS),
   dequantize: dequantIq2s,
 };
+
+/** the wasm kernels (tests: whether they are in use) and the TypeScript-only quantizers (tests: same bytes) */
+export const iq2Kernels = { iq2_xxs: kXxs, iq2_xs: kXs, iq2_s: kS };
+export const iq2Reference = { iq2_xxs: qXxs(null), iq2_xs: qXs(null), iq2_s: qS(null) };
