@@ -15,13 +15,15 @@
  * levels (OUT_L, transposed: element i of sub-block j at 16i + j) and a flag for a super-block holding
  * a NaN or an infinity (BAD; q returns their count); r(nb) re-quantizes with DD / DM (set by the
  * caller from the fp16 d and dmin) into LN; p(nb) packs LN into the output blocks (kquant16-wasm.ts's
- * runK16 drives the three). The readable reference is kquant-common.ts's makeQkx2 and q2_k.ts; both
+ * runKQuant drives the three). The readable reference is kquant-common.ts's makeQkx2 and q2_k.ts; both
  * use q2_k.ts's q2kTail.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
-import { QK, addPack16, addRequant16, forBlocks, loadAt, nearestClamp, nearestConsts, splatF, storeAt, storeBytes4, transpose16 } from "./kquant16-wasm.js";
-import type { K16Kernel, V } from "./kquant16-wasm.js";
+import {
+  QK, addPack16, addRequant, bindKQuant, forBlocks, loadAt, nearestClamp, nearestConsts, qkx2Accept, qkx2Fit, splatF, storeAt, storeBytes4, transpose,
+} from "./kquant16-wasm.js";
+import type { KQuantKernel, KQuantLayout, V } from "./kquant16-wasm.js";
 
 /** super-blocks per kernel call (64 KiB of input) */
 export const Q2_BLOCKS = 64;
@@ -72,7 +74,7 @@ function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
   f.i32.const(0).set(nBad);
   forBlocks(f, f.p.nb, b, () => {
     f.get(b).i32.const(QK * 4).i32.mul().set(xb);
-    transpose16(f, xb, IN, XT);
+    transpose(f, xb, IN, XT, 16);
     f.get(ZERO).set(fin);
     for (let g = 0; g < 4; g++) {
       const q = G[g]!;
@@ -136,14 +138,7 @@ function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
         }
       }
       for (const q of G) {
-        // D = sum_w·sum_l2 − sum_l²; this_scale = (sum_w·sum_xl − sum_x·sum_l)/D; this_min = (sum_l2·sum_x − sum_l·sum_xl)/D
-        f.get(q.sw).get(q.sl2).f32x4.mul().get(q.sl).get(q.sl).f32x4.mul().f32x4.sub().set(q.D);
-        f.get(q.sw).get(q.sxl).f32x4.mul().get(q.sx).get(q.sl).f32x4.mul().f32x4.sub().get(q.D).f32x4.div().set(q.s);
-        f.get(q.sl2).get(q.sx).f32x4.mul().get(q.sl).get(q.sxl).f32x4.mul().f32x4.sub().get(q.D).f32x4.div().set(q.m);
-        // if (this_min > 0) { this_min = 0; this_scale = sum_xl / sum_l2; }
-        f.get(q.m).get(ZERO).f32x4.gt().set(t);
-        f.get(q.sxl).get(q.sl2).f32x4.div().get(q.s).get(t).v128.bitselect().set(q.s);
-        f.get(ZERO).get(q.m).get(t).v128.bitselect().set(q.m);
+        qkx2Fit(f, q, ZERO, t);
         f.get(ZERO).set(q.err);
       }
       for (let i = 0; i < 16; i++) {
@@ -157,15 +152,7 @@ function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
           loadAt(f, wAt(i, g)).get(d).f32x4.mul().f32x4.add().set(q.err);
         }
       }
-      for (const q of G) {
-        // accepted: D > 0 && cur_error < best_error
-        f.get(q.D).get(ZERO).f32x4.gt().get(q.err).get(q.best).f32x4.lt().v128.and().set(t);
-        f.get(q.err).get(q.best).get(t).v128.bitselect().set(q.best);
-        f.get(q.s).get(q.scale).get(t).v128.bitselect().set(q.scale);
-        f.get(q.is).get(q.bestIs).get(t).v128.bitselect().set(q.bestIs);
-        f.get(q.min).get(q.bestMin).get(t).v128.bitselect().set(q.bestMin);
-        f.get(q.m).get(q.min).get(t).v128.bitselect().set(q.min);
-      }
+      for (const q of G) qkx2Accept(f, q, ZERO, t);
       f.get(k).i32.const(1).i32.add().tee(k).i32.const(nstep + 1).i32.ltU().brIf(step);
     });
     // a NaN or an infinity in the super-block: flagged (the caller quantizes it with the TypeScript path)
@@ -189,41 +176,16 @@ function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
     }
   });
   f.get(nBad);
-  addRequant16(mod, { in: IN, dd: DD, dm: DM, ln: LN }, true, 0, NMAX, 0);
+  addRequant(mod, { in: IN, dd: DD, dm: DM, ln: LN }, 16, true, 0, NMAX, 0);
   addPack16(mod, { ln: LN, out: OUT, size: SIZE, qs: 16, hmask: -1 });
   return mod.bytes();
 }
 
-export interface Q2Kernel extends K16Kernel {
-  /** the search's scales and the_min values, f32 [nb][16] */
-  scales: Float32Array;
-  mins: Float32Array;
-  /** dmin·(scale >> 4) per sub-block, f32 [nb][16] */
-  dm: Float32Array;
-}
+const LAYOUT: KQuantLayout = {
+  blocks: Q2_BLOCKS, size: SIZE, n: 16, in: IN, scales: OUT_S, mins: OUT_M, levels: OUT_L, dd: DD, dm: DM, ln: LN, bad: BAD, out: OUT, table: TBL,
+};
 
 /** The Q2_K kernel (lazily instantiated: src/quant/wasm/instantiate.ts); `steps` = qkx2StepNumerators(3, −0.5, 0.1, 15). */
 export function q2Kernel(steps: Float64Array) {
-  return lazyKernel("q2_k", () => buildModule(steps.length - 1), (e, mem): Q2Kernel => {
-    const buf = mem.buffer;
-    const q = e["q"] as (nb: number) => number;
-    const input = new Float32Array(buf, IN, Q2_BLOCKS * QK);
-    new Float32Array(buf, TBL, steps.length).set(steps);
-    return {
-      run(src, b0, nb) {
-        input.set(src.subarray(b0 * QK, (b0 + nb) * QK));
-        return q(nb);
-      },
-      bad: new Uint8Array(buf, BAD, Q2_BLOCKS),
-      requant: e["r"] as (nb: number) => void,
-      pack: e["p"] as (nb: number) => void,
-      scales: new Float32Array(buf, OUT_S, Q2_BLOCKS * 16),
-      mins: new Float32Array(buf, OUT_M, Q2_BLOCKS * 16),
-      levels: new Uint8Array(buf, OUT_L, Q2_BLOCKS * QK),
-      dd: new Float32Array(buf, DD, Q2_BLOCKS * 16),
-      dm: new Float32Array(buf, DM, Q2_BLOCKS * 16),
-      final: new Uint8Array(buf, LN, Q2_BLOCKS * QK),
-      out: new Uint8Array(buf, OUT, Q2_BLOCKS * SIZE),
-    };
-  });
+  return lazyKernel("q2_k", () => buildModule(steps.length - 1), (e, mem): KQuantKernel => bindKQuant(e, mem, LAYOUT, steps));
 }
