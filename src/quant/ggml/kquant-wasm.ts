@@ -41,8 +41,8 @@ import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
 import { EPS, k45Tail, q6kTail } from "./kquant-common.js";
 import {
-  QK, addRequant, bindKQuant, forBlocks, forBytes, nearestClamp, nearestConsts, nearestLevel, qkx2Accept, qkx2Fit, runKQuant, splatF, splatI, storeBytes4,
-  transpose,
+  QK, addRequant, bindKQuant, forBlocks, forBytes, nearestClamp, nearestConsts, nearestLevel, qkx2Accept, qkx2Fit, qkx2Outputs, runKQuant, searchFrame, splatF,
+  splatI, storeBytes4,
 } from "./kquant16-wasm.js";
 import type { Fn, KQuantKernel, KQuantLayout, Qkx2Lanes, V } from "./kquant16-wasm.js";
 
@@ -81,7 +81,7 @@ function layout(size: number, n: number, withMin: boolean): KQuantLayout {
  */
 function addQkx2Search(mod: ModuleBuilder, nmax: number, nstep: number): void {
   const f = mod.func("q", { nb: "i32" }, "i32");
-  const b = f.i32("b"), xb = f.i32("xb"), k = f.i32("k"), ob = f.i32("ob"), p = f.i32("p"), o = f.i32("o"), nBad = f.i32("nBad");
+  const k = f.i32("k"), ob = f.i32("ob"), p = f.i32("p"), o = f.i32("o");
   const K = nearestConsts(0, nmax);
   const ZERO = splatF(f, "zero", 0), NMAXF = splatF(f, "nmax", nmax), ONE = splatF(f, "one", 1), N32 = splatF(f, "n32", 32);
   const RANGE = splatF(f, "range", NEAREST_RANGE);
@@ -117,10 +117,9 @@ function addQkx2Search(mod: ModuleBuilder, nmax: number, nstep: number): void {
     f.get(q.is).get(q.min0).get(q.min).f32x4.sub().f32x4.mul().f32x4.abs().get(RANGE).f32x4.lt();
     f.v128.and().get(q.flat).v128.or().v128.and().set(good);
   };
-  f.i32.const(0).set(nBad);
-  forBlocks(f, f.p.nb, b, () => {
-    f.get(b).i32.const(QK * 4).i32.mul().set(xb);
-    transpose(f, xb, IN, XT, 32);
+  // flagged: a NaN or an infinity, or a step whose levels the guard could not vouch for
+  const flag = (): void => void f.get(good).get(fin).get(fin).f32x4.eq().v128.and().i32x4.allTrue().i32.eqz();
+  searchFrame(f, 32, { in: IN, xt: XT, bad: BAD }, (b) => {
     f.i32.const(-1).i32x4.splat().set(good);
     f.get(ZERO).set(fin);
     for (const q of G) f.get(ZERO).set(q.sx2);
@@ -213,16 +212,9 @@ function addQkx2Search(mod: ModuleBuilder, nmax: number, nstep: number): void {
       for (const q of G) qkx2Accept(f, q, ZERO, t);
       f.get(k).i32.const(1).i32.add().tee(k).i32.const(nstep + 1).i32.ltU().brIf(nextStep);
     });
-    // flagged: a NaN or an infinity, or a step whose levels the guard could not vouch for
-    f.get(b).get(good).get(fin).get(fin).f32x4.eq().v128.and().i32x4.allTrue().i32.eqz().tee(k).i32.store8(BAD);
-    f.get(nBad).get(k).i32.add().set(nBad);
     // outputs: 8 scales (0 for an empty range), the_min = −min
     f.get(b).i32.const(64).i32.mul().set(ob);
-    for (let g = 0; g < 2; g++) {
-      const q = G[g]!;
-      f.get(ob).get(ZERO).get(q.scale).get(q.flat).v128.bitselect().v128.store(OUT_S + 16 * g);
-      f.get(ob).get(q.min0).f32x4.neg().get(q.min).f32x4.neg().get(q.flat).v128.bitselect().v128.store(OUT_M + 16 * g);
-    }
+    for (const q of G) qkx2Outputs(f, q, ZERO, ob, OUT_S, OUT_M, q.g);
     // levels of the accepted step (0 for an empty range), as bytes, transposed, by ggml's nearest_int
     f.get(b).i32.const(QK).i32.mul().set(o);
     forBytes(f, p, 0, 1024, 32, () => {
@@ -236,8 +228,7 @@ function addQkx2Search(mod: ModuleBuilder, nmax: number, nstep: number): void {
       }
       f.get(o).i32.const(8).i32.add().set(o);
     });
-  });
-  f.get(nBad);
+  }, flag);
 }
 
 /**
@@ -249,7 +240,7 @@ function addQkx2Search(mod: ModuleBuilder, nmax: number, nstep: number): void {
  */
 function addQxSearch(mod: ModuleBuilder): void {
   const f = mod.func("q", { nb: "i32" }, "i32");
-  const b = f.i32("b"), xb = f.i32("xb"), k = f.i32("k"), o = f.i32("o"), p = f.i32("p"), nBad = f.i32("nBad");
+  const k = f.i32("k"), o = f.i32("o"), p = f.i32("p");
   const K = nearestConsts(-32, 31);
   const ZERO = splatF(f, "zero", 0), EPSV = splatF(f, "eps", EPS), NMIN = splatF(f, "nmin", -32), NTOP = splatF(f, "ntop", 31);
   const N32I = splatI(f, "n32", 32);
@@ -279,10 +270,9 @@ function addQxSearch(mod: ModuleBuilder): void {
       }
     });
   };
-  f.i32.const(0).set(nBad);
-  forBlocks(f, f.p.nb, b, () => {
-    f.get(b).i32.const(QK * 4).i32.mul().set(xb);
-    transpose(f, xb, IN, XT, 16);
+  // a NaN or an infinity in the super-block: flagged (the caller quantizes it with the TypeScript path)
+  const flag = (): void => void f.get(fin).get(fin).f32x4.ne().v128.anyTrue();
+  searchFrame(f, 16, { in: IN, xt: XT, bad: BAD }, (b) => {
     f.get(ZERO).set(fin);
     for (const q of G) f.get(ZERO).tee(q.amax).set(q.max);
     forBytes(f, p, 0, 1024, 64, () => {
@@ -297,8 +287,6 @@ function addQxSearch(mod: ModuleBuilder): void {
         f.get(x).get(q.max).get(t).v128.bitselect().set(q.max);
       }
     });
-    f.get(b).get(fin).get(fin).f32x4.ne().v128.anyTrue().tee(k).i32.store8(BAD);
-    f.get(nBad).get(k).i32.add().set(nBad);
     f.get(b).i32.const(QK).i32.mul().set(o);
     for (const pair of [G.slice(0, 2), G.slice(2, 4)]) {
       for (const q of pair) {
@@ -338,8 +326,7 @@ function addQxSearch(mod: ModuleBuilder): void {
       }
       f.get(o).i32.const(16).i32.add().set(o);
     });
-  });
-  f.get(nBad);
+  }, flag);
 }
 
 /**

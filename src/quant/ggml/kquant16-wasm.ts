@@ -113,6 +113,33 @@ export function forBlocks(f: Fn, nb: Local<"i32">, b: Local<"i32">, body: (out: 
 }
 
 /**
+ * Emit the frame of a search function q(nb) → flagged count (after the caller's locals and constants):
+ * for each of the nb super-blocks b, its transposition from `in` to `xt` (transpose, n values per
+ * sub-block), body(b), then BAD[b] = the i32 0/1 that flag() pushes (1: the caller redoes the block
+ * with the TypeScript path), counted; the count is left on the stack as the result.
+ */
+export function searchFrame(f: Fn, n: number, L: { readonly in: number; readonly xt: number; readonly bad: number }, body: (b: Local<"i32">) => void, flag: () => void): void {
+  const b = f.i32("b"), xb = f.i32("xb"), nBad = f.i32("nBad"), bad = f.i32("bad");
+  f.i32.const(0).set(nBad);
+  forBlocks(f, f.p.nb, b, () => {
+    f.get(b).i32.const(QK * 4).i32.mul().set(xb);
+    transpose(f, xb, L.in, L.xt, n);
+    body(b);
+    f.get(b);
+    flag();
+    f.tee(bad).i32.store8(L.bad);
+    f.get(nBad).get(bad).i32.add().set(nBad);
+  });
+  f.get(nBad);
+}
+
+/** Emit the stores of make_qkx2_quants' results for the four lanes of q at ob + 16·g: scale (0 for an empty range), the_min = −min. */
+export function qkx2Outputs(f: Fn, q: Qkx2Lanes & { flat: V; min0: V }, ZERO: V, ob: Local<"i32">, outS: number, outM: number, g: number): void {
+  f.get(ob).get(ZERO).get(q.scale).get(q.flat).v128.bitselect().v128.store(outS + 16 * g);
+  f.get(ob).get(q.min0).f32x4.neg().get(q.min).f32x4.neg().get(q.flat).v128.bitselect().v128.store(outM + 16 * g);
+}
+
+/**
  * for (p = start; p < end; p += step) body() — a loop over the elements of the transposed sub-blocks
  * (p a byte offset, the body addresses its vectors as p + constant). A real loop, not unrolled: with
  * the whole sub-block unrolled, V8's scheduler computes every level first and spills them.

@@ -21,7 +21,7 @@
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
 import {
-  QK, addPack16, addRequant, bindKQuant, forBlocks, loadAt, nearestClamp, nearestConsts, qkx2Accept, qkx2Fit, splatF, storeAt, storeBytes4, transpose,
+  QK, addPack16, addRequant, bindKQuant, loadAt, nearestClamp, nearestConsts, qkx2Accept, qkx2Fit, qkx2Outputs, searchFrame, splatF, storeAt, storeBytes4,
 } from "./kquant16-wasm.js";
 import type { KQuantKernel, KQuantLayout, V } from "./kquant16-wasm.js";
 
@@ -48,7 +48,7 @@ const NMAX = 3;
 function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
   const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(END) });
   const f = mod.func("q", { nb: "i32" }, "i32");
-  const b = f.i32("b"), xb = f.i32("xb"), k = f.i32("k"), ob = f.i32("ob"), nBad = f.i32("nBad");
+  const k = f.i32("k"), ob = f.i32("ob");
   const K = nearestConsts(0, NMAX);
   const ZERO = splatF(f, "zero", 0), NMAXF = splatF(f, "nmax", NMAX), ONE = splatF(f, "one", 1);
   const fin = f.v128("finite");
@@ -71,10 +71,9 @@ function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
     loadAt(f, xAt(i, g)).get(min).f32x4.sub().f32x4.mul();
     nearestClamp(f, K);
   };
-  f.i32.const(0).set(nBad);
-  forBlocks(f, f.p.nb, b, () => {
-    f.get(b).i32.const(QK * 4).i32.mul().set(xb);
-    transpose(f, xb, IN, XT, 16);
+  // a NaN or an infinity in the super-block: flagged (the caller quantizes it with the TypeScript path)
+  const flag = (): void => void f.get(fin).get(fin).f32x4.ne().v128.anyTrue();
+  searchFrame(f, 16, { in: IN, xt: XT, bad: BAD }, (b) => {
     f.get(ZERO).set(fin);
     for (let g = 0; g < 4; g++) {
       const q = G[g]!;
@@ -155,16 +154,9 @@ function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
       for (const q of G) qkx2Accept(f, q, ZERO, t);
       f.get(k).i32.const(1).i32.add().tee(k).i32.const(nstep + 1).i32.ltU().brIf(step);
     });
-    // a NaN or an infinity in the super-block: flagged (the caller quantizes it with the TypeScript path)
-    f.get(b).get(fin).get(fin).f32x4.ne().v128.anyTrue().tee(k).i32.store8(BAD);
-    f.get(nBad).get(k).i32.add().set(nBad);
     // outputs: scale (0 for a flat sub-block), the_min = −min, the accepted step's levels (0 if flat)
     f.get(b).i32.const(64).i32.mul().set(ob);
-    for (let g = 0; g < 4; g++) {
-      const q = G[g]!;
-      f.get(ob).get(ZERO).get(q.scale).get(q.flat).v128.bitselect().v128.store(OUT_S + 16 * g);
-      f.get(ob).get(q.min0).f32x4.neg().get(q.min).f32x4.neg().get(q.flat).v128.bitselect().v128.store(OUT_M + 16 * g);
-    }
+    for (let g = 0; g < 4; g++) qkx2Outputs(f, G[g]!, ZERO, ob, OUT_S, OUT_M, g);
     f.get(b).i32.const(QK).i32.mul().set(ob);
     for (let i = 0; i < 16; i++) {
       for (let g = 0; g < 4; g++) {
@@ -174,8 +166,7 @@ function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
         storeBytes4(f, ob, OUT_L + 16 * i + 4 * g, t);
       }
     }
-  });
-  f.get(nBad);
+  }, flag);
   addRequant(mod, { in: IN, dd: DD, dm: DM, ln: LN }, 16, true, 0, NMAX, 0);
   addPack16(mod, { ln: LN, out: OUT, size: SIZE, qs: 16, hmask: -1 });
   return mod.bytes();

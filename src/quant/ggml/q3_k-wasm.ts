@@ -21,7 +21,7 @@
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
 import { EPS } from "./kquant-common.js";
-import { QK, addPack16, addRequant, bindKQuant, forBlocks, loadAt, nearestClamp, nearestConsts, splatF, splatI, storeAt, storeBytes4, transpose } from "./kquant16-wasm.js";
+import { QK, addPack16, addRequant, bindKQuant, loadAt, nearestClamp, nearestConsts, searchFrame, splatF, splatI, storeAt, storeBytes4 } from "./kquant16-wasm.js";
 import type { KQuantKernel, KQuantLayout, V } from "./kquant16-wasm.js";
 
 /** super-blocks per kernel call (64 KiB of input) */
@@ -46,7 +46,7 @@ const NMAX = 4;
 function buildModule(): Uint8Array<ArrayBuffer> {
   const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(END) });
   const f = mod.func("q", { nb: "i32" }, "i32");
-  const b = f.i32("b"), xb = f.i32("xb"), round = f.i32("round"), ob = f.i32("ob"), nBad = f.i32("nBad");
+  const round = f.i32("round"), ob = f.i32("ob");
   const K = nearestConsts(-NMAX, NMAX - 1);
   const ZERO = splatF(f, "zero", 0), EPSV = splatF(f, "eps", EPS), NEG_NMAX = splatF(f, "negNmax", -NMAX), OFFSET = splatI(f, "nmaxI", NMAX);
   const t = f.v128("t"), ax = f.v128("ax"), lf = f.v128("L"), nl = f.v128("newL"), slx = f.v128("slx"), sl2 = f.v128("sl2"), acc = f.v128("acc");
@@ -56,10 +56,9 @@ function buildModule(): Uint8Array<ArrayBuffer> {
     return { amax: l("amax"), max: l("max"), tiny: l("tiny"), is: l("iscale"), sumlx: l("sumlx"), suml2: l("suml2") };
   });
   const at = (base: number, i: number, g: number): number => base + 16 * (4 * i + g);
-  f.i32.const(0).set(nBad);
-  forBlocks(f, f.p.nb, b, () => {
-    f.get(b).i32.const(QK * 4).i32.mul().set(xb);
-    transpose(f, xb, IN, XT, 16);
+  // a NaN or an infinity in the super-block: flagged (the caller quantizes it with the TypeScript path)
+  const flag = (): void => void f.get(fin).get(fin).f32x4.ne().v128.anyTrue();
+  searchFrame(f, 16, { in: IN, xt: XT, bad: BAD }, (b) => {
     f.get(ZERO).set(fin);
     for (let g = 0; g < 4; g++) {
       const q = G[g]!;
@@ -138,9 +137,6 @@ function buildModule(): Uint8Array<ArrayBuffer> {
         f.get(round).i32.const(1).i32.add().tee(round).i32.const(5).i32.ltU().brIf(again);
       }),
     );
-    // a NaN or an infinity in the super-block: flagged (the caller quantizes it with the TypeScript path)
-    f.get(b).get(fin).get(fin).f32x4.ne().v128.anyTrue().tee(round).i32.store8(BAD);
-    f.get(nBad).get(round).i32.add().set(nBad);
     // outputs: scale = suml2 > 0 ? sumlx/suml2 : 0 (0 for an all-zero group); levels L + nmax (0 there)
     f.get(b).i32.const(64).i32.mul().set(ob);
     for (let g = 0; g < 4; g++) {
@@ -159,8 +155,7 @@ function buildModule(): Uint8Array<ArrayBuffer> {
         storeBytes4(f, ob, OUT_L + 16 * i + 4 * g, t);
       }
     }
-  });
-  f.get(nBad);
+  }, flag);
   addRequant(mod, { in: IN, dd: DD, dm: DD, ln: LN }, 16, false, -NMAX, NMAX - 1, NMAX);
   addPack16(mod, { ln: LN, out: OUT, size: SIZE, qs: 32, hmask: 0 });
   return mod.bytes();
