@@ -40,11 +40,12 @@
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
 import { EPS, k45Tail, q6kTail } from "./kquant-common.js";
+import { addQkx2Search } from "./kquant-qkx2-wasm.js";
 import {
-  QK, addRequant, bindKQuant, forBlocks, forBytes, nearestClamp, nearestConsts, nearestLevel, qkx2Accept, qkx2Fit, qkx2Outputs, runKQuant, searchFrame, splatF,
+  QK, addRequant, bindKQuant, forBlocks, forBytes, nearestClamp, nearestConsts, nearestLevel, runKQuant, searchFrame, splatF,
   splatI, storeBytes4,
 } from "./kquant16-wasm.js";
-import type { Fn, KQuantKernel, KQuantLayout, Qkx2Lanes, V } from "./kquant16-wasm.js";
+import type { Fn, KQuantKernel, KQuantLayout, V } from "./kquant16-wasm.js";
 
 /** super-blocks per kernel call (64 KiB of input) */
 export const KW_BLOCKS = 64;
@@ -63,172 +64,11 @@ const BAD = LN + KW_BLOCKS * QK; // u8 [KW_BLOCKS]: 1 for a super-block the Type
 const OUT = BAD + KW_BLOCKS; // the output blocks, [KW_BLOCKS][size ≤ 210]
 const END = OUT + KW_BLOCKS * 210;
 
-/** ±4194303: the range of nearest_int's argument where f32x4.nearest gives the same integer */
-const NEAREST_RANGE = 4194303;
-
 function layout(size: number, n: number, withMin: boolean): KQuantLayout {
   return {
     blocks: KW_BLOCKS, size, n, in: IN, scales: OUT_S, mins: withMin ? OUT_M : -1, levels: OUT_L, dd: DD, dm: withMin ? DM : -1, ln: LN, bad: BAD, out: OUT,
     table: TBL,
   };
-}
-
-/**
- * Q4_K / Q5_K search: q(nb) runs make_qkx2_quants on the 8 sub-blocks of each of nb super-blocks at
- * IN and writes scale (OUT_S), the_min (OUT_M) and the search's levels (OUT_L, transposed); returns
- * how many super-blocks it flagged in BAD. The step numerators f(f(rmin + f(0.1·k)) + nmax),
- * k = 0..nstep, are read from TBL.
- */
-function addQkx2Search(mod: ModuleBuilder, nmax: number, nstep: number): void {
-  const f = mod.func("q", { nb: "i32" }, "i32");
-  const k = f.i32("k"), ob = f.i32("ob"), p = f.i32("p"), o = f.i32("o");
-  const K = nearestConsts(0, nmax);
-  const ZERO = splatF(f, "zero", 0), NMAXF = splatF(f, "nmax", nmax), ONE = splatF(f, "one", 1), N32 = splatF(f, "n32", 32);
-  const RANGE = splatF(f, "range", NEAREST_RANGE);
-  const num = f.v128("num"), t = f.v128("t"), d = f.v128("d"), A = f.v128("A"), wA = f.v128("wA"), x = f.v128("x");
-  const good = f.v128("good"), fin = f.v128("finite");
-  // per vector g (sub-blocks 4g … 4g+3): the search's state
-  const G = [0, 1].map((g) => {
-    const l = (name: string): V => f.v128(`${name}${g}`);
-    const q: Qkx2Lanes & { g: number; max: V; min0: V; flat: V; sx2: V; av: V } = {
-      g,
-      sw: l("sumW"), sx: l("sumX"), sl: l("sumL"), sl2: l("sumL2"), sxl: l("sumXL"), D: l("D"), s: l("thisScale"), m: l("thisMin"), err: l("err"),
-      best: l("best"), scale: l("scale"), is: l("iscale"), min: l("min"), bestIs: l("bestIscale"), bestMin: l("bestMin"),
-      max: l("max"), min0: l("min0"), flat: l("flat"), sx2: l("sumX2"), av: l("av"),
-    };
-    return q;
-  });
-  // the vector of element i (byte offset p = 32·i) of group g in XT / WT / AT
-  const at = (base: number, g: number): number => base + 16 * g;
-  const ld = (base: number, g: number): Fn => f.get(p).v128.load(at(base, g));
-  /** push the level MAX(0, MIN(nmax, nearest_int(is·(x − min)))) (f32x4) of the element at p */
-  const level = (q: (typeof G)[number]): void =>
-    nearestLevel(f, ZERO, NMAXF, () => {
-      f.get(q.is);
-      ld(XT, q.g).get(q.min).f32x4.sub().f32x4.mul();
-    });
-  /**
-   * good &= flat | (|is·(max − min)| < RANGE & |is·(min0 − min)| < RANGE): the ends of this step's
-   * arguments of nearest_int (they bound all of them, see the file comment)
-   */
-  const guard = (q: (typeof G)[number]): void => {
-    f.get(good);
-    f.get(q.is).get(q.max).get(q.min).f32x4.sub().f32x4.mul().f32x4.abs().get(RANGE).f32x4.lt();
-    f.get(q.is).get(q.min0).get(q.min).f32x4.sub().f32x4.mul().f32x4.abs().get(RANGE).f32x4.lt();
-    f.v128.and().get(q.flat).v128.or().v128.and().set(good);
-  };
-  // flagged: a NaN or an infinity, or a step whose levels the guard could not vouch for
-  const flag = (): void => void f.get(good).get(fin).get(fin).f32x4.eq().v128.and().i32x4.allTrue().i32.eqz();
-  searchFrame(f, 32, { in: IN, xt: XT, bad: BAD }, (b) => {
-    f.i32.const(-1).i32x4.splat().set(good);
-    f.get(ZERO).set(fin);
-    for (const q of G) f.get(ZERO).set(q.sx2);
-    // sum_x2 = Σx² (sequential per lane); x − x is 0 for a finite x, NaN otherwise
-    forBytes(f, p, 0, 1024, 32, () => {
-      for (let g = 0; g < 2; g++) {
-        const q = G[g]!;
-        ld(XT, g).set(x);
-        f.get(q.sx2).get(x).get(x).f32x4.mul().f32x4.add().set(q.sx2);
-        f.get(fin).get(x).get(x).f32x4.sub().f32x4.add().set(fin);
-      }
-    });
-    // av = sqrt(sum_x2/32); w = av + |x|; min/max (strict comparisons in order), Σw, Σw·x
-    for (let g = 0; g < 2; g++) {
-      const q = G[g]!;
-      f.get(q.sx2).get(N32).f32x4.div().f32x4.sqrt().set(q.av);
-      f.i32.const(0).v128.load(at(XT, g)).tee(q.min).set(q.max);
-      f.i32.const(0).get(q.av).get(q.min).f32x4.abs().f32x4.add().tee(q.sw).v128.store(at(WT, g));
-      f.get(q.sw).get(q.min).f32x4.mul().set(q.sx);
-    }
-    forBytes(f, p, 32, 1024, 32, () => {
-      for (let g = 0; g < 2; g++) {
-        const q = G[g]!;
-        ld(XT, g).set(x);
-        f.get(p).get(q.av).get(x).f32x4.abs().f32x4.add().tee(d).v128.store(at(WT, g));
-        f.get(q.min).get(x).f32x4.pmin().set(q.min);
-        f.get(q.max).get(x).f32x4.pmax().set(q.max);
-        f.get(q.sw).get(d).f32x4.add().set(q.sw);
-        f.get(q.sx).get(d).get(x).f32x4.mul().f32x4.add().set(q.sx);
-      }
-    });
-    for (const q of G) {
-      f.get(q.min).get(ZERO).f32x4.pmin().tee(q.min).tee(q.min0).set(q.bestMin); // if (min > 0) min = 0
-      f.get(q.max).get(q.min).f32x4.eq().set(q.flat); // max == min: L = 0, scale 0
-      // iscale = nmax/(max − min), scale = 1/iscale, best_error = Σ w·(scale·L + min − x)²
-      f.get(NMAXF).get(q.max).get(q.min).f32x4.sub().f32x4.div().tee(q.is).set(q.bestIs);
-      f.get(ONE).get(q.is).f32x4.div().set(q.scale);
-      f.get(ZERO).set(q.best);
-      guard(q);
-    }
-    forBytes(f, p, 0, 1024, 32, () => {
-      for (let g = 0; g < 2; g++) {
-        const q = G[g]!;
-        level(q);
-        f.set(A);
-        f.get(q.scale).get(A).f32x4.mul().get(q.min).f32x4.add();
-        ld(XT, g).f32x4.sub().set(d);
-        f.get(q.best);
-        ld(WT, g).get(d).get(d).f32x4.mul().f32x4.mul().f32x4.add().set(q.best);
-      }
-    });
-    // the steps
-    f.i32.const(0).set(k);
-    f.loop((nextStep) => {
-      f.get(k).i32.const(2).i32.shl().f32.load(TBL).f32x4.splat().set(num);
-      for (const q of G) {
-        f.get(num).get(q.max).get(q.min).f32x4.sub().f32x4.div().set(q.is);
-        guard(q);
-        f.get(ZERO).tee(q.sl).tee(q.sl2).set(q.sxl);
-      }
-      // Laux = levels; sum_l += w·l; sum_l2 += w·l·l; sum_xl += w·l·x
-      forBytes(f, p, 0, 1024, 32, () => {
-        for (let g = 0; g < 2; g++) {
-          const q = G[g]!;
-          level(q);
-          f.set(A);
-          f.get(p).get(A).v128.store(at(AT, g));
-          ld(WT, g).get(A).f32x4.mul().set(wA);
-          f.get(q.sl).get(wA).f32x4.add().set(q.sl);
-          f.get(q.sl2).get(wA).get(A).f32x4.mul().f32x4.add().set(q.sl2);
-          f.get(q.sxl).get(wA);
-          ld(XT, g).f32x4.mul().f32x4.add().set(q.sxl);
-        }
-      });
-      for (const q of G) {
-        qkx2Fit(f, q, ZERO, t);
-        f.get(ZERO).set(q.err);
-      }
-      // cur_error += w·(this_scale·Laux + this_min − x)²
-      forBytes(f, p, 0, 1024, 32, () => {
-        for (let g = 0; g < 2; g++) {
-          const q = G[g]!;
-          f.get(q.s);
-          ld(AT, g).f32x4.mul().get(q.m).f32x4.add();
-          ld(XT, g).f32x4.sub().set(d);
-          f.get(q.err);
-          ld(WT, g).get(d).get(d).f32x4.mul().f32x4.mul().f32x4.add().set(q.err);
-        }
-      });
-      for (const q of G) qkx2Accept(f, q, ZERO, t);
-      f.get(k).i32.const(1).i32.add().tee(k).i32.const(nstep + 1).i32.ltU().brIf(nextStep);
-    });
-    // outputs: 8 scales (0 for an empty range), the_min = −min
-    f.get(b).i32.const(64).i32.mul().set(ob);
-    for (const q of G) qkx2Outputs(f, q, ZERO, ob, OUT_S, OUT_M, q.g);
-    // levels of the accepted step (0 for an empty range), as bytes, transposed, by ggml's nearest_int
-    f.get(b).i32.const(QK).i32.mul().set(o);
-    forBytes(f, p, 0, 1024, 32, () => {
-      for (let g = 0; g < 2; g++) {
-        const q = G[g]!;
-        f.get(q.bestIs);
-        ld(XT, g).get(q.bestMin).f32x4.sub().f32x4.mul();
-        nearestClamp(f, K);
-        f.get(q.flat).v128.andnot();
-        storeBytes4(f, o, OUT_L + 4 * g, t);
-      }
-      f.get(o).i32.const(8).i32.add().set(o);
-    });
-  }, flag);
 }
 
 /**
@@ -427,7 +267,11 @@ export function k45WasmQuantizer(
     type,
     () =>
       kernelModule(
-        (m) => addQkx2Search(m, nmax, steps.length - 1),
+        (m) =>
+          addQkx2Search(m, {
+            n: 32, nmax, nstep: steps.length - 1, mad: false, avWeights: true, in: IN, xt: XT, wt: WT, at: AT, table: TBL, scales: OUT_S, mins: OUT_M,
+            levels: OUT_L, bad: BAD,
+          }),
         (m) => addRequant(m, { in: IN, dd: DD, dm: DM, ln: LN }, 32, true, 0, nmax, 0),
         (m) => addPack(m, type, size),
       ),
