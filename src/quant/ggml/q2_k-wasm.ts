@@ -1,27 +1,22 @@
 /**
- * WebAssembly SIMD search of Q2_K: make_qkx2_quants(16, 3, x, weights = |x|, L, &the_min, Laux,
+ * WebAssembly SIMD kernel of Q2_K: make_qkx2_quants(16, 3, x, weights = |x|, L, &the_min, Laux,
  * rmin = −0.5, rdelta = 0.1, nstep = 15, use_mad = true) for the 16 sub-blocks of each super-block
- * (ggml/src/ggml-quants.c: make_qkx2_quants, called from quantize_row_q2_K_ref), then the
- * re-quantization with the fp16 scales (kquant16-wasm.ts).
- *
- * The super-block is transposed (kquant16-wasm.ts), so a vector holds one element of four sub-blocks
- * and the four vectors g = 0..3 cover all 16; every float operation of the C search is the same
- * f32x4 operation on the four lanes, in the C order. C's `if`s become lane masks: `if (x < min)` is
- * f32x4.pmin (b < a ? b : a), `if (x > max)` pmax, `if (this_min > 0)` and the acceptance
- * `if (D > 0 && cur_error < best_error)` are bitselects. An accepted step's Laux is not copied: its
- * iscale and min are kept and the levels recomputed once at the end, the same integers.
+ * (ggml/src/ggml-quants.c: make_qkx2_quants, called from quantize_row_q2_K_ref) — the search emitter
+ * Q4_K and Q5_K use too (kquant-qkx2-wasm.ts: transposed super-block, one f32x4 operation per C float
+ * operation on four sub-blocks, lane masks for C's `if`s, flagged super-blocks to the TypeScript
+ * path) —, then the re-quantization with the fp16 scales and the 2-bit packing (kquant16-wasm.ts).
  *
  * q(nb) writes, per super-block, the 16 scales (OUT_S), the 16 the_min values (OUT_M), the search's
- * levels (OUT_L, transposed: element i of sub-block j at 16i + j) and a flag for a super-block holding
- * a NaN or an infinity (BAD; q returns their count); r(nb) re-quantizes with DD / DM (set by the
- * caller from the fp16 d and dmin) into LN; p(nb) packs LN into the output blocks (kquant16-wasm.ts's
- * runK16 drives the three). The readable reference is kquant-common.ts's makeQkx2 and q2_k.ts; both
- * use q2_k.ts's q2kTail.
+ * levels (OUT_L, transposed: element i of sub-block j at 16i + j) and a flag (BAD; q returns their
+ * count); r(nb) re-quantizes with DD / DM (set by the caller from the fp16 d and dmin) into LN; p(nb)
+ * packs LN into the output blocks (kquant16-wasm.ts's runKQuant drives the three). The readable
+ * reference is kquant-common.ts's makeQkx2 and q2_k.ts; both use q2_k.ts's q2kTail.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
-import { QK, addPack16, addRequant16, forBlocks, loadAt, nearestClamp, nearestConsts, splatF, storeAt, storeBytes4, transpose16 } from "./kquant16-wasm.js";
-import type { K16Kernel, V } from "./kquant16-wasm.js";
+import { QK, addPack16, addRequant, bindKQuant } from "./kquant16-wasm.js";
+import type { KQuantKernel, KQuantLayout } from "./kquant16-wasm.js";
+import { addQkx2Search } from "./kquant-qkx2-wasm.js";
 
 /** super-blocks per kernel call (64 KiB of input) */
 export const Q2_BLOCKS = 64;
@@ -36,7 +31,7 @@ const OUT_L = OUT_M + Q2_BLOCKS * 64; // search levels, u8 [Q2_BLOCKS][256], tra
 const DD = OUT_L + Q2_BLOCKS * QK; // d·(scale & 15), f32 [Q2_BLOCKS][16]
 const DM = DD + Q2_BLOCKS * 64; // dmin·(scale >> 4), f32 [Q2_BLOCKS][16]
 const LN = DM + Q2_BLOCKS * 64; // final levels, u8 [Q2_BLOCKS][256]
-const BAD = LN + Q2_BLOCKS * QK; // u8 [Q2_BLOCKS]: 1 for a super-block holding a NaN or an infinity
+const BAD = LN + Q2_BLOCKS * QK; // u8 [Q2_BLOCKS]: 1 for a super-block the TypeScript path redoes
 const OUT = BAD + Q2_BLOCKS; // the output blocks, [Q2_BLOCKS][84]
 const SIZE = 84;
 const END = OUT + Q2_BLOCKS * SIZE;
@@ -45,185 +40,19 @@ const NMAX = 3;
 
 function buildModule(nstep: number): Uint8Array<ArrayBuffer> {
   const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(END) });
-  const f = mod.func("q", { nb: "i32" }, "i32");
-  const b = f.i32("b"), xb = f.i32("xb"), k = f.i32("k"), ob = f.i32("ob"), nBad = f.i32("nBad");
-  const K = nearestConsts(0, NMAX);
-  const ZERO = splatF(f, "zero", 0), NMAXF = splatF(f, "nmax", NMAX), ONE = splatF(f, "one", 1);
-  const fin = f.v128("finite");
-  const num = f.v128("num"), t = f.v128("t"), d = f.v128("d"), A = f.v128("A"), wA = f.v128("wA");
-  // per vector g (sub-blocks 4g … 4g+3): the search's state
-  const G = [0, 1, 2, 3].map((g) => {
-    const l = (name: string): V => f.v128(`${name}${g}`);
-    return {
-      min: l("min"), max: l("max"), sw: l("sumW"), sx: l("sumX"), min0: l("min0"), flat: l("flat"), is: l("iscale"), scale: l("scale"),
-      best: l("best"), bestIs: l("bestIscale"), bestMin: l("bestMin"), sl: l("sumL"), sl2: l("sumL2"), sxl: l("sumXL"),
-      s: l("thisScale"), m: l("thisMin"), D: l("D"), err: l("err"),
-    };
+  addQkx2Search(mod, {
+    n: 16, nmax: NMAX, nstep, mad: true, avWeights: false, in: IN, xt: XT, wt: WT, at: AT, table: TBL, scales: OUT_S, mins: OUT_M, levels: OUT_L, bad: BAD,
   });
-  const xAt = (i: number, g: number): number => XT + 16 * (4 * i + g);
-  const wAt = (i: number, g: number): number => WT + 16 * (4 * i + g);
-  const aAt = (i: number, g: number): number => AT + 16 * (4 * i + g);
-  /** push MAX(0, MIN(nmax, nearest_int(iscale·(x − min)))) as i32x4 */
-  const level = (is: V, min: V, i: number, g: number): void => {
-    f.get(is);
-    loadAt(f, xAt(i, g)).get(min).f32x4.sub().f32x4.mul();
-    nearestClamp(f, K);
-  };
-  f.i32.const(0).set(nBad);
-  forBlocks(f, f.p.nb, b, () => {
-    f.get(b).i32.const(QK * 4).i32.mul().set(xb);
-    transpose16(f, xb, IN, XT);
-    f.get(ZERO).set(fin);
-    for (let g = 0; g < 4; g++) {
-      const q = G[g]!;
-      for (let i = 0; i < 16; i++) {
-        storeAt(f, wAt(i, g), () => loadAt(f, xAt(i, g)).f32x4.abs());
-        // x − x is 0 for a finite x, NaN otherwise
-        f.get(fin);
-        loadAt(f, xAt(i, g));
-        loadAt(f, xAt(i, g)).f32x4.sub().f32x4.add().set(fin);
-      }
-      // min, max (strict comparisons in order), sum_w = Σw, sum_x = Σw·x
-      loadAt(f, xAt(0, g)).tee(q.min).set(q.max);
-      loadAt(f, wAt(0, g)).tee(q.sw);
-      loadAt(f, xAt(0, g)).f32x4.mul().set(q.sx);
-      for (let i = 1; i < 16; i++) {
-        f.get(q.min);
-        loadAt(f, xAt(i, g)).f32x4.pmin().set(q.min);
-        f.get(q.max);
-        loadAt(f, xAt(i, g)).f32x4.pmax().set(q.max);
-        f.get(q.sw);
-        loadAt(f, wAt(i, g)).f32x4.add().set(q.sw);
-        f.get(q.sx);
-        loadAt(f, wAt(i, g));
-        loadAt(f, xAt(i, g)).f32x4.mul().f32x4.add().set(q.sx);
-      }
-      f.get(q.min).get(ZERO).f32x4.pmin().tee(q.min).set(q.min0); // if (min > 0) min = 0
-      f.get(q.max).get(q.min).f32x4.eq().set(q.flat); // max == min: L = 0, scale 0
-      // iscale = nmax/(max − min), scale = 1/iscale, best_error = Σ w·|scale·L + min − x|
-      f.get(NMAXF).get(q.max).get(q.min).f32x4.sub().f32x4.div().tee(q.is).set(q.bestIs);
-      f.get(ONE).get(q.is).f32x4.div().set(q.scale);
-      f.get(q.min).set(q.bestMin);
-      f.get(ZERO).set(q.best);
-      for (let i = 0; i < 16; i++) {
-        level(q.is, q.min, i, g);
-        f.f32x4.convertI32x4S().set(A);
-        f.get(q.scale).get(A).f32x4.mul().get(q.min).f32x4.add();
-        loadAt(f, xAt(i, g)).f32x4.sub().f32x4.abs().set(d);
-        f.get(q.best);
-        loadAt(f, wAt(i, g)).get(d).f32x4.mul().f32x4.add().set(q.best);
-      }
-    }
-    // the steps is = 0 … nstep
-    f.i32.const(0).set(k);
-    f.loop((step) => {
-      f.get(k).i32.const(2).i32.shl().f32.load(TBL).f32x4.splat().set(num);
-      for (const q of G) {
-        f.get(num).get(q.max).get(q.min).f32x4.sub().f32x4.div().set(q.is);
-        f.get(ZERO).tee(q.sl).tee(q.sl2).set(q.sxl);
-      }
-      for (let i = 0; i < 16; i++) {
-        for (let g = 0; g < 4; g++) {
-          const q = G[g]!;
-          level(q.is, q.min, i, g);
-          f.f32x4.convertI32x4S().set(A);
-          storeAt(f, aAt(i, g), () => f.get(A));
-          loadAt(f, wAt(i, g)).get(A).f32x4.mul().set(wA);
-          f.get(q.sl).get(wA).f32x4.add().set(q.sl);
-          f.get(q.sl2).get(wA).get(A).f32x4.mul().f32x4.add().set(q.sl2);
-          f.get(q.sxl).get(wA);
-          loadAt(f, xAt(i, g)).f32x4.mul().f32x4.add().set(q.sxl);
-        }
-      }
-      for (const q of G) {
-        // D = sum_w·sum_l2 − sum_l²; this_scale = (sum_w·sum_xl − sum_x·sum_l)/D; this_min = (sum_l2·sum_x − sum_l·sum_xl)/D
-        f.get(q.sw).get(q.sl2).f32x4.mul().get(q.sl).get(q.sl).f32x4.mul().f32x4.sub().set(q.D);
-        f.get(q.sw).get(q.sxl).f32x4.mul().get(q.sx).get(q.sl).f32x4.mul().f32x4.sub().get(q.D).f32x4.div().set(q.s);
-        f.get(q.sl2).get(q.sx).f32x4.mul().get(q.sl).get(q.sxl).f32x4.mul().f32x4.sub().get(q.D).f32x4.div().set(q.m);
-        // if (this_min > 0) { this_min = 0; this_scale = sum_xl / sum_l2; }
-        f.get(q.m).get(ZERO).f32x4.gt().set(t);
-        f.get(q.sxl).get(q.sl2).f32x4.div().get(q.s).get(t).v128.bitselect().set(q.s);
-        f.get(ZERO).get(q.m).get(t).v128.bitselect().set(q.m);
-        f.get(ZERO).set(q.err);
-      }
-      for (let i = 0; i < 16; i++) {
-        for (let g = 0; g < 4; g++) {
-          const q = G[g]!;
-          // cur_error += w·|this_scale·Laux + this_min − x|
-          f.get(q.s);
-          loadAt(f, aAt(i, g)).f32x4.mul().get(q.m).f32x4.add();
-          loadAt(f, xAt(i, g)).f32x4.sub().f32x4.abs().set(d);
-          f.get(q.err);
-          loadAt(f, wAt(i, g)).get(d).f32x4.mul().f32x4.add().set(q.err);
-        }
-      }
-      for (const q of G) {
-        // accepted: D > 0 && cur_error < best_error
-        f.get(q.D).get(ZERO).f32x4.gt().get(q.err).get(q.best).f32x4.lt().v128.and().set(t);
-        f.get(q.err).get(q.best).get(t).v128.bitselect().set(q.best);
-        f.get(q.s).get(q.scale).get(t).v128.bitselect().set(q.scale);
-        f.get(q.is).get(q.bestIs).get(t).v128.bitselect().set(q.bestIs);
-        f.get(q.min).get(q.bestMin).get(t).v128.bitselect().set(q.bestMin);
-        f.get(q.m).get(q.min).get(t).v128.bitselect().set(q.min);
-      }
-      f.get(k).i32.const(1).i32.add().tee(k).i32.const(nstep + 1).i32.ltU().brIf(step);
-    });
-    // a NaN or an infinity in the super-block: flagged (the caller quantizes it with the TypeScript path)
-    f.get(b).get(fin).get(fin).f32x4.ne().v128.anyTrue().tee(k).i32.store8(BAD);
-    f.get(nBad).get(k).i32.add().set(nBad);
-    // outputs: scale (0 for a flat sub-block), the_min = −min, the accepted step's levels (0 if flat)
-    f.get(b).i32.const(64).i32.mul().set(ob);
-    for (let g = 0; g < 4; g++) {
-      const q = G[g]!;
-      f.get(ob).get(ZERO).get(q.scale).get(q.flat).v128.bitselect().v128.store(OUT_S + 16 * g);
-      f.get(ob).get(q.min0).f32x4.neg().get(q.min).f32x4.neg().get(q.flat).v128.bitselect().v128.store(OUT_M + 16 * g);
-    }
-    f.get(b).i32.const(QK).i32.mul().set(ob);
-    for (let i = 0; i < 16; i++) {
-      for (let g = 0; g < 4; g++) {
-        const q = G[g]!;
-        level(q.bestIs, q.bestMin, i, g);
-        f.get(q.flat).v128.andnot();
-        storeBytes4(f, ob, OUT_L + 16 * i + 4 * g, t);
-      }
-    }
-  });
-  f.get(nBad);
-  addRequant16(mod, { in: IN, dd: DD, dm: DM, ln: LN }, true, 0, NMAX, 0);
+  addRequant(mod, { in: IN, dd: DD, dm: DM, ln: LN }, 16, true, 0, NMAX, 0);
   addPack16(mod, { ln: LN, out: OUT, size: SIZE, qs: 16, hmask: -1 });
   return mod.bytes();
 }
 
-export interface Q2Kernel extends K16Kernel {
-  /** the search's scales and the_min values, f32 [nb][16] */
-  scales: Float32Array;
-  mins: Float32Array;
-  /** dmin·(scale >> 4) per sub-block, f32 [nb][16] */
-  dm: Float32Array;
-}
+const LAYOUT: KQuantLayout = {
+  blocks: Q2_BLOCKS, size: SIZE, n: 16, in: IN, scales: OUT_S, mins: OUT_M, levels: OUT_L, dd: DD, dm: DM, ln: LN, bad: BAD, out: OUT, table: TBL,
+};
 
 /** The Q2_K kernel (lazily instantiated: src/quant/wasm/instantiate.ts); `steps` = qkx2StepNumerators(3, −0.5, 0.1, 15). */
 export function q2Kernel(steps: Float64Array) {
-  return lazyKernel("q2_k", () => buildModule(steps.length - 1), (e, mem): Q2Kernel => {
-    const buf = mem.buffer;
-    const q = e["q"] as (nb: number) => number;
-    const input = new Float32Array(buf, IN, Q2_BLOCKS * QK);
-    new Float32Array(buf, TBL, steps.length).set(steps);
-    return {
-      run(src, b0, nb) {
-        input.set(src.subarray(b0 * QK, (b0 + nb) * QK));
-        return q(nb);
-      },
-      bad: new Uint8Array(buf, BAD, Q2_BLOCKS),
-      requant: e["r"] as (nb: number) => void,
-      pack: e["p"] as (nb: number) => void,
-      scales: new Float32Array(buf, OUT_S, Q2_BLOCKS * 16),
-      mins: new Float32Array(buf, OUT_M, Q2_BLOCKS * 16),
-      levels: new Uint8Array(buf, OUT_L, Q2_BLOCKS * QK),
-      dd: new Float32Array(buf, DD, Q2_BLOCKS * 16),
-      dm: new Float32Array(buf, DM, Q2_BLOCKS * 16),
-      final: new Uint8Array(buf, LN, Q2_BLOCKS * QK),
-      out: new Uint8Array(buf, OUT, Q2_BLOCKS * SIZE),
-    };
-  });
+  return lazyKernel("q2_k", () => buildModule(steps.length - 1), (e, mem): KQuantKernel => bindKQuant(e, mem, LAYOUT, steps));
 }

@@ -14,8 +14,8 @@ import { GGMLType } from "./types.js";
 import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQkx2, nearestInt, putF16, qkx2StepNumerators, toF16 } from "./kquant-common.js";
 import type { TheMin } from "./kquant-common.js";
 import { Q2_BLOCKS, q2Kernel } from "./q2_k-wasm.js";
-import type { Q2Kernel } from "./q2_k-wasm.js";
-import { runK16 } from "./kquant16-wasm.js";
+import type { KQuantKernel } from "./kquant16-wasm.js";
+import { runKQuant } from "./kquant16-wasm.js";
 
 const QK = 256;
 const SIZE = 84;
@@ -109,9 +109,9 @@ const kernel = q2Kernel(STEPS);
 /** Whether the WebAssembly SIMD search (q2_k-wasm.ts) is in use (instantiates it). */
 export const Q2_K_WASM = (): boolean => kernel.available();
 
-function quantizeWasm(k: Q2Kernel, src: Float32Array, dst: Uint8Array, nb: number): void {
+function quantizeWasm(k: KQuantKernel, src: Float32Array, dst: Uint8Array, nb: number): void {
   const { scales, mins, dd, dm } = k;
-  runK16(k, Q2_BLOCKS, SIZE, src, dst, nb, (bi, out, o) => q2kTail(scales, mins, bi * 16, out, o, dd, dm), quantizeQ2KScalar);
+  runKQuant(k, Q2_BLOCKS, SIZE, src, dst, nb, (bi, out, o) => q2kTail(scales, mins, bi * 16, out, o, dd, dm), quantizeQ2KScalar);
 }
 
 export const q2_k: BlockCodec = {

@@ -15,14 +15,14 @@
  * q(nb) writes, per super-block, the 16 scales (OUT_S: suml2 > 0 ? sumlx/suml2 : 0; 0 for a group
  * with max |x| < GROUP_MAX_EPS), the levels + 4 (OUT_L, transposed; 0 for such a group) and a flag
  * for a super-block holding a NaN or an infinity (BAD; q returns their count); r(nb) re-quantizes
- * with DD into LN; p(nb) packs hmask and qs into the output blocks (runK16 in kquant16-wasm.ts drives
+ * with DD into LN; p(nb) packs hmask and qs into the output blocks (runKQuant in kquant16-wasm.ts drives
  * them). The readable reference is kquant-common.ts's makeQ3Quants and q3_k.ts.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
 import { EPS } from "./kquant-common.js";
-import { QK, addPack16, addRequant16, forBlocks, loadAt, nearestClamp, nearestConsts, splatF, splatI, storeAt, storeBytes4, transpose16 } from "./kquant16-wasm.js";
-import type { K16Kernel, V } from "./kquant16-wasm.js";
+import { QK, addPack16, addRequant, bindKQuant, loadAt, nearestClamp, nearestConsts, searchFrame, splatF, splatI, storeAt, storeBytes4 } from "./kquant16-wasm.js";
+import type { KQuantKernel, KQuantLayout, V } from "./kquant16-wasm.js";
 
 /** super-blocks per kernel call (64 KiB of input) */
 export const Q3_BLOCKS = 64;
@@ -46,7 +46,7 @@ const NMAX = 4;
 function buildModule(): Uint8Array<ArrayBuffer> {
   const mod = new ModuleBuilder({ pages: ModuleBuilder.pagesFor(END) });
   const f = mod.func("q", { nb: "i32" }, "i32");
-  const b = f.i32("b"), xb = f.i32("xb"), round = f.i32("round"), ob = f.i32("ob"), nBad = f.i32("nBad");
+  const round = f.i32("round"), ob = f.i32("ob");
   const K = nearestConsts(-NMAX, NMAX - 1);
   const ZERO = splatF(f, "zero", 0), EPSV = splatF(f, "eps", EPS), NEG_NMAX = splatF(f, "negNmax", -NMAX), OFFSET = splatI(f, "nmaxI", NMAX);
   const t = f.v128("t"), ax = f.v128("ax"), lf = f.v128("L"), nl = f.v128("newL"), slx = f.v128("slx"), sl2 = f.v128("sl2"), acc = f.v128("acc");
@@ -56,10 +56,9 @@ function buildModule(): Uint8Array<ArrayBuffer> {
     return { amax: l("amax"), max: l("max"), tiny: l("tiny"), is: l("iscale"), sumlx: l("sumlx"), suml2: l("suml2") };
   });
   const at = (base: number, i: number, g: number): number => base + 16 * (4 * i + g);
-  f.i32.const(0).set(nBad);
-  forBlocks(f, f.p.nb, b, () => {
-    f.get(b).i32.const(QK * 4).i32.mul().set(xb);
-    transpose16(f, xb, IN, XT);
+  // a NaN or an infinity in the super-block: flagged (the caller quantizes it with the TypeScript path)
+  const flag = (): void => void f.get(fin).get(fin).f32x4.ne().v128.anyTrue();
+  searchFrame(f, 16, { in: IN, xt: XT, bad: BAD }, (b) => {
     f.get(ZERO).set(fin);
     for (let g = 0; g < 4; g++) {
       const q = G[g]!;
@@ -138,9 +137,6 @@ function buildModule(): Uint8Array<ArrayBuffer> {
         f.get(round).i32.const(1).i32.add().tee(round).i32.const(5).i32.ltU().brIf(again);
       }),
     );
-    // a NaN or an infinity in the super-block: flagged (the caller quantizes it with the TypeScript path)
-    f.get(b).get(fin).get(fin).f32x4.ne().v128.anyTrue().tee(round).i32.store8(BAD);
-    f.get(nBad).get(round).i32.add().set(nBad);
     // outputs: scale = suml2 > 0 ? sumlx/suml2 : 0 (0 for an all-zero group); levels L + nmax (0 there)
     f.get(b).i32.const(64).i32.mul().set(ob);
     for (let g = 0; g < 4; g++) {
@@ -159,37 +155,17 @@ function buildModule(): Uint8Array<ArrayBuffer> {
         storeBytes4(f, ob, OUT_L + 16 * i + 4 * g, t);
       }
     }
-  });
-  f.get(nBad);
-  addRequant16(mod, { in: IN, dd: DD, dm: DD, ln: LN }, false, -NMAX, NMAX - 1, NMAX);
+  }, flag);
+  addRequant(mod, { in: IN, dd: DD, dm: DD, ln: LN }, 16, false, -NMAX, NMAX - 1, NMAX);
   addPack16(mod, { ln: LN, out: OUT, size: SIZE, qs: 32, hmask: 0 });
   return mod.bytes();
 }
 
-export interface Q3Kernel extends K16Kernel {
-  /** the search's scales, f32 [nb][16] */
-  scales: Float32Array;
-}
+const LAYOUT: KQuantLayout = {
+  blocks: Q3_BLOCKS, size: SIZE, n: 16, in: IN, scales: OUT_S, mins: -1, levels: OUT_L, dd: DD, dm: -1, ln: LN, bad: BAD, out: OUT, table: -1,
+};
 
 /** The Q3_K kernel (lazily instantiated: src/quant/wasm/instantiate.ts). */
 export function q3Kernel() {
-  return lazyKernel("q3_k", buildModule, (e, mem): Q3Kernel => {
-    const buf = mem.buffer;
-    const q = e["q"] as (nb: number) => number;
-    const input = new Float32Array(buf, IN, Q3_BLOCKS * QK);
-    return {
-      run(src, b0, nb) {
-        input.set(src.subarray(b0 * QK, (b0 + nb) * QK));
-        return q(nb);
-      },
-      bad: new Uint8Array(buf, BAD, Q3_BLOCKS),
-      requant: e["r"] as (nb: number) => void,
-      pack: e["p"] as (nb: number) => void,
-      scales: new Float32Array(buf, OUT_S, Q3_BLOCKS * 16),
-      levels: new Uint8Array(buf, OUT_L, Q3_BLOCKS * QK),
-      dd: new Float32Array(buf, DD, Q3_BLOCKS * 16),
-      final: new Uint8Array(buf, LN, Q3_BLOCKS * QK),
-      out: new Uint8Array(buf, OUT, Q3_BLOCKS * SIZE),
-    };
-  });
+  return lazyKernel("q3_k", buildModule, (e, mem): KQuantKernel => bindKQuant(e, mem, LAYOUT));
 }

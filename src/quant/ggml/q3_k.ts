@@ -13,8 +13,8 @@ import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQ3Quants, nearestInt, putF16, toF16 } from "./kquant-common.js";
 import { Q3_BLOCKS, q3Kernel } from "./q3_k-wasm.js";
-import type { Q3Kernel } from "./q3_k-wasm.js";
-import { runK16 } from "./kquant16-wasm.js";
+import type { KQuantKernel } from "./kquant16-wasm.js";
+import { runKQuant } from "./kquant16-wasm.js";
 
 const QK = 256;
 const SIZE = 110;
@@ -104,9 +104,9 @@ const kernel = q3Kernel();
 /** Whether the WebAssembly SIMD search (q3_k-wasm.ts) is in use (instantiates it). */
 export const Q3_K_WASM = (): boolean => kernel.available();
 
-function quantizeWasm(k: Q3Kernel, src: Float32Array, dst: Uint8Array, nb: number): void {
+function quantizeWasm(k: KQuantKernel, src: Float32Array, dst: Uint8Array, nb: number): void {
   const { scales, dd } = k;
-  runK16(k, Q3_BLOCKS, SIZE, src, dst, nb, (bi, out, o) => q3kTail(scales, bi * 16, out, o, dd), quantizeQ3KScalar);
+  runKQuant(k, Q3_BLOCKS, SIZE, src, dst, nb, (bi, out, o) => q3kTail(scales, bi * 16, out, o, dd), quantizeQ3KScalar);
 }
 
 export const q3_k: BlockCodec = {

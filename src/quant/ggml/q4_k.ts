@@ -30,9 +30,11 @@ function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
   }
 }
 
-const fast = k45WasmQuantizer("q4_k", 15, STEPS, SIZE, pack);
+const fast = k45WasmQuantizer("q4_k", 15, STEPS, SIZE, quantizeQ4KScalar);
 /** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use (instantiates it). */
 export const Q4_K_WASM = fast.available;
+/** The kernel itself, instantiated (tests: its flags). */
+export const Q4_K_KERNEL = fast.kernel;
 
 export const q4_k: BlockCodec = {
   type: GGMLType.Q4_K,

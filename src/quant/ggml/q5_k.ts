@@ -45,9 +45,11 @@ function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
   }
 }
 
-const fast = k45WasmQuantizer("q5_k", 31, STEPS, SIZE, pack);
+const fast = k45WasmQuantizer("q5_k", 31, STEPS, SIZE, quantizeQ5KScalar);
 /** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use (instantiates it). */
 export const Q5_K_WASM = fast.available;
+/** The kernel itself, instantiated (tests: its flags). */
+export const Q5_K_KERNEL = fast.kernel;
 
 export const q5_k: BlockCodec = {
   type: GGMLType.Q5_K,

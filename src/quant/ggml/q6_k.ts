@@ -55,9 +55,11 @@ function pack(L: Uint8Array, lo: number, dst: Uint8Array, o: number): void {
   }
 }
 
-const fast = q6kWasmQuantizer(TRIALS, pack);
+const fast = q6kWasmQuantizer(TRIALS, quantizeQ6KScalar);
 /** Whether the WebAssembly SIMD search (kquant-wasm.ts) is in use (instantiates it). */
 export const Q6_K_WASM = fast.available;
+/** The kernel itself, instantiated (tests: its flags). */
+export const Q6_K_KERNEL = fast.kernel;
 
 export const q6_k: BlockCodec = {
   type: GGMLType.Q6_K,
