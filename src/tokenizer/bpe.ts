@@ -260,7 +260,7 @@ interface BaseVocab {
   text(k: number): string;
   idOf(text: string): number | undefined;
   /** the texts as UTF-8 ranges (a scanned vocab.json): the token table is made of those, not of strings */
-  readonly utf8?: { readonly bytes: Uint8Array; readonly starts: Int32Array; readonly ends: Int32Array };
+  readonly utf8?: { readonly bytes: Uint8Array; readonly extra: Uint8Array; readonly starts: Int32Array; readonly ends: Int32Array };
 }
 
 /** A parsed JSON object as a BaseVocab (tokenizer.json model.vocab, or a vocab.json the scanner declined). */
@@ -279,10 +279,16 @@ const ADDED = -1;
 
 /** The first string with no space byte after its first byte, or -1. */
 function firstWithoutSpace(u: Utf8Strings): number {
-  const b = u.bytes;
+  const bl = u.bytes.length;
   for (let i = 0; i < u.length; i++) {
-    const e = u.ends[i]!;
-    let j = u.starts[i]! + 1;
+    let j = u.starts[i]!;
+    let e = u.ends[i]!;
+    const b = j < bl ? u.bytes : u.extra;
+    if (j >= bl) {
+      j -= bl;
+      e -= bl;
+    }
+    j++;
     while (j < e && b[j] !== 0x20) j++;
     if (j >= e) return i;
   }
@@ -441,7 +447,7 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   // the table: strings, or (a scanned vocab.json) ranges of its bytes with the foreign texts encoded beside
   const utf8 = baseVocab.utf8;
   const strings: string[] | undefined = utf8 ? undefined : new Array<string>(vocabSize);
-  const table = utf8 ? new Utf8StringsBuilder(utf8.bytes, vocabSize) : undefined;
+  const table = utf8 ? new Utf8StringsBuilder(utf8.bytes, vocabSize, utf8.extra) : undefined;
   const types = new Int32Array(vocabSize);
   /** ids whose text is not the base vocabulary's own key for that id (added tokens, padding), and their texts */
   const foreign = new Map<number, string>();

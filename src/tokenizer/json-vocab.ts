@@ -15,14 +15,15 @@
  * JSON.parse as before, so every result and every error message is the one the general path gives. The
  * bytes must be valid UTF-8 (files.ts readUtf8Bytes checks that first).
  */
-import { Utf8StringsBuilder } from "../formats/gguf/utf8-strings.js";
+import { Utf8Strings, Utf8StringsBuilder } from "../formats/gguf/utf8-strings.js";
 
 export interface ScannedVocab {
   readonly count: number;
   /** ids[k] is the id of text k */
   readonly ids: Float64Array;
-  /** text k is the UTF-8 bytes[starts[k] .. ends[k]) */
+  /** text k is the UTF-8 from starts[k] to ends[k] of bytes followed by extra (Utf8Strings) */
   readonly bytes: Uint8Array;
+  readonly extra: Uint8Array;
   readonly starts: Int32Array;
   readonly ends: Int32Array;
   /** text k as a string */
@@ -61,99 +62,154 @@ function wellFormed(s: string): boolean {
   return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
+function skipWs(b: Uint8Array, i: number): number {
+  while (i < b.length && isWs(b[i]!)) i++;
+  return i;
+}
+
+/**
+ * The text starting after its opening quote at b[i]: the index of its closing quote, or -1 (a control
+ * character, or the end of the buffer); r[0] = FNV-1a of its bytes before mixing, r[1] = 1 when it has
+ * a backslash escape. (The scanner's loops are small functions of their own: V8 optimises them at
+ * once, where one large function runs most of a single 2.7 MB pass unoptimised while it is compiled.)
+ */
+function scanText(b: Uint8Array, i: number, r: Int32Array): number {
+  const n = b.length;
+  let h = 0x811c9dc5;
+  let esc = 0;
+  for (;;) {
+    if (i >= n) return -1;
+    const c = b[i]!;
+    if (c === QUOTE) break;
+    if (c < 0x20) return -1;
+    if (c === BACKSLASH) {
+      esc = 1;
+      i += 2;
+      continue;
+    }
+    h = Math.imul(h ^ c, 0x01000193);
+    i++;
+  }
+  r[0] = h;
+  r[1] = esc;
+  return i;
+}
+
+/** The id starting at b[i] — 0 or [1-9][0-9]*, at most 15 digits (exact as a double) — into r[0]: the index after it, or -1. */
+function scanId(b: Uint8Array, i: number, r: Float64Array): number {
+  const n = b.length;
+  const d0 = i;
+  let id = 0;
+  while (i < n) {
+    const c = b[i]!;
+    if (!(c >= 0x30 && c <= 0x39)) break;
+    id = id * 10 + (c - 0x30);
+    i++;
+  }
+  const digits = i - d0;
+  if (digits === 0 || digits > 15 || (digits > 1 && b[d0] === 0x30)) return -1;
+  r[0] = id;
+  return i;
+}
+
+function grown<T extends Int32Array | Float64Array>(a: T): T {
+  const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+  b.set(a);
+  return b;
+}
+
 /** The scanned object in the UTF-8 `buf` (the whole of it, surrounding whitespace allowed), or undefined (see above). */
 export function scanVocabJsonBytes(buf: Uint8Array): ScannedVocab | undefined {
   const n = buf.length;
-  let i = 0;
-  while (i < n && isWs(buf[i]!)) i++;
+  let i = skipWs(buf, 0);
   if (buf[i] !== 0x7b) return undefined; // {
-  i++;
-  // an entry takes at least 6 bytes (`"":0,`), so n / 6 + 1 entries at most
-  const cap = Math.floor(n / 6) + 1;
-  const ids = new Float64Array(cap);
-  const hashes = new Int32Array(cap);
-  const texts = new Utf8StringsBuilder(buf, Math.min(cap, 1 << 16));
-  /** the decoded string of each text that had an escape */
-  const escaped = new Map<number, string>();
+  let cap = 1 << 16;
+  let ids = new Float64Array(cap);
+  let hashes = new Int32Array(cap);
+  let starts = new Int32Array(cap);
+  let ends = new Int32Array(cap);
+  /** the texts with a backslash escape: index, then the literal's start and end (its quotes excluded) */
+  const escapes: number[] = [];
+  const tr = new Int32Array(2);
+  const ir = new Float64Array(1);
   let count = 0;
-  while (i < n && isWs(buf[i]!)) i++;
+  i = skipWs(buf, i + 1);
   if (buf[i] === 0x7d) {
     i++;
   } else {
     for (;;) {
       // "text"
       if (buf[i] !== QUOTE) return undefined;
-      const a = ++i;
-      let h = 0x811c9dc5;
-      let esc = false;
-      for (;;) {
-        if (i >= n) return undefined;
-        const c = buf[i]!;
-        if (c === QUOTE) break;
-        if (c < 0x20) return undefined;
-        if (c === BACKSLASH) {
-          esc = true;
-          i += 2;
-          continue;
-        }
-        h = Math.imul(h ^ c, 0x01000193);
-        i++;
+      const a = i + 1;
+      i = scanText(buf, a, tr);
+      if (i < 0) return undefined;
+      if (count === cap) {
+        cap *= 2;
+        ids = grown(ids);
+        hashes = grown(hashes);
+        starts = grown(starts);
+        ends = grown(ends);
       }
-      if (esc) {
-        let tok: string;
-        try {
-          tok = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + a - 1, i + 1 - (a - 1)).toString("utf8")) as string;
-        } catch {
-          return undefined;
-        }
-        escaped.set(count, tok);
-        texts.string(tok);
-      } else {
-        texts.range(a, i);
-        h = mix(h);
-      }
-      hashes[count] = h; // (an escaped text's hash is taken below, over its encoded bytes)
-      i++;
-      while (i < n && isWs(buf[i]!)) i++;
+      if (tr[1]) escapes.push(count, a, i); // (decoded, placed and hashed below)
+      starts[count] = a;
+      ends[count] = i;
+      hashes[count] = mix(tr[0]!);
+      i = skipWs(buf, i + 1);
       if (buf[i] !== 0x3a) return undefined; // :
-      i++;
-      while (i < n && isWs(buf[i]!)) i++;
-      // id: 0 or [1-9][0-9]*, at most 15 digits (exact as a double), followed by a delimiter
-      const d0 = i;
-      let id = 0;
-      for (;;) {
-        const c = buf[i]!;
-        if (!(c >= 0x30 && c <= 0x39)) break; // (undefined past the end breaks too)
-        id = id * 10 + (c - 0x30);
-        i++;
-      }
-      const digits = i - d0;
-      if (digits === 0 || digits > 15 || (digits > 1 && buf[d0] === 0x30)) return undefined;
-      ids[count] = id;
+      i = scanId(buf, skipWs(buf, i + 1), ir);
+      if (i < 0) return undefined;
+      ids[count] = ir[0]!;
       count++;
-      while (i < n && isWs(buf[i]!)) i++;
+      i = skipWs(buf, i);
       const c = buf[i];
       i++;
       if (c === 0x2c) {
-        while (i < n && isWs(buf[i]!)) i++;
+        i = skipWs(buf, i);
         continue;
       }
       if (c === 0x7d) break;
       return undefined;
     }
   }
-  while (i < n && isWs(buf[i]!)) i++;
+  i = skipWs(buf, i);
   if (i !== n) return undefined;
+  starts = starts.subarray(0, count);
+  ends = ends.subarray(0, count);
 
-  const all = texts.finish();
-  const bytes = all.bytes;
-  const starts = all.starts;
-  const ends = all.ends;
-  for (const k of escaped.keys()) hashes[k] = hashOf(bytes, starts[k]!, ends[k]!);
+  // an escaped text: JSON.parse of its literal, its UTF-8 in `extra` (positions from n on)
+  /** the decoded string of each text that had an escape */
+  const escaped = new Map<number, string>();
+  const ex = new Utf8StringsBuilder(buf, 1);
+  for (let e = 0; e < escapes.length; e += 3) {
+    const k = escapes[e]!;
+    let tok: string;
+    try {
+      tok = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + escapes[e + 1]! - 1, escapes[e + 2]! - escapes[e + 1]! + 2).toString("utf8")) as string;
+    } catch {
+      return undefined;
+    }
+    escaped.set(k, tok);
+    ex.string(tok);
+  }
+  const encoded = ex.finish();
+  const extra = encoded.extra;
+  for (let e = 0, j = 0; e < escapes.length; e += 3, j++) {
+    const k = escapes[e]!;
+    starts[k] = encoded.starts[j]!;
+    ends[k] = encoded.ends[j]!;
+    hashes[k] = hashOf(extra, starts[k]! - n, ends[k]! - n);
+  }
+  const all = new Utf8Strings(buf, starts, ends, extra);
+  /** text k equals bs[a .. e) */
   const same = (k: number, bs: Uint8Array, a: number, e: number): boolean => {
-    const s = starts[k]!;
+    let s = starts[k]!;
     if (ends[k]! - s !== e - a) return false;
-    for (let j = 0; j < e - a; j++) if (bytes[s + j] !== bs[a + j]) return false;
+    let src = buf;
+    if (s >= n) {
+      src = extra;
+      s -= n;
+    }
+    for (let j = 0; j < e - a; j++) if (src[s + j] !== bs[a + j]) return false;
     return true;
   };
 
@@ -170,7 +226,7 @@ export function scanVocabJsonBytes(buf: Uint8Array): ScannedVocab | undefined {
         table[s] = k + 1;
         break;
       }
-      if (hashes[e - 1] === hashes[k] && same(e - 1, bytes, starts[k]!, ends[k]!)) return undefined; // a repeated key (or two lone surrogates)
+      if (hashes[e - 1] === hashes[k] && (starts[k]! < n ? same(e - 1, buf, starts[k]!, ends[k]!) : same(e - 1, extra, starts[k]! - n, ends[k]! - n))) return undefined; // a repeated key (or two lone surrogates)
       s = (s + 1) & mask;
     }
   }
@@ -196,7 +252,8 @@ export function scanVocabJsonBytes(buf: Uint8Array): ScannedVocab | undefined {
   return {
     count,
     ids: ids.subarray(0, count),
-    bytes,
+    bytes: buf,
+    extra,
     starts,
     ends,
     text,

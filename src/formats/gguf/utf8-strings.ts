@@ -6,12 +6,18 @@
  * checked as a whole, strings added by the builder are encoded here).
  */
 
+const EMPTY = new Uint8Array(0);
+
 export class Utf8Strings {
   /** the sum of the strings' byte lengths */
   readonly byteLength: number;
 
-  /** string i is bytes[starts[i] .. ends[i]) */
-  constructor(readonly bytes: Uint8Array, readonly starts: Int32Array, readonly ends: Int32Array) {
+  /**
+   * String i is the bytes from starts[i] to ends[i] of `bytes` followed by `extra` (a position p at or
+   * past bytes.length is extra[p - bytes.length]; a string lies wholly in one of them): a file's bytes
+   * and the few strings encoded beside it, without copying the file.
+   */
+  constructor(readonly bytes: Uint8Array, readonly starts: Int32Array, readonly ends: Int32Array, readonly extra: Uint8Array = EMPTY) {
     if (starts.length !== ends.length) throw new Error("Utf8Strings: starts and ends differ in length");
     let n = 0;
     for (let i = 0; i < starts.length; i++) n += ends[i]! - starts[i]!;
@@ -23,14 +29,16 @@ export class Utf8Strings {
   }
 
   get(i: number): string {
-    return asBuffer(this.bytes).toString("utf8", this.starts[i], this.ends[i]);
+    const a = this.starts[i]!;
+    const b = this.ends[i]!;
+    const bl = this.bytes.length;
+    return a < bl ? asBuffer(this.bytes).toString("utf8", a, b) : asBuffer(this.extra).toString("utf8", a - bl, b - bl);
   }
 
   /** every string, decoded (a new array on each call) */
   toArray(): string[] {
-    const b = asBuffer(this.bytes);
     const out = new Array<string>(this.length);
-    for (let i = 0; i < out.length; i++) out[i] = b.toString("utf8", this.starts[i], this.ends[i]);
+    for (let i = 0; i < out.length; i++) out[i] = this.get(i);
     return out;
   }
 }
@@ -40,19 +48,22 @@ function asBuffer(u: Uint8Array): Buffer {
 }
 
 /**
- * Collects ranges of a base buffer and whole strings, in list order. Strings are encoded into a side
- * buffer, appended to a copy of the base by finish() when there are any.
+ * Collects ranges of a base buffer and whole strings, in list order; strings are encoded into the
+ * extra buffer (which starts as a copy of `extra`, so ranges into an earlier list's extra stay valid).
  */
 export class Utf8StringsBuilder {
   private starts: Int32Array;
   private ends: Int32Array;
   private n = 0;
-  private extra = Buffer.allocUnsafe(256);
-  private extraLen = 0;
+  private extra: Buffer;
+  private extraLen: number;
 
-  constructor(private readonly base: Uint8Array, capacity = 16) {
+  constructor(private readonly base: Uint8Array, capacity = 16, extra: Uint8Array = EMPTY) {
     this.starts = new Int32Array(Math.max(1, capacity));
     this.ends = new Int32Array(Math.max(1, capacity));
+    this.extra = Buffer.allocUnsafe(Math.max(256, extra.length * 2));
+    this.extra.set(extra);
+    this.extraLen = extra.length;
   }
 
   get length(): number {
@@ -68,7 +79,7 @@ export class Utf8StringsBuilder {
     this.ends = e;
   }
 
-  /** base[a .. b) as the next string */
+  /** positions a .. b of the base (or of its extra, past base.length) as the next string */
   range(a: number, b: number): void {
     if (this.n === this.starts.length) this.grow();
     this.starts[this.n] = a;
@@ -91,13 +102,7 @@ export class Utf8StringsBuilder {
   }
 
   finish(): Utf8Strings {
-    let bytes = this.base;
-    if (this.extraLen > 0) {
-      bytes = new Uint8Array(this.base.length + this.extraLen);
-      bytes.set(this.base);
-      bytes.set(this.extra.subarray(0, this.extraLen), this.base.length);
-    }
-    return new Utf8Strings(bytes, this.starts.slice(0, this.n), this.ends.slice(0, this.n));
+    return new Utf8Strings(this.base, this.starts.subarray(0, this.n), this.ends.subarray(0, this.n), this.extra.subarray(0, this.extraLen));
   }
 }
 

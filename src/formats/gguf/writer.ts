@@ -93,14 +93,22 @@ class ByteSink implements HeaderSink {
   strs(u: Utf8Strings) {
     this.ensure(8 * u.length + u.byteLength);
     const buf = this.buf;
-    const src = u.bytes;
+    const base = u.bytes;
+    const bl = base.length;
+    const extra = u.extra;
     const starts = u.starts;
     const ends = u.ends;
     let p = this.len;
     for (let i = 0; i < starts.length; i++) {
-      const a = starts[i]!;
-      const b = ends[i]!;
+      let a = starts[i]!;
+      let b = ends[i]!;
       const n = b - a;
+      let src = base;
+      if (a >= bl) {
+        src = extra;
+        a -= bl;
+        b -= bl;
+      }
       // the u64 length, little-endian (a string in a file under the 2 GiB read cap is below 2^31 bytes)
       buf[p] = n & 0xff;
       buf[p + 1] = (n >>> 8) & 0xff;
