@@ -101,6 +101,19 @@ export class Utf8StringsBuilder {
     this.range(at, at + w);
   }
 
+  /** b[0 .. n), valid UTF-8, as the next string */
+  bytes(b: Uint8Array, n: number): void {
+    if (this.extraLen + n > this.extra.length) {
+      const nb = Buffer.allocUnsafe(Math.max(this.extraLen + n, this.extra.length * 2));
+      this.extra.copy(nb, 0, 0, this.extraLen);
+      this.extra = nb;
+    }
+    this.extra.set(b.subarray(0, n), this.extraLen);
+    const at = this.base.length + this.extraLen;
+    this.extraLen += n;
+    this.range(at, at + n);
+  }
+
   finish(): Utf8Strings {
     return new Utf8Strings(this.base, this.starts.subarray(0, this.n), this.ends.subarray(0, this.n), this.extra.subarray(0, this.extraLen));
   }
