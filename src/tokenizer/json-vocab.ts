@@ -137,7 +137,8 @@ export function scanVocabJsonBytes(buf: Uint8Array): ScannedVocab | undefined {
   const n = buf.length;
   let i = skipWs(buf, 0);
   if (buf[i] !== 0x7b) return undefined; // {
-  let cap = 1 << 16;
+  // (about 18 bytes an entry in real files: n / 16 rarely has to grow)
+  let cap = Math.max(1 << 10, n >> 4);
   let ids = new Float64Array(cap);
   let hashes = new Int32Array(cap);
   let starts = new Int32Array(cap);
