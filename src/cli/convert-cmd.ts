@@ -7,7 +7,7 @@ import { GgufyError, isGgufyError, oneLine } from "../errors.js";
 import { convert, plan } from "../convert/convert.js";
 import { ProgressLine, formatBytes, formatDuration } from "./progress.js";
 import { lowerTensorTypePattern, parseIntFlag, parseSize, usageError } from "./args.js";
-import { diskUsage } from "../convert/pipeline.js";
+import { diskUsage } from "../convert/disk.js";
 import { parseKvOverride } from "../convert/metadata.js";
 import { MODELS } from "../models/registry.js";
 import { parseMinicpmvVersion } from "../models/minicpmv/versions.js";

@@ -4,7 +4,7 @@
  */
 import { typeName } from "../quant/ggml/types.js";
 import type { PlannedFile } from "../convert/plan.js";
-import type { DiskUsage } from "../convert/pipeline.js";
+import type { DiskUsage } from "../convert/disk.js";
 import { formatBytes } from "./progress.js";
 import { jsonSafe, maxOf, termSafe } from "./escape.js";
 

@@ -10,7 +10,7 @@ import type { LoraSpec } from "./lora/merge.js";
 import { kv, type GGUFKV } from "../formats/gguf/types.js";
 import { plannedHeader, type EncodedHeader } from "../formats/gguf/writer.js";
 import { GGMLType as G, parseTypeName, tensorBytes, typeInfo, typeName } from "../quant/ggml/types.js";
-import { supportedTypes } from "../quant/ggml/index.js";
+import { isWritable } from "../quant/ggml/writable.js";
 import { findPreset, findLlamaFtype, IMATRIX_PRESETS, UNSUPPORTED_PRESETS, presetTypes, quantizeOrder, fallbackType, tensorRequiresImatrix, imatrixRequiredBy, type Preset, type PresetOptions } from "../quant/presets.js";
 import { imatrixKvs, matchImatrix, type Imatrix } from "../quant/imatrix.js";
 import type { ModelFile, OutputTensor } from "../models/types.js";
@@ -85,7 +85,7 @@ const CONVERT_TYPES: Record<string, { ftype: number; type: G }> = {
 
 function parseUserType(s: string, what: string): G {
   const t = parseTypeName(s);
-  if (t === undefined || !supportedTypes().includes(t)) throw new GgufyError("E_USAGE", `${what}: unknown or unsupported type '${s}'`);
+  if (t === undefined || !isWritable(t)) throw new GgufyError("E_USAGE", `${what}: unknown or unsupported type '${s}'`);
   return t;
 }
 
@@ -173,7 +173,7 @@ export function chooseTypes(m: ModelFile, opts: PlanOptions, hasImatrix = false)
   });
   if (imatrixOnly) {
     // an imatrix-only preset (Q2_K_S, the IQ1/IQ2/IQ3 ones): every type it chooses needs a codec
-    const missing = types.find((t) => !supportedTypes().includes(t));
+    const missing = types.find((t) => !isWritable(t));
     if (missing !== undefined) throw new GgufyError("E_USAGE", `${preset.name} needs type ${typeName(missing)}, which ggufy cannot write yet`);
   }
   // a type override may pick an IQ type that needs an importance matrix (llama-quantize: "this quantization requires an imatrix!")

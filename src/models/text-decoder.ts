@@ -199,7 +199,7 @@ export async function buildTextDecoder(ctx: ConvertContext, spec: DecoderSpec, p
   baseKvs(out, h, spec.alwaysRopeBase !== undefined ? { alwaysRopeBase: spec.alwaysRopeBase } : {});
   const vocab = await ctx.loadVocab({ dir: tokenizerDir, arch: spec.arch, config: ctx.config, ...(h.vocabSize !== undefined ? { vocabSize: h.vocabSize } : {}) });
   validateVocab(vocab, { src: ctx.src, configFile: file, tokenizerDir, prefix, vocabOnly: ctx.vocabOnly === true });
-  spec.kvs?.(cfg, h, out, { nVocab: vocab.tokens.length });
+  spec.kvs?.(cfg, h, out, { nVocab: vocab.tokenBytes?.length ?? vocab.tokens.length });
   const tensors = ctx.vocabOnly ? [] : [...(spec.extraTensors?.(cfg, h) ?? []), ...mapDecoderTensors(ctx.src, spec, h, cfg, prefix)];
   const warnings = [...h.rope.warnings, ...(spec.warnings?.(cfg, h) ?? [])];
   return {

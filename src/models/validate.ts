@@ -138,7 +138,7 @@ export function validateVocab(vocab: GGUFVocab, c: { src: SourceCheckpoint; conf
   const embName = `${c.prefix ?? ""}model.embed_tokens.weight`;
   const rows = c.src.get(embName)?.shape[0];
   if (rows === undefined) return;
-  const n = vocab.tokens.length;
+  const n = vocab.tokenBytes?.length ?? vocab.tokens.length; // (tokenBytes: counted without decoding them)
   if (n > rows) {
     throw new GgufyError("E_TOKENIZER", `the tokenizer has ${n} tokens but the token embedding (${embName}) has only ${rows} rows`, { file: c.tokenizerDir });
   }

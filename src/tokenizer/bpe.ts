@@ -22,8 +22,9 @@
  */
 import { GgufyError } from "../errors.js";
 import { TokenType, type GGUFVocab } from "./types.js";
-import { fileIn, isInt, isObject, maybeJsonObject, parseJsonText, readJson, readText, type Json, type JsonObject } from "./files.js";
-import { scanVocabJson } from "./json-vocab.js";
+import { fileIn, isInt, isObject, maybeJsonObject, parseJsonText, readJson, readUtf8Bytes, utf8Text, type Json, type JsonObject } from "./files.js";
+import { scanVocabJsonBytes, type ScannedVocab } from "./json-vocab.js";
+import { defineLazyStrings, Utf8StringsBuilder, type Utf8Strings } from "../formats/gguf/utf8-strings.js";
 import { loadSpecialVocab, type AddedTokenRef } from "./special.js";
 import { applySpecialVocab, looksSpecial, textHparams, truthy } from "./common.js";
 
@@ -252,16 +253,46 @@ function declaredSpecialTokens(...configs: (JsonObject | undefined)[]): Set<stri
 
 /** A base vocabulary (text → id): its texts in file order, their ids, and a lookup by text. */
 interface BaseVocab {
-  readonly tokens: readonly string[];
+  readonly count: number;
   /** as the file has them (validated by loadBpeVocab) */
   readonly ids: ArrayLike<Json>;
+  /** text k */
+  text(k: number): string;
   idOf(text: string): number | undefined;
+  /** the texts as UTF-8 ranges (a scanned vocab.json): the token table is made of those, not of strings */
+  readonly utf8?: { readonly bytes: Uint8Array; readonly extra: Uint8Array; readonly starts: Int32Array; readonly ends: Int32Array };
 }
 
 /** A parsed JSON object as a BaseVocab (tokenizer.json model.vocab, or a vocab.json the scanner declined). */
 function objectVocab(o: JsonObject): BaseVocab {
   const tokens = Object.keys(o);
-  return { tokens, ids: tokens.map((t) => o[t]!), idOf: (t) => (Object.hasOwn(o, t) ? (o[t] as number) : undefined) };
+  return { count: tokens.length, ids: tokens.map((t) => o[t]!), text: (k) => tokens[k]!, idOf: (t) => (Object.hasOwn(o, t) ? (o[t] as number) : undefined) };
+}
+
+/** A scanned vocab.json (json-vocab.ts) as a BaseVocab. */
+function scannedVocab(s: ScannedVocab): BaseVocab {
+  return { count: s.count, ids: s.ids, text: s.text, idOf: s.idOf, utf8: s };
+}
+
+/** baseAt's mark for an added token's id */
+const ADDED = -1;
+
+/** The first string with no space byte after its first byte, or -1. */
+function firstWithoutSpace(u: Utf8Strings): number {
+  const bl = u.bytes.length;
+  for (let i = 0; i < u.length; i++) {
+    let j = u.starts[i]!;
+    let e = u.ends[i]!;
+    const b = j < bl ? u.bytes : u.extra;
+    if (j >= bl) {
+      j -= bl;
+      e -= bl;
+    }
+    j++;
+    while (j < e && b[j] !== 0x20) j++;
+    if (j >= e) return i;
+  }
+  return -1;
 }
 
 export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab {
@@ -307,12 +338,12 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
     const vf = fileIn(dir, "vocab.json");
     if (!vf) throw new GgufyError("E_TOKENIZER", "no tokenizer.json and no vocab.json: cannot build a BPE vocabulary", { file: dir });
     baseFile = vf;
-    // (startup: scanned in one pass when it has the plain form — json-vocab.ts —, else JSON.parse)
-    const text = readText(vf);
-    const scanned = scanVocabJson(text);
-    if (scanned) baseVocab = scanned;
+    // (startup: its bytes scanned in one pass when it has the plain form — json-vocab.ts —, else JSON.parse)
+    const bytes = readUtf8Bytes(vf);
+    const scanned = scanVocabJsonBytes(bytes);
+    if (scanned) baseVocab = scannedVocab(scanned);
     else {
-      const v = parseJsonText(text, vf);
+      const v = parseJsonText(utf8Text(bytes), vf);
       if (!isObject(v)) throw new GgufyError("E_TOKENIZER", "expected a JSON object of token → id", { file: vf });
       baseVocab = objectVocab(v);
     }
@@ -351,26 +382,30 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   added = added.sort((a, b) => a.id - b.id);
 
   // ---- id → token table -----------------------------------------------------------------------
-  // (startup: the 151k-entry vocabulary is walked once, ids go into a plain array and the base
-  // vocabulary answers "is this text a base token" — no Map per token)
-  const byId: (string | undefined)[] = [];
+  // (startup: the 151k-entry vocabulary is walked once; an id holds the index of its base text, the
+  // base vocabulary answers "is this text a base token"; a scanned vocab.json's texts stay bytes)
+  /** id → index of its base text; ADDED for an added token's id (its text in addedById) */
+  const baseAt: number[] = [];
   let idCount = 0;
   let maxId = -1;
-  const baseTokens = baseVocab.tokens;
   const baseIds = baseVocab.ids;
-  for (let k = 0; k < baseTokens.length; k++) {
-    const tok = baseTokens[k]!;
+  for (let k = 0; k < baseVocab.count; k++) {
     const id = baseIds[k];
-    if (!isInt(id) || id < 0) throw new GgufyError("E_TOKENIZER", `token '${tok}' has id ${JSON.stringify(id)}, not a non-negative integer`, { file: baseFile });
-    const prev = byId[id];
-    if (prev !== undefined) throw new GgufyError("E_TOKENIZER", `token id ${id} is given to both '${prev}' and '${tok}'`, { file: baseFile });
-    byId[id] = tok;
+    if (!isInt(id) || id < 0) throw new GgufyError("E_TOKENIZER", `token '${baseVocab.text(k)}' has id ${JSON.stringify(id)}, not a non-negative integer`, { file: baseFile });
+    const prev = baseAt[id];
+    if (prev !== undefined) throw new GgufyError("E_TOKENIZER", `token id ${id} is given to both '${baseVocab.text(prev)}' and '${baseVocab.text(k)}'`, { file: baseFile });
+    baseAt[id] = k;
     idCount++;
     if (id > maxId) maxId = id;
   }
   const baseIdOf = (text: string): number | undefined => baseVocab.idOf(text);
   const addedById = new Map<number, AddedToken>();
   const addedContent = new Set<string>();
+  /** the text an id holds in the table (before the added tokens' retyping) */
+  const textAt = (id: number): string | undefined => {
+    const k = baseAt[id];
+    return k === undefined ? undefined : k === ADDED ? addedById.get(id)!.content : baseVocab.text(k);
+  };
   for (const a of added) {
     const other = addedById.get(a.id);
     if (other && other.content !== a.content) throw new GgufyError("E_TOKENIZER", `token id ${a.id}: added twice, as '${other.content}' and '${a.content}'`, { file: a.file });
@@ -379,12 +414,12 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
       // a tokenizer would give the text its vocabulary id, not the one the added-token list claims
       throw new GgufyError("E_TOKENIZER", `token id ${a.id}: added token '${a.content}' is already token ${baseId} of ${baseFile}`, { file: a.file });
     }
-    const replaced = byId[a.id];
+    const replaced = textAt(a.id);
     if (replaced !== undefined && replaced !== a.content) {
       warn(`token id ${a.id}: added token '${a.content}' (${a.file}) replaces '${replaced}' of ${baseFile}; that BPE token is no longer reachable`);
     }
     if (replaced === undefined) idCount++;
-    byId[a.id] = a.content;
+    baseAt[a.id] = ADDED;
     if (a.id > maxId) maxId = a.id;
     addedById.set(a.id, a);
     addedContent.add(a.content);
@@ -398,7 +433,7 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   }
   if (!(Number.isInteger(vocabSize) && vocabSize > 0)) throw new GgufyError("E_CONFIG", `vocab_size ${vocabSize} is not a positive integer`);
   if (maxId >= vocabSize) {
-    throw new GgufyError("E_TOKENIZER", `token id ${maxId} ('${byId[maxId]}') is not below vocab_size ${vocabSize}`, { file: addedById.get(maxId)?.file ?? baseFile });
+    throw new GgufyError("E_TOKENIZER", `token id ${maxId} ('${textAt(maxId)}') is not below vocab_size ${vocabSize}`, { file: addedById.get(maxId)?.file ?? baseFile });
   }
 
   // the ids whose text is an added token's but which are not that token's id (refused below; a text is
@@ -407,44 +442,64 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   const misplacedAdded = new Set<number>();
   for (const c of addedContent) {
     const b = baseIdOf(c);
-    if (b !== undefined && !addedById.has(b) && byId[b] === c) misplacedAdded.add(b);
+    if (b !== undefined && !addedById.has(b) && textAt(b) === c) misplacedAdded.add(b);
   }
-  const tokens: string[] = new Array<string>(vocabSize);
+  // the table: strings, or (a scanned vocab.json) ranges of its bytes with the foreign texts encoded beside
+  const utf8 = baseVocab.utf8;
+  const strings: string[] | undefined = utf8 ? undefined : new Array<string>(vocabSize);
+  const table = utf8 ? new Utf8StringsBuilder(utf8.bytes, vocabSize, utf8.extra) : undefined;
   const types = new Int32Array(vocabSize);
-  /** ids whose text is not the base vocabulary's own key for that id (added tokens, padding) */
-  const foreign: number[] = [];
+  /** ids whose text is not the base vocabulary's own key for that id (added tokens, padding), and their texts */
+  const foreign = new Map<number, string>();
   for (let i = 0; i < vocabSize; i++) {
-    let tok = byId[i];
+    const k = baseAt[i];
+    let tok: string;
     let t: TokenType;
-    if (tok === undefined) {
+    if (k === undefined) {
       tok = `[PAD${i}]`;
       t = TokenType.UNUSED;
-      foreign.push(i);
-    } else if (addedById.has(i) || misplacedAdded.has(i)) {
+    } else if (k === ADDED || misplacedAdded.has(i)) {
       const a = addedById.get(i);
-      if (!a) throw new GgufyError("E_TOKENIZER", `token id ${i}: '${tok}' is an added token under another id`, { file: baseFile });
+      if (!a) throw new GgufyError("E_TOKENIZER", `token id ${i}: '${textAt(i)}' is an added token under another id`, { file: baseFile });
       // (the converter first round-trips non-normalized added tokens through encode/decode; for
       // byte-level BPE tokenizers that gives the text back unchanged)
+      tok = a.content;
       if (a.special || looksSpecial(tok)) t = TokenType.CONTROL;
       else {
         tok = tok.replaceAll("\u2581", " ");
         t = TokenType.USER_DEFINED;
       }
-      foreign.push(i);
-    } else t = TokenType.NORMAL;
+    } else {
+      // a base token at its own id
+      types[i] = TokenType.NORMAL;
+      if (utf8) {
+        const a = utf8.starts[k]!;
+        const e = utf8.ends[k]!;
+        if (a === e) warn(`token id ${i} is empty; llama.cpp will load it as [EMPTY_${i}]`);
+        table!.range(a, e);
+      } else {
+        const s = baseVocab.text(k);
+        if (s === "") warn(`token id ${i} is empty; llama.cpp will load it as [EMPTY_${i}]`);
+        strings![i] = s;
+      }
+      continue;
+    }
     if (tok === "") warn(`token id ${i} is empty; llama.cpp will load it as [EMPTY_${i}]`);
-    tokens[i] = tok;
+    foreign.set(i, tok);
+    if (table) table.string(tok);
+    else strings![i] = tok;
     types[i] = t;
   }
+  /** the text id i has in the table */
+  const tokenAt = (i: number): string => foreign.get(i) ?? baseVocab.text(baseAt[i]!);
   // llama.cpp requires unique token texts. The base tokens are distinct keys of one JSON object, so
   // a repeat needs a foreign text: equal to another foreign text, or to a base token still at its id.
   // Only then is the whole table walked again, to name the first repeat exactly as before.
   let repeated = false;
   const foreignText = new Set<string>();
-  for (const i of foreign) {
-    const tok = tokens[i]!;
+  for (const [i, tok] of foreign) {
     const b = baseIdOf(tok);
-    if (foreignText.has(tok) || (b !== undefined && b !== i && b < vocabSize && tokens[b] === tok && byId[b] === tok)) {
+    if (foreignText.has(tok) || (b !== undefined && b !== i && b < vocabSize && tokenAt(b) === tok && textAt(b) === tok)) {
       repeated = true;
       break;
     }
@@ -453,7 +508,7 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   if (repeated) {
     const seen = new Map<string, number>();
     for (let i = 0; i < vocabSize; i++) {
-      const tok = tokens[i]!;
+      const tok = tokenAt(i);
       const dup = seen.get(tok);
       if (dup !== undefined) {
         throw new GgufyError("E_TOKENIZER", `token id ${i}: text '${tok}' is also token ${dup}; llama.cpp requires unique token texts`, { file: addedById.get(i)?.file ?? baseFile });
@@ -477,16 +532,17 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
     warn,
   });
   if (sv.addedTokensSource === "stand-in") warn(`${dir}: no tokenizer.json; resolving tokenizer_config special tokens against added_tokens_decoder/added_tokens.json`);
-  if (sv.merges.length === 0) {
+  const mergeBytes = sv.mergeBytes;
+  if ((mergeBytes ? mergeBytes.length : sv.merges.length) === 0) {
     throw new GgufyError("E_TOKENIZER", "no BPE merges (tokenizer.json model.merges or merges.txt); llama.cpp cannot load a gpt2 vocabulary without them", { file: dir });
   }
-  for (let i = 0; i < sv.merges.length; i++) {
-    const m = sv.merges[i]!;
-    // llama.cpp splits each merge at the first space at position >= 1
-    if (m.indexOf(" ", 1) < 0) throw new GgufyError("E_TOKENIZER", `merge ${i} '${m}' has no separating space`, { file: sv.mergesSource ?? dir });
-  }
+  // llama.cpp splits each merge at the first space at position >= 1 (on the bytes: a space byte after the first)
+  const noSpace = mergeBytes ? firstWithoutSpace(mergeBytes) : sv.merges.findIndex((m) => m.indexOf(" ", 1) < 0);
+  if (noSpace >= 0) throw new GgufyError("E_TOKENIZER", `merge ${noSpace} '${mergeBytes ? mergeBytes.get(noSpace) : sv.merges[noSpace]}' has no separating space`, { file: sv.mergesSource ?? dir });
 
-  const vocab: GGUFVocab = { model: "gpt2", pre: decision.pre, tokens, tokenTypes: types, special: {} };
+  const vocab = { model: "gpt2", pre: decision.pre, tokenTypes: types, special: {} } as unknown as GGUFVocab;
+  if (table) defineLazyStrings(vocab, "tokens", "tokenBytes", table.finish());
+  else vocab.tokens = strings!;
   applySpecialVocab(vocab, sv);
   return vocab;
 }

@@ -2,6 +2,7 @@
 import type { GGUFVocab, SpecialTokens } from "./types.js";
 import { isObject, type JsonObject } from "./files.js";
 import type { SpecialType, SpecialVocabResult } from "./special.js";
+import { defineLazyStrings } from "../formats/gguf/utf8-strings.js";
 
 /** Python truthiness of a JSON value. */
 export function truthy(v: unknown): boolean {
@@ -44,7 +45,11 @@ export const SPECIAL_KEY: Partial<Record<SpecialType, keyof SpecialTokens>> = {
 
 /** Copy what SpecialVocab found onto a vocab, keeping the discovery order. */
 export function applySpecialVocab(v: GGUFVocab, sv: SpecialVocabResult): void {
-  if (sv.merges.length > 0) v.merges = sv.merges;
+  // (merges.txt's merges stay bytes until read: utf8-strings.ts defineLazyStrings)
+  const mb = sv.mergeBytes;
+  if (mb) {
+    if (mb.length > 0) defineLazyStrings(v, "merges", "mergeBytes", mb);
+  } else if (sv.merges.length > 0) v.merges = sv.merges;
   const order: (keyof SpecialTokens)[] = [];
   for (const [typ, id] of sv.ids) {
     const key = SPECIAL_KEY[typ];

@@ -1,5 +1,6 @@
 /** Reading a checkpoint's tokenizer files, with every failure reported as E_TOKENIZER naming the file. */
 import fs from "node:fs";
+import { isUtf8 } from "node:buffer";
 import path from "node:path";
 import { GgufyError, jsonErrorDetail } from "../errors.js";
 import { MissingFile, readSmallFileSync, SMALL_FILE_CAPS } from "../formats/files.js";
@@ -43,6 +44,29 @@ export function readText(file: string): string {
   } catch (e) {
     throw new GgufyError("E_TOKENIZER", "not valid UTF-8 text", { file, cause: e });
   }
+}
+
+/**
+ * The file's bytes, checked to be UTF-8 as readText checks them (the same error), for the readers that
+ * work on bytes (json-vocab.ts, readMergesUtf8) and never decode most of the file.
+ */
+export function readUtf8Bytes(file: string): Buffer {
+  const bytes = readBytes(file) as Buffer;
+  if (!isUtf8(bytes)) {
+    // (the decoder's own message, as readText gives it)
+    try {
+      UTF8.decode(bytes);
+    } catch (e) {
+      throw new GgufyError("E_TOKENIZER", "not valid UTF-8 text", { file, cause: e });
+    }
+    throw new GgufyError("E_TOKENIZER", "not valid UTF-8 text", { file });
+  }
+  return bytes;
+}
+
+/** Text of bytes readUtf8Bytes has checked. */
+export function utf8Text(bytes: Uint8Array): string {
+  return UTF8.decode(bytes);
 }
 
 let jsonCache: Map<string, Json> | undefined;

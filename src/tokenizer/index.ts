@@ -146,21 +146,25 @@ const DEFAULT_ID_ORDER: (keyof SpecialTokens)[] = ["bos", "eos", "unknown", "sep
  * normalizer.lowercase / strip_accents (BOOL).
  */
 export function vocabToKvs(v: GGUFVocab): GGUFKV[] {
-  const n = v.tokens.length;
+  // (a vocabulary still held as bytes — bpe.ts from vocab.json / merges.txt — is written from them)
+  const tokenBytes = v.tokenBytes;
+  const mergeBytes = v.mergeBytes;
+  const n = tokenBytes ? tokenBytes.length : v.tokens.length;
   if (n === 0) throw new GgufyError("E_TOKENIZER", "empty vocabulary");
   if (v.tokenTypes.length !== n) throw new GgufyError("E_TOKENIZER", `${v.tokenTypes.length} token types for ${n} tokens`);
   if (v.scores && v.scores.length !== n) throw new GgufyError("E_TOKENIZER", `${v.scores.length} scores for ${n} tokens`);
-  if (v.model === "gpt2" && (!v.merges || v.merges.length === 0)) throw new GgufyError("E_TOKENIZER", "a gpt2 vocabulary needs merges");
+  const nMerges = mergeBytes ? mergeBytes.length : (v.merges?.length ?? 0);
+  if (v.model === "gpt2" && nMerges === 0) throw new GgufyError("E_TOKENIZER", "a gpt2 vocabulary needs merges");
 
   const out: GGUFKV[] = [];
   const spacePrefix = v.addSpacePrefix !== undefined ? kv.bool("tokenizer.ggml.add_space_prefix", v.addSpacePrefix) : undefined;
   if (spacePrefix && v.addSpacePrefixPosition === "first") out.push(spacePrefix);
   out.push(kv.str("tokenizer.ggml.model", v.model));
   out.push(kv.str("tokenizer.ggml.pre", v.pre ?? "default"));
-  out.push(kv.strs("tokenizer.ggml.tokens", v.tokens));
+  out.push(tokenBytes ? kv.utf8s("tokenizer.ggml.tokens", tokenBytes) : kv.strs("tokenizer.ggml.tokens", v.tokens));
   if (v.scores) out.push(kv.f32s("tokenizer.ggml.scores", v.scores));
   out.push(kv.i32s("tokenizer.ggml.token_type", v.tokenTypes));
-  if (v.merges && v.merges.length > 0) out.push(kv.strs("tokenizer.ggml.merges", v.merges));
+  if (nMerges > 0) out.push(mergeBytes ? kv.utf8s("tokenizer.ggml.merges", mergeBytes) : kv.strs("tokenizer.ggml.merges", v.merges!));
 
   const order = [...(v.specialOrder ?? []), ...DEFAULT_ID_ORDER];
   const done = new Set<keyof SpecialTokens>();

@@ -16,7 +16,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { GgufyError } from "../errors.js";
 import { truthy } from "./common.js";
-import { fileIn, isInt, isPlainPair, isObject, maybeJsonObject, pyLines, pySplit, pyStrip, readJson, readText, type Json, type JsonObject } from "./files.js";
+import { fileIn, isInt, isPlainPair, isObject, maybeJsonObject, pyLines, pySplit, pyStrip, readJson, readText, readUtf8Bytes, utf8Text, type Json, type JsonObject } from "./files.js";
+import { defineLazyStrings, Utf8Strings, Utf8StringsBuilder } from "../formats/gguf/utf8-strings.js";
 
 export type SpecialType = "bos" | "eos" | "unk" | "sep" | "pad" | "cls" | "mask" | "eot" | "eom";
 
@@ -28,7 +29,10 @@ export interface AddedTokenRef {
 export type ChatTemplateValue = string | { name?: Json; template?: Json }[];
 
 export interface SpecialVocabResult {
+  /** (from merges.txt: decoded when read; until then `mergeBytes` holds them) */
   merges: string[];
+  /** merges.txt's merges as UTF-8 ranges of the file, while `merges` has not been read (utf8-strings.ts defineLazyStrings) */
+  readonly mergeBytes?: Utf8Strings;
   /** file the merges came from */
   mergesSource?: string;
   /** special ids in discovery order (only types that have a GGUF key: cls is dropped like the converter does) */
@@ -116,32 +120,110 @@ export function mergesFromTokenizerJson(merges: Json | undefined, file: string):
   throw new GgufyError("E_TOKENIZER", "unknown tokenizer merges format (neither strings nor pairs of strings)", { file });
 }
 
-/** merges.txt the way `SpecialVocab._try_load_merges_txt` reads it. */
+/** merges.txt the way `SpecialVocab._try_load_merges_txt` reads it (readMergesUtf8, decoded). */
 export function readMergesTxt(file: string, warn?: (m: string) => void): string[] {
-  const lines = pyLines(readText(file));
-  let start = 0;
+  return readMergesUtf8(file, warn).toArray();
+}
+
+/**
+ * The length of the Python whitespace character (files.ts PY_WS) beginning at b[i] when it is one of
+ * the non-ASCII ones — U+0085, U+00A0, U+1680, U+2000–U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 —
+ * else 0.
+ */
+function wideWsAt(b: Uint8Array, i: number): number {
+  const c = b[i]!;
+  if (c === 0xc2) return b[i + 1] === 0x85 || b[i + 1] === 0xa0 ? 2 : 0;
+  if (c === 0xe1) return b[i + 1] === 0x9a && b[i + 2] === 0x80 ? 3 : 0;
+  if (c === 0xe2) {
+    const d = b[i + 1];
+    const e = b[i + 2]!;
+    if (d === 0x80) return e <= 0x8a || e === 0xa8 || e === 0xa9 || e === 0xaf ? 3 : 0;
+    return d === 0x81 && e === 0x9f ? 3 : 0;
+  }
+  if (c === 0xe3) return b[i + 1] === 0x80 && b[i + 2] === 0x80 ? 3 : 0;
+  return 0;
+}
+
+/**
+ * The end of the line starting at b[a] (the next \n, or the end), negated (-end - 1) unless the line is
+ * two non-empty runs of non-whitespace (Python's) joined by one ASCII space — files.ts isPlainPair on
+ * the bytes: then the line is the merge as it stands.
+ */
+function plainPairLine(b: Uint8Array, a: number): number {
+  const n = b.length;
+  let spaces = 0;
+  let plain = true;
+  let i = a;
+  for (; i < n; i++) {
+    const c = b[i]!;
+    if (c === 0x0a) break;
+    if (c < 0x80) {
+      if (c === 0x20) {
+        if (++spaces > 1 || i === a) plain = false;
+      } else if ((c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f)) plain = false;
+    } else if (c >= 0xc2 && c <= 0xe3 && wideWsAt(b, i) > 0) plain = false;
+  }
+  return plain && spaces === 1 && b[i - 1] !== 0x20 ? i : -i - 1;
+}
+
+/**
+ * merges.txt as `SpecialVocab._try_load_merges_txt` reads it, each merge a range of the file's bytes:
+ * Python's universal-newline lines; a first line starting with `#` (after strip) skipped; each line
+ * `" ".join(line.strip().split())` when it splits into two parts, blank lines skipped, others warned
+ * about and ignored. A plain `a b` line (the usual case) is checked on the bytes and kept as they are;
+ * any other line, and a file with a `\r`, goes through the string functions (files.ts pyLines, pyStrip,
+ * pySplit).
+ */
+export function readMergesUtf8(file: string, warn?: (m: string) => void): Utf8Strings {
+  const bytes = readUtf8Bytes(file);
+  const out = new Utf8StringsBuilder(bytes, Math.max(16, bytes.length >> 3));
+  const malformed = (lineNum: number): void => warn?.(`${path.basename(file)}: line ${lineNum}: entry malformed, ignoring`);
+  /** a line that is not a plain pair, as the converter takes it */
+  const general = (line: string, lineNum: number): void => {
+    const t = pyStrip(line);
+    if (!t) return;
+    const parts = pySplit(t);
+    if (parts.length !== 2) return malformed(lineNum);
+    out.string(`${parts[0]} ${parts[1]}`);
+  };
+  if (bytes.includes(0x0d)) {
+    const lines = pyLines(utf8Text(bytes));
+    let start = 0;
+    let lineNum = 0;
+    if (lines.length > 0 && pyStrip(lines[0]!).startsWith("#")) {
+      start = 1;
+      lineNum = 1;
+    }
+    for (let i = start; i < lines.length; i++) {
+      lineNum++;
+      if (isPlainPair(lines[i]!)) out.string(lines[i]!);
+      else general(lines[i]!, lineNum);
+    }
+    return out.finish();
+  }
+  // lines split on \n; a last empty line (the file ends with \n) is not a line (pyLines)
+  const n = bytes.length;
+  let a = 0;
   let lineNum = 0;
-  if (lines.length > 0 && pyStrip(lines[0]!).startsWith("#")) {
-    start = 1;
-    lineNum = 1;
-  }
-  const out: string[] = [];
-  for (let i = start; i < lines.length; i++) {
+  let first = true;
+  while (a < n) {
+    const r = plainPairLine(bytes, a);
+    const e = r >= 0 ? r : -r - 1;
+    if (first) {
+      first = false;
+      const line = utf8Text(bytes.subarray(a, e));
+      if (pyStrip(line).startsWith("#")) {
+        lineNum = 1;
+        a = e + 1;
+        continue;
+      }
+    }
     lineNum++;
-    if (isPlainPair(lines[i]!)) {
-      out.push(lines[i]!);
-      continue;
-    }
-    const line = pyStrip(lines[i]!);
-    if (!line) continue;
-    const parts = pySplit(line);
-    if (parts.length !== 2) {
-      warn?.(`${path.basename(file)}: line ${lineNum}: entry malformed, ignoring`);
-      continue;
-    }
-    out.push(`${parts[0]} ${parts[1]}`);
+    if (r >= 0) out.range(a, e);
+    else general(utf8Text(bytes.subarray(a, e)), lineNum);
+    a = e + 1;
   }
-  return out;
+  return out.finish();
 }
 
 export function loadSpecialVocab(dir: string, opts: SpecialVocabOptions = {}): SpecialVocabResult {
@@ -150,6 +232,7 @@ export function loadSpecialVocab(dir: string, opts: SpecialVocabOptions = {}): S
   const ids = new Map<SpecialType, number>();
   const add = new Map<string, boolean>();
   let merges: string[] = [];
+  let mergeBytes: Utf8Strings | undefined;
   let mergesSource: string | undefined;
   let chatTemplate: ChatTemplateValue | undefined;
   let normalizerLowercase: boolean | undefined;
@@ -371,11 +454,11 @@ export function loadSpecialVocab(dir: string, opts: SpecialVocabOptions = {}): S
   if (opts.loadMerges && merges.length === 0) {
     const mt = fileIn(dir, "merges.txt");
     if (mt) {
-      merges = readMergesTxt(mt, warn);
+      mergeBytes = readMergesUtf8(mt, warn);
       mergesSource = mt;
     }
   }
-  if (opts.loadMerges && merges.length === 0) warn("merges were requested but none were found; the output may be non-functional");
+  if (opts.loadMerges && merges.length === 0 && !mergeBytes?.length) warn("merges were requested but none were found; the output may be non-functional");
 
   const outIds: [SpecialType, number][] = [];
   for (const [typ, id] of ids) {
@@ -391,7 +474,8 @@ export function loadSpecialVocab(dir: string, opts: SpecialVocabOptions = {}): S
     else warn(`no GGUF key for add_${typ}_token (${v}) - skipping, as the converter does`);
   }
 
-  const result: SpecialVocabResult = { merges, ids: outIds, add: outAdd, addedTokensSource };
+  const result = { merges, ids: outIds, add: outAdd, addedTokensSource } as SpecialVocabResult;
+  if (mergeBytes) defineLazyStrings(result, "merges", "mergeBytes", mergeBytes);
   if (mergesSource !== undefined) result.mergesSource = mergesSource;
   if (chatTemplate !== undefined) result.chatTemplate = chatTemplate;
   if (normalizerLowercase !== undefined) result.normalizerLowercase = normalizerLowercase;

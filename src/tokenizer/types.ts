@@ -1,4 +1,5 @@
 /** A tokenizer as llama.cpp's GGUF stores it, independent of where it came from. */
+import type { Utf8Strings } from "../formats/gguf/utf8-strings.js";
 
 export enum TokenType {
   NORMAL = 1,
@@ -26,11 +27,20 @@ export interface GGUFVocab {
   model: "llama" | "gpt2";
   /** tokenizer.ggml.pre, for BPE vocabularies ("qwen2" …) */
   pre?: string;
+  /** (a BPE vocabulary from vocab.json: decoded when first read, until then `tokenBytes` holds them) */
   tokens: string[];
+  /**
+   * the tokens as UTF-8 ranges of vocab.json, while `tokens` has not been read (not enumerable; see
+   * formats/gguf/utf8-strings.ts defineLazyStrings): vocabToKvs writes these bytes. Count tokens by
+   * `tokenBytes?.length ?? tokens.length`, which does not decode them.
+   */
+  readonly tokenBytes?: Utf8Strings;
   /** SentencePiece scores (absent for BPE) */
   scores?: Float32Array;
   tokenTypes: Int32Array;
   merges?: string[];
+  /** merges.txt's merges as UTF-8 ranges of the file, while `merges` has not been read (as tokenBytes) */
+  readonly mergeBytes?: Utf8Strings;
   special: SpecialTokens;
   /** order in which special ids were discovered (llama.cpp's converter writes them in that order) */
   specialOrder?: (keyof SpecialTokens)[];

@@ -3,6 +3,8 @@
  * (u32 counts, f32 eps, INT32 token_type arrays …), so every value carries its GGUF type.
  */
 
+import { defineLazyStrings, type Utf8Strings } from "./utf8-strings.js";
+
 export enum GGUFValueType {
   UINT8 = 0,
   INT8 = 1,
@@ -24,7 +26,13 @@ export type GGUFScalar = number | bigint | boolean | string;
 
 export type GGUFValue =
   | { readonly type: GGUFScalarType; readonly value: GGUFScalar }
-  | { readonly type: GGUFValueType.ARRAY; readonly itemType: GGUFScalarType; readonly value: ArrayLike<GGUFScalar> };
+  | {
+      readonly type: GGUFValueType.ARRAY;
+      readonly itemType: GGUFScalarType;
+      readonly value: ArrayLike<GGUFScalar>;
+      /** a STRING array still held as UTF-8 bytes (kv.utf8s; not enumerable, gone once `value` is read) */
+      readonly utf8?: Utf8Strings;
+    };
 
 export interface GGUFKV {
   readonly key: string;
@@ -47,4 +55,10 @@ export const kv = {
   strs: (key: string, v: readonly string[]): GGUFKV => ({ key, value: { type: GGUFValueType.ARRAY, itemType: GGUFValueType.STRING, value: v } }),
   i32s: (key: string, v: ArrayLike<number>): GGUFKV => ({ key, value: { type: GGUFValueType.ARRAY, itemType: GGUFValueType.INT32, value: v } }),
   f32s: (key: string, v: ArrayLike<number>): GGUFKV => ({ key, value: { type: GGUFValueType.ARRAY, itemType: GGUFValueType.FLOAT32, value: v } }),
+  /** a STRING array written from its UTF-8 bytes; `value` decodes them when read (utf8-strings.ts) */
+  utf8s: (key: string, v: Utf8Strings): GGUFKV => {
+    const value = { type: GGUFValueType.ARRAY, itemType: GGUFValueType.STRING } as { type: GGUFValueType.ARRAY; itemType: GGUFValueType.STRING; value: string[] };
+    defineLazyStrings(value, "value", "utf8", v);
+    return { key, value };
+  },
 };

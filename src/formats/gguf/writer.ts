@@ -5,6 +5,7 @@
  */
 import { GGUFValueType, GGUF_MAGIC, GGUF_VERSION, GGUF_DEFAULT_ALIGNMENT, type GGUFKV, type GGUFScalar, type GGUFScalarType } from "./types.js";
 import { tensorBytes, type GGMLType } from "../../quant/ggml/types.js";
+import type { Utf8Strings } from "./utf8-strings.js";
 
 export interface GGUFTensorInfo {
   name: string;
@@ -49,13 +50,20 @@ interface HeaderSink {
   i64(v: number | bigint): void;
   /** u64 byte length, then the UTF-8 bytes */
   str(s: string): void;
+  /** each string as str() writes it, from its UTF-8 bytes */
+  strs(u: Utf8Strings): void;
   pad(align: number): void;
 }
 
 class ByteSink implements HeaderSink {
-  private buf = Buffer.alloc(1 << 16);
-  private view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+  private buf: Buffer;
+  private view: DataView;
   len = 0;
+  /** `capacity`: the size when known (plannedHeader has the layout), so that nothing is copied */
+  constructor(capacity = 1 << 16) {
+    this.buf = Buffer.alloc(capacity);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+  }
   private ensure(n: number): void {
     if (this.len + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
@@ -82,8 +90,47 @@ class ByteSink implements HeaderSink {
     this.view.setBigUint64(this.len, BigInt(n), true);
     this.len += 8 + n;
   }
+  strs(u: Utf8Strings) {
+    this.ensure(8 * u.length + u.byteLength);
+    const buf = this.buf;
+    const base = u.bytes;
+    const bl = base.length;
+    const extra = u.extra;
+    const starts = u.starts;
+    const ends = u.ends;
+    let p = this.len;
+    for (let i = 0; i < starts.length; i++) {
+      let a = starts[i]!;
+      let b = ends[i]!;
+      const n = b - a;
+      let src = base;
+      if (a >= bl) {
+        src = extra;
+        a -= bl;
+        b -= bl;
+      }
+      // the u64 length, little-endian (a string in a file under the 2 GiB read cap is below 2^31 bytes)
+      buf[p] = n & 0xff;
+      buf[p + 1] = (n >>> 8) & 0xff;
+      buf[p + 2] = (n >>> 16) & 0xff;
+      buf[p + 3] = n >>> 24;
+      buf[p + 4] = 0;
+      buf[p + 5] = 0;
+      buf[p + 6] = 0;
+      buf[p + 7] = 0;
+      p += 8;
+      if (n > 64) {
+        buf.set(src.subarray(a, b), p);
+        p += n;
+      } else for (let j = a; j < b; j++) buf[p++] = src[j]!;
+    }
+    this.len = p;
+  }
   pad(align: number) { const p = (align - (this.len % align)) % align; this.ensure(p); this.buf.fill(0, this.len, this.len + p); this.len += p; }
-  result(): Uint8Array { return new Uint8Array(this.buf.buffer.slice(this.buf.byteOffset, this.buf.byteOffset + this.len)); }
+  result(): Uint8Array {
+    if (this.len === this.buf.length && this.buf.byteOffset === 0 && this.buf.buffer.byteLength === this.len) return new Uint8Array(this.buf.buffer);
+    return new Uint8Array(this.buf.buffer.slice(this.buf.byteOffset, this.buf.byteOffset + this.len));
+  }
 }
 
 /** Counts the bytes ByteSink would hold. */
@@ -100,6 +147,7 @@ class SizeSink implements HeaderSink {
   u64() { this.len += 8; }
   i64() { this.len += 8; }
   str(s: string) { this.len += 8 + utf8Length(s); }
+  strs(u: Utf8Strings) { this.len += 8 * u.length + u.byteLength; }
   pad(align: number) { this.len += (align - (this.len % align)) % align; }
 }
 
@@ -182,6 +230,13 @@ function emitHeader(s: HeaderSink, kvs: readonly GGUFKV[], tensors: readonly GGU
     if (value.type === GGUFValueType.ARRAY) {
       if ((value.itemType as number) === GGUFValueType.ARRAY) throw new Error(`GGUF key ${key}: nested arrays are rejected by llama.cpp`);
       s.u32(value.itemType);
+      // (a vocabulary's tokens and merges: their bytes copied as they came from the files)
+      const utf8 = value.itemType === GGUFValueType.STRING ? value.utf8 : undefined;
+      if (utf8) {
+        s.u64(utf8.length);
+        s.strs(utf8);
+        continue;
+      }
       s.u64(value.value.length);
       for (let i = 0; i < value.value.length; i++) writeScalar(s, value.itemType, value.value[i]!, key);
     } else writeScalar(s, value.type, value.value, key);
@@ -209,8 +264,8 @@ function emitHeader(s: HeaderSink, kvs: readonly GGUFKV[], tensors: readonly GGU
 }
 
 /** Encode magic, counts, KVs, tensor infos and the padding up to the data section. */
-export function encodeGgufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment = alignmentOf(kvs)): EncodedHeader {
-  const s = new ByteSink();
+export function encodeGgufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment = alignmentOf(kvs), sizeHint?: number): EncodedHeader {
+  const s = new ByteSink(sizeHint);
   const { offsets, sizes, data } = emitHeader(s, kvs, tensors, alignment);
   const bytes = s.result();
   return { bytes, size: bytes.length, offsets, sizes, fileSize: bytes.length + data };
@@ -238,7 +293,7 @@ export function plannedHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTens
     ...layout,
     get bytes(): Uint8Array {
       if (!bytes) {
-        bytes = encodeGgufHeader(kvs, tensors, alignment).bytes;
+        bytes = encodeGgufHeader(kvs, tensors, alignment, layout.size).bytes;
         if (bytes.length !== layout.size) throw new Error(`internal: GGUF header is ${bytes.length} bytes, its layout said ${layout.size}`);
       }
       return bytes;
