@@ -254,13 +254,6 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
     for (let fi = 0; fi < files.length; fi++) {
       const f = files[fi]!;
       const out = outputs[fi]!;
-      const w = await timed("main: GGUF header (encode + write)", async () => {
-        // the plan encoded this header already (planFile / splitPlannedFile, same KVs and tensors): written as it is
-        const w = new GGUFStreamWriter(out, f.kvs, f.tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })), alignmentOf(f.kvs), f.header);
-        await w.start();
-        return w;
-      }, f.header.size);
-      bytesDone += f.header.size;
       // One sliding window of chunks in flight over the whole file — it runs on across tensor
       // boundaries, so the workers never wait for the last chunk of a tensor (k/v projections are a
       // single chunk) — reading and encoding ahead, writing strictly in order.
@@ -320,7 +313,16 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         p.catch(() => undefined); // rejections surface when awaited in order; never unhandled
         pending.push(p);
       };
+      // the first reads and encodes start before the header is encoded and written (its bytes are
+      // made on first use: a 151k vocabulary is a 6 MB header), so they overlap it
       while (next < chunks.length && pending.length < inflight) launch();
+      const w = await timed("main: GGUF header (encode + write)", async () => {
+        // the plan's header (planFile / splitPlannedFile, same KVs and tensors): written as it is
+        const w = new GGUFStreamWriter(out, f.kvs, f.tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })), alignmentOf(f.kvs), f.header);
+        await w.start();
+        return w;
+      }, f.header.size);
+      bytesDone += f.header.size;
       for (let k = 0; k < chunks.length; k++) {
         abortCheck();
         const c = chunks[k]!;
