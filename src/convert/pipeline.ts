@@ -14,6 +14,7 @@ import { checkFinite, encodeChecked, encodeRaw, encodeRows, EncodeScratch, first
 import { newJobTimes, type StageTimes } from "./profile.js";
 import type { PlannedFile, PlannedTensor } from "./plan.js";
 import { importanceForRows } from "../quant/imatrix.js";
+import { sharedChunkMemory } from "../quant/ggml/float-wasm.js";
 
 export interface ProgressEvent {
   file: string;
@@ -51,9 +52,26 @@ export class BufferPool {
    * on the main thread (profile: ~100 in a 1.6 GB copy). Shared chunk buffers are allocated once.
    */
   constructor(private readonly max = 8, readonly shared = false) {}
+  /** the shared wasm memory behind each shared buffer this pool made (the f16 conversions run in place there) */
+  private readonly memories = new WeakMap<ArrayBufferLike, WebAssembly.Memory>();
   /** a pooled buffer of at least `n` bytes, or a new one (shared when the pool is) */
   takeOrAlloc(n: number): Uint8Array {
-    return this.take(n) ?? new Uint8Array(this.shared ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
+    const got = this.take(n);
+    if (got) return got;
+    if (!this.shared) return new Uint8Array(new ArrayBuffer(n));
+    // a shared buffer is a shared WebAssembly.Memory's when WebAssembly is on (n rounded up to 64 KiB pages)
+    const mem = sharedChunkMemory(n);
+    if (!mem) return new Uint8Array(new SharedArrayBuffer(n));
+    this.memories.set(mem.buffer, mem);
+    return new Uint8Array(mem.buffer);
+  }
+  /** the wasm memory `buf` lies in, when this pool made it as one */
+  memoryOf(buf: ArrayBufferLike): WebAssembly.Memory | undefined {
+    return this.memories.get(buf);
+  }
+  /** know `mem.buffer` again: a memory of this pool that came back from a worker (a new object for the same memory) */
+  adopt(mem: WebAssembly.Memory): void {
+    this.memories.set(mem.buffer, mem);
   }
   take(n: number): Uint8Array | undefined {
     let best = -1;
