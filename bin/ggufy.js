@@ -5,4 +5,9 @@ installSignals();
 const { main } = await import("../dist/src/cli/main.js");
 const code = await main(process.argv.slice(2));
 finished(code);
-process.exitCode = code;
+// Exit here, not by letting the event loop run dry: a natural exit first closes the signal handles
+// (the default action is back for SIGINT/SIGTERM/SIGHUP) and then tears down the workers and the
+// heap, so a signal in those ~10 ms killed a command that had already finished and written its
+// output. process.exit keeps the handlers installed to the end (stdout/stderr writes are
+// synchronous on Linux for files, pipes and terminals, so nothing printed is lost).
+process.exit(code);

@@ -3,7 +3,9 @@
  * random 13M-parameter llama to Q6_K is sent SIGINT once its temp file has received its first
  * 8 MB flush (about three quarters through), and SIGTERM shortly after it started writing. Each
  * must exit 130 promptly with one error line, leaving no .gguf and no temp file. A disk that fills
- * up halfway through the same model (injected writer) must leave nothing either.
+ * up halfway through the same model (injected writer) must leave nothing either. A signal that
+ * arrives as a finished convert winds down (right after its `wrote` line) must not kill it: it exits
+ * with its own code.
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -84,6 +86,35 @@ test("SIGTERM just after writing started: exit 130, nothing left", async () => {
   assert.ok(r.sent, `the conversion ended first: exit ${r.code}`);
   assert.equal(r.code, 130, r.stderr);
   assert.match(r.stderr, /E_INTERRUPTED/);
+  assert.deepEqual(await leftovers(root), []);
+});
+
+test("a signal as a finished convert winds down: exit 0 with its output, never killed by the signal", async (t) => {
+  // Sent the moment stdout shows the `wrote` line: the command is done, the process is on its way
+  // out. Before bin/ggufy.js exited explicitly, the natural exit reset the handlers to the default
+  // action ~10 ms before the process ended, and 4 of 30 such signals killed it (exit by signal).
+  const small = path.join(root, "small");
+  await writeRandomLlama(small, { hidden: 256, layers: 2, ffn: 768, heads: 4, kvHeads: 2, seed: 3 });
+  const seen: Record<string, number> = {};
+  for (let i = 0; i < 24; i++) {
+    const sig = (["SIGINT", "SIGTERM", "SIGHUP"] as const)[i % 3]!;
+    const out = path.join(root, `wind-${i}.gguf`);
+    const child = spawn(process.execPath, [path.join(repoRoot(), "bin", "ggufy.js"), "convert", small, "--outfile", out, "--outtype", "q8_0", "--threads", String(1 + (i % 2))], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    child.stdout.on("data", (d: Buffer) => {
+      if (d.toString().includes("wrote ")) child.kill(sig);
+    });
+    const r = await new Promise<{ code: number | null; sig: NodeJS.Signals | null }>((res) => child.on("exit", (code, s) => res({ code, sig: s })));
+    const k = `${r.code}/${r.sig}`;
+    seen[k] = (seen[k] ?? 0) + 1;
+    assert.equal(r.sig, null, `run ${i}: killed by ${r.sig} after it had written ${out}`);
+    assert.equal(r.code, 0, `run ${i} (${sig}): ${stderr}`);
+    assert.doesNotMatch(stderr, /E_INTERRUPTED/);
+    assert.ok((await stat(out)).size > 0);
+    await rm(out);
+  }
+  t.diagnostic(`exits: ${JSON.stringify(seen)}`);
   assert.deepEqual(await leftovers(root), []);
 });
 
