@@ -7,66 +7,46 @@
  *
  *   npx tsc -p . && nice -n 5 node dist/bench/copy-path.js --dir CHECKPOINT [--runs 3] [--out DIR]
  *                                                          [--outtype f16] [--threads N] [--profile]
+ *                                                          [--base OTHER_CHECKOUT/bin/ggufy.js]
  *
  * The page cache is warmed first (one untimed read of the shards), as in the issue's measurement; each
  * run removes the previous copies before it starts (not timed). Wall, CPU (user + sys) and peak RSS of
  * each child come from GNU time; the load average (1/5/15 min) is printed before and after each run,
  * since the machine is shared. --profile passes GGUFY_PROFILE=1 to ggufy, whose stage breakdown then
- * appears on stderr (printed here).
+ * appears on stderr (printed here). --base runs a second build (e.g. a copy of main's bin/ + dist/) right
+ * after this one in each run, against the same cp figure: a before/after comparison under the same load.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { cliArgs, ggufyBin, loadAvg, ratioSummary, shq as q, timedChild, type Timed } from "./support.js";
 
-const argv = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const dir = opt("--dir");
+const args = cliArgs();
+const dir = args.opt("--dir");
 if (!dir) {
-  console.error("usage: copy-path --dir CHECKPOINT [--runs 3] [--out DIR] [--outtype f16] [--threads N] [--profile]");
+  console.error("usage: copy-path --dir CHECKPOINT [--runs 3] [--out DIR] [--outtype f16] [--threads N] [--profile] [--base OTHER/bin/ggufy.js]");
   process.exit(64);
 }
-const runs = Number(opt("--runs") ?? 3);
-if (!(Number.isInteger(runs) && runs > 0)) throw new Error("--runs needs a positive integer");
-const outtype = opt("--outtype") ?? "f16";
-const threads = opt("--threads");
-const profile = argv.includes("--profile");
-const TIME = "/usr/bin/time";
-if (!existsSync(TIME)) throw new Error(`${TIME} (GNU time) is needed for the children's CPU seconds`);
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const bin = path.join(root, "bin", "ggufy.js");
+const runs = args.int("--runs", 3);
+const outtype = args.opt("--outtype") ?? "f16";
+const threads = args.opt("--threads");
+const profile = args.flag("--profile");
+/** --base BIN: another build's bin/ggufy.js, run right after this one in every run (before/after in one script) */
+const baseArg = args.opt("--base");
+const base = baseArg ? path.resolve(baseArg) : undefined;
 const model = path.resolve(dir);
-const out = path.resolve(opt("--out") ?? path.join(path.dirname(model), "copy-path-out"));
+const out = path.resolve(args.opt("--out") ?? path.join(path.dirname(model), "copy-path-out"));
 const shards = readdirSync(model).filter((f) => f.endsWith(".safetensors")).sort().map((f) => path.join(model, f));
 if (shards.length === 0) throw new Error(`no .safetensors in ${model}`);
 const bytes = shards.reduce((a, f) => a + statSync(f).size, 0);
-const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(" ");
-
-interface Timed {
-  wall: number;
-  cpu: number;
-  rssMiB: number;
-  stderr: string;
-}
+const load = loadAvg;
 
 /** Run `cmd` under GNU time; wall measured here (the child's whole life), CPU and RSS from time. */
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Timed {
-  const tf = path.join(out, ".time");
-  const t0 = performance.now();
-  const r = spawnSync(TIME, ["-f", "%U %S %M", "-o", tf, cmd, ...args], { encoding: "utf8", env, maxBuffer: 64 << 20 });
-  const wall = (performance.now() - t0) / 1000;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}): ${r.stderr}`);
-  const [u, s, m] = spawnSync("tail", ["-n1", tf], { encoding: "utf8" }).stdout.trim().split(/\s+/).map(Number);
-  return { wall, cpu: u! + s!, rssMiB: m! / 1024, stderr: r.stderr };
-}
+const timed = (cmd: string, argv: string[], env: NodeJS.ProcessEnv = process.env): Timed => timedChild(cmd, argv, path.join(out, ".time"), env);
 
-const q = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
 const mbps = (t: Timed): string => `${(bytes / 1e6 / t.wall).toFixed(0)} MB/s`;
-const describe = (t: Timed): string => `${t.wall.toFixed(2)} s wall, ${t.cpu.toFixed(2)} s CPU, ${t.rssMiB.toFixed(0)} MiB peak RSS → ${mbps(t)}`;
+const describe = (t: Timed): string => `${t.wall.toFixed(2)} s wall, ${t.cpu.toFixed(2)} s CPU (user ${t.user.toFixed(2)}, sys ${t.sys.toFixed(2)}), ${t.rssMiB.toFixed(0)} MiB peak RSS → ${mbps(t)}`;
 
 mkdirSync(out, { recursive: true });
 const cpDir = path.join(out, "cp");
@@ -82,15 +62,20 @@ console.log(`checkpoint ${model}: ${shards.length} shard(s), ${(bytes / 1e9).toF
 // warm the page cache (the issue's figures are warm-cache)
 spawnSync("sh", ["-c", `cat ${shards.map(q).join(" ")} > /dev/null`]);
 const ratios: number[] = [];
+const baseRatios: number[] = [];
+/** `ggufy convert` of `bin` + sync of its output, timed */
+const ggufyRun = (bin: string): Timed => {
+  const env = { ...process.env, ...(profile ? { GGUFY_PROFILE: "1" } : {}) };
+  const argv = [bin, "convert", model, "--outtype", outtype, "--outfile", gguf, "--quiet", ...(threads ? ["--threads", threads] : [])];
+  return timed("sh", ["-c", `${q(process.execPath)} ${argv.map(q).join(" ")} && sync ${q(gguf)}`], env);
+};
 for (let k = 0; k < runs; k++) {
   clean();
   const l0 = load();
   const cp = timed("sh", ["-c", `cp ${shards.map(q).join(" ")} ${q(cpDir)}/ && sync ${shards.map((s) => q(path.join(cpDir, path.basename(s)))).join(" ")}`]);
   const l1 = load();
   clean();
-  const env = { ...process.env, ...(profile ? { GGUFY_PROFILE: "1" } : {}) };
-  const args = [bin, "convert", model, "--outtype", outtype, "--outfile", gguf, "--quiet", ...(threads ? ["--threads", threads] : [])];
-  const g = timed("sh", ["-c", `${q(process.execPath)} ${args.map(q).join(" ")} && sync ${q(gguf)}`], env);
+  const g = ggufyRun(ggufyBin);
   const l2 = load();
   const ratio = cp.wall / g.wall;
   ratios.push(ratio);
@@ -99,8 +84,15 @@ for (let k = 0; k < runs; k++) {
   console.log(`  ggufy --outtype ${outtype} + sync: ${describe(g)}   load ${l1} → ${l2}   (output ${(statSync(gguf).size / 1e9).toFixed(2)} GB)`);
   console.log(`  ggufy throughput / cp throughput: ${ratio.toFixed(2)}`);
   if (profile && g.stderr.trim()) console.log(g.stderr.trimEnd().replace(/^/gm, "    "));
+  if (base) {
+    clean();
+    const b = ggufyRun(base);
+    const l3 = load();
+    baseRatios.push(cp.wall / b.wall);
+    console.log(`  base ${base} + sync: ${describe(b)}   load ${l2} → ${l3}; its ratio to cp ${(cp.wall / b.wall).toFixed(2)}; this build / base wall ${(b.wall / g.wall).toFixed(2)}×`);
+    if (profile && b.stderr.trim()) console.log(b.stderr.trimEnd().replace(/^/gm, "    "));
+  }
 }
 clean();
 rmSync(out, { recursive: true, force: true });
-const sorted = [...ratios].sort((a, b) => a - b);
-console.log(`ratio over ${runs} run(s): median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)}, min ${sorted[0]!.toFixed(2)}, max ${sorted[sorted.length - 1]!.toFixed(2)}`);
+console.log(`ratio over ${runs} run(s): ${ratioSummary(ratios)}${base ? `; base build: ${ratioSummary(baseRatios)}` : ""}`);

@@ -15,7 +15,9 @@
  *
  *   node dist/bench/gen-fullsize.js --qwen2-bf16 --out DIR [--layers N]
  *     Qwen2-7B-shaped Qwen2ForCausalLM in bf16 (hidden 3584, ffn 18944, 28 heads / 4 KV heads,
- *     28 layers, vocab 152064, untied), 4 shards + index, the real Qwen2 tokenizer. ~15.2 GB.
+ *     28 layers, vocab 152064, untied), 4 shards + index, the real Qwen2 tokenizer. ~15.2 GB. Refuses
+ *     to start without that much free space (+1 GiB); `--dry-run` prints the size and the free space
+ *     and writes nothing.
  *
  *   node dist/bench/gen-fullsize.js --qwen2-small --out DIR
  *     The issue-19 checkpoint: the same layout at hidden 2048, ffn 5632, 16 / 2 heads, 4 layers,
@@ -25,7 +27,7 @@
  * Nothing here is meant to be a good model: the values only need realistic magnitudes so that the
  * quantizers' searches take their usual paths.
  */
-import { mkdir, open, readFile, rm, writeFile, readdir } from "node:fs/promises";
+import { mkdir, open, readFile, rm, stat, statfs, writeFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { safetensorsHeader, stByteLength, type StEntry, type StDtype } from "../src/formats/safetensors/index.js";
 import { f32RowToBf16 } from "../src/formats/half.js";
@@ -325,7 +327,23 @@ function qwen2ShapeFromArgs(base: Qwen2Shape): Qwen2Shape {
   return q;
 }
 
+/** bytes of the bf16 safetensors data of shape `q` (the tensors genQwen2Bf16 writes) */
+function qwen2Bytes(q: Qwen2Shape): number {
+  const kv = q.kvHeads * (q.hidden / q.heads);
+  const layer = 2 * q.hidden * q.hidden + q.hidden + 2 * (kv * q.hidden + kv) + 3 * q.ffn * q.hidden + 2 * q.hidden;
+  return 2 * (2 * q.vocab * q.hidden + q.layers * layer + q.hidden);
+}
+
 async function genQwen2Bf16(dir: string, q: Qwen2Shape, seed: number): Promise<void> {
+  // the disk is shared: refuse up front rather than fill it (--dry-run: print the size and stop, touching nothing)
+  const need = qwen2Bytes(q);
+  let probe = dir;
+  while (!(await stat(probe).then(() => true, () => false)) && path.dirname(probe) !== probe) probe = path.dirname(probe);
+  const st = await statfs(probe);
+  const free = st.bavail * st.bsize;
+  console.log(`Qwen2-shaped bf16 (hidden ${q.hidden}, ${q.layers} layers, vocab ${q.vocab}): ${(need / 1e9).toFixed(2)} GB of safetensors, ${(free / 1e9).toFixed(1)} GB free at ${probe}`);
+  if (process.argv.includes("--dry-run")) return;
+  if (need + (1 << 30) > free) throw new Error(`not enough free space at ${probe}: ${(need / 1e9).toFixed(2)} GB needed (+1 GiB margin), ${(free / 1e9).toFixed(2)} GB free`);
   await cleanDir(dir);
   const layers = q.layers;
   const { bpeDir, qwen25Dir } = qwen2TokenizerSources();
@@ -380,6 +398,7 @@ async function genQwen2Bf16(dir: string, q: Qwen2Shape, seed: number): Promise<v
   const norms = new Bf16Pool(rng, 1, 0.05);
   const bytes = (s: { shape: number[] }): number => 2 * s.shape.reduce((a, b) => a * b, 1);
   const total = specs.reduce((a, s) => a + bytes(s), 0);
+  if (total !== qwen2Bytes(q)) throw new Error(`internal: ${total} bytes planned, qwen2Bytes says ${qwen2Bytes(q)}`);
   // contiguous in state-dict order, split by bytes (as save_pretrained's max_shard_size does)
   const nShards = q.shards;
   const groups: (typeof specs)[] = [[]];
@@ -409,7 +428,7 @@ async function genQwen2Bf16(dir: string, q: Qwen2Shape, seed: number): Promise<v
 async function main(): Promise<void> {
   const out = arg("out");
   if (!out) {
-    console.error("usage: gen-fullsize --out DIR [--layers N] [--seed S] [--qwen2-bf16 | --qwen2-small] [--hidden N --ffn N --heads N --kv-heads N --vocab N --shards N]");
+    console.error("usage: gen-fullsize --out DIR [--layers N] [--seed S] [--qwen2-bf16 | --qwen2-small [--dry-run]] [--hidden N --ffn N --heads N --kv-heads N --vocab N --shards N]");
     process.exit(64);
   }
   const seed = Number(arg("seed") ?? 2026);

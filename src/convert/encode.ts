@@ -5,7 +5,7 @@
 import { GgufyError } from "../errors.js";
 import { codecFor } from "../quant/ggml/index.js";
 import { GGMLType, rowBytes } from "../quant/ggml/types.js";
-import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite } from "../quant/ggml/float-wasm.js";
+import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite, toF16InPlace } from "../quant/ggml/float-wasm.js";
 import { f16Lut } from "../formats/half.js";
 import type { RawRows } from "../source/types.js";
 import { decodeEncoded } from "../source/registry.js";
@@ -76,6 +76,9 @@ export class EncodeScratch {
 
 const now = (): number => performance.now();
 
+/** values widened and quantized at a time by encodeRaw (256 KB of float32: in a core's L2 cache) */
+const PIECE = 1 << 16;
+
 /**
  * Widen stored f32/f16/bf16 bytes to float32 (exactly): into `scratch` when given (reused across
  * calls; valid until its next use), else a fresh array. Aligned f32 bytes are returned as a view.
@@ -114,11 +117,12 @@ export function encodeChecked(type: GGMLType, rows: Float32Array, rowLength: num
 
 /**
  * Check and encode stored float rows. Plain copies (bf16 → BF16, f16 → F16, f32 → F32) return the
- * input bytes themselves after a SIMD scan; bf16/f32 → F16 convert in one SIMD pass; anything else
+ * input bytes themselves after a SIMD scan; bf16/f32 → F16 convert in one SIMD pass (in place when
+ * `memory` is the shared wasm memory the input lies in: the result is then a view of the input); anything else
  * widens (into `scratch`'s reused array when given) and takes encodeChecked. Any non-finite value sends the chunk
  * through encodeChecked too, which reports or counts it exactly as for decoded rows.
  */
-export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array, qw?: Float32Array, scratch?: EncodeScratch): EncodeResult {
+export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array, qw?: Float32Array, scratch?: EncodeScratch, memory?: WebAssembly.Memory): EncodeResult {
   const times = scratch?.times;
   let t = times ? now() : 0;
   /** the time since the last lap goes to stage `k` */
@@ -148,12 +152,41 @@ export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode
     lap("scan");
     if (finite === true) return { bytes: raw.bytes };
   } else if (type === GGMLType.F16 && (raw.dtype === "bf16" || (raw.dtype === "f32" && raw.bytes.byteOffset % 4 === 0))) {
+    // the chunk buffer is a shared wasm memory (the worker pool's): converted where it lies, no copies
+    const done = memory ? toF16InPlace(memory, raw.bytes, raw.dtype as "bf16" | "f32") : undefined;
+    if (done) {
+      lap("encode");
+      return { bytes: done };
+    }
     const out = into && into.length >= n * 2 ? into.subarray(0, n * 2) : new Uint8Array(n * 2);
     const finite = raw.dtype === "bf16" ? bf16ToF16Bytes(raw.bytes, out) : f32ToF16Bytes(new Float32Array(raw.bytes.buffer, raw.bytes.byteOffset, n), out);
     lap("encode");
     if (finite === true) return { bytes: out };
   }
-  if (raw.dtype === "bf16" && !same) {
+  if (raw.dtype === "bf16" && !same && scratch && n > PIECE) {
+    // a few rows at a time: widen (and scan) PIECE values into the scratch, quantize them, next — the
+    // float32 rows stay in the core's cache instead of a 16 MB array per chunk streaming through memory
+    // (two workers doing that slowed each other). Rows are quantized independently (ggml_quantize_chunk
+    // row by row), so the bytes are those of the whole chunk at once. A piece with NaN/Inf: the chunk
+    // takes the general path below, which reports or counts exactly as for decoded rows.
+    const per = Math.max(1, Math.floor(PIECE / rowLength)) * rowLength;
+    const rb = rowBytes(type, rowLength);
+    const size = rb * (n / rowLength);
+    const out = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
+    const codec = codecFor(type);
+    let ok = true;
+    for (let v = 0; v < n && ok; v += per) {
+      const m = Math.min(per, n - v);
+      const wide = scratch.floats(m);
+      ok = bf16ToF32(raw.bytes.subarray(v * 2, (v + m) * 2), wide) === true;
+      lap("decode");
+      if (ok) {
+        codec.quantize(wide, out.subarray((v / rowLength) * rb, ((v + m) / rowLength) * rb), qw);
+        lap("encode");
+      }
+    }
+    if (ok) return { bytes: out };
+  } else if (raw.dtype === "bf16" && !same) {
     // widen and scan in one SIMD pass; a finite chunk skips the scalar scan
     const wide = scratch ? scratch.floats(n) : new Float32Array(n);
     const finite = bf16ToF32(raw.bytes, wide);

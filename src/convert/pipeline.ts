@@ -16,6 +16,7 @@ import { importanceForRows } from "../quant/imatrix.js";
 import { diskUsage, statfsFree, type DiskUsage } from "./disk.js";
 
 export { diskUsage, type DiskUsage };
+import { sharedChunkMemory } from "../quant/ggml/float-wasm.js";
 
 export interface ProgressEvent {
   file: string;
@@ -53,9 +54,26 @@ export class BufferPool {
    * on the main thread (profile: ~100 in a 1.6 GB copy). Shared chunk buffers are allocated once.
    */
   constructor(private readonly max = 8, readonly shared = false) {}
+  /** the shared wasm memory behind each shared buffer this pool made (the f16 conversions run in place there) */
+  private readonly memories = new WeakMap<ArrayBufferLike, WebAssembly.Memory>();
   /** a pooled buffer of at least `n` bytes, or a new one (shared when the pool is) */
   takeOrAlloc(n: number): Uint8Array {
-    return this.take(n) ?? new Uint8Array(this.shared ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
+    const got = this.take(n);
+    if (got) return got;
+    if (!this.shared) return new Uint8Array(new ArrayBuffer(n));
+    // a shared buffer is a shared WebAssembly.Memory's when WebAssembly is on (n rounded up to 64 KiB pages)
+    const mem = sharedChunkMemory(n);
+    if (!mem) return new Uint8Array(new SharedArrayBuffer(n));
+    this.memories.set(mem.buffer, mem);
+    return new Uint8Array(mem.buffer);
+  }
+  /** the wasm memory `buf` lies in, when this pool made it as one */
+  memoryOf(buf: ArrayBufferLike): WebAssembly.Memory | undefined {
+    return this.memories.get(buf);
+  }
+  /** know `mem.buffer` again: a memory of this pool that came back from a worker (a new object for the same memory) */
+  adopt(mem: WebAssembly.Memory): void {
+    this.memories.set(mem.buffer, mem);
   }
   take(n: number): Uint8Array | undefined {
     let best = -1;
@@ -216,13 +234,6 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
     for (let fi = 0; fi < files.length; fi++) {
       const f = files[fi]!;
       const out = outputs[fi]!;
-      const w = await timed("main: GGUF header (encode + write)", async () => {
-        // the plan encoded this header already (planFile / splitPlannedFile, same KVs and tensors): written as it is
-        const w = new GGUFStreamWriter(out, f.kvs, f.tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })), alignmentOf(f.kvs), f.header);
-        await w.start();
-        return w;
-      }, f.header.size);
-      bytesDone += f.header.size;
       // One sliding window of chunks in flight over the whole file — it runs on across tensor
       // boundaries, so the workers never wait for the last chunk of a tensor (k/v projections are a
       // single chunk) — reading and encoding ahead, writing strictly in order.
@@ -282,7 +293,16 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         p.catch(() => undefined); // rejections surface when awaited in order; never unhandled
         pending.push(p);
       };
+      // the first reads and encodes start before the header is encoded and written (its bytes are
+      // made on first use: a 151k vocabulary is a 6 MB header), so they overlap it
       while (next < chunks.length && pending.length < inflight) launch();
+      const w = await timed("main: GGUF header (encode + write)", async () => {
+        // the plan's header (planFile / splitPlannedFile, same KVs and tensors): written as it is
+        const w = new GGUFStreamWriter(out, f.kvs, f.tensors.map((t) => ({ name: t.out.name, ne: t.out.ne, type: t.type })), alignmentOf(f.kvs), f.header);
+        await w.start();
+        return w;
+      }, f.header.size);
+      bytesDone += f.header.size;
       for (let k = 0; k < chunks.length; k++) {
         abortCheck();
         const c = chunks[k]!;

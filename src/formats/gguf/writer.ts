@@ -59,16 +59,16 @@ class ByteSink implements HeaderSink {
   private buf: Buffer;
   private view: DataView;
   len = 0;
-  /** `capacity`: the size when known (plannedHeader has the layout), so that nothing is copied */
+  /** `capacity`: the expected size (the layout's, when known), so the buffer is not regrown */
   constructor(capacity = 1 << 16) {
-    this.buf = Buffer.alloc(capacity);
+    this.buf = Buffer.allocUnsafe(Math.max(16, capacity));
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   }
   private ensure(n: number): void {
     if (this.len + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
     while (cap < this.len + n) cap *= 2;
-    const nb = Buffer.alloc(cap);
+    const nb = Buffer.allocUnsafe(cap);
     nb.set(this.buf.subarray(0, this.len));
     this.buf = nb;
     this.view = new DataView(nb.buffer, nb.byteOffset, nb.byteLength);
@@ -81,13 +81,58 @@ class ByteSink implements HeaderSink {
   i32(v: number) { this.ensure(4); this.view.setInt32(this.len, v, true); this.len += 4; }
   f32(v: number) { this.ensure(4); this.view.setFloat32(this.len, v, true); this.len += 4; }
   f64(v: number) { this.ensure(8); this.view.setFloat64(this.len, v, true); this.len += 8; }
-  u64(v: number | bigint) { this.ensure(8); this.view.setBigUint64(this.len, BigInt(v), true); this.len += 8; }
+  u64(v: number | bigint) {
+    this.ensure(8);
+    // a safe non-negative number as two u32 halves: no BigInt per string length (a vocabulary has 300k)
+    if (typeof v === "number" && v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) {
+      this.view.setUint32(this.len, v >>> 0, true);
+      this.view.setUint32(this.len + 4, Math.floor(v / 4294967296), true);
+    } else this.view.setBigUint64(this.len, BigInt(v), true);
+    this.len += 8;
+  }
   i64(v: number | bigint) { this.ensure(8); this.view.setBigInt64(this.len, BigInt(v), true); this.len += 8; }
   str(s: string) {
     // UTF-8 is at most 3 bytes per UTF-16 unit: written in place, then its length in front
-    this.ensure(8 + 3 * s.length);
-    const n = this.buf.write(s, this.len + 8, "utf8");
-    this.view.setBigUint64(this.len, BigInt(n), true);
+    const L = s.length;
+    this.ensure(8 + 3 * L);
+    const at = this.len + 8;
+    let n: number;
+    if (L > 64) n = this.buf.write(s, at, "utf8");
+    else {
+      // short strings (tokens, merges): encoded here, a native call per string costs more than the string.
+      // The same bytes as Buffer.write: a lone surrogate becomes U+FFFD (EF BF BD).
+      const b = this.buf;
+      let o = at;
+      for (let i = 0; i < L; i++) {
+        const c = s.charCodeAt(i);
+        if (c < 0x80) b[o++] = c;
+        else if (c < 0x800) {
+          b[o++] = 0xc0 | (c >> 6);
+          b[o++] = 0x80 | (c & 0x3f);
+        } else if (c < 0xd800 || c > 0xdfff) {
+          b[o++] = 0xe0 | (c >> 12);
+          b[o++] = 0x80 | ((c >> 6) & 0x3f);
+          b[o++] = 0x80 | (c & 0x3f);
+        } else {
+          const d = i + 1 < L ? s.charCodeAt(i + 1) : 0;
+          if (c <= 0xdbff && (d & 0xfc00) === 0xdc00) {
+            const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+            b[o++] = 0xf0 | (cp >> 18);
+            b[o++] = 0x80 | ((cp >> 12) & 0x3f);
+            b[o++] = 0x80 | ((cp >> 6) & 0x3f);
+            b[o++] = 0x80 | (cp & 0x3f);
+            i++;
+          } else {
+            b[o++] = 0xef;
+            b[o++] = 0xbf;
+            b[o++] = 0xbd;
+          }
+        }
+      }
+      n = o - at;
+    }
+    this.view.setUint32(this.len, n, true);
+    this.view.setUint32(this.len + 4, 0, true);
     this.len += 8 + n;
   }
   strs(u: Utf8Strings) {
@@ -127,8 +172,9 @@ class ByteSink implements HeaderSink {
     this.len = p;
   }
   pad(align: number) { const p = (align - (this.len % align)) % align; this.ensure(p); this.buf.fill(0, this.len, this.len + p); this.len += p; }
+  /** the bytes: a view when the buffer is its own allocation (no 6 MB copy of a vocabulary's header), else a copy */
   result(): Uint8Array {
-    if (this.len === this.buf.length && this.buf.byteOffset === 0 && this.buf.buffer.byteLength === this.len) return new Uint8Array(this.buf.buffer);
+    if (this.buf.byteOffset === 0 && this.buf.buffer.byteLength === this.buf.length) return new Uint8Array(this.buf.buffer, 0, this.len);
     return new Uint8Array(this.buf.buffer.slice(this.buf.byteOffset, this.buf.byteOffset + this.len));
   }
 }
@@ -265,7 +311,8 @@ function emitHeader(s: HeaderSink, kvs: readonly GGUFKV[], tensors: readonly GGU
 
 /** Encode magic, counts, KVs, tensor infos and the padding up to the data section. */
 export function encodeGgufHeader(kvs: readonly GGUFKV[], tensors: readonly GGUFTensorInfo[], alignment = alignmentOf(kvs), sizeHint?: number): EncodedHeader {
-  const s = new ByteSink(sizeHint);
+  // (slack: str() reserves 3 bytes per UTF-16 unit before it knows the length)
+  const s = new ByteSink(sizeHint === undefined ? undefined : sizeHint + (1 << 16));
   const { offsets, sizes, data } = emitHeader(s, kvs, tensors, alignment);
   const bytes = s.result();
   return { bytes, size: bytes.length, offsets, sizes, fileSize: bytes.length + data };

@@ -34,7 +34,9 @@ export class LazyKernel<T> {
     readonly name: string,
     private readonly build: () => Uint8Array<ArrayBuffer>,
     /** wraps the instance's exports (and typed views of its memory "m") into what the caller uses */
-    private readonly bind: (exports: WebAssembly.Exports, memory: WebAssembly.Memory) => T,
+    private readonly bind: (exports: WebAssembly.Exports, memory: WebAssembly.Memory, module: WebAssembly.Module) => T,
+    /** what the module imports (a module over an imported memory: ModuleBuilder's importShared) */
+    private readonly imports: () => WebAssembly.Imports = () => ({}),
   ) {}
 
   /** the kernel, or undefined when WebAssembly is off or unavailable (see `reason`) */
@@ -76,10 +78,11 @@ export class LazyKernel<T> {
     }
     if (!WebAssembly.validate(bytes)) return "the module does not validate (WebAssembly SIMD unsupported?)";
     try {
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+      const module = new WebAssembly.Module(bytes);
+      const inst = new WebAssembly.Instance(module, this.imports());
       const mem = inst.exports["m"];
       if (!(mem instanceof WebAssembly.Memory)) return 'the module exports no memory "m"';
-      this.value = this.bind(inst.exports, mem);
+      this.value = this.bind(inst.exports, mem, module);
       return undefined;
     } catch (e) {
       return `instantiation failed: ${(e as Error).message}`;
@@ -91,7 +94,8 @@ export class LazyKernel<T> {
 export function lazyKernel<T>(
   name: string,
   build: () => Uint8Array<ArrayBuffer>,
-  bind: (exports: WebAssembly.Exports, memory: WebAssembly.Memory) => T,
+  bind: (exports: WebAssembly.Exports, memory: WebAssembly.Memory, module: WebAssembly.Module) => T,
+  imports?: () => WebAssembly.Imports,
 ): LazyKernel<T> {
-  return new LazyKernel(name, build, bind);
+  return new LazyKernel(name, build, bind, imports);
 }
