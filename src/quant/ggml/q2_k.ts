@@ -13,8 +13,7 @@ import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { F, H2F, KQuantScratch, checkDequantizeArgs, checkQuantizeArgs, makeQkx2, nearestInt, putF16, qkx2StepNumerators, toF16 } from "./kquant-common.js";
 import { Q2_BLOCKS, q2Kernel } from "./q2_k-wasm.js";
-import type { KQuantKernel } from "./kquant16-wasm.js";
-import { runKQuant } from "./kquant16-wasm.js";
+import { kquantQuantize } from "./kquant16-wasm.js";
 
 const QK = 256;
 const SIZE = 84;
@@ -115,22 +114,11 @@ const kernel = q2Kernel(STEPS);
 /** Whether the WebAssembly SIMD search (q2_k-wasm.ts) is in use (instantiates it). */
 export const Q2_K_WASM = (): boolean => kernel.available();
 
-function quantizeWasm(k: KQuantKernel, src: Float32Array, dst: Uint8Array, nb: number): void {
-  const { scales, mins, dd, dm } = k;
-  runKQuant(k, Q2_BLOCKS, SIZE, src, dst, nb, (bi, out, o) => q2kTail(scales, mins, bi * 16, out, o, dd, dm), quantizeQ2KScalar);
-}
-
 export const q2_k: BlockCodec = {
   type: GGMLType.Q2_K,
   blockSize: QK,
   typeSize: SIZE,
-  quantize(src, dst) {
-    const nb = checkQuantizeArgs("Q2_K", src, dst, QK, SIZE);
-    const x = src.subarray(0, nb * QK);
-    const k = kernel.get();
-    if (k) quantizeWasm(k, x, dst, nb);
-    else quantizeQ2KScalar(src, dst);
-  },
+  quantize: kquantQuantize("Q2_K", SIZE, kernel, Q2_BLOCKS, (k, bi, out, o) => q2kTail(k.scales, k.mins, bi * 16, out, o, k.dd, k.dm), quantizeQ2KScalar),
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("Q2_K", src, dst, QK, SIZE);
     for (let b = 0; b < nb; ++b) {

@@ -13,8 +13,7 @@ import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { F, H2F, KQuantScratch, checkDequantizeArgs, checkQuantizeArgs, makeQ3Quants, nearestInt, putF16, toF16 } from "./kquant-common.js";
 import { Q3_BLOCKS, q3Kernel } from "./q3_k-wasm.js";
-import type { KQuantKernel } from "./kquant16-wasm.js";
-import { runKQuant } from "./kquant16-wasm.js";
+import { kquantQuantize } from "./kquant16-wasm.js";
 
 const QK = 256;
 const SIZE = 110;
@@ -113,22 +112,11 @@ const kernel = q3Kernel();
 /** Whether the WebAssembly SIMD search (q3_k-wasm.ts) is in use (instantiates it). */
 export const Q3_K_WASM = (): boolean => kernel.available();
 
-function quantizeWasm(k: KQuantKernel, src: Float32Array, dst: Uint8Array, nb: number): void {
-  const { scales, dd } = k;
-  runKQuant(k, Q3_BLOCKS, SIZE, src, dst, nb, (bi, out, o) => q3kTail(scales, bi * 16, out, o, dd), quantizeQ3KScalar);
-}
-
 export const q3_k: BlockCodec = {
   type: GGMLType.Q3_K,
   blockSize: QK,
   typeSize: SIZE,
-  quantize(src, dst) {
-    const nb = checkQuantizeArgs("Q3_K", src, dst, QK, SIZE);
-    const x = src.subarray(0, nb * QK);
-    const k = kernel.get();
-    if (k) quantizeWasm(k, x, dst, nb);
-    else quantizeQ3KScalar(src, dst);
-  },
+  quantize: kquantQuantize("Q3_K", SIZE, kernel, Q3_BLOCKS, (k, bi, out, o) => q3kTail(k.scales, bi * 16, out, o, k.dd), quantizeQ3KScalar),
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("Q3_K", src, dst, QK, SIZE);
     const SCL = new Int32Array(16); // unpacked scales of the current super-block
