@@ -15,6 +15,7 @@
  * - ksigns_iq2xs[i] = i | parity(i) << 7 (ggml-common.h), kmask_iq2xs[j] = 1 << j.
  */
 import { KGRID_IQ1S, KGRID_IQ2S, KGRID_IQ2XS, KGRID_IQ2XXS, KGRID_IQ3S, KGRID_IQ3XXS } from "./iq-grids.js";
+import { nearestInt } from "./kquant-common.js";
 
 export const F = Math.fround;
 
@@ -63,10 +64,8 @@ export class Lattice {
   readonly q: Int8Array;
   /** kmap_q2xs / kmap_q3xs: packed level vector → grid index, −1 when off the grid */
   readonly map: Int32Array;
+  /** the neighbour lists, each built on first use and never changed after (a memo, not scratch) */
   private readonly nb: (Uint16Array | undefined)[];
-  private readonly d2: Int32Array;
-  private readonly hist: Int32Array;
-  private readonly pos: Int32Array;
 
   constructor(
     kgrid: Uint16Array,
@@ -86,10 +85,6 @@ export class Lattice {
       this.map[u] = k;
     }
     this.nb = new Array<Uint16Array | undefined>(kmapSize);
-    this.d2 = new Int32Array(this.size);
-    this.pos = new Int32Array(dim);
-    // largest squared distance: dim · (2·mask)²
-    this.hist = new Int32Array(dim * 4 * mask * mask + 1);
   }
 
   /** The neighbour list of an off-grid u (without ggml's leading count). */
@@ -97,11 +92,13 @@ export class Lattice {
     let l = this.nb[u];
     if (l) return l;
     if (this.map[u]! >= 0 || u < 0 || u >= this.map.length) throw new Error(`IQ lattice: no neighbour list for ${u}`);
-    const { dim, bits, size, q, d2, hist } = this;
+    const { dim, bits, size, q } = this;
     const mask = (1 << bits) - 1;
-    const pos = this.pos;
+    // working arrays of this build (once per list): squared distances, their histogram (largest: dim · (2·mask)²), u's coordinates
+    const d2 = new Int32Array(size);
+    const hist = new Int32Array(dim * 4 * mask * mask + 1);
+    const pos = new Int32Array(dim);
     for (let c = 0; c < dim; c++) pos[c] = 2 * ((u >> (bits * c)) & mask) + 1;
-    hist.fill(0);
     for (let j = 0; j < size; j++) {
       let s = 0;
       for (let c = 0; c < dim; c++) {
@@ -172,14 +169,8 @@ export function bestNeighbour(lat: Lattice, u: number, x: Float64Array, xo: numb
   return gi;
 }
 
-// nearest_int (ggml-quants.c): float32 add of 1.5·2^23, then the mantissa bits
-const nf = new Float32Array(1);
-const ni = new Int32Array(nf.buffer);
-export function nearestInt(v: number): number {
-  if (v > -4194303 && v < 4194303) return F(v + 12582912) - 12582912;
-  nf[0] = v + 12582912;
-  return (ni[0]! & 0x7fffff) - 0x400000;
-}
+// nearest_int (ggml-quants.c): kquant-common.ts's (no module-level bit-cast view)
+export { nearestInt };
 
 /** MAX(lo, MIN(hi, l)) with ggml's macro argument order (ints) */
 export const clampI = (l: number, lo: number, hi: number): number => {

@@ -512,28 +512,22 @@ function quantizeWasm(k: Iq1Kernel, m: boolean, src: Float32Array, dst: Uint8Arr
   flush();
 }
 
-export const iq1_s: BlockCodec = {
-  type: GGMLType.IQ1_S,
-  blockSize: 256,
-  typeSize: 50,
-  requiresImatrix: true,
-  quantize: (src, dst, qw) => {
-    const k = kernel.get();
-    if (k) quantizeWasm(k, false, src, dst, qw);
-    else quantizeIq1sScalar(src, dst, qw);
-  },
-  dequantize: dequantIq1s,
-};
+/** IQ1_S (m = false) or IQ1_M (m = true): the kernel when available, else the TypeScript path */
+function iq1Codec(m: boolean): BlockCodec {
+  const scalar = m ? quantizeIq1mScalar : quantizeIq1sScalar;
+  return {
+    type: m ? GGMLType.IQ1_M : GGMLType.IQ1_S,
+    blockSize: 256,
+    typeSize: m ? 56 : 50,
+    requiresImatrix: true,
+    quantize: (src, dst, qw) => {
+      const k = kernel.get();
+      if (k) quantizeWasm(k, m, src, dst, qw);
+      else scalar(src, dst, qw);
+    },
+    dequantize: m ? dequantIq1m : dequantIq1s,
+  };
+}
 
-export const iq1_m: BlockCodec = {
-  type: GGMLType.IQ1_M,
-  blockSize: 256,
-  typeSize: 56,
-  requiresImatrix: true,
-  quantize: (src, dst, qw) => {
-    const k = kernel.get();
-    if (k) quantizeWasm(k, true, src, dst, qw);
-    else quantizeIq1mScalar(src, dst, qw);
-  },
-  dequantize: dequantIq1m,
-};
+export const iq1_s: BlockCodec = iq1Codec(false);
+export const iq1_m: BlockCodec = iq1Codec(true);

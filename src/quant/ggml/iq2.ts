@@ -153,18 +153,11 @@ function searchIq2xxsBlock(s: Iq2Scratch, x: Float32Array, xo: number, qw: Float
   }
 }
 
-const q2xxs = new Uint32Array(16);
-
-/** the rest of quantize_row_iq2_xxs_impl: block b of r → 66 bytes at dst[o] */
+/** the rest of quantize_row_iq2_xxs_impl: block b of r → 66 bytes at dst[o] (q2[2ib], q2[2ib+1] as two words, written as made) */
 function packIq2xxs(r: IqBlockResults, b: number, dst: Uint8Array, o: number): void {
-  const q2 = q2xxs.fill(0);
   let maxScale = 0;
   for (let ib = 0; ib < 8; ib++) {
     if (r.skip[16 * b + ib]) continue;
-    for (let k = 0; k < 4; k++) {
-      q2[2 * ib] = (q2[2 * ib]! | (r.gi[64 * b + 4 * ib + k]! << (8 * k))) >>> 0;
-      q2[2 * ib + 1] = (q2[2 * ib + 1]! | (r.signs[32 * b + 4 * ib + k]! << (7 * k))) >>> 0;
-    }
     const scale = r.scales[16 * b + ib]!;
     maxScale = maxScale > scale ? maxScale : scale;
   }
@@ -176,16 +169,25 @@ function packIq2xxs(r: IqBlockResults, b: number, dst: Uint8Array, o: number): v
   dst[o + 1] = h >> 8;
   const id = F(1 / d);
   for (let ib = 0; ib < 8; ib++) {
+    let g = 0; // grid indices, 8 bits each
+    let sg = 0; // signs, 7 bits each, then the 4-bit scale
+    if (!r.skip[16 * b + ib]) {
+      for (let k = 0; k < 4; k++) {
+        g = (g | (r.gi[64 * b + 4 * ib + k]! << (8 * k))) >>> 0;
+        sg = (sg | (r.signs[32 * b + 4 * ib + k]! << (7 * k))) >>> 0;
+      }
+    }
     const l = clampI(nearestInt(F(0.5 * F(F(id * r.scales[16 * b + ib]!) - 1))), 0, 15);
-    q2[2 * ib + 1] = (q2[2 * ib + 1]! | (l << 28)) >>> 0;
-  }
-  for (let i = 0; i < 16; i++) {
-    const v = q2[i]!;
-    const p = o + 2 + 4 * i;
-    dst[p] = v & 255;
-    dst[p + 1] = (v >>> 8) & 255;
-    dst[p + 2] = (v >>> 16) & 255;
-    dst[p + 3] = v >>> 24;
+    sg = (sg | (l << 28)) >>> 0;
+    const p = o + 2 + 8 * ib;
+    dst[p] = g & 255;
+    dst[p + 1] = (g >>> 8) & 255;
+    dst[p + 2] = (g >>> 16) & 255;
+    dst[p + 3] = g >>> 24;
+    dst[p + 4] = sg & 255;
+    dst[p + 5] = (sg >>> 8) & 255;
+    dst[p + 6] = (sg >>> 16) & 255;
+    dst[p + 7] = sg >>> 24;
   }
 }
 

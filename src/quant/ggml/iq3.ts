@@ -67,28 +67,29 @@ function searchIq3xxsBlock(s: IqScratch, x: Float32Array, xo: number, qw: Float3
   }
 }
 
-const q3xxs = new Uint8Array(96);
-
-/** the rest of quantize_row_iq3_xxs_impl: block b of r → 98 bytes at dst[o] */
+/** the rest of quantize_row_iq3_xxs_impl: block b of r → 98 bytes at dst[o] (C's q3 buffer is dst[o+2..o+98), written in place) */
 function packIq3xxs(r: IqBlockResults, b: number, dst: Uint8Array, o: number): void {
-  const q3 = q3xxs.fill(0);
   let maxScale = 0;
   for (let ib = 0; ib < 8; ib++) {
     if (r.skip[16 * b + ib]) continue;
-    for (let k = 0; k < 8; k++) q3[8 * ib + k] = r.gi[64 * b + 8 * ib + k]!;
-    const sg = r.signs;
-    const j = 32 * b + 4 * ib;
-    const ss = (sg[j]! | (sg[j + 1]! << 7) | (sg[j + 2]! << 14) | (sg[j + 3]! << 21)) >>> 0;
-    const p = 64 + 4 * ib;
-    q3[p] = ss & 255;
-    q3[p + 1] = (ss >>> 8) & 255;
-    q3[p + 2] = (ss >>> 16) & 255;
-    q3[p + 3] = ss >>> 24;
     const scale = r.scales[16 * b + ib]!;
     maxScale = maxScale > scale ? maxScale : scale;
   }
   dst.fill(0, o, o + 98);
   if (!maxScale) return;
+  const q3 = o + 2;
+  for (let ib = 0; ib < 8; ib++) {
+    if (r.skip[16 * b + ib]) continue;
+    for (let k = 0; k < 8; k++) dst[q3 + 8 * ib + k] = r.gi[64 * b + 8 * ib + k]!;
+    const sg = r.signs;
+    const j = 32 * b + 4 * ib;
+    const ss = (sg[j]! | (sg[j + 1]! << 7) | (sg[j + 2]! << 14) | (sg[j + 3]! << 21)) >>> 0;
+    const p = q3 + 64 + 4 * ib;
+    dst[p] = ss & 255;
+    dst[p + 1] = (ss >>> 8) & 255;
+    dst[p + 2] = (ss >>> 16) & 255;
+    dst[p + 3] = ss >>> 24;
+  }
   const d = F(maxScale / 31);
   const h = toF16(F(d * F(1.0125)));
   dst[o] = h & 255;
@@ -96,9 +97,8 @@ function packIq3xxs(r: IqBlockResults, b: number, dst: Uint8Array, o: number): v
   const id = F(1 / d);
   for (let ib = 0; ib < 8; ib++) {
     const l = clampI(nearestInt(F(0.5 * F(F(id * r.scales[16 * b + ib]!) - 1))), 0, 15);
-    q3[64 + 4 * ib + 3]! |= l << 4;
+    dst[q3 + 64 + 4 * ib + 3]! |= l << 4;
   }
-  dst.set(q3, o + 2);
 }
 
 /** quantize_row_iq3_s_impl(32, …)'s search for one 256-block */

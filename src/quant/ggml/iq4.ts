@@ -3,6 +3,7 @@ import { GGMLType } from "./types.js";
 import { f16Lut, toF16Fast } from "../../formats/half.js";
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
+import { nearestInt } from "./kquant-common.js";
 
 /**
  * IQ4_NL (32-blocks) and IQ4_XS (256-blocks of eight 32-sub-blocks): 4-bit indices into the
@@ -15,7 +16,8 @@ import { lazyKernel } from "../wasm/instantiate.js";
  * number of midpoints M_j = T[j-1] + T[j] (integers) with 2v ≥ M_j (ggml-quants.c best_index_int8), and because the M_j
  * are integers that only depends on floor(2v); 2v + 512 is exact in double wherever floor(2v) sits
  * next to a midpoint, so `(v + v + 512) | 0` indexes a 1024-entry table. Anything outside the table
- * (and NaN) goes through a literal port of the C bisection. Scratch arrays are module-level.
+ * (and NaN) goes through a literal port of the C bisection. The working arrays are per call (Iq4Scratch);
+ * the bestIndex tables are built once at load and never written.
  *
  * The search runs as a WebAssembly kernel when available (native binary32 arithmetic, same table,
  * same order; see buildSearchKernel); the JS search is the fallback and redoes sub-blocks holding
@@ -68,13 +70,7 @@ function bestValue(v: number): number {
   return t >= 0 && t < LUT_N ? LUT_Q[t | 0]! : T[bestIndexSlow(v)]!;
 }
 
-// nearest_int(): float32 add of 1.5·2^23, then the low mantissa bits
-const sF = new Float32Array(1);
-const sI = new Int32Array(sF.buffer);
-function nearestInt(v: number): number {
-  sF[0] = v + 12582912; // the Float32Array store is the float32 rounding of the sum
-  return (sI[0]! & 0x007fffff) - 0x00400000;
-}
+// nearest_int(): kquant-common.ts's (fast arithmetic form, bit formula outside it: the same integer as C for every input)
 
 /** fp16 bits of a float32 value (half.ts, fast path for normal halves). */
 const f16 = toF16Fast;

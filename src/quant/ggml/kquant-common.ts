@@ -5,7 +5,9 @@
  * order, never reassociated and never fused.
  *
  * Performance rules used throughout (the searches below dominate quantization time):
- * - no allocation per block: module-level scratch typed arrays;
+ * - no allocation per block; what a super-block carries from one step to the next (levels, scales,
+ *   mins, divisors) lives in a KQuantScratch, one per call of a codec (or one per caller that passes
+ *   it in); only the leaf searches' working arrays are module-level (they hold nothing between calls);
  * - per-group invariants hoisted (x², w·x, x − min);
  * - data-independent constants precomputed (the trial numerators of the scale searches);
  * - work whose outcome is provably known is skipped (documented with its proof at each place);
@@ -13,7 +15,8 @@
  *
  * Note on nearest_int: the arithmetic form f(v + 12582912) − 12582912 equals ggml's bit formula
  * only for |v| < 4194303.5 (at 4194303.5 and 4194303.75 the sum rounds to 2^24, whose mantissa
- * bits give −4194304); the fast paths here use |v| < 4194303 and fall back to the bit formula.
+ * bits give −4194304); the fast paths here use |v| < 4194303 and fall back to nearestSlow (the bit formula
+ * through a per-call Float32Array).
  */
 import { f16Lut, toF16 } from "../../formats/half.js";
 
@@ -27,13 +30,17 @@ export const H2F: Float32Array = f16Lut();
 
 export { toF16 };
 
-const nf = new Float32Array(1);
-const ni = new Int32Array(nf.buffer);
-
-/** nearest_int for any input: the magic-number add in float32, then the mantissa bits. */
+/**
+ * nearest_int for any input (ggml-quants.c nearest_int: `float val = fval + 12582912.f; int i;
+ * memcpy(&i, &val, 4); return (i & 0x007fffff) - 0x00400000;`): the float32 sum is stored into a
+ * Float32Array made for this call (the store is the float32 rounding) and its bits read back. Only the
+ * rare inputs outside nearestInt's fast path come here, so the two small arrays cost nothing that
+ * matters, and nothing module-level is shared between calls.
+ */
 export function nearestSlow(v: number): number {
-  nf[0] = v + 12582912;
-  return (ni[0]! & 0x7fffff) - 0x400000;
+  const val = new Float32Array(1);
+  val[0] = v + 12582912;
+  return (new Int32Array(val.buffer)[0]! & 0x7fffff) - 0x400000;
 }
 
 /**
@@ -96,6 +103,10 @@ export function qxTrialNumerators(nmax: number): Float64Array {
   return Float64Array.from(out);
 }
 
+// Working arrays of the three searches below. Each search is a leaf: it fills them, reads them and
+// returns, never yielding or calling out, so they hold nothing from one call to the next and every call
+// (of any quantization in progress) may use them. Module-level on purpose: V8 folds a module constant
+// typed array into the code, and these loops ran 1.5-2x slower with the arrays held in a scratch object.
 const qxA = new Float64Array(16); // levels of the current pass (signed)
 const qxB = new Float64Array(16); // levels of the last summed pass
 const qxS1 = new Float64Array(17); // prefix sums of that pass: Σ w·x·l and Σ w·l·l over elements < i
@@ -215,8 +226,8 @@ export function makeQxQuants(x: Float32Array, xo: number, n: number, nmax: numbe
 // ---------------------------------------------------------------------------------------------
 // make_q3_quants(n, nmax, x, L, do_rmse = true)   (ggml-quants.c) — used by Q3_K
 
-const q3W = new Float64Array(16);
-const q3WX = new Float64Array(16);
+const q3W = new Float64Array(16); // x² per element (leaf-local, see above)
+const q3WX = new Float64Array(16); // x³
 
 /** Writes signed-then-offset levels L[lo..lo+n) in 0..2·nmax−1 (raw 0 for a tiny group); returns the scale. */
 export function makeQ3Quants(x: Float32Array, xo: number, n: number, nmax: number, L: Int8Array, lo: number): number {
@@ -595,24 +606,41 @@ export function checkDequantizeArgs(name: string, src: Uint8Array, dst: Float32A
 }
 
 // ---------------------------------------------------------------------------------------------
+// scratch of the K-quant codecs
+
+/**
+ * The working memory of the K-quant TypeScript paths (q2_k.ts … q6_k.ts): made per quantize call, or
+ * passed in by the caller and reused across calls (one per thread of work); never module-level, so
+ * two quantizations in progress never share an array. (The leaf searches' own working arrays are above.)
+ */
+export class KQuantScratch {
+  /** the current super-block's levels (Q2_K, Q4_K, Q5_K, Q6_K) */
+  readonly L = new Uint8Array(256);
+  /** Q3_K's levels (signed during the search) */
+  readonly L8 = new Int8Array(256);
+  /** weights of the current group */
+  readonly w = new Float64Array(32);
+  /** the super-block's sub-block scales and mins (search results) */
+  readonly sc = new Float64Array(16);
+  readonly mn = new Float64Array(16);
+  /** the re-quantization divisors and offsets of the sub-blocks (after the fp16 rounding) */
+  readonly dd = new Float64Array(16);
+  readonly dm = new Float64Array(16);
+  /** makeQkx2's second output (C's the_min) */
+  readonly min: TheMin = { theMin: 0 };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Q4_K / Q5_K common first stage (ggml-quants.c quantize_row_q4_K_ref / quantize_row_q5_K_ref): per 32-group weighted search, 6-bit scale/min
 // packing, fp16 d/dmin, then the final re-quantization with the fp16-rounded values.
-
-const k45W = new Float64Array(32);
-const k45S = new Float64Array(8);
-const k45M = new Float64Array(8);
-const k45LS = new Uint8Array(8);
-const k45LM = new Uint8Array(8);
-const k45Min: TheMin = { theMin: 0 };
-const k45DD = new Float64Array(8);
-const k45DM = new Float64Array(8);
 
 /**
  * The Q4_K / Q5_K super-block tail after the eight searches (quantize_row_q4_K_ref / _q5_K_ref), shared
  * by the TypeScript path and the WebAssembly one (kquant-wasm.ts): from the sub-block scales and mins
  * (at so + j) the 6-bit scales and mins and fp16 d / dmin into dst[o..o+16), and for the final
  * re-quantization, per sub-block j, the divisor dd[at + j] = f(d·ls_j) and offset dm[at + j] = f(dmin·lm_j)
- * (C skips a sub-block with dd = 0 and keeps the search's levels).
+ * (C skips a sub-block with dd = 0 and keeps the search's levels). The 6-bit codes are packed as they
+ * are made (packScaleMinK4's layout: byte j < 4 is written before the high bits of j + 4 are ORed in).
  */
 export function k45Tail(
   scales: ArrayLike<number>,
@@ -634,23 +662,28 @@ export function k45Tail(
   }
   const invScale = maxScale > 0 ? F(63 / maxScale) : 0;
   const invMin = maxMin > 0 ? F(63 / maxMin) : 0;
-  for (let j = 0; j < 8; ++j) {
-    const ls = nearestInt(F(invScale * scales[so + j]!)) & 0xff;
-    const lm = nearestInt(F(invMin * mins[so + j]!)) & 0xff;
-    k45LS[j] = ls < 63 ? ls : 63;
-    k45LM[j] = lm < 63 ? lm : 63;
-  }
-  for (let k = 0; k < 12; ++k) dst[o + 4 + k] = 0;
-  packScaleMinK4(dst, o + 4, k45LS, k45LM);
   const dh = toF16(F(maxScale / 63));
   const mh = toF16(F(maxMin / 63));
   putF16(dst, o, dh);
   putF16(dst, o + 2, mh);
   const d = H2F[dh]!;
   const dmin = H2F[mh]!;
+  const q = o + 4;
   for (let j = 0; j < 8; ++j) {
-    dd[at + j] = F(d * k45LS[j]!);
-    dm[at + j] = F(dmin * k45LM[j]!);
+    let ls = nearestInt(F(invScale * scales[so + j]!)) & 0xff;
+    let lm = nearestInt(F(invMin * mins[so + j]!)) & 0xff;
+    if (ls > 63) ls = 63;
+    if (lm > 63) lm = 63;
+    if (j < 4) {
+      dst[q + j] = ls;
+      dst[q + j + 4] = lm;
+    } else {
+      dst[q + j + 4] = (ls & 15) | ((lm & 15) << 4);
+      dst[q + j - 4] |= (ls >> 4) << 6;
+      dst[q + j] |= (lm >> 4) << 6;
+    }
+    dd[at + j] = F(d * ls);
+    dm[at + j] = F(dmin * lm);
   }
 }
 
@@ -688,11 +721,12 @@ export function q6kTail(scales: ArrayLike<number>, so: number, dst: Uint8Array, 
 }
 
 /**
- * One Q4_K/Q5_K super-block: writes d (o+0), dmin (o+2) and the 12 scale bytes (o+4) into dst and
- * the 256 levels (0..nmax) into L.
+ * The eight searches of a Q4_K/Q5_K super-block (quantize_row_q4_K_ref / _q5_K_ref): weights
+ * av + |x|, make_qkx2_quants per 32-group; levels into s.L, scales into s.sc, mins into s.mn.
  */
-export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, steps: Float64Array, L: Uint8Array, dst: Uint8Array, o: number): void {
-  const w = k45W;
+export function k45Search(s: KQuantScratch, x: Float32Array, xo: number, nmax: number, steps: Float64Array): void {
+  const { w, L, sc, mn } = s;
+  const kx = s.min;
   for (let j = 0; j < 8; ++j) {
     const go = xo + 32 * j;
     let sumX2 = 0;
@@ -702,16 +736,22 @@ export function quantizeK45Block(x: Float32Array, xo: number, nmax: number, step
     }
     const av = F(Math.sqrt(F(sumX2 / 32)));
     for (let l = 0; l < 32; ++l) w[l] = F(av + Math.abs(x[go + l]!));
-    const s = makeQkx2(x, go, 32, nmax, w, L, 32 * j, steps, false, k45Min);
-    const m = k45Min.theMin;
-    k45S[j] = s;
-    k45M[j] = m;
+    sc[j] = makeQkx2(x, go, 32, nmax, w, L, 32 * j, steps, false, kx);
+    mn[j] = kx.theMin;
   }
-  k45Tail(k45S, k45M, 0, dst, o, k45DD, k45DM, 0);
+}
+
+/**
+ * After k45Search: d (o+0), dmin (o+2) and the 12 scale bytes (o+4) into dst, and the final
+ * re-quantization of the 256 levels (0..nmax) in s.L with the fp16-rounded scales.
+ */
+export function k45Finish(s: KQuantScratch, x: Float32Array, xo: number, nmax: number, dst: Uint8Array, o: number): void {
+  const { L, dd: DD, dm: DM } = s;
+  k45Tail(s.sc, s.mn, 0, dst, o, DD, DM, 0);
   for (let j = 0; j < 8; ++j) {
-    const dd = k45DD[j]!;
+    const dd = DD[j]!;
     if (dd === 0) continue; // keep the search's levels (quantize_row_q4_K_ref: `if (!d) continue;`)
-    const dm = k45DM[j]!;
+    const dm = DM[j]!;
     const go = xo + 32 * j;
     const lo = 32 * j;
     for (let ii = 0; ii < 32; ++ii) {

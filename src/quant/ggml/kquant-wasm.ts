@@ -34,7 +34,7 @@
  * and spilled them to the stack (twice the instructions).
  *
  * The readable reference stays the TypeScript of kquant-common.ts (makeQkx2, makeQxQuants,
- * quantizeK45Block) and q6_k.ts: it runs when WebAssembly SIMD is unavailable and for flagged
+ * k45Search / k45Finish) and q6_k.ts: it runs when WebAssembly SIMD is unavailable and for flagged
  * super-blocks; tests compare both paths with ggml byte for byte.
  */
 import { ModuleBuilder } from "../wasm/builder.js";

@@ -16,6 +16,7 @@
  * - the kernel's memory views (bindKQuant) and the chunk driver of every K-quant kernel (runKQuant).
  */
 import type { FuncBuilder, Label, Local, ModuleBuilder } from "../wasm/builder.js";
+import { checkQuantizeArgs } from "./kquant-common.js";
 
 export const QK = 256;
 
@@ -451,4 +452,25 @@ export function runKQuant(
       }
     }
   }
+}
+
+/**
+ * The quantize entry of a K-quant codec with a kernel of this file's kind (Q2_K, Q3_K): the argument
+ * checks, then runKQuant over the whole blocks when the kernel is available (`tail(k, bi, out, o)` is
+ * runKQuant's tail with the kernel's views), else `scalar`, the TypeScript reference path.
+ */
+export function kquantQuantize(
+  name: string,
+  size: number,
+  kernel: { get(): KQuantKernel | undefined },
+  blocks: number,
+  tail: (k: KQuantKernel, bi: number, out: Uint8Array, o: number) => boolean | void,
+  scalar: (src: Float32Array, dst: Uint8Array) => void,
+): (src: Float32Array, dst: Uint8Array) => void {
+  return (src, dst) => {
+    const nb = checkQuantizeArgs(name, src, dst, QK, size);
+    const k = kernel.get();
+    if (k) runKQuant(k, blocks, size, src.subarray(0, nb * QK), dst, nb, (bi, out, o) => tail(k, bi, out, o), scalar);
+    else scalar(src, dst);
+  };
 }

@@ -11,22 +11,13 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQkx2, nearestInt, putF16, qkx2StepNumerators, toF16 } from "./kquant-common.js";
-import type { TheMin } from "./kquant-common.js";
+import { F, H2F, KQuantScratch, checkDequantizeArgs, checkQuantizeArgs, makeQkx2, nearestInt, putF16, qkx2StepNumerators, toF16 } from "./kquant-common.js";
 import { Q2_BLOCKS, q2Kernel } from "./q2_k-wasm.js";
-import type { KQuantKernel } from "./kquant16-wasm.js";
-import { runKQuant } from "./kquant16-wasm.js";
+import { kquantQuantize } from "./kquant16-wasm.js";
 
 const QK = 256;
 const SIZE = 84;
 const STEPS = qkx2StepNumerators(3, -0.5, 0.1, 15);
-const L = new Uint8Array(QK);
-const W = new Float64Array(16);
-const SC = new Float64Array(16);
-const MN = new Float64Array(16);
-const DDs = new Float64Array(16);
-const DMs = new Float64Array(16);
-const THE_MIN: TheMin = { theMin: 0 };
 
 /**
  * quantize_row_q2_K_ref after the searches: the 4-bit scales and mins of the 16 sub-blocks
@@ -76,32 +67,46 @@ export function pack2bitAt(dst: Uint8Array, q: number, L: Uint8Array | Int8Array
   }
 }
 
-/** The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input). */
-export function quantizeQ2KScalar(src: Float32Array, dst: Uint8Array): void {
+/** quantize_row_q2_K_ref's sixteen searches for the super-block at src[xo..]: levels into s.L, scales and mins into s.sc, s.mn. */
+export function q2kSearch(s: KQuantScratch, src: Float32Array, xo: number): void {
+  const { w: W, L, sc: SC, mn: MN } = s;
+  const kx = s.min;
+  for (let j = 0; j < 16; ++j) {
+    const go = xo + 16 * j;
+    for (let l = 0; l < 16; ++l) W[l] = Math.abs(src[go + l]!);
+    SC[j] = makeQkx2(src, go, 16, 3, W, L, 16 * j, STEPS, true, kx);
+    MN[j] = kx.theMin;
+  }
+}
+
+/** The rest of quantize_row_q2_K_ref after q2kSearch: tail, re-quantization and packing into dst[o..o+84). */
+export function q2kFinish(s: KQuantScratch, src: Float32Array, xo: number, dst: Uint8Array, o: number): void {
+  const { L, dd: DDs, dm: DMs } = s;
+  q2kTail(s.sc, s.mn, 0, dst, o, DDs, DMs);
+  for (let j = 0; j < 16; ++j) {
+    const dd = DDs[j]!;
+    if (dd === 0) continue; // keep the search's levels
+    const dm = DMs[j]!;
+    const go = xo + 16 * j;
+    for (let ii = 0; ii < 16; ++ii) {
+      let l = nearestInt(F(F(src[go + ii]! + dm) / dd));
+      if (l < 0) l = 0;
+      else if (l > 3) l = 3;
+      L[16 * j + ii] = l;
+    }
+  }
+  pack2bitAt(dst, o + 16, L, 0);
+}
+
+/**
+ * The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input).
+ * `s`: working memory, made per call unless the caller passes one to reuse.
+ */
+export function quantizeQ2KScalar(src: Float32Array, dst: Uint8Array, s: KQuantScratch = new KQuantScratch()): void {
   const nb = checkQuantizeArgs("Q2_K", src, dst, QK, SIZE);
   for (let b = 0; b < nb; ++b) {
-    const xo = b * QK;
-    const o = b * SIZE;
-    for (let j = 0; j < 16; ++j) {
-      const go = xo + 16 * j;
-      for (let l = 0; l < 16; ++l) W[l] = Math.abs(src[go + l]!);
-      SC[j] = makeQkx2(src, go, 16, 3, W, L, 16 * j, STEPS, true, THE_MIN);
-      MN[j] = THE_MIN.theMin;
-    }
-    q2kTail(SC, MN, 0, dst, o, DDs, DMs);
-    for (let j = 0; j < 16; ++j) {
-      const dd = DDs[j]!;
-      if (dd === 0) continue; // keep the search's levels
-      const dm = DMs[j]!;
-      const go = xo + 16 * j;
-      for (let ii = 0; ii < 16; ++ii) {
-        let l = nearestInt(F(F(src[go + ii]! + dm) / dd));
-        if (l < 0) l = 0;
-        else if (l > 3) l = 3;
-        L[16 * j + ii] = l;
-      }
-    }
-    pack2bitAt(dst, o + 16, L, 0);
+    q2kSearch(s, src, b * QK);
+    q2kFinish(s, src, b * QK, dst, b * SIZE);
   }
 }
 
@@ -109,22 +114,11 @@ const kernel = q2Kernel(STEPS);
 /** Whether the WebAssembly SIMD search (q2_k-wasm.ts) is in use (instantiates it). */
 export const Q2_K_WASM = (): boolean => kernel.available();
 
-function quantizeWasm(k: KQuantKernel, src: Float32Array, dst: Uint8Array, nb: number): void {
-  const { scales, mins, dd, dm } = k;
-  runKQuant(k, Q2_BLOCKS, SIZE, src, dst, nb, (bi, out, o) => q2kTail(scales, mins, bi * 16, out, o, dd, dm), quantizeQ2KScalar);
-}
-
 export const q2_k: BlockCodec = {
   type: GGMLType.Q2_K,
   blockSize: QK,
   typeSize: SIZE,
-  quantize(src, dst) {
-    const nb = checkQuantizeArgs("Q2_K", src, dst, QK, SIZE);
-    const x = src.subarray(0, nb * QK);
-    const k = kernel.get();
-    if (k) quantizeWasm(k, x, dst, nb);
-    else quantizeQ2KScalar(src, dst);
-  },
+  quantize: kquantQuantize("Q2_K", SIZE, kernel, Q2_BLOCKS, (k, bi, out, o) => q2kTail(k.scales, k.mins, bi * 16, out, o, k.dd, k.dm), quantizeQ2KScalar),
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("Q2_K", src, dst, QK, SIZE);
     for (let b = 0; b < nb; ++b) {

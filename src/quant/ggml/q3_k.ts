@@ -11,17 +11,12 @@
  */
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
-import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQ3Quants, nearestInt, putF16, toF16 } from "./kquant-common.js";
+import { F, H2F, KQuantScratch, checkDequantizeArgs, checkQuantizeArgs, makeQ3Quants, nearestInt, putF16, toF16 } from "./kquant-common.js";
 import { Q3_BLOCKS, q3Kernel } from "./q3_k-wasm.js";
-import type { KQuantKernel } from "./kquant16-wasm.js";
-import { runKQuant } from "./kquant16-wasm.js";
+import { kquantQuantize } from "./kquant16-wasm.js";
 
 const QK = 256;
 const SIZE = 110;
-const L = new Int8Array(QK);
-const SC = new Float64Array(16);
-const DDs = new Float64Array(16);
-const SCL = new Int32Array(16); // unpacked scales, dequantize
 
 /**
  * quantize_row_q3_K_ref after the searches: the 6-bit scales of the 16 sub-blocks (sc[so..so+16))
@@ -77,26 +72,39 @@ export function q3kPack(dst: Uint8Array, o: number, L: Uint8Array | Int8Array, l
   }
 }
 
-/** The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input). */
-export function quantizeQ3KScalar(src: Float32Array, dst: Uint8Array): void {
+/** quantize_row_q3_K_ref's sixteen searches for the super-block at src[xo..]: levels into s.L8, scales into s.sc. */
+export function q3kSearch(s: KQuantScratch, src: Float32Array, xo: number): void {
+  const { L8: L, sc: SC } = s;
+  for (let j = 0; j < 16; ++j) SC[j] = makeQ3Quants(src, xo + 16 * j, 16, 4, L, 16 * j);
+}
+
+/** The rest of quantize_row_q3_K_ref after q3kSearch: tail, re-quantization and packing into dst[o..o+110). */
+export function q3kFinish(s: KQuantScratch, src: Float32Array, xo: number, dst: Uint8Array, o: number): void {
+  const { L8: L, dd: DDs } = s;
+  q3kTail(s.sc, 0, dst, o, DDs);
+  for (let j = 0; j < 16; ++j) {
+    const dd = DDs[j]!;
+    if (dd === 0) continue; // keep the search's levels
+    const go = xo + 16 * j;
+    for (let ii = 0; ii < 16; ++ii) {
+      let l = nearestInt(F(src[go + ii]! / dd));
+      if (l < -4) l = -4;
+      else if (l > 3) l = 3;
+      L[16 * j + ii] = l + 4;
+    }
+  }
+  q3kPack(dst, o, L, 0);
+}
+
+/**
+ * The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input).
+ * `s`: working memory, made per call unless the caller passes one to reuse.
+ */
+export function quantizeQ3KScalar(src: Float32Array, dst: Uint8Array, s: KQuantScratch = new KQuantScratch()): void {
   const nb = checkQuantizeArgs("Q3_K", src, dst, QK, SIZE);
   for (let b = 0; b < nb; ++b) {
-    const xo = b * QK;
-    const o = b * SIZE;
-    for (let j = 0; j < 16; ++j) SC[j] = makeQ3Quants(src, xo + 16 * j, 16, 4, L, 16 * j);
-    q3kTail(SC, 0, dst, o, DDs);
-    for (let j = 0; j < 16; ++j) {
-      const dd = DDs[j]!;
-      if (dd === 0) continue; // keep the search's levels
-      const go = xo + 16 * j;
-      for (let ii = 0; ii < 16; ++ii) {
-        let l = nearestInt(F(src[go + ii]! / dd));
-        if (l < -4) l = -4;
-        else if (l > 3) l = 3;
-        L[16 * j + ii] = l + 4;
-      }
-    }
-    q3kPack(dst, o, L, 0);
+    q3kSearch(s, src, b * QK);
+    q3kFinish(s, src, b * QK, dst, b * SIZE);
   }
 }
 
@@ -104,24 +112,14 @@ const kernel = q3Kernel();
 /** Whether the WebAssembly SIMD search (q3_k-wasm.ts) is in use (instantiates it). */
 export const Q3_K_WASM = (): boolean => kernel.available();
 
-function quantizeWasm(k: KQuantKernel, src: Float32Array, dst: Uint8Array, nb: number): void {
-  const { scales, dd } = k;
-  runKQuant(k, Q3_BLOCKS, SIZE, src, dst, nb, (bi, out, o) => q3kTail(scales, bi * 16, out, o, dd), quantizeQ3KScalar);
-}
-
 export const q3_k: BlockCodec = {
   type: GGMLType.Q3_K,
   blockSize: QK,
   typeSize: SIZE,
-  quantize(src, dst) {
-    const nb = checkQuantizeArgs("Q3_K", src, dst, QK, SIZE);
-    const x = src.subarray(0, nb * QK);
-    const k = kernel.get();
-    if (k) quantizeWasm(k, x, dst, nb);
-    else quantizeQ3KScalar(src, dst);
-  },
+  quantize: kquantQuantize("Q3_K", SIZE, kernel, Q3_BLOCKS, (k, bi, out, o) => q3kTail(k.scales, bi * 16, out, o, k.dd), quantizeQ3KScalar),
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("Q3_K", src, dst, QK, SIZE);
+    const SCL = new Int32Array(16); // unpacked scales of the current super-block
     for (let b = 0; b < nb; ++b) {
       const o = b * SIZE;
       const so = o + 96;

@@ -6,35 +6,45 @@
 import type { BlockCodec } from "./codec.js";
 import { GGMLType } from "./types.js";
 import { q6kWasmQuantizer } from "./kquant-wasm.js";
-import { F, H2F, checkDequantizeArgs, checkQuantizeArgs, makeQxQuants, nearestInt, q6kTail, qxTrialNumerators } from "./kquant-common.js";
+import { F, H2F, KQuantScratch, checkDequantizeArgs, checkQuantizeArgs, makeQxQuants, nearestInt, q6kTail, qxTrialNumerators } from "./kquant-common.js";
 
 const QK = 256;
 const SIZE = 210;
 const TRIALS = qxTrialNumerators(32);
-const L = new Uint8Array(QK);
-const SC = new Float64Array(16);
-const DD = new Float64Array(16);
 
-/** The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input). */
-export function quantizeQ6KScalar(src: Float32Array, dst: Uint8Array): void {
+/** quantize_row_q6_K_ref's sixteen searches for the super-block at src[xo..]: levels into s.L, scales into s.sc. */
+export function q6kSearch(s: KQuantScratch, src: Float32Array, xo: number): void {
+  const { L, sc: SC } = s;
+  for (let j = 0; j < 16; ++j) SC[j] = makeQxQuants(src, xo + 16 * j, 16, 32, L, 16 * j, TRIALS);
+}
+
+/** The rest of quantize_row_q6_K_ref after q6kSearch: tail, re-quantization and packing into dst[o..o+210). */
+export function q6kFinish(s: KQuantScratch, src: Float32Array, xo: number, dst: Uint8Array, o: number): void {
+  const { L, dd: DD } = s;
+  if (!q6kTail(s.sc, 0, dst, o, DD, 0)) return; // all zero
+  for (let j = 0; j < 16; ++j) {
+    const dd = DD[j]!;
+    if (dd === 0) continue; // keep the search's levels
+    const go = xo + 16 * j;
+    for (let ii = 0; ii < 16; ++ii) {
+      let l = nearestInt(F(src[go + ii]! / dd));
+      if (l < -32) l = -32;
+      else if (l > 31) l = 31;
+      L[16 * j + ii] = l + 32;
+    }
+  }
+  pack(L, 0, dst, o);
+}
+
+/**
+ * The TypeScript reference path (also the fallback without WebAssembly SIMD or with non-finite input).
+ * `s`: working memory, made per call unless the caller passes one to reuse.
+ */
+export function quantizeQ6KScalar(src: Float32Array, dst: Uint8Array, s: KQuantScratch = new KQuantScratch()): void {
   const nb = checkQuantizeArgs("Q6_K", src, dst, QK, SIZE);
   for (let b = 0; b < nb; ++b) {
-    const xo = b * QK;
-    const o = b * SIZE;
-    for (let j = 0; j < 16; ++j) SC[j] = makeQxQuants(src, xo + 16 * j, 16, 32, L, 16 * j, TRIALS);
-    if (!q6kTail(SC, 0, dst, o, DD, 0)) continue; // all zero
-    for (let j = 0; j < 16; ++j) {
-      const dd = DD[j]!;
-      if (dd === 0) continue; // keep the search's levels
-      const go = xo + 16 * j;
-      for (let ii = 0; ii < 16; ++ii) {
-        let l = nearestInt(F(src[go + ii]! / dd));
-        if (l < -32) l = -32;
-        else if (l > 31) l = 31;
-        L[16 * j + ii] = l + 32;
-      }
-    }
-    pack(L, 0, dst, o);
+    q6kSearch(s, src, b * QK);
+    q6kFinish(s, src, b * QK, dst, b * SIZE);
   }
 }
 

@@ -22,10 +22,6 @@ const QK = 32;
 const BYTES = 34;
 const fr = Math.fround;
 
-// scratch for float <-> bits; module-level so the hot loop never allocates
-const sF = new Float32Array(1);
-const sI = new Int32Array(sF.buffer);
-
 /** fp16 bits of a float32 value (half.ts, fast path for normal halves). */
 const f16 = toF16Fast;
 
@@ -33,6 +29,9 @@ const f16 = toF16Fast;
 export function quantizeQ8_0Scalar(src: Float32Array, dst: Uint8Array): void {
   const nb = (src.length / QK) | 0;
   const si = new Int32Array(src.buffer, src.byteOffset, src.length);
+  // float <-> bits, one per call (the hot loop never allocates; nothing module-level)
+  const sF = new Float32Array(1);
+  const sI = new Int32Array(sF.buffer);
   for (let i = 0, x0 = 0, o = 0; i < nb; i++, x0 += QK, o += BYTES) {
     let m = 0;
     for (let j = x0; j < x0 + QK; j++) m = Math.max(m, si[j]! & 0x7fffffff);

@@ -27,52 +27,49 @@ function blockAmax(x: Float32Array, xo: number): number {
 }
 
 /**
- * Trits t = lroundf(f(x·id)) + 1 of one block into TRIT[0..256), converted to int as C does. When
+ * Trits t = lroundf(f(x·id)) + 1 of one block into T[0..256) (the caller's, one per call), converted to int as C does. When
  * |x·id| < 1.4 (always, unless a NaN disturbed the amax reduction), lroundf only compares with ±0.5:
  * f(p) ≥ 0.5 exactly when p ≥ 0.5 − 2^-26 (the midpoint below 0.5 rounds to the even 0.5), and
  * p = x·id is exact in double, so no rounding is needed. Otherwise the general C semantics: lroundf
  * of a large value, then + 1 truncated to int (its low 32 bits); ±inf and NaN (a NaN x, an infinite
  * x with id = 0, or id = inf) give LONG_MIN (x86-64 glibc), and LONG_MIN + 1 as int is 1.
  */
-const TRIT = new Int32Array(QK);
 const HALF_BELOW = 0.5 - 2 ** -26;
-function trits(x: Float32Array, xo: number, id: number): void {
+function trits(T: Int32Array, x: Float32Array, xo: number, id: number): void {
   for (let j = 0; j < QK; ++j) {
     const p = x[xo + j]! * id;
-    TRIT[j] = p > -1.4 && p < 1.4 ? (p >= HALF_BELOW ? 2 : p <= -HALF_BELOW ? 0 : 1) : lroundInt(F(p)) + 1;
+    T[j] = p > -1.4 && p < 1.4 ? (p >= HALF_BELOW ? 2 : p <= -HALF_BELOW ? 0 : 1) : lroundInt(F(p)) + 1;
   }
 }
 
 /** ceil(q·256/243) for q = 0..255, as `((uint16_t)q * 256 + 242) / 243` truncated to uint8. */
 const CEIL243 = Uint8Array.from({ length: 256 }, (_, q) => ((q * 256 + 242) / 243) | 0);
 
-/** C: `uint8_t q = 0; for n: q *= 3; q += xi;` (uint8 wrap) over TRIT[p + n·stride]. */
-function packTrits(p: number, stride: number, count: number): number {
+/** C: `uint8_t q = 0; for n: q *= 3; q += xi;` (uint8 wrap) over T[p + n·stride]. */
+function packTrits(T: Int32Array, p: number, stride: number, count: number): number {
   let q = 0;
-  for (let n = 0; n < count; ++n) q = (q * 3 + TRIT[p + n * stride]!) & 0xff;
+  for (let n = 0; n < count; ++n) q = (q * 3 + T[p + n * stride]!) & 0xff;
   return q;
 }
 
 /** Trit n (0..4) of byte B: ((uint8_t)(B·3^n) · 3) >> 8, tabulated at [n·256 + B]. */
 const TRIT_OF = new Uint8Array(5 * 256);
 for (let n = 0, p = 1; n < 5; ++n, p *= 3) for (let B = 0; B < 256; ++B) TRIT_OF[(n << 8) | B] = (((B * p) & 0xff) * 3) >> 8;
-/** (trit − 1)·d of the current block (float32, exact: a product with −1, 0 or 1). */
-const TQ_VALS = new Float32Array(3);
-const TQ2_VALS = new Float32Array(4);
 
 /** The TypeScript reference path of TQ1_0 (also the fallback without WebAssembly SIMD and for flagged super-blocks). */
 export function quantizeTQ1Scalar(src: Float32Array, dst: Uint8Array): void {
   const nb = checkQuantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
+  const T = new Int32Array(QK); // the current block's trits (per call: no module-level state)
   for (let b = 0; b < nb; ++b) {
     const xo = b * QK;
     const o = b * TQ1_SIZE;
     const d = blockAmax(src, xo);
     const id = d !== 0 ? F(1 / d) : 0;
     putF16(dst, o + 52, toF16(d));
-    trits(src, xo, id);
-    for (let m = 0; m < 32; ++m) dst[o + m] = CEIL243[packTrits(m, 32, 5)]!;
-    for (let m = 0; m < 16; ++m) dst[o + 32 + m] = CEIL243[packTrits(160 + m, 16, 5)]!;
-    for (let j = 0; j < 4; ++j) dst[o + 48 + j] = CEIL243[(packTrits(240 + j, 4, 4) * 3) & 0xff]!;
+    trits(T, src, xo, id);
+    for (let m = 0; m < 32; ++m) dst[o + m] = CEIL243[packTrits(T, m, 32, 5)]!;
+    for (let m = 0; m < 16; ++m) dst[o + 32 + m] = CEIL243[packTrits(T, 160 + m, 16, 5)]!;
+    for (let j = 0; j < 4; ++j) dst[o + 48 + j] = CEIL243[(packTrits(T, 240 + j, 4, 4) * 3) & 0xff]!;
   }
 }
 
@@ -88,7 +85,7 @@ export const tq1_0: BlockCodec = {
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
-    const V = TQ_VALS;
+    const V = new Float32Array(3); // (trit − 1)·d of the current block (float32, exact: a product with −1, 0 or 1)
     for (let b = 0; b < nb; ++b) {
       const o = b * TQ1_SIZE;
       const d = H2F[src[o + 52]! | (src[o + 53]! << 8)]!;
@@ -115,17 +112,18 @@ export const tq1_0: BlockCodec = {
 /** The TypeScript reference path of TQ2_0 (also the fallback without WebAssembly SIMD and for flagged super-blocks). */
 export function quantizeTQ2Scalar(src: Float32Array, dst: Uint8Array): void {
   const nb = checkQuantizeArgs("TQ2_0", src, dst, QK, TQ2_SIZE);
+  const T = new Int32Array(QK); // the current block's trits
   for (let b = 0; b < nb; ++b) {
     const xo = b * QK;
     const o = b * TQ2_SIZE;
     const d = blockAmax(src, xo);
     const id = d !== 0 ? F(1 / d) : 0;
     putF16(dst, o + 64, toF16(d));
-    trits(src, xo, id);
+    trits(T, src, xo, id);
     for (let c = 0; c < 2; ++c) {
       const t = 128 * c;
       for (let m = 0; m < 32; ++m) {
-        const q = (TRIT[t + m]! & 3) + ((TRIT[t + 32 + m]! & 3) << 2) + ((TRIT[t + 64 + m]! & 3) << 4) + ((TRIT[t + 96 + m]! & 3) << 6);
+        const q = (T[t + m]! & 3) + ((T[t + 32 + m]! & 3) << 2) + ((T[t + 64 + m]! & 3) << 4) + ((T[t + 96 + m]! & 3) << 6);
         dst[o + 32 * c + m] = q & 0xff;
       }
     }
@@ -144,10 +142,10 @@ export const tq2_0: BlockCodec = {
   },
   dequantize(src, dst) {
     const nb = checkDequantizeArgs("TQ2_0", src, dst, QK, TQ2_SIZE);
+    const V = new Float32Array(4); // (code − 1)·d of the current block
     for (let b = 0; b < nb; ++b) {
       const o = b * TQ2_SIZE;
       const d = H2F[src[o + 64]! | (src[o + 65]! << 8)]!;
-      const V = TQ2_VALS;
       V[0] = -1 * d;
       V[1] = 0 * d;
       V[2] = d;

@@ -294,33 +294,28 @@ function sumSquares(x: Float32Array, xo: number, n: number): number {
 // ---------------------------------------------------------------------------------------------
 // legacy 32-blocks
 
-/** quantize_row_q4_0_impl / quantize_row_q5_0_impl: one row of n floats at x[xo..] → dst[o..]. */
-function rowQ40(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
+/**
+ * quantize_row_q4_0_impl / _q5_0_impl (withMin = false) and quantize_row_q4_1_impl / _q5_1_impl
+ * (withMin = true): one row of n floats at x[xo..] → dst[o..], per 32-block the importance weights
+ * qw·sqrt(sigma2 + x²), then make_qx_quants (scale only) or make_qkx3_quants (scale and min).
+ */
+function rowLegacy(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean, withMin: boolean): void {
   const sigma2 = F(sumSquares(x, xo, n) / n);
-  const size = five ? 22 : 18;
+  const size = (five ? 22 : 18) + (withMin ? 2 : 0);
   for (let ib = 0; ib < n / 32; ++ib) {
     const bo = xo + 32 * ib;
     importanceWeights(x, bo, qw, 32 * ib, sigma2, 32, s.wt);
-    const d = makeQxQuantsW(32, five ? 16 : 8, x, bo, s.l32, 0, s.wt, 0);
     const p = o + size * ib;
-    putF16(dst, p, toF16(d));
-    packLegacyLevels(s.l32, dst, p, five ? 6 : 2, 2, five);
-  }
-}
-
-/** quantize_row_q4_1_impl / quantize_row_q5_1_impl. */
-function rowQ41(s: WScratch, x: Float32Array, xo: number, n: number, qw: Float32Array, dst: Uint8Array, o: number, five: boolean): void {
-  const sigma2 = F(sumSquares(x, xo, n) / n);
-  const size = five ? 24 : 20;
-  for (let ib = 0; ib < n / 32; ++ib) {
-    const bo = xo + 32 * ib;
-    importanceWeights(x, bo, qw, 32 * ib, sigma2, 32, s.wt);
-    const d = makeQkx3(32, five ? 31 : 15, x, bo, s.wt, s.u32, 0, -0.9, 0.05, 36, s.theMin, s.laux);
-    const min = s.theMin.theMin;
-    const p = o + size * ib;
-    putF16(dst, p, toF16(d));
-    putF16(dst, p + 2, toF16(F(-min)));
-    packLegacyLevels(s.u32, dst, p, five ? 8 : 4, 4, five);
+    if (withMin) {
+      const d = makeQkx3(32, five ? 31 : 15, x, bo, s.wt, s.u32, 0, -0.9, 0.05, 36, s.theMin, s.laux);
+      putF16(dst, p, toF16(d));
+      putF16(dst, p + 2, toF16(F(-s.theMin.theMin)));
+      packLegacyLevels(s.u32, dst, p, five ? 8 : 4, 4, five);
+    } else {
+      const d = makeQxQuantsW(32, five ? 16 : 8, x, bo, s.l32, 0, s.wt, 0);
+      putF16(dst, p, toF16(d));
+      packLegacyLevels(s.l32, dst, p, five ? 6 : 2, 2, five);
+    }
   }
 }
 
@@ -627,10 +622,10 @@ type WeightedRow = (s: WScratch, x: Float32Array, xo: number, n: number, qw: Flo
 
 /** The weighted row quantizer of each type whose ggml quantizer reads quant_weights. */
 const WEIGHTED_ROWS: ReadonlyMap<GGMLType, WeightedRow> = new Map<GGMLType, WeightedRow>([
-  [GGMLType.Q4_0, (s, x, xo, n, qw, d, o) => rowQ40(s, x, xo, n, qw, d, o, false)],
-  [GGMLType.Q5_0, (s, x, xo, n, qw, d, o) => rowQ40(s, x, xo, n, qw, d, o, true)],
-  [GGMLType.Q4_1, (s, x, xo, n, qw, d, o) => rowQ41(s, x, xo, n, qw, d, o, false)],
-  [GGMLType.Q5_1, (s, x, xo, n, qw, d, o) => rowQ41(s, x, xo, n, qw, d, o, true)],
+  [GGMLType.Q4_0, (s, x, xo, n, qw, d, o) => rowLegacy(s, x, xo, n, qw, d, o, false, false)],
+  [GGMLType.Q5_0, (s, x, xo, n, qw, d, o) => rowLegacy(s, x, xo, n, qw, d, o, true, false)],
+  [GGMLType.Q4_1, (s, x, xo, n, qw, d, o) => rowLegacy(s, x, xo, n, qw, d, o, false, true)],
+  [GGMLType.Q5_1, (s, x, xo, n, qw, d, o) => rowLegacy(s, x, xo, n, qw, d, o, true, true)],
   [GGMLType.Q2_K, rowQ2K],
   [GGMLType.Q3_K, rowQ3K],
   [GGMLType.Q4_K, (s, x, xo, n, qw, d, o) => rowQ45K(s, x, xo, n, qw, d, o, false)],
