@@ -277,10 +277,65 @@ function scannedVocab(s: ScannedVocab): BaseVocab {
 /** baseAt's mark for an added token's id */
 const ADDED = -1;
 
+/**
+ * Ids (or vocabulary entries) handled per call of placeIds and baseRanges. (Startup: the loops over the
+ * 151k entries are small functions called in chunks, not loops of loadBpeVocab: a loop in a large
+ * function that runs once is left to on-stack replacement and went mostly unoptimised; a small function
+ * is compiled while its first chunks run and the later chunks enter the optimised code.)
+ */
+const CHUNK = 1024;
+
+/**
+ * baseAt[ids[k]] = k for k0 ≤ k < k1, mx[0] the largest id: -1, or the first k whose id is not a
+ * non-negative integer or is already placed (the ones before it placed).
+ */
+function placeIds(ids: ArrayLike<Json>, baseAt: number[], k0: number, k1: number, mx: number[]): number {
+  let maxId = mx[0]!;
+  for (let k = k0; k < k1; k++) {
+    const id = ids[k];
+    if (!isInt(id) || id < 0 || baseAt[id] !== undefined) {
+      mx[0] = maxId;
+      return k;
+    }
+    baseAt[id] = k;
+    if (id > maxId) maxId = id;
+  }
+  mx[0] = maxId;
+  return -1;
+}
+
+/**
+ * Ids i0 .. i1 that hold a base token at its own id (not an added token's, not misplaced) with a
+ * non-empty text: NORMAL, and their ranges into `table`. Returns the first id that is not one (the
+ * caller's general path takes it), or i1.
+ */
+function baseRanges(baseAt: number[], starts: Int32Array, ends: Int32Array, misplaced: Set<number> | undefined, types: Int32Array, table: Utf8StringsBuilder, i0: number, i1: number): number {
+  for (let i = i0; i < i1; i++) {
+    const k = baseAt[i];
+    if (k === undefined || k === ADDED || (misplaced !== undefined && misplaced.has(i))) return i;
+    const a = starts[k]!;
+    const e = ends[k]!;
+    if (a === e) return i;
+    types[i] = TokenType.NORMAL;
+    table.range(a, e);
+  }
+  return i1;
+}
+
 /** The first string with no space byte after its first byte, or -1. */
 function firstWithoutSpace(u: Utf8Strings): number {
+  // (in chunks: see CHUNK)
+  for (let i = 0; i < u.length; i += CHUNK) {
+    const j = firstWithoutSpaceIn(u, i, Math.min(u.length, i + CHUNK));
+    if (j >= 0) return j;
+  }
+  return -1;
+}
+
+/** firstWithoutSpace among strings i0 .. i1. */
+function firstWithoutSpaceIn(u: Utf8Strings, i0: number, i1: number): number {
   const bl = u.bytes.length;
-  for (let i = 0; i < u.length; i++) {
+  for (let i = i0; i < i1; i++) {
     let j = u.starts[i]!;
     let e = u.ends[i]!;
     const b = j < bl ? u.bytes : u.extra;
@@ -389,15 +444,18 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   let idCount = 0;
   let maxId = -1;
   const baseIds = baseVocab.ids;
-  for (let k = 0; k < baseVocab.count; k++) {
-    const id = baseIds[k];
-    if (!isInt(id) || id < 0) throw new GgufyError("E_TOKENIZER", `token '${baseVocab.text(k)}' has id ${JSON.stringify(id)}, not a non-negative integer`, { file: baseFile });
-    const prev = baseAt[id];
-    if (prev !== undefined) throw new GgufyError("E_TOKENIZER", `token id ${id} is given to both '${baseVocab.text(prev)}' and '${baseVocab.text(k)}'`, { file: baseFile });
-    baseAt[id] = k;
-    idCount++;
-    if (id > maxId) maxId = id;
+  const mx = [maxId];
+  for (let k = 0; k < baseVocab.count; k += CHUNK) {
+    const stop = Math.min(baseVocab.count, k + CHUNK);
+    const bad = placeIds(baseIds, baseAt, k, stop, mx);
+    if (bad >= 0) {
+      const id = baseIds[bad];
+      if (!isInt(id) || id < 0) throw new GgufyError("E_TOKENIZER", `token '${baseVocab.text(bad)}' has id ${JSON.stringify(id)}, not a non-negative integer`, { file: baseFile });
+      throw new GgufyError("E_TOKENIZER", `token id ${id} is given to both '${baseVocab.text(baseAt[id]!)}' and '${baseVocab.text(bad)}'`, { file: baseFile });
+    }
+    idCount += stop - k;
   }
+  maxId = mx[0]!;
   const baseIdOf = (text: string): number | undefined => baseVocab.idOf(text);
   const addedById = new Map<number, AddedToken>();
   const addedContent = new Set<string>();
@@ -451,7 +509,19 @@ export function loadBpeVocab(dir: string, opts: BpeVocabOptions = {}): GGUFVocab
   const types = new Int32Array(vocabSize);
   /** ids whose text is not the base vocabulary's own key for that id (added tokens, padding), and their texts */
   const foreign = new Map<number, string>();
+  const misplaced = misplacedAdded.size > 0 ? misplacedAdded : undefined;
   for (let i = 0; i < vocabSize; i++) {
+    // (runs of base tokens at their own ids, non-empty: in chunks, see baseRanges)
+    if (table) while (i < vocabSize) {
+      const stop = Math.min(vocabSize, i + CHUNK);
+      const j = baseRanges(baseAt, utf8!.starts, utf8!.ends, misplaced, types, table, i, stop);
+      if (j < stop) {
+        i = j;
+        break;
+      }
+      i = j;
+    }
+    if (i >= vocabSize) break;
     const k = baseAt[i];
     let tok: string;
     let t: TokenType;

@@ -132,6 +132,107 @@ function grown<T extends Int32Array | Float64Array>(a: T): T {
   return b;
 }
 
+/** scanEntries's outcome in st[1]: more entries follow, the object closed, or the input is not the plain form */
+const MORE = 0;
+const CLOSED = 1;
+const FAILED = 2;
+/**
+ * Entries scanned per call of scanEntries. (Startup: a loop in one call that runs once over the whole
+ * file is left to on-stack replacement, and most of the 151k entries went by in unoptimised code — a
+ * cold scan took ~8× a warm one; called in chunks, the small function is compiled while the first
+ * chunks run and the later chunks enter its optimised code.)
+ */
+const CHUNK = 1024;
+
+/**
+ * Up to `limit` `"text": id` entries from b[i] (at a text's opening quote), each followed by `,` or
+ * the closing `}`, into the arrays from index st[0] on. Returns the position after the last one read
+ * (past its comma and the whitespace after it, or past the `}`); st[0] becomes the count, st[1] MORE,
+ * CLOSED or FAILED.
+ */
+function scanEntries(b: Uint8Array, i: number, limit: number, ids: Float64Array, hashes: Int32Array, starts: Int32Array, ends: Int32Array, escapes: number[], st: Int32Array, tr: Int32Array, ir: Float64Array): number {
+  let count = st[0]!;
+  const stop = count + limit;
+  st[1] = FAILED;
+  while (count < stop) {
+    // "text"
+    if (b[i] !== QUOTE) return i;
+    const a = i + 1;
+    i = scanText(b, a, tr);
+    if (i < 0) return i;
+    if (tr[1]) escapes.push(count, a, i); // (decoded, placed and hashed below)
+    starts[count] = a;
+    ends[count] = i;
+    hashes[count] = mix(tr[0]!);
+    i = skipWs(b, i + 1);
+    if (b[i] !== 0x3a) return i; // :
+    i = scanId(b, skipWs(b, i + 1), ir);
+    if (i < 0) return i;
+    ids[count] = ir[0]!;
+    count++;
+    st[0] = count;
+    i = skipWs(b, i);
+    const c = b[i];
+    i++;
+    if (c === 0x2c) {
+      i = skipWs(b, i);
+      continue;
+    }
+    if (c === 0x7d) {
+      st[1] = CLOSED;
+      return i;
+    }
+    return i;
+  }
+  st[1] = MORE;
+  return i;
+}
+
+/** Text k (Utf8Strings' positions: past buf.length is extra) equals bs[a .. e). */
+function sameText(buf: Uint8Array, extra: Uint8Array, starts: Int32Array, ends: Int32Array, k: number, bs: Uint8Array, a: number, e: number): boolean {
+  let s = starts[k]!;
+  if (ends[k]! - s !== e - a) return false;
+  let src = buf;
+  if (s >= buf.length) {
+    src = extra;
+    s -= buf.length;
+  }
+  for (let j = 0; j < e - a; j++) if (src[s + j] !== bs[a + j]) return false;
+  return true;
+}
+
+/**
+ * Texts k0 .. k1 into `table` (open addressing, a power of two long: slot → index + 1, 0 = empty):
+ * false when one of them has the bytes of a text already there. (Called in chunks, like scanEntries.)
+ */
+function insertTexts(buf: Uint8Array, extra: Uint8Array, starts: Int32Array, ends: Int32Array, hashes: Int32Array, table: Int32Array, k0: number, k1: number): boolean {
+  const n = buf.length;
+  const mask = table.length - 1;
+  for (let k = k0; k < k1; k++) {
+    const h = hashes[k]!;
+    let s = h & mask;
+    for (;;) {
+      const e = table[s]!;
+      if (e === 0) {
+        table[s] = k + 1;
+        break;
+      }
+      if (hashes[e - 1] === h && (starts[k]! < n ? sameText(buf, extra, starts, ends, e - 1, buf, starts[k]!, ends[k]!) : sameText(buf, extra, starts, ends, e - 1, extra, starts[k]! - n, ends[k]! - n))) return false;
+      s = (s + 1) & mask;
+    }
+  }
+  return true;
+}
+
+/** The lookup table of texts 0 .. count, load ≤ 1/2; undefined when two texts are the same bytes. */
+function hashTable(buf: Uint8Array, extra: Uint8Array, starts: Int32Array, ends: Int32Array, hashes: Int32Array, count: number): Int32Array | undefined {
+  let size = 16;
+  while (size < count * 2) size *= 2;
+  const table = new Int32Array(size);
+  for (let k = 0; k < count; k += CHUNK) if (!insertTexts(buf, extra, starts, ends, hashes, table, k, Math.min(count, k + CHUNK))) return undefined;
+  return table;
+}
+
 /** The scanned object in the UTF-8 `buf` (the whole of it, surrounding whitespace allowed), or undefined (see above). */
 export function scanVocabJsonBytes(buf: Uint8Array): ScannedVocab | undefined {
   const n = buf.length;
@@ -147,45 +248,26 @@ export function scanVocabJsonBytes(buf: Uint8Array): ScannedVocab | undefined {
   const escapes: number[] = [];
   const tr = new Int32Array(2);
   const ir = new Float64Array(1);
-  let count = 0;
+  /** [count, MORE | CLOSED | FAILED] */
+  const st = new Int32Array(2);
   i = skipWs(buf, i + 1);
   if (buf[i] === 0x7d) {
     i++;
   } else {
     for (;;) {
-      // "text"
-      if (buf[i] !== QUOTE) return undefined;
-      const a = i + 1;
-      i = scanText(buf, a, tr);
-      if (i < 0) return undefined;
-      if (count === cap) {
+      if (st[0] === cap) {
         cap *= 2;
         ids = grown(ids);
         hashes = grown(hashes);
         starts = grown(starts);
         ends = grown(ends);
       }
-      if (tr[1]) escapes.push(count, a, i); // (decoded, placed and hashed below)
-      starts[count] = a;
-      ends[count] = i;
-      hashes[count] = mix(tr[0]!);
-      i = skipWs(buf, i + 1);
-      if (buf[i] !== 0x3a) return undefined; // :
-      i = scanId(buf, skipWs(buf, i + 1), ir);
-      if (i < 0) return undefined;
-      ids[count] = ir[0]!;
-      count++;
-      i = skipWs(buf, i);
-      const c = buf[i];
-      i++;
-      if (c === 0x2c) {
-        i = skipWs(buf, i);
-        continue;
-      }
-      if (c === 0x7d) break;
-      return undefined;
+      i = scanEntries(buf, i, Math.min(CHUNK, cap - st[0]!), ids, hashes, starts, ends, escapes, st, tr, ir);
+      if (st[1] === FAILED) return undefined;
+      if (st[1] === CLOSED) break;
     }
   }
+  const count = st[0]!;
   i = skipWs(buf, i);
   if (i !== n) return undefined;
   starts = starts.subarray(0, count);
@@ -224,36 +306,10 @@ export function scanVocabJsonBytes(buf: Uint8Array): ScannedVocab | undefined {
     hashes[k] = hashOf(extra, starts[k]! - n, ends[k]! - n);
   }
   const all = new Utf8Strings(buf, starts, ends, extra);
-  /** text k equals bs[a .. e) */
-  const same = (k: number, bs: Uint8Array, a: number, e: number): boolean => {
-    let s = starts[k]!;
-    if (ends[k]! - s !== e - a) return false;
-    let src = buf;
-    if (s >= n) {
-      src = extra;
-      s -= n;
-    }
-    for (let j = 0; j < e - a; j++) if (src[s + j] !== bs[a + j]) return false;
-    return true;
-  };
 
-  // open addressing, load ≤ 1/2: slot → index + 1 (0 = empty)
-  let size = 16;
-  while (size < count * 2) size *= 2;
-  const mask = size - 1;
-  const table = new Int32Array(size);
-  for (let k = 0; k < count; k++) {
-    let s = hashes[k]! & mask;
-    for (;;) {
-      const e = table[s]!;
-      if (e === 0) {
-        table[s] = k + 1;
-        break;
-      }
-      if (hashes[e - 1] === hashes[k] && (starts[k]! < n ? same(e - 1, buf, starts[k]!, ends[k]!) : same(e - 1, extra, starts[k]! - n, ends[k]! - n))) return undefined; // a repeated key (or two lone surrogates)
-      s = (s + 1) & mask;
-    }
-  }
+  const table = hashTable(buf, extra, starts, ends, hashes, count);
+  if (!table) return undefined; // a repeated key (or two lone surrogates)
+  const mask = table.length - 1;
   const text = (k: number): string => escaped.get(k) ?? all.get(k);
   const indexOf = (t: string): number | undefined => {
     if (!wellFormed(t)) {
@@ -268,7 +324,7 @@ export function scanVocabJsonBytes(buf: Uint8Array): ScannedVocab | undefined {
       const e = table[s]!;
       if (e === 0) return undefined;
       const k = e - 1;
-      if (hashes[k] === h && same(k, q, 0, q.length) && (!escaped.has(k) || escaped.get(k) === t)) return k;
+      if (hashes[k] === h && sameText(buf, extra, starts, ends, k, q, 0, q.length) && (!escaped.has(k) || escaped.get(k) === t)) return k;
       s = (s + 1) & mask;
     }
   };

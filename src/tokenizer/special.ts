@@ -167,6 +167,28 @@ function plainPairLine(b: Uint8Array, a: number): number {
 }
 
 /**
+ * Lines handled per call of plainPairRun. (Startup: a small function called in chunks is compiled while
+ * its first chunks run, where the 151k-line loop of readMergesUtf8, run once, went mostly unoptimised.)
+ */
+const PAIR_CHUNK = 1024;
+
+/**
+ * Up to `limit` lines from b[a] (a line start) that are plain pairs (plainPairLine), each as a range
+ * into `out`: the start of the first line that is not one, or of the line after the last taken (≥
+ * b.length at the end).
+ */
+function plainPairRun(b: Uint8Array, a: number, out: Utf8StringsBuilder, limit: number): number {
+  const n = b.length;
+  for (let m = 0; m < limit && a < n; m++) {
+    const e = plainPairLine(b, a);
+    if (e < 0) return a;
+    out.range(a, e);
+    a = e + 1;
+  }
+  return a;
+}
+
+/**
  * merges.txt as `SpecialVocab._try_load_merges_txt` reads it, each merge a range of the file's bytes:
  * Python's universal-newline lines; a first line starting with `#` (after strip) skipped; each line
  * `" ".join(line.strip().split())` when it splits into two parts, blank lines skipped, others warned
@@ -207,6 +229,13 @@ export function readMergesUtf8(file: string, warn?: (m: string) => void): Utf8St
   let lineNum = 0;
   let first = true;
   while (a < n) {
+    if (!first) {
+      // (runs of plain lines in chunks, see plainPairRun)
+      const before = out.length;
+      a = plainPairRun(bytes, a, out, PAIR_CHUNK);
+      lineNum += out.length - before;
+      if (a >= n) break;
+    }
     const r = plainPairLine(bytes, a);
     const e = r >= 0 ? r : -r - 1;
     if (first) {
