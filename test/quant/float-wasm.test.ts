@@ -45,6 +45,24 @@ test("bf16 → f16 on every bf16 pattern; non-finite scans", () => {
   const ref = new Uint16Array(65536);
   f32RowToF16(wide, ref);
   assert.ok(Buffer.from(out).equals(Buffer.from(ref.buffer)));
+  // The kernel takes 8 values at a time on an integer fast path when all 8 are f16 normals or ±0. In
+  // the order above, groups of 8 are alike; scattered (40503 is odd: a permutation of 2^16), groups mix
+  // fast-path lanes with subnormal, overflowing and non-finite ones; and groups of normals with ±0 only
+  const same = (h: Uint16Array, label: string): void => {
+    const o = new Uint8Array(2 * h.length);
+    bf16ToF16Bytes(new Uint8Array(h.buffer), o);
+    const w = new Float32Array(h.length);
+    new Uint32Array(w.buffer).forEach((_, i, a) => (a[i] = h[i]! << 16));
+    const r = new Uint16Array(h.length);
+    f32RowToF16(w, r);
+    const got = new Uint16Array(o.buffer);
+    const bad = r.findIndex((v, i) => got[i] !== v);
+    assert.equal(bad, -1, `${label}: bf16 ${h[bad]?.toString(16)} gave ${got[bad]?.toString(16)}, want ${r[bad]?.toString(16)}`);
+  };
+  same(Uint16Array.from({ length: 65536 }, (_, i) => (i * 40503) & 0xffff), "scattered");
+  const edges = [0, 0x8000, 0x3880, 0xb880, 0x477f, 0xc77f, 0x3f80, 0x4000, 0x387f, 0x4780, 0x0001, 0x7f80];
+  same(Uint16Array.from({ length: 8 * 64 }, (_, i) => edges[(i * 5 + (i >> 3)) % 8]!), "normals and zeros");
+  same(Uint16Array.from({ length: 8 * 144 }, (_, i) => edges[(i * 7 + (i >> 3)) % edges.length]!), "edges mixed");
   const f32 = (xs: number[]): Uint8Array => new Uint8Array(new Float32Array(xs).buffer);
   const u16 = (xs: number[]): Uint8Array => new Uint8Array(new Uint16Array(xs).buffer);
   assert.equal(rawAllFinite("f32", f32([1, -2, 3e38, 1e-45, 0, -0, 5, 6, 7])), true);
