@@ -5,7 +5,7 @@
 import { GgufyError } from "../errors.js";
 import { codecFor } from "../quant/ggml/index.js";
 import { GGMLType, rowBytes } from "../quant/ggml/types.js";
-import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite, toF16InPlace } from "../quant/ggml/float-wasm.js";
+import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite } from "../quant/ggml/float-wasm.js";
 import { f16Lut } from "../formats/half.js";
 import type { RawRows } from "../source/types.js";
 import { decodeEncoded } from "../source/registry.js";
@@ -117,12 +117,11 @@ export function encodeChecked(type: GGMLType, rows: Float32Array, rowLength: num
 
 /**
  * Check and encode stored float rows. Plain copies (bf16 → BF16, f16 → F16, f32 → F32) return the
- * input bytes themselves after a SIMD scan; bf16/f32 → F16 convert in one SIMD pass (in place when
- * `memory` is the shared wasm memory the input lies in: the result is then a view of the input); anything else
+ * input bytes themselves after a SIMD scan; bf16/f32 → F16 convert in one SIMD pass; anything else
  * widens (into `scratch`'s reused array when given) and takes encodeChecked. Any non-finite value sends the chunk
  * through encodeChecked too, which reports or counts it exactly as for decoded rows.
  */
-export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array, qw?: Float32Array, scratch?: EncodeScratch, memory?: WebAssembly.Memory): EncodeResult {
+export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, into?: Uint8Array, qw?: Float32Array, scratch?: EncodeScratch): EncodeResult {
   const times = scratch?.times;
   let t = times ? now() : 0;
   /** the time since the last lap goes to stage `k` */
@@ -152,12 +151,6 @@ export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode
     lap("scan");
     if (finite === true) return { bytes: raw.bytes };
   } else if (type === GGMLType.F16 && (raw.dtype === "bf16" || (raw.dtype === "f32" && raw.bytes.byteOffset % 4 === 0))) {
-    // the chunk buffer is a shared wasm memory (the worker pool's): converted where it lies, no copies
-    const done = memory ? toF16InPlace(memory, raw.bytes, raw.dtype as "bf16" | "f32") : undefined;
-    if (done) {
-      lap("encode");
-      return { bytes: done };
-    }
     const out = into && into.length >= n * 2 ? into.subarray(0, n * 2) : new Uint8Array(n * 2);
     const finite = raw.dtype === "bf16" ? bf16ToF16Bytes(raw.bytes, out) : f32ToF16Bytes(new Float32Array(raw.bytes.buffer, raw.bytes.byteOffset, n), out);
     lap("encode");

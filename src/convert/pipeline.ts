@@ -16,7 +16,6 @@ import { importanceForRows } from "../quant/imatrix.js";
 import { diskUsage, statfsFree, type DiskUsage } from "./disk.js";
 
 export { diskUsage, type DiskUsage };
-import { sharedChunkMemory } from "../quant/ggml/float-wasm.js";
 
 export interface ProgressEvent {
   file: string;
@@ -54,26 +53,14 @@ export class BufferPool {
    * on the main thread (profile: ~100 in a 1.6 GB copy). Shared chunk buffers are allocated once.
    */
   constructor(private readonly max = 8, readonly shared = false) {}
-  /** the shared wasm memory behind each shared buffer this pool made (the f16 conversions run in place there) */
-  private readonly memories = new WeakMap<ArrayBufferLike, WebAssembly.Memory>();
-  /** a pooled buffer of at least `n` bytes, or a new one (shared when the pool is) */
+  /**
+   * a pooled buffer of at least `n` bytes, or a new one (shared when the pool is). Not a shared
+   * WebAssembly.Memory (session 5 had chunk buffers as such, for f16 conversions in place): V8 does not
+   * count a wasm memory as external memory, so dropped ones waited for an unrelated GC — peak RSS
+   * 3.6 GiB (Q4_K_M) and 8.5 GiB (f16) on the full-size MiniCPM-V-2_6-int4 instead of ~0.6 GiB.
+   */
   takeOrAlloc(n: number): Uint8Array {
-    const got = this.take(n);
-    if (got) return got;
-    if (!this.shared) return new Uint8Array(new ArrayBuffer(n));
-    // a shared buffer is a shared WebAssembly.Memory's when WebAssembly is on (n rounded up to 64 KiB pages)
-    const mem = sharedChunkMemory(n);
-    if (!mem) return new Uint8Array(new SharedArrayBuffer(n));
-    this.memories.set(mem.buffer, mem);
-    return new Uint8Array(mem.buffer);
-  }
-  /** the wasm memory `buf` lies in, when this pool made it as one */
-  memoryOf(buf: ArrayBufferLike): WebAssembly.Memory | undefined {
-    return this.memories.get(buf);
-  }
-  /** know `mem.buffer` again: a memory of this pool that came back from a worker (a new object for the same memory) */
-  adopt(mem: WebAssembly.Memory): void {
-    this.memories.set(mem.buffer, mem);
+    return this.take(n) ?? new Uint8Array(this.shared ? new SharedArrayBuffer(n) : new ArrayBuffer(n));
   }
   take(n: number): Uint8Array | undefined {
     let best = -1;

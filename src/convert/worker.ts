@@ -26,8 +26,6 @@ export interface Job {
   qw?: Float32Array;
   /** measure the job's stages (GGUFY_PROFILE) */
   profile?: boolean;
-  /** the shared wasm memories the job's pool buffers lie in (raw.bytes, into): f16 conversions run in place; echoed in the answer */
-  memories?: WebAssembly.Memory[];
 }
 
 export interface Answer extends Partial<EncodeResult> {
@@ -44,8 +42,6 @@ export interface Answer extends Partial<EncodeResult> {
   unused?: Uint8Array;
   /** the job's compute time by stage (Job.profile) */
   times?: JobTimes;
-  /** Job.memories, handed back with the buffers that lie in them */
-  memories?: WebAssembly.Memory[];
 }
 
 /** this worker's reusable float32 array (widened / decoded rows) */
@@ -60,8 +56,7 @@ parentPort!.on("message", (job: Job) => {
     const times = job.profile ? newJobTimes() : undefined;
     scratch.times = times;
     if (job.raw) {
-      const memory = job.memories?.find((m) => m.buffer === job.raw!.bytes.buffer);
-      r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", job.into, job.qw, scratch, memory);
+      r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", job.into, job.qw, scratch);
       input = job.raw.bytes;
     } else {
       const rows = job.rows!;
@@ -70,7 +65,7 @@ parentPort!.on("message", (job: Job) => {
       if (times) times.encode += performance.now() - t0;
       input = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
     }
-    const answer: Answer = { ...r, id: job.id, ...(times ? { times } : {}), ...(job.memories ? { memories: job.memories } : {}) };
+    const answer: Answer = { ...r, id: job.id, ...(times ? { times } : {}) };
     const transfer: ArrayBufferLike[] = [r.bytes.buffer];
     if (input.buffer !== r.bytes.buffer) {
       answer.spare = new Uint8Array(input.buffer);

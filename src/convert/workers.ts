@@ -66,7 +66,6 @@ export class WorkerPoolEncoder implements ChunkEncoder {
         }
         this.idle.push(w);
         this.pump();
-        if (m.memories) for (const mem of m.memories) this.pool.adopt(mem);
         if (m.unused) this.pool.give(m.unused);
         if (!p) return;
         if (m.error !== undefined) p.reject(answerError(m));
@@ -93,12 +92,7 @@ export class WorkerPoolEncoder implements ChunkEncoder {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
     const into = this.pool.takeOrAlloc(outBytes);
-    // chunk buffers that are shared wasm memories travel with their memory: the worker converts to f16 in
-    // place, and echoes the memories so that the buffers it hands back are known here again (a buffer
-    // arrives as a new SharedArrayBuffer object with every message; within one message, the memories'
-    // buffers are those same objects)
-    const memories = [this.pool.memoryOf(input.buffer), this.pool.memoryOf(into.buffer)].filter((m): m is WebAssembly.Memory => m !== undefined);
-    const full: Job = { ...job, id, into, ...(memories.length ? { memories } : {}), ...(this.profile ? { profile: true } : {}) };
+    const full: Job = { ...job, id, into, ...(this.profile ? { profile: true } : {}) };
     // shared buffers travel without a transfer (listing one would be a DataCloneError)
     const transfer = [input.buffer, ...more.filter((b) => b !== input.buffer), into.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     return new Promise((resolve, reject) => {

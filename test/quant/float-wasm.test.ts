@@ -110,58 +110,6 @@ test("bf16 → f32 widening (all 65,536 patterns) with the scan", async () => {
   assert.equal(new Uint32Array(fin.buffer)[12], (0x3f0c << 16) >>> 0);
 });
 
-test("in place: bf16/f32 → f16 over a shared wasm memory = the copying kernel's bytes; NaN/inf left untouched", async () => {
-  const { sharedChunkMemory, toF16InPlace } = await import("../../src/quant/ggml/float-wasm.js");
-  // every bf16 pattern but the non-finite ones, then lengths with tails of 0..7 values, at an offset
-  const fin = Array.from({ length: 65536 }, (_, i) => i).filter((i) => (i & 0x7f80) !== 0x7f80);
-  for (const [count, off] of [[fin.length, 0], [1, 6], [7, 2], [8, 16], [9, 4], [1027, 64], [40001, 2]] as const) {
-    const mem = sharedChunkMemory(off + count * 4)!;
-    assert.ok(mem, "the in-place kernel is available");
-    const view = new Uint8Array(mem.buffer, off, count * 2);
-    const h = new Uint16Array(count);
-    for (let i = 0; i < count; i++) h[i] = fin[(i * 40503) % fin.length]!;
-    view.set(new Uint8Array(h.buffer));
-    const want = new Uint8Array(count * 2);
-    assert.equal(bf16ToF16Bytes(new Uint8Array(h.buffer), want), true);
-    const got = toF16InPlace(mem, view, "bf16");
-    assert.ok(got && got.byteOffset === off && Buffer.from(got).equals(Buffer.from(want)), `bf16, ${count} values at ${off}`);
-    // f32 (the bf16 values widened, plus low mantissa bits so that the rounding matters)
-    const f = new Float32Array(count);
-    new Uint32Array(f.buffer).forEach((_, i, a) => (a[i] = ((h[i]! << 16) | ((i * 2654435761) & 0xffff)) >>> 0));
-    const fin32 = f.map((x) => (Number.isFinite(x) ? x : 0));
-    const v32 = new Uint8Array(mem.buffer, off & ~3, count * 4); // f32 in place needs 4-byte alignment
-    v32.set(new Uint8Array(fin32.buffer));
-    const want32 = new Uint8Array(count * 2);
-    assert.equal(f32ToF16Bytes(fin32, want32), true);
-    const got32 = toF16InPlace(mem, v32, "f32");
-    assert.ok(got32 && Buffer.from(got32).equals(Buffer.from(want32)), `f32, ${count} values at ${off & ~3}`);
-    if (off % 4) assert.equal(toF16InPlace(mem, new Uint8Array(mem.buffer, off, count * 4), "f32"), undefined, "unaligned f32: not done");
-  }
-  // a NaN in the body or an inf in the tail: not converted, the bytes are as they were
-  for (const [n, at] of [[64, 20], [67, 66]]) {
-    const mem = sharedChunkMemory(n * 2)!;
-    const view = new Uint8Array(mem.buffer, 0, n * 2);
-    const h = new Uint16Array(n).fill(0x3f80);
-    h[at] = at === 20 ? 0x7fc1 : 0xff80;
-    view.set(new Uint8Array(h.buffer));
-    assert.equal(toF16InPlace(mem, view, "bf16"), undefined);
-    assert.ok(Buffer.from(view).equals(Buffer.from(h.buffer)), "left as it was");
-  }
-  // a buffer that is not the memory's: not done
-  const other = sharedChunkMemory(64)!;
-  assert.equal(toF16InPlace(other, new Uint8Array(64), "bf16"), undefined);
-  // encodeRaw with the memory: the output is the input's own bytes, equal to the copying path's
-  const n = 4096 * 5 + 8;
-  const mem = sharedChunkMemory(n * 2)!;
-  const raw = new Uint8Array(mem.buffer, 0, n * 2);
-  const h = Uint16Array.from({ length: n }, (_, i) => fin[(i * 7919) % fin.length]!);
-  raw.set(new Uint8Array(h.buffer));
-  const want = encodeRaw(GGMLType.F16, { dtype: "bf16", bytes: new Uint8Array(h.buffer).slice() }, n, "reject");
-  const got = encodeRaw(GGMLType.F16, { dtype: "bf16", bytes: raw }, n, "reject", undefined, undefined, undefined, mem);
-  assert.equal(got.bytes.buffer, mem.buffer, "converted where it lies");
-  assert.ok(Buffer.from(got.bytes).equals(Buffer.from(want.bytes)));
-});
-
 test("encodeRaw with a scratch: bf16 rows widened and quantized a piece at a time = the whole chunk at once; NaN in a later piece", async () => {
   const { EncodeScratch } = await import("../../src/convert/encode.js");
   const rowLength = 3072; // pieces of 21 rows (64512 values): three pieces, the last one partial

@@ -14,7 +14,7 @@
 import { ModuleBuilder } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
 import { f16x4Emitter } from "../wasm/kernels.js";
-import { f32BitsToF16, f32RowToF16 } from "../../formats/half.js";
+import { f32RowToF16 } from "../../formats/half.js";
 
 /** elements per kernel call */
 const CH = 65536;
@@ -26,16 +26,15 @@ type Mode = "f32tof16" | "bf16tof16" | "checkf32" | "checkf16" | "checkbf16" | "
 const MODES: Mode[] = ["f32tof16", "bf16tof16", "checkf32", "checkf16", "checkbf16", "bf16tof32"];
 
 /**
- * one (i32 n) → i32 function: n elements at IN (n a multiple of 8), the result at OUT; returns 1 if
- * any is NaN/±inf. `inPlace`: an (i32 at, i32 n) → i32 function over the bytes at `at` instead, the
- * result written over them from `at` on (each store goes to bytes its loop step has read already).
+ * one (i32 at, i32 n) → i32 function: n elements at IN0 + at (n a multiple of 8), the result at
+ * OUT0 + at; returns 1 if any is NaN/±inf.
  */
-function emitMode(mod: ModuleBuilder, mode: Mode, inPlace = false): void {
+function emitMode(mod: ModuleBuilder, mode: Mode): void {
   const f = mod.func(mode, { at: "i32", n: "i32" }, "i32");
   const n = f.p.n;
   const p = f.i32("p"), o = f.i32("o"), end = f.i32("end");
-  const IN = inPlace ? 0 : IN0;
-  const OUT = inPlace ? 0 : OUT0;
+  const IN = IN0;
+  const OUT = OUT0;
   const flag = f.v128("flag"), t = f.v128("t"), lo = f.v128("lo"), hi = f.v128("hi");
   const inSize = mode === "f32tof16" || mode === "checkf32" ? 4 : 2;
   const splatI = (v: number): void => void f.i32.const(v).i32x4.splat();
@@ -139,16 +138,6 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
   return mod.bytes();
 }
 
-/** the in-place kernels that convert to f16, over an imported shared memory */
-const IN_PLACE = ["bf16tof16", "f32tof16", "checkbf16", "checkf32"] as const;
-type InPlaceMode = (typeof IN_PLACE)[number];
-
-function inPlaceModuleBytes(): Uint8Array<ArrayBuffer> {
-  const mod = new ModuleBuilder({ pages: 1, importShared: true });
-  for (const m of IN_PLACE) emitMode(mod, m, true);
-  return mod.bytes();
-}
-
 type KernelFn = (at: number, n: number) => number;
 
 interface Kernels {
@@ -220,45 +209,4 @@ export function bf16ToF16Bytes(src: Uint8Array, dst: Uint8Array): boolean | unde
 export function rawAllFinite(dtype: "f32" | "f16" | "bf16", src: Uint8Array): boolean | undefined {
   if (!get()) return undefined;
   return run(dtype === "f32" ? "checkf32" : dtype === "f16" ? "checkf16" : "checkbf16", src, dtype === "f32" ? 4 : 2, undefined);
-}
-
-/**
- * The in-place kernels: compiled once per thread (same policy as every kernel: lazy, validated,
- * GGUFY_NO_WASM), instantiated per call over the memory that holds the data — ~20 µs, against the
- * copies into and out of the kernel's own memory that the conversion above needs (two 8 MB copies per
- * chunk). The first instance, over a one-page memory, proves instantiation works.
- */
-const inPlace = lazyKernel("float-inplace", inPlaceModuleBytes, (_e, _mem, module) => module, () => ({ env: { m: new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }) } }));
-
-/** A shared memory for chunk buffers the in-place conversions can work on (undefined without WebAssembly, or with GGUFY_NO_WASM). */
-export function sharedChunkMemory(bytes: number): WebAssembly.Memory | undefined {
-  if (!inPlace.get()) return undefined;
-  const pages = Math.max(1, Math.ceil(bytes / 65536));
-  return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-}
-
-/**
- * bf16 or f32 values → f16 bytes (ggml's rounding) *in place*: `view` lies in `memory`'s buffer, the
- * f16 bytes are written over its first half (f32) or over it (bf16), and returned as a view — only
- * when every value is finite (checked first, without writing; a chunk with NaN/±inf is left as it is
- * for the caller's general path). Undefined: not done (no kernel, another buffer, unaligned data).
- * A tail of fewer than 8 values is converted here with half.ts's f32BitsToF16 (the same rounding).
- */
-export function toF16InPlace(memory: WebAssembly.Memory, view: Uint8Array, from: "bf16" | "f32"): Uint8Array | undefined {
-  const module = inPlace.get();
-  const inSize = from === "f32" ? 4 : 2;
-  if (!module || view.buffer !== memory.buffer || view.byteOffset % inSize !== 0 || view.length % inSize !== 0) return undefined;
-  const fns = new WebAssembly.Instance(module, { env: { m: memory } }).exports as Record<InPlaceMode, KernelFn>;
-  const n = view.length / inSize;
-  const body = n & ~7;
-  const at = view.byteOffset;
-  const dv = new DataView(view.buffer, view.byteOffset, view.byteLength);
-  // the tail's bits as f32, read before anything is written
-  const tail: number[] = [];
-  for (let i = body; i < n; i++) tail.push(from === "f32" ? dv.getUint32(i * 4, true) : dv.getUint16(i * 2, true) << 16);
-  for (const b of tail) if ((b & 0x7f800000) === 0x7f800000) return undefined;
-  if ((from === "f32" ? fns.checkf32 : fns.checkbf16)(at, body)) return undefined;
-  (from === "f32" ? fns.f32tof16 : fns.bf16tof16)(at, body);
-  tail.forEach((b, k) => dv.setUint16((body + k) * 2, f32BitsToF16(b >>> 0), true));
-  return new Uint8Array(view.buffer, view.byteOffset, n * 2);
 }

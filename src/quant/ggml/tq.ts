@@ -73,41 +73,50 @@ export function quantizeTQ1Scalar(src: Float32Array, dst: Uint8Array): void {
   }
 }
 
+/** A TQ codec: the argument checks of ggml's row functions, then the quantizer (kernel or TypeScript) or the dequantizer over whole blocks. */
+function tqCodec(name: string, type: GGMLType, size: number, q: { quantize: (src: Float32Array, dst: Uint8Array) => void }, deq: (src: Uint8Array, dst: Float32Array, nb: number) => void): BlockCodec {
+  return {
+    type,
+    blockSize: QK,
+    typeSize: size,
+    quantize(src, dst) {
+      const nb = checkQuantizeArgs(name, src, dst, QK, size);
+      q.quantize(src.subarray(0, nb * QK), dst);
+    },
+    dequantize(src, dst) {
+      deq(src, dst, checkDequantizeArgs(name, src, dst, QK, size));
+    },
+  };
+}
+
 const TQ1 = tqQuantizer(true, quantizeTQ1Scalar);
 
-export const tq1_0: BlockCodec = {
-  type: GGMLType.TQ1_0,
-  blockSize: QK,
-  typeSize: TQ1_SIZE,
-  quantize(src, dst) {
-    const nb = checkQuantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
-    TQ1.quantize(src.subarray(0, nb * QK), dst);
-  },
-  dequantize(src, dst) {
-    const nb = checkDequantizeArgs("TQ1_0", src, dst, QK, TQ1_SIZE);
-    const V = new Float32Array(3); // (trit − 1)·d of the current block (float32, exact: a product with −1, 0 or 1)
-    for (let b = 0; b < nb; ++b) {
-      const o = b * TQ1_SIZE;
-      const d = H2F[src[o + 52]! | (src[o + 53]! << 8)]!;
-      V[0] = -1 * d;
-      V[1] = 0 * d; // −0 for a negative d, as in C
-      V[2] = d;
-      let y = b * QK;
-      for (let n = 0; n < 5; ++n) {
-        const t = n << 8;
-        for (let m = 0; m < 32; ++m) dst[y++] = V[TRIT_OF[t | src[o + m]!]!]!;
-      }
-      for (let n = 0; n < 5; ++n) {
-        const t = n << 8;
-        for (let m = 0; m < 16; ++m) dst[y++] = V[TRIT_OF[t | src[o + 32 + m]!]!]!;
-      }
-      for (let n = 0; n < 4; ++n) {
-        const t = n << 8;
-        for (let j = 0; j < 4; ++j) dst[y++] = V[TRIT_OF[t | src[o + 48 + j]!]!]!;
-      }
+/** dequantize_row_tq1_0: `nb` blocks of src into dst */
+function dequantizeTQ1(src: Uint8Array, dst: Float32Array, nb: number): void {
+  const V = new Float32Array(3); // (trit − 1)·d of the current block (float32, exact: a product with −1, 0 or 1)
+  for (let b = 0; b < nb; ++b) {
+    const o = b * TQ1_SIZE;
+    const d = H2F[src[o + 52]! | (src[o + 53]! << 8)]!;
+    V[0] = -1 * d;
+    V[1] = 0 * d; // −0 for a negative d, as in C
+    V[2] = d;
+    let y = b * QK;
+    for (let n = 0; n < 5; ++n) {
+      const t = n << 8;
+      for (let m = 0; m < 32; ++m) dst[y++] = V[TRIT_OF[t | src[o + m]!]!]!;
     }
-  },
-};
+    for (let n = 0; n < 5; ++n) {
+      const t = n << 8;
+      for (let m = 0; m < 16; ++m) dst[y++] = V[TRIT_OF[t | src[o + 32 + m]!]!]!;
+    }
+    for (let n = 0; n < 4; ++n) {
+      const t = n << 8;
+      for (let j = 0; j < 4; ++j) dst[y++] = V[TRIT_OF[t | src[o + 48 + j]!]!]!;
+    }
+  }
+}
+
+export const tq1_0 = tqCodec("TQ1_0", GGMLType.TQ1_0, TQ1_SIZE, TQ1, dequantizeTQ1);
 
 /** The TypeScript reference path of TQ2_0 (also the fallback without WebAssembly SIMD and for flagged super-blocks). */
 export function quantizeTQ2Scalar(src: Float32Array, dst: Uint8Array): void {
@@ -132,34 +141,27 @@ export function quantizeTQ2Scalar(src: Float32Array, dst: Uint8Array): void {
 
 const TQ2 = tqQuantizer(false, quantizeTQ2Scalar);
 
-export const tq2_0: BlockCodec = {
-  type: GGMLType.TQ2_0,
-  blockSize: QK,
-  typeSize: TQ2_SIZE,
-  quantize(src, dst) {
-    const nb = checkQuantizeArgs("TQ2_0", src, dst, QK, TQ2_SIZE);
-    TQ2.quantize(src.subarray(0, nb * QK), dst);
-  },
-  dequantize(src, dst) {
-    const nb = checkDequantizeArgs("TQ2_0", src, dst, QK, TQ2_SIZE);
-    const V = new Float32Array(4); // (code − 1)·d of the current block
-    for (let b = 0; b < nb; ++b) {
-      const o = b * TQ2_SIZE;
-      const d = H2F[src[o + 64]! | (src[o + 65]! << 8)]!;
-      V[0] = -1 * d;
-      V[1] = 0 * d;
-      V[2] = d;
-      V[3] = 2 * d; // code 3 is never written by the quantizer, but decodes as (3 − 1)·d
-      let y = b * QK;
-      for (let c = 0; c < 2; ++c) {
-        for (let n = 0; n < 4; ++n) {
-          const sh = 2 * n;
-          for (let m = 0; m < 32; ++m) dst[y++] = V[(src[o + 32 * c + m]! >> sh) & 3]!;
-        }
+/** dequantize_row_tq2_0: `nb` blocks of src into dst */
+function dequantizeTQ2(src: Uint8Array, dst: Float32Array, nb: number): void {
+  const V = new Float32Array(4); // (code − 1)·d of the current block
+  for (let b = 0; b < nb; ++b) {
+    const o = b * TQ2_SIZE;
+    const d = H2F[src[o + 64]! | (src[o + 65]! << 8)]!;
+    V[0] = -1 * d;
+    V[1] = 0 * d;
+    V[2] = d;
+    V[3] = 2 * d; // code 3 is never written by the quantizer, but decodes as (3 − 1)·d
+    let y = b * QK;
+    for (let c = 0; c < 2; ++c) {
+      for (let n = 0; n < 4; ++n) {
+        const sh = 2 * n;
+        for (let m = 0; m < 32; ++m) dst[y++] = V[(src[o + 32 * c + m]! >> sh) & 3]!;
       }
     }
-  },
-};
+  }
+}
+
+export const tq2_0 = tqCodec("TQ2_0", GGMLType.TQ2_0, TQ2_SIZE, TQ2, dequantizeTQ2);
 
 /** Whether the WebAssembly SIMD kernels (tq-wasm.ts) are in use (instantiates them). */
 export const TQ1_0_WASM = (): boolean => TQ1.kernel.available();

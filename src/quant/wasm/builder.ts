@@ -353,21 +353,14 @@ export class FuncBuilder<P extends Params = Params> {
   }
 }
 
-/**
- * A module: one memory (exported as "m") and exported functions, encoded by bytes(). With
- * `importShared`, the memory is not the module's own but imported as "env"."m": a shared memory of at
- * least `pages` pages (at most 65536) — a buffer made elsewhere (a SharedArrayBuffer of a
- * `WebAssembly.Memory({ shared: true })`) that the kernels then work on in place.
- */
+/** A module: one memory (exported as "m") and exported functions, encoded by bytes(). */
 export class ModuleBuilder {
   private readonly funcs: FuncBuilder[] = [];
   readonly pages: number;
-  readonly importShared: boolean;
 
-  constructor(opts: { pages: number; importShared?: boolean }) {
+  constructor(opts: { pages: number }) {
     if (!(opts.pages >= 1 && Number.isInteger(opts.pages))) throw new Error(`wasm builder: bad page count ${opts.pages}`);
     this.pages = opts.pages;
-    this.importShared = opts.importShared === true;
   }
 
   /** memory pages needed for `bytes` bytes */
@@ -407,24 +400,13 @@ export class ModuleBuilder {
     uleb(types, sigs.length);
     for (const k of sigs) for (const b of k.split(",")) types.push(Number(b));
     section(S.type, types);
-    if (this.importShared) {
-      const imp: number[] = [1];
-      str(imp, "env");
-      str(imp, "m");
-      imp.push(MODULE.importMemory, MODULE.limitsSharedMinMax);
-      uleb(imp, this.pages);
-      uleb(imp, 65536);
-      section(S.import, imp);
-    }
     const fns: number[] = [];
     uleb(fns, this.funcs.length);
     for (const t of typeOf) uleb(fns, t);
     section(S.function, fns);
-    if (!this.importShared) {
-      const memory: number[] = [1, MODULE.limitsMin];
-      uleb(memory, this.pages);
-      section(S.memory, memory);
-    }
+    const memory: number[] = [1, MODULE.limitsMin];
+    uleb(memory, this.pages);
+    section(S.memory, memory);
     const exports: number[] = [];
     uleb(exports, this.funcs.length + 1);
     for (const f of this.funcs) {

@@ -34,9 +34,7 @@ export class LazyKernel<T> {
     readonly name: string,
     private readonly build: () => Uint8Array<ArrayBuffer>,
     /** wraps the instance's exports (and typed views of its memory "m") into what the caller uses */
-    private readonly bind: (exports: WebAssembly.Exports, memory: WebAssembly.Memory, module: WebAssembly.Module) => T,
-    /** what the module imports (a module over an imported memory: ModuleBuilder's importShared) */
-    private readonly imports: () => WebAssembly.Imports = () => ({}),
+    private readonly bind: (exports: WebAssembly.Exports, memory: WebAssembly.Memory) => T,
   ) {}
 
   /** the kernel, or undefined when WebAssembly is off or unavailable (see `reason`) */
@@ -78,11 +76,10 @@ export class LazyKernel<T> {
     }
     if (!WebAssembly.validate(bytes)) return "the module does not validate (WebAssembly SIMD unsupported?)";
     try {
-      const module = new WebAssembly.Module(bytes);
-      const inst = new WebAssembly.Instance(module, this.imports());
+      const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
       const mem = inst.exports["m"];
       if (!(mem instanceof WebAssembly.Memory)) return 'the module exports no memory "m"';
-      this.value = this.bind(inst.exports, mem, module);
+      this.value = this.bind(inst.exports, mem);
       return undefined;
     } catch (e) {
       return `instantiation failed: ${(e as Error).message}`;
@@ -94,8 +91,7 @@ export class LazyKernel<T> {
 export function lazyKernel<T>(
   name: string,
   build: () => Uint8Array<ArrayBuffer>,
-  bind: (exports: WebAssembly.Exports, memory: WebAssembly.Memory, module: WebAssembly.Module) => T,
-  imports?: () => WebAssembly.Imports,
+  bind: (exports: WebAssembly.Exports, memory: WebAssembly.Memory) => T,
 ): LazyKernel<T> {
-  return new LazyKernel(name, build, bind, imports);
+  return new LazyKernel(name, build, bind);
 }
