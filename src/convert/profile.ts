@@ -36,7 +36,8 @@ export class StageTimes {
   readonly workerElu: { busyMs: number; idleMs: number }[] = [];
   private eluStart = performance.eventLoopUtilization();
 
-  add(stage: string, ms: number, bytes = 0): void {
+  /** `n`: how many events this adds (default 1) */
+  add(stage: string, ms: number, bytes = 0, n = 1): void {
     let s = this.stages.get(stage);
     if (!s) {
       s = { ms: 0, n: 0, bytes: 0 };
@@ -44,7 +45,7 @@ export class StageTimes {
       this.order.push(stage);
     }
     s.ms += ms;
-    s.n++;
+    s.n += n;
     s.bytes += bytes;
   }
 

@@ -146,6 +146,7 @@ export class WorkerPoolEncoder implements ChunkEncoder {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.profile?.add("pool: chunk buffers allocated", 0, this.pool.allocatedBytes, this.pool.allocations);
     if (this.profile) for (const w of this.workers) {
       const e = w.performance.eventLoopUtilization();
       this.profile.workerElu.push({ busyMs: e.active, idleMs: e.idle });
