@@ -10,6 +10,7 @@
  * after a warm-up; the wall-clock ratio is printed beside it) and checks that the bytes are identical.
  */
 import { ggmlOracle } from "../test/support/ggml-oracle.js";
+import { normalData } from "./support.js";
 import { codecFor, supportedTypes, typeInfo, parseTypeName, GGMLType } from "../src/quant/ggml/index.js";
 
 const ROW = 4096;
@@ -17,27 +18,6 @@ const ROW = 4096;
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-/** Seeded N(0, 0.02²) data (xorshift32 + Box–Muller). */
-function normalData(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  const next = (): number => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(next()));
-    const t = 2 * Math.PI * next();
-    out[i] = 0.02 * r * Math.cos(t);
-    if (i + 1 < n) out[i + 1] = 0.02 * r * Math.sin(t);
-  }
-  return out;
 }
 
 function main(): void {

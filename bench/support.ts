@@ -66,3 +66,24 @@ export function ratioSummary(ratios: readonly number[]): string {
   const sorted = [...ratios].sort((a, b) => a - b);
   return `median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)}, min ${sorted[0]!.toFixed(2)}, max ${sorted[sorted.length - 1]!.toFixed(2)}`;
 }
+
+/** Seeded N(0, 0.02²) data (xorshift32 + Box–Muller). */
+export function normalData(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  const next = (): number => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return (s + 0.5) / 4294967296;
+  };
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(next()));
+    const t = 2 * Math.PI * next();
+    out[i] = 0.02 * r * Math.cos(t);
+    if (i + 1 < n) out[i + 1] = 0.02 * r * Math.sin(t);
+  }
+  return out;
+}
