@@ -8,6 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encodeGgufHeader, ggufHeaderLayout } from "../../src/formats/gguf/writer.js";
 import { GGUFValueType, kv, type GGUFKV } from "../../src/formats/gguf/types.js";
+import { Utf8Strings, Utf8StringsBuilder } from "../../src/formats/gguf/utf8-strings.js";
 
 function randomStrings(count: number, seed: number): string[] {
   let s = seed >>> 0;
@@ -67,4 +68,29 @@ test("u64 fields: lengths and counts above 2^32 as numbers and bigints", () => {
     o += 8;
   }
   assert.deepEqual(vals, [2n ** 40n + 3n, (1n << 63n) + 5n, 4294967295n]);
+});
+
+test("Utf8Strings.byteLength: the builder's running sum and the lazily summed one both equal the ranges' lengths", () => {
+  const base = Buffer.from("ab cde fghij", "utf8");
+  const b = new Utf8StringsBuilder(base, 1); // capacity 1: grows on the way
+  const want: string[] = [];
+  // ranges of the base, strings and bytes encoded beside it, and more than one chunk of entries (3000)
+  for (let i = 0; i < 3000; i++) {
+    const k = i % 4;
+    if (k === 0) b.range(0, 2), want.push("ab");
+    else if (k === 1) b.range(3, 6), want.push("cde");
+    else if (k === 2) b.string(`é𝄞${i}`), want.push(`é𝄞${i}`);
+    else b.bytes(Buffer.from("xyz"), i % 3), want.push("xyz".slice(0, i % 3));
+  }
+  const u = b.finish();
+  const sum = want.reduce((a, s) => a + Buffer.byteLength(s, "utf8"), 0);
+  assert.equal(u.byteLength, sum);
+  assert.deepEqual(u.toArray(), want);
+  const lazy = new Utf8Strings(u.bytes, u.starts, u.ends, u.extra);
+  assert.equal(lazy.byteLength, sum);
+  assert.equal(new Utf8Strings(base, new Int32Array(0), new Int32Array(0)).byteLength, 0);
+  // the header's size counted from byteLength is the size of the bytes written
+  const kvs = [kv.utf8s("t", u)];
+  assert.equal(ggufHeaderLayout(kvs, []).fileSize, encodeGgufHeader(kvs, []).fileSize);
+  assert.equal(encodeGgufHeader(kvs, []).bytes.length, encodeGgufHeader([kv.strs("t", want)], []).bytes.length);
 });

@@ -8,20 +8,40 @@
 
 const EMPTY = new Uint8Array(0);
 
+/** Entries summed per call of rangeSum (a small function called in chunks: see tokenizer/bpe.ts CHUNK). */
+const SUM_CHUNK = 1024;
+
+function rangeSum(starts: Int32Array, ends: Int32Array, i0: number, i1: number): number {
+  let n = 0;
+  for (let i = i0; i < i1; i++) n += ends[i]! - starts[i]!;
+  return n;
+}
+
 export class Utf8Strings {
-  /** the sum of the strings' byte lengths */
-  readonly byteLength: number;
+  private sum: number;
 
   /**
    * String i is the bytes from starts[i] to ends[i] of `bytes` followed by `extra` (a position p at or
    * past bytes.length is extra[p - bytes.length]; a string lies wholly in one of them): a file's bytes
-   * and the few strings encoded beside it, without copying the file.
+   * and the few strings encoded beside it, without copying the file. `byteLength`, when given, must be
+   * the sum of ends[i] - starts[i] (the builder keeps it as it goes); otherwise it is summed when first read.
    */
-  constructor(readonly bytes: Uint8Array, readonly starts: Int32Array, readonly ends: Int32Array, readonly extra: Uint8Array = EMPTY) {
+  constructor(readonly bytes: Uint8Array, readonly starts: Int32Array, readonly ends: Int32Array, readonly extra: Uint8Array = EMPTY, byteLength?: number) {
     if (starts.length !== ends.length) throw new Error("Utf8Strings: starts and ends differ in length");
-    let n = 0;
-    for (let i = 0; i < starts.length; i++) n += ends[i]! - starts[i]!;
-    this.byteLength = n;
+    this.sum = byteLength ?? -1;
+  }
+
+  /**
+   * the sum of the strings' byte lengths (startup: not summed in the constructor — a loop run once over
+   * 151k entries went mostly unoptimised, and the vocab.json scanner's list never needs it)
+   */
+  get byteLength(): number {
+    if (this.sum < 0) {
+      let n = 0;
+      for (let i = 0; i < this.starts.length; i += SUM_CHUNK) n += rangeSum(this.starts, this.ends, i, Math.min(this.starts.length, i + SUM_CHUNK));
+      this.sum = n;
+    }
+    return this.sum;
   }
 
   get length(): number {
@@ -55,6 +75,8 @@ export class Utf8StringsBuilder {
   private starts: Int32Array;
   private ends: Int32Array;
   private n = 0;
+  /** the sum of the ranges' lengths so far (Utf8Strings.byteLength) */
+  private sum = 0;
   private extra: Buffer;
   private extraLen: number;
 
@@ -85,6 +107,7 @@ export class Utf8StringsBuilder {
     this.starts[this.n] = a;
     this.ends[this.n] = b;
     this.n++;
+    this.sum += b - a;
   }
 
   /** `s`, UTF-8 encoded (a lone surrogate as U+FFFD, as Buffer.write and the header writer do) */
@@ -115,7 +138,7 @@ export class Utf8StringsBuilder {
   }
 
   finish(): Utf8Strings {
-    return new Utf8Strings(this.base, this.starts.subarray(0, this.n), this.ends.subarray(0, this.n), this.extra.subarray(0, this.extraLen));
+    return new Utf8Strings(this.base, this.starts.subarray(0, this.n), this.ends.subarray(0, this.n), this.extra.subarray(0, this.extraLen), this.sum);
   }
 }
 
