@@ -38,6 +38,7 @@ import type { FuncBuilder, Local } from "../wasm/builder.js";
 import { lazyKernel } from "../wasm/instantiate.js";
 import type { LazyKernel } from "../wasm/instantiate.js";
 import { checkArgs } from "./iq-common.js";
+import { nearestClamp, nearestConsts } from "./kquant16-wasm.js";
 import type { IqGroups } from "./iq-common.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -179,8 +180,8 @@ function buildModule(spec: IqKernelSpec, lists: Map<number, Uint16Array>): { byt
     for (let h = 0; h < dim / 4; h++) {
       // l = MAX(0, MIN(kMaxQ − 1, nearest_int(0.5·(id·x − 1))))
       f.get(idv).i32.const(0).v128.load(L.X + 4 * dim * kk + 16 * h).f32x4.mul().f32x4.const(sp(1)).f32x4.sub().f32x4.const(sp(0.5)).f32x4.mul();
-      f.f32x4.const(sp(12582912)).f32x4.add().i32x4.const(sp(0x7fffff)).v128.and().i32x4.const(sp(0x400000)).i32x4.sub();
-      f.i32x4.const(sp(kMaxQ - 1)).i32x4.minS().i32x4.const(sp(0)).i32x4.maxS().set(t);
+      nearestClamp(f, nearestConsts(0, kMaxQ - 1)); // kquant16-wasm.ts: ggml-quants.c nearest_int, then the clamp
+      f.set(t);
       f.i32.const(0).get(t).v128.store(dst + 4 * dim * kk + 16 * h);
       const sh = 4 * bits * h;
       f.get(t).i32x4.const([1 << sh, 1 << (sh + bits), 1 << (sh + 2 * bits), 1 << (sh + 3 * bits)]).i32x4.mul();

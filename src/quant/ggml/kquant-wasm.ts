@@ -38,12 +38,11 @@
  * super-blocks; tests compare both paths with ggml byte for byte.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
-import { lazyKernel } from "../wasm/instantiate.js";
 import { EPS, k45Tail, q6kTail } from "./kquant-common.js";
 import { addQkx2Search } from "./kquant-qkx2-wasm.js";
 import {
-  QK, addRequant, bindKQuant, forBlocks, forBytes, nearestClamp, nearestConsts, nearestLevel, runKQuant, searchFrame, splatF,
-  splatI, storeBytes4,
+  QK, addRequant, forBlocks, forBytes, nearestClamp, nearestConsts, nearestLevel, kquantKernel, runKQuant, searchFrame,
+  splatF, splatI, storeBytes4,
 } from "./kquant16-wasm.js";
 import type { Fn, KQuantKernel, KQuantLayout, V } from "./kquant16-wasm.js";
 
@@ -263,7 +262,7 @@ export function k45WasmQuantizer(
   scalar: (src: Float32Array, dst: Uint8Array) => void,
 ): KQuantFastPath {
   const L = layout(size, 32, true);
-  const lazy = lazyKernel(
+  const lazy = kquantKernel(
     type,
     () =>
       kernelModule(
@@ -275,7 +274,8 @@ export function k45WasmQuantizer(
         (m) => addRequant(m, { in: IN, dd: DD, dm: DM, ln: LN }, 32, true, 0, nmax, 0),
         (m) => addPack(m, type, size),
       ),
-    (e, mem) => bindKQuant(e, mem, L, steps),
+    L,
+    steps,
   );
   const quantize = (src: Float32Array, dst: Uint8Array): boolean => {
     const k = lazy.get();
@@ -294,7 +294,7 @@ export function k45WasmQuantizer(
 export function q6kWasmQuantizer(trials: Float64Array, scalar: (src: Float32Array, dst: Uint8Array) => void): KQuantFastPath {
   const SIZE = 210;
   const L = layout(SIZE, 16, false);
-  const lazy = lazyKernel(
+  const lazy = kquantKernel(
     "q6_k",
     () =>
       kernelModule(
@@ -302,7 +302,8 @@ export function q6kWasmQuantizer(trials: Float64Array, scalar: (src: Float32Arra
         (m) => addRequant(m, { in: IN, dd: DD, dm: DD, ln: LN }, 16, false, -32, 31, 32),
         (m) => addPack(m, "q6_k", SIZE),
       ),
-    (e, mem) => bindKQuant(e, mem, L, trials),
+    L,
+    trials,
   );
   const quantize = (src: Float32Array, dst: Uint8Array): boolean => {
     const k = lazy.get();

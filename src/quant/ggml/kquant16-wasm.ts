@@ -16,6 +16,8 @@
  * - the kernel's memory views (bindKQuant) and the chunk driver of every K-quant kernel (runKQuant).
  */
 import type { FuncBuilder, Label, Local, ModuleBuilder } from "../wasm/builder.js";
+import { lazyKernel } from "../wasm/instantiate.js";
+import type { LazyKernel } from "../wasm/instantiate.js";
 import { checkQuantizeArgs } from "./kquant-common.js";
 
 export const QK = 256;
@@ -401,6 +403,14 @@ export function bindKQuant(e: WebAssembly.Exports, mem: WebAssembly.Memory, L: K
     n: L.n,
     zero: new Uint8Array(L.blocks),
   };
+}
+
+/**
+ * A K-quant kernel, lazily instantiated (instantiate.ts's policy): the module `build` makes, bound
+ * with bindKQuant to the layout `L` (and the step / trial numerators `table`, when it has one).
+ */
+export function kquantKernel(name: string, build: () => Uint8Array<ArrayBuffer>, L: KQuantLayout, table?: Float64Array): LazyKernel<KQuantKernel> {
+  return lazyKernel(name, build, (e, mem) => bindKQuant(e, mem, L, table));
 }
 
 /**

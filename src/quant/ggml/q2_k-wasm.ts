@@ -13,9 +13,8 @@
  * reference is kquant-common.ts's makeQkx2 and q2_k.ts; both use q2_k.ts's q2kTail.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
-import { lazyKernel } from "../wasm/instantiate.js";
-import { QK, addPack16, addRequant, bindKQuant } from "./kquant16-wasm.js";
-import type { KQuantKernel, KQuantLayout } from "./kquant16-wasm.js";
+import { QK, addPack16, addRequant, kquantKernel } from "./kquant16-wasm.js";
+import type { KQuantLayout } from "./kquant16-wasm.js";
 import { addQkx2Search } from "./kquant-qkx2-wasm.js";
 
 /** super-blocks per kernel call (64 KiB of input) */
@@ -54,5 +53,5 @@ const LAYOUT: KQuantLayout = {
 
 /** The Q2_K kernel (lazily instantiated: src/quant/wasm/instantiate.ts); `steps` = qkx2StepNumerators(3, −0.5, 0.1, 15). */
 export function q2Kernel(steps: Float64Array) {
-  return lazyKernel("q2_k", () => buildModule(steps.length - 1), (e, mem): KQuantKernel => bindKQuant(e, mem, LAYOUT, steps));
+  return kquantKernel("q2_k", () => buildModule(steps.length - 1), LAYOUT, steps);
 }

@@ -19,10 +19,9 @@
  * them). The readable reference is kquant-common.ts's makeQ3Quants and q3_k.ts.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
-import { lazyKernel } from "../wasm/instantiate.js";
 import { EPS } from "./kquant-common.js";
-import { QK, addPack16, addRequant, bindKQuant, loadAt, nearestClamp, nearestConsts, searchFrame, splatF, splatI, storeAt, storeBytes4 } from "./kquant16-wasm.js";
-import type { KQuantKernel, KQuantLayout, V } from "./kquant16-wasm.js";
+import { QK, addPack16, addRequant, kquantKernel, loadAt, nearestClamp, nearestConsts, searchFrame, splatF, splatI, storeAt, storeBytes4 } from "./kquant16-wasm.js";
+import type { KQuantLayout, V } from "./kquant16-wasm.js";
 
 /** super-blocks per kernel call (64 KiB of input) */
 export const Q3_BLOCKS = 64;
@@ -167,5 +166,5 @@ const LAYOUT: KQuantLayout = {
 
 /** The Q3_K kernel (lazily instantiated: src/quant/wasm/instantiate.ts). */
 export function q3Kernel() {
-  return lazyKernel("q3_k", buildModule, (e, mem): KQuantKernel => bindKQuant(e, mem, LAYOUT));
+  return kquantKernel("q3_k", buildModule, LAYOUT);
 }
