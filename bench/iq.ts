@@ -13,6 +13,7 @@
  * (the fallback, GGUFY_NO_WASM=1) timed in the same loop, so "wasm/TS" is the kernel's speed-up.
  */
 import { ggmlOracle } from "../test/support/ggml-oracle.js";
+import { uniform01 } from "./support.js";
 import { codecFor, parseTypeName, typeName, GGMLType } from "../src/quant/ggml/index.js";
 import { iq2Reference } from "../src/quant/ggml/iq2.js";
 import { iq3Reference } from "../src/quant/ggml/iq3.js";
@@ -36,15 +37,7 @@ function arg(name: string): string | undefined {
 
 function data(n: number, seed: number, scale: number, abs: boolean): Float32Array {
   const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  const next = (): number => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
+  const next = uniform01(seed);
   for (let i = 0; i < n; i++) {
     const v = scale * Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
     out[i] = abs ? Math.abs(v) + 1e-3 : v;

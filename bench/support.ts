@@ -67,11 +67,10 @@ export function ratioSummary(ratios: readonly number[]): string {
   return `median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)}, min ${sorted[0]!.toFixed(2)}, max ${sorted[sorted.length - 1]!.toFixed(2)}`;
 }
 
-/** Seeded N(0, 0.02²) data (xorshift32 + Box–Muller). */
-export function normalData(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
+/** A seeded xorshift32 stream of uniforms in (0, 1). */
+export function uniform01(seed: number): () => number {
   let s = seed >>> 0 || 1;
-  const next = (): number => {
+  return (): number => {
     s ^= s << 13;
     s >>>= 0;
     s ^= s >>> 17;
@@ -79,6 +78,12 @@ export function normalData(n: number, seed: number): Float32Array {
     s >>>= 0;
     return (s + 0.5) / 4294967296;
   };
+}
+
+/** Seeded N(0, 0.02²) data (xorshift32 + Box–Muller). */
+export function normalData(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  const next = uniform01(seed);
   for (let i = 0; i < n; i += 2) {
     const r = Math.sqrt(-2 * Math.log(next()));
     const t = 2 * Math.PI * next();
