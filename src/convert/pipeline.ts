@@ -53,15 +53,15 @@ export class BufferPool {
    * on the main thread (profile: ~100 in a 1.6 GB copy). Shared chunk buffers are allocated once.
    */
   constructor(private readonly max = 8, readonly shared = false) {}
+  /** buffers takeOrAlloc had to allocate, and their bytes (GGUFY_PROFILE, tests) */
+  allocations = 0;
+  allocatedBytes = 0;
   /**
    * a pooled buffer of at least `n` bytes, or a new one (shared when the pool is). Not a shared
    * WebAssembly.Memory (session 5 had chunk buffers as such, for f16 conversions in place): V8 does not
    * count a wasm memory as external memory, so dropped ones waited for an unrelated GC — peak RSS
    * 3.6 GiB (Q4_K_M) and 8.5 GiB (f16) on the full-size MiniCPM-V-2_6-int4 instead of ~0.6 GiB.
    */
-  /** buffers takeOrAlloc had to allocate, and their bytes (GGUFY_PROFILE, tests) */
-  allocations = 0;
-  allocatedBytes = 0;
   takeOrAlloc(n: number): Uint8Array {
     const pooled = this.take(n);
     if (pooled) return pooled;
