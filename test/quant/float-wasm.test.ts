@@ -63,6 +63,12 @@ test("bf16 → f16 on every bf16 pattern; non-finite scans", () => {
   const edges = [0, 0x8000, 0x3880, 0xb880, 0x477f, 0xc77f, 0x3f80, 0x4000, 0x387f, 0x4780, 0x0001, 0x7f80];
   same(Uint16Array.from({ length: 8 * 64 }, (_, i) => edges[(i * 5 + (i >> 3)) % 8]!), "normals and zeros");
   same(Uint16Array.from({ length: 8 * 144 }, (_, i) => edges[(i * 7 + (i >> 3)) % edges.length]!), "edges mixed");
+  // 16 values a step, then the last 8 alone (their own fast/exact choice): odd multiples of 8, the
+  // last group fast or not, and a lone slow group beside a fast one in a step
+  same(Uint16Array.from({ length: 8 * 145 }, (_, i) => edges[(i * 7 + (i >> 3)) % edges.length]!), "edges mixed, odd groups");
+  same(Uint16Array.from({ length: 8 * 33 }, (_, i) => 0x3f80 + (i % 97)), "normals, odd groups");
+  same(Uint16Array.from({ length: 8 * 33 }, (_, i) => (i >= 8 * 32 ? 0x0001 + i : 0x3f80 + (i % 97))), "normals, a subnormal last group");
+  same(Uint16Array.from({ length: 8 * 34 }, (_, i) => (i % 16 >= 8 && i % 48 < 16 ? 0x7f80 : 0xbf80 - (i % 89))), "fast and exact groups paired");
   const f32 = (xs: number[]): Uint8Array => new Uint8Array(new Float32Array(xs).buffer);
   const u16 = (xs: number[]): Uint8Array => new Uint8Array(new Uint16Array(xs).buffer);
   assert.equal(rawAllFinite("f32", f32([1, -2, 3e38, 1e-45, 0, -0, 5, 6, 7])), true);

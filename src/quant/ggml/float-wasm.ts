@@ -70,6 +70,66 @@ function emitMode(mod: ModuleBuilder, mode: Mode): void {
   }
   f.get(f.p.at).set(p).get(f.p.at).set(o);
   f.get(n).i32.const(inSize).i32.mul().get(f.p.at).i32.add().set(end);
+  if (mode === "bf16tof16") {
+    // input and output are 2 bytes a value: one address p serves both (OUT - IN apart)
+    const t2 = f.v128("t (second vector)"), a2 = f.v128("abs (second vector)"), z2 = f.v128("zero lanes (second vector)");
+    /** a = |bits|, z = (a == 0), and push "every lane on the fast path" as a v128 mask, for the 8 bf16 at p + k */
+    const classify = (k: number, tl: typeof a, al: typeof a, zl: typeof a): void => {
+      f.get(p).v128.load(IN + k).tee(tl).get(M7FFF).v128.and().set(al);
+      f.get(al).get(ZERO16).i16x8.eq().set(zl);
+      f.get(al).get(LOW16).i16x8.sub().get(SPAN16).i16x8.ltU().get(zl).v128.or();
+    };
+    /** store the fast-path f16 of the 8 values classified into (tl, al, zl) at OUT + p + k */
+    const fast = (k: number, tl: typeof a, al: typeof a, zl: typeof a): void => {
+      f.get(p);
+      f.get(al).get(REBIAS16).i16x8.sub().i32.const(3).i16x8.shl().get(zl).v128.andnot();
+      f.get(tl).get(SIGN16).v128.and().v128.or().v128.store(OUT + k);
+    };
+    // Fast path, 8 lanes at once in i16: a bf16 with an f16 normal exponent (2^-14 ≤ |x| < 2^16,
+    // |bits| in [0x3880, 0x4780)) or ±0 is exactly representable in f16 (7 mantissa bits of 10), so
+    // round-to-nearest-even leaves it unchanged: f16 = sign | (|bits| - (112 << 7)) << 3. Any other
+    // lane in the 8 (f16 subnormal or overflow, NaN/±inf) sends them to the exact f32 path.
+    const one = (k: number): void => {
+      classify(k, t, a, z);
+      f.i16x8.allTrue().if(
+        () => fast(k, t, a, z),
+        () => {
+          f.get(t).i32x4.extendLowI16x8U().i32.const(16).i32x4.shl().set(lo);
+          f.get(t).i32x4.extendHighI16x8U().i32.const(16).i32x4.shl().set(hi);
+          check32(lo);
+          check32(hi);
+          f.get(p);
+          toF16(lo);
+          toF16(hi);
+          f.i16x8.narrowI32x4U().v128.store(OUT + k);
+        },
+      );
+    };
+    // 16 values per step: both vectors classified, one branch when all 16 take the fast path
+    f.block((done) =>
+      f.loop((next) => {
+        f.get(p).i32.const(32).i32.add().get(end).i32.gtU().brIf(done);
+        classify(0, t, a, z);
+        classify(16, t2, a2, z2);
+        f.v128.and().i16x8.allTrue().if(
+          () => {
+            fast(0, t, a, z);
+            fast(16, t2, a2, z2);
+          },
+          () => {
+            one(0);
+            one(16);
+          },
+        );
+        f.get(p).i32.const(32).i32.add().set(p);
+        f.br(next);
+      }),
+    );
+    // n is a multiple of 8: at most one vector left
+    f.get(p).get(end).i32.ltU().if(() => one(0));
+    f.get(flag).v128.anyTrue();
+    return;
+  }
   f.block((done) =>
     f.loop((next) => {
       f.get(p).get(end).i32.geU().brIf(done);
@@ -93,32 +153,6 @@ function emitMode(mod: ModuleBuilder, mode: Mode): void {
         f.get(o).get(hi).v128.store(OUT + 16);
         f.get(p).i32.const(16).i32.add().set(p);
         f.get(o).i32.const(16).i32.add().set(o); // 32 bytes out per 8 values (16 more below)
-      } else if (mode === "bf16tof16") {
-        // Fast path, 8 lanes at once in i16: a bf16 with an f16 normal exponent (2^-14 ≤ |x| < 2^16,
-        // |bits| in [0x3880, 0x4780)) or ±0 is exactly representable in f16 (7 mantissa bits of 10), so
-        // round-to-nearest-even leaves it unchanged: f16 = sign | (|bits| - (112 << 7)) << 3. Any other
-        // lane in the 8 (f16 subnormal or overflow, NaN/±inf) sends them to the exact f32 path below.
-        f.get(p).v128.load(IN).tee(t).get(M7FFF).v128.and().set(a);
-        f.get(a).get(ZERO16).i16x8.eq().set(z);
-        f.get(a).get(LOW16).i16x8.sub().get(SPAN16).i16x8.ltU().get(z).v128.or().i16x8.allTrue();
-        f.if(
-          () => {
-            f.get(o);
-            f.get(a).get(REBIAS16).i16x8.sub().i32.const(3).i16x8.shl().get(z).v128.andnot();
-            f.get(t).get(SIGN16).v128.and().v128.or().v128.store(OUT);
-          },
-          () => {
-            f.get(t).i32x4.extendLowI16x8U().i32.const(16).i32x4.shl().set(lo);
-            f.get(t).i32x4.extendHighI16x8U().i32.const(16).i32x4.shl().set(hi);
-            check32(lo);
-            check32(hi);
-            f.get(o);
-            toF16(lo);
-            toF16(hi);
-            f.i16x8.narrowI32x4U().v128.store(OUT);
-          },
-        );
-        f.get(p).i32.const(16).i32.add().set(p);
       } else {
         const m = mode === "checkf16" ? 0x7c00 : 0x7f80;
         f.get(flag).get(p).v128.load(IN);
