@@ -41,6 +41,27 @@ test("a tiny module encodes to the bytes of the binary format, by hand", () => {
   assert.deepEqual(Array.from(m.bytes()), want);
 });
 
+test("a shared imported memory: the import section by hand, one memory serving instances in two threads' place", () => {
+  const m = new ModuleBuilder({ pages: 1, sharedImport: { maxPages: 2 } });
+  const f = m.func("inc", { at: "i32" }, []);
+  f.get(f.p.at).get(f.p.at).i32.load(0).i32.const(1).i32.add().i32.store(0);
+  const bytes = m.bytes();
+  // prettier-ignore
+  const imp = [0x02, 0x0b, 0x01, 0x03, 0x65, 0x6e, 0x76, 0x01, 0x6d, 0x02, 0x03, 0x01, 0x02]; // import "env" "m": memory, shared, min 1, max 2
+  const at = Array.from(bytes).findIndex((_, i) => imp.every((b, k) => bytes[i + k] === b));
+  assert.ok(at > 0, "import section present");
+  assert.ok(!Array.from(bytes).some((_, i) => bytes[i] === 0x05 && bytes[i + 1] === 0x03 && bytes[i + 2] === 0x01), "no memory section of its own");
+  assert.ok(WebAssembly.validate(bytes));
+  const mem = new WebAssembly.Memory({ initial: 1, maximum: 2, shared: true });
+  const mod = new WebAssembly.Module(bytes);
+  const a = new WebAssembly.Instance(mod, { env: { m: mem } }).exports["inc"] as (at: number) => void;
+  const b = new WebAssembly.Instance(mod, { env: { m: mem } }).exports["inc"] as (at: number) => void;
+  a(8);
+  b(8);
+  assert.equal(new Int32Array(mem.buffer)[2], 2, "both instances work on the one memory");
+  assert.throws(() => new ModuleBuilder({ pages: 2, sharedImport: { maxPages: 1 } }), /bad maximum page count/);
+});
+
 test("immediates: signed LEB128 constants, multi-byte SIMD opcodes, memargs, named locals in runs", () => {
   const m = new ModuleBuilder({ pages: 1 });
   const f = m.func("k", { p: "i32" });

@@ -353,14 +353,23 @@ export class FuncBuilder<P extends Params = Params> {
   }
 }
 
-/** A module: one memory (exported as "m") and exported functions, encoded by bytes(). */
+/**
+ * A module: one memory (exported as "m") and exported functions, encoded by bytes(). The memory is the
+ * module's own, or with `sharedImport` a shared memory imported as "env"."m" (at least `pages`, at most
+ * `maxPages` pages): the instantiating thread supplies it, so that one WebAssembly.Memory can be the
+ * buffer several threads read into, convert in and write from.
+ */
 export class ModuleBuilder {
   private readonly funcs: FuncBuilder[] = [];
   readonly pages: number;
+  readonly sharedImport: { maxPages: number } | undefined;
 
-  constructor(opts: { pages: number }) {
+  constructor(opts: { pages: number; sharedImport?: { maxPages: number } }) {
     if (!(opts.pages >= 1 && Number.isInteger(opts.pages))) throw new Error(`wasm builder: bad page count ${opts.pages}`);
+    const max = opts.sharedImport?.maxPages;
+    if (max !== undefined && !(Number.isInteger(max) && max >= opts.pages && max <= 65536)) throw new Error(`wasm builder: bad maximum page count ${max}`);
     this.pages = opts.pages;
+    this.sharedImport = opts.sharedImport;
   }
 
   /** memory pages needed for `bytes` bytes */
@@ -400,13 +409,24 @@ export class ModuleBuilder {
     uleb(types, sigs.length);
     for (const k of sigs) for (const b of k.split(",")) types.push(Number(b));
     section(S.type, types);
+    if (this.sharedImport) {
+      const imports: number[] = [1];
+      str(imports, "env");
+      str(imports, "m");
+      imports.push(MODULE.importMemory, MODULE.limitsSharedMinMax);
+      uleb(imports, this.pages);
+      uleb(imports, this.sharedImport.maxPages);
+      section(S.import, imports);
+    }
     const fns: number[] = [];
     uleb(fns, this.funcs.length);
     for (const t of typeOf) uleb(fns, t);
     section(S.function, fns);
-    const memory: number[] = [1, MODULE.limitsMin];
-    uleb(memory, this.pages);
-    section(S.memory, memory);
+    if (!this.sharedImport) {
+      const memory: number[] = [1, MODULE.limitsMin];
+      uleb(memory, this.pages);
+      section(S.memory, memory);
+    }
     const exports: number[] = [];
     uleb(exports, this.funcs.length + 1);
     for (const f of this.funcs) {

@@ -66,23 +66,84 @@ export class LazyKernel<T> {
   }
 
   private tryLoad(): string | undefined {
-    if (process.env["GGUFY_NO_WASM"]) return "GGUFY_NO_WASM is set";
-    if (typeof WebAssembly !== "object") return "no WebAssembly in this runtime";
-    let bytes: Uint8Array<ArrayBuffer>;
+    const c = compile(this.build);
+    if (typeof c === "string") return c;
     try {
-      bytes = this.build();
-    } catch (e) {
-      return `building the module failed: ${(e as Error).message}`;
-    }
-    if (!WebAssembly.validate(bytes)) return "the module does not validate (WebAssembly SIMD unsupported?)";
-    try {
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+      const inst = new WebAssembly.Instance(c, {});
       const mem = inst.exports["m"];
       if (!(mem instanceof WebAssembly.Memory)) return 'the module exports no memory "m"';
       this.value = this.bind(inst.exports, mem);
       return undefined;
     } catch (e) {
       return `instantiation failed: ${(e as Error).message}`;
+    }
+  }
+}
+
+/** The policy's checks and the compilation: the module, or why there is none. */
+function compile(build: () => Uint8Array<ArrayBuffer>): WebAssembly.Module | string {
+  if (process.env["GGUFY_NO_WASM"]) return "GGUFY_NO_WASM is set";
+  if (typeof WebAssembly !== "object") return "no WebAssembly in this runtime";
+  let bytes: Uint8Array<ArrayBuffer>;
+  try {
+    bytes = build();
+  } catch (e) {
+    return `building the module failed: ${(e as Error).message}`;
+  }
+  if (!WebAssembly.validate(bytes)) return "the module does not validate (WebAssembly SIMD unsupported?)";
+  try {
+    return new WebAssembly.Module(bytes);
+  } catch (e) {
+    return `compilation failed: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * A kernel whose memory the caller supplies (ModuleBuilder's `sharedImport`): compiled on first use
+ * under the same policy, then instantiated once per memory by `bind(memory)` — undefined when the module
+ * is off or unavailable, or that memory cannot be used (the reason is printed once per cause).
+ */
+export class SharedMemoryKernel<T> {
+  private state: "new" | "ok" | "off" = "new";
+  private module: WebAssembly.Module | undefined;
+  private why: string | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly build: () => Uint8Array<ArrayBuffer>,
+    private readonly wrap: (exports: WebAssembly.Exports, memory: WebAssembly.Memory) => T,
+  ) {}
+
+  /** whether the module compiled (compiles it on first call) */
+  available(): boolean {
+    if (this.state === "new") {
+      const c = compile(this.build);
+      if (typeof c === "string") {
+        this.state = "off";
+        this.why = c;
+        debugFallback(this.name, c);
+      } else {
+        this.state = "ok";
+        this.module = c;
+      }
+    }
+    return this.state === "ok";
+  }
+
+  get reason(): string | undefined {
+    return this.why;
+  }
+
+  /** an instance over `memory`, or undefined */
+  bind(memory: WebAssembly.Memory): T | undefined {
+    if (!this.available()) return undefined;
+    try {
+      return this.wrap(new WebAssembly.Instance(this.module!, { env: { m: memory } }).exports, memory);
+    } catch (e) {
+      const why = `instantiation failed: ${(e as Error).message}`;
+      if (this.why !== why) debugFallback(this.name, why);
+      this.why = why;
+      return undefined;
     }
   }
 }

@@ -67,9 +67,12 @@ export type ValType = keyof typeof VALTYPE;
 /** Module encoding: magic + version, section ids, the function type tag and export kinds. */
 export const MODULE = {
   header: [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-  section: { type: 1, function: 3, memory: 5, export: 7, code: 10 },
+  section: { type: 1, import: 2, function: 3, memory: 5, export: 7, code: 10 },
   funcType: 0x60,
   limitsMin: 0x00,
+  /** limits of a shared memory: min and max (threads proposal) */
+  limitsSharedMinMax: 0x03,
+  importMemory: 0x02,
   exportFunc: 0x00,
   exportMemory: 0x02,
 } as const;
