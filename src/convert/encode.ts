@@ -5,7 +5,7 @@
 import { GgufyError } from "../errors.js";
 import { codecFor } from "../quant/ggml/index.js";
 import { GGMLType, rowBytes } from "../quant/ggml/types.js";
-import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite } from "../quant/ggml/float-wasm.js";
+import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite, SLOT_OUT, type FloatSlot } from "../quant/ggml/float-wasm.js";
 import { f16Lut } from "../formats/half.js";
 import type { RawRows } from "../source/types.js";
 import { decodeEncoded } from "../source/registry.js";
@@ -67,6 +67,11 @@ export class EncodeScratch {
   private f32 = new Float32Array(0);
   /** when set, encodeRaw adds its stage times here */
   times: JobTimes | undefined;
+  /**
+   * when set, the job's raw bytes are at the start of this float slot's memory (slots.ts): F16
+   * conversions and unchanged copies' scans run there, the F16 output at SLOT_OUT
+   */
+  slot: FloatSlot | undefined;
   /** a float32 view of `n` values, reused across calls (its contents are garbage) */
   floats(n: number): Float32Array {
     if (this.f32.length < n) this.f32 = new Float32Array(n);
@@ -146,10 +151,16 @@ export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode
   const size = raw.dtype === "f32" ? 4 : 2;
   const n = raw.bytes.length / size;
   const same = (raw.dtype === "f32" && type === GGMLType.F32) || (raw.dtype === "f16" && type === GGMLType.F16) || (raw.dtype === "bf16" && type === GGMLType.BF16);
+  const slot = scratch?.slot;
+  if (slot && raw.bytes.byteOffset !== 0) throw new Error("internal: a float slot's bytes must start at 0");
   if (same) {
-    const finite = rawAllFinite(raw.dtype, raw.bytes);
+    const finite = slot ? slot.allFinite(raw.dtype, n) : rawAllFinite(raw.dtype, raw.bytes);
     lap("scan");
     if (finite === true) return { bytes: raw.bytes };
+  } else if (slot && type === GGMLType.F16 && raw.dtype !== "f16") {
+    const finite = slot.toF16(raw.dtype, n);
+    lap("encode");
+    if (finite) return { bytes: slot.u8.subarray(SLOT_OUT, SLOT_OUT + n * 2) };
   } else if (type === GGMLType.F16 && (raw.dtype === "bf16" || (raw.dtype === "f32" && raw.bytes.byteOffset % 4 === 0))) {
     const out = into && into.length >= n * 2 ? into.subarray(0, n * 2) : new Uint8Array(n * 2);
     const finite = raw.dtype === "bf16" ? bf16ToF16Bytes(raw.bytes, out) : f32ToF16Bytes(new Float32Array(raw.bytes.buffer, raw.bytes.byteOffset, n), out);

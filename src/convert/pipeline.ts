@@ -14,6 +14,7 @@ import { newJobTimes, type StageTimes } from "./profile.js";
 import type { PlannedFile, PlannedTensor } from "./plan.js";
 import { importanceForRows } from "../quant/imatrix.js";
 import { diskUsage, statfsFree, type DiskUsage } from "./disk.js";
+import type { SlotPool } from "./slots.js";
 
 export { diskUsage, type DiskUsage };
 
@@ -37,6 +38,11 @@ export interface ChunkEncoder {
   encodeRaw?(type: PlannedTensor["type"], raw: RawChunk, rowLength: number, mode: FiniteMode, qw?: Float32Array): Promise<EncodeResult & { spare?: Uint8Array }>;
   /** chunk buffers for reuse (read targets, encode targets) */
   readonly pool?: BufferPool;
+  /**
+   * a buffer to read the stored bytes of `n` values into when encodeRaw can convert them where they
+   * land (a float slot, slots.ts), or undefined; it goes back through pool.give like any chunk buffer
+   */
+  readTarget?(type: PlannedTensor["type"], dtype: "f32" | "f16" | "bf16", n: number): Uint8Array | undefined;
   close?(): Promise<void>;
 }
 
@@ -53,6 +59,8 @@ export class BufferPool {
    * on the main thread (profile: ~100 in a 1.6 GB copy). Shared chunk buffers are allocated once.
    */
   constructor(private readonly max = 8, readonly shared = false) {}
+  /** float slots (slots.ts): a view of one given back frees the slot instead of joining the pool */
+  slots: SlotPool | undefined;
   /** buffers takeOrAlloc had to allocate, and their bytes (GGUFY_PROFILE, tests) */
   allocations = 0;
   allocatedBytes = 0;
@@ -94,6 +102,11 @@ export class BufferPool {
    * it is larger (a pool full of buffers too small for the next requests would otherwise stay so).
    */
   give(b: Uint8Array): void {
+    const slot = this.slots?.of(b);
+    if (slot) {
+      this.slots!.release(slot);
+      return;
+    }
     if (b.buffer.byteLength < 1 << 16 || this.bufs.some((x) => x.buffer === b.buffer)) return;
     const whole = new Uint8Array(b.buffer as ArrayBuffer);
     if (this.bufs.length < this.max) {
@@ -277,7 +290,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         if (t.out.readRaw && encoder.encodeRaw) {
           // plain float rows: the stored bytes go to the encoder, which widens and checks them off this thread
           const want = n * ne0 * (t.out.dtype === "f32" ? 4 : 2);
-          const into = encoder.pool?.shared ? encoder.pool.takeOrAlloc(want) : encoder.pool?.take(want);
+          const into = encoder.readTarget?.(t.type, t.out.dtype, n * ne0) ?? (encoder.pool?.shared ? encoder.pool.takeOrAlloc(want) : encoder.pool?.take(want));
           const raw = await timed("main: read (stored bytes)", () => t.out.readRaw!(r0, n, into), n * ne0 * (t.out.dtype === "f32" ? 4 : 2));
           if (into && raw?.bytes.buffer !== into.buffer) encoder.pool!.give(into); // not used for this read
           if (raw) {

@@ -8,7 +8,7 @@
 import { parentPort } from "node:worker_threads";
 import { encodeChecked, encodeRaw, encodeRows, EncodeScratch, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
 import { newJobTimes, type JobTimes } from "./profile.js";
-import { floatWasmAvailable } from "../quant/ggml/float-wasm.js";
+import { bindFloatSlot, floatWasmAvailable, type FloatSlot } from "../quant/ggml/float-wasm.js";
 import type { GGMLType } from "../quant/ggml/types.js";
 import { GgufyError, type ErrorCode } from "../errors.js";
 
@@ -26,6 +26,10 @@ export interface Job {
   qw?: Float32Array;
   /** measure the job's stages (GGUFY_PROFILE) */
   profile?: boolean;
+  /** the raw bytes are at the start of this float slot (slots.ts) */
+  slot?: number;
+  /** the slot's memory, sent with the first job this worker gets in it */
+  slotMemory?: WebAssembly.Memory;
 }
 
 export interface Answer extends Partial<EncodeResult> {
@@ -42,10 +46,14 @@ export interface Answer extends Partial<EncodeResult> {
   unused?: Uint8Array;
   /** the job's compute time by stage (Job.profile) */
   times?: JobTimes;
+  /** the bytes are in the job's float slot */
+  inSlot?: boolean;
 }
 
 /** this worker's reusable float32 array (widened / decoded rows) */
 const scratch = new EncodeScratch();
+/** the float slots this worker has been sent, bound to the kernels (undefined: binding failed) */
+const slots = new Map<number, FloatSlot | undefined>();
 // compile the float conversion kernels now, while the main thread is still planning (they are lazy)
 floatWasmAvailable();
 
@@ -55,6 +63,21 @@ parentPort!.on("message", (job: Job) => {
     let input: Uint8Array;
     const times = job.profile ? newJobTimes() : undefined;
     scratch.times = times;
+    if (job.raw && job.slot !== undefined) {
+      if (job.slotMemory) slots.set(job.slot, bindFloatSlot(job.slotMemory));
+      // without the kernels the bytes are still a valid shared view: encodeRaw copies as usual
+      const k = slots.get(job.slot);
+      scratch.slot = k;
+      try {
+        r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", undefined, job.qw, scratch);
+      } finally {
+        scratch.slot = undefined;
+      }
+      const inSlot = r.bytes.buffer === job.raw.bytes.buffer || (k !== undefined && r.bytes.buffer === k.u8.buffer);
+      const answer: Answer = { ...r, id: job.id, ...(inSlot ? { inSlot: true } : {}), ...(times ? { times } : {}) };
+      parentPort!.postMessage(answer, r.bytes.buffer instanceof ArrayBuffer ? [r.bytes.buffer] : []);
+      return;
+    }
     if (job.raw) {
       r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", job.into, job.qw, scratch);
       input = job.raw.bytes;

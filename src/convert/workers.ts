@@ -20,6 +20,7 @@ import { rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./e
 import type { Answer, Job } from "./worker.js";
 import { rowBytes, type GGMLType } from "../quant/ggml/types.js";
 import { GgufyError } from "../errors.js";
+import { SlotPool, slotServes, type Slot } from "./slots.js";
 
 /** A worker's error as the main thread rethrows it: a GgufyError keeps its code, file and tensor. */
 export function answerError(m: Answer): Error {
@@ -28,6 +29,8 @@ export function answerError(m: Answer): Error {
 }
 
 interface Pending {
+  /** the float slot the job's input is in (slots.ts) */
+  slot?: Slot;
   resolve: (r: Answer) => void;
   reject: (e: Error) => void;
   /** profiling: when the job was submitted and posted, and its input size */
@@ -40,6 +43,8 @@ export class WorkerPoolEncoder implements ChunkEncoder {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
   private readonly queue: { job: Job; transfer: ArrayBuffer[]; p?: Pending }[] = [];
+  /** the float slots each worker has been sent (a slot's memory travels once per worker) */
+  private readonly knows = new Map<Worker, Set<number>>();
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private failed: Error | undefined;
@@ -48,9 +53,13 @@ export class WorkerPoolEncoder implements ChunkEncoder {
   private readonly retired = new Set<Worker>();
   /** chunk buffers: shared with the workers (no transfer, no new external memory per message); two per chunk in flight */
   readonly pool = new BufferPool(16, true);
+  /** float slots: enough for the chunks in flight (2 × threads + 2, convert.ts) and the one being written */
+  readonly slots: SlotPool;
 
   /** `profile`: per-stage timers (GGUFY_PROFILE) the workers' job times and the messaging go to */
   constructor(readonly size: number, private readonly profile?: StageTimes) {
+    this.slots = new SlotPool(2 * size + 4);
+    this.pool.slots = this.slots;
     const url = new URL("./worker.js", import.meta.url);
     for (let i = 0; i < size; i++) {
       const w = new Worker(url);
@@ -68,6 +77,12 @@ export class WorkerPoolEncoder implements ChunkEncoder {
         this.pump();
         if (m.unused) this.pool.give(m.unused);
         if (!p) return;
+        if (p.slot) {
+          // the output is in the slot (this thread's view of it, so that pool.give finds the slot),
+          // or elsewhere: then the slot's input is no longer needed
+          if (m.inSlot && m.bytes) m.bytes = new Uint8Array(p.slot.u8.buffer, m.bytes.byteOffset, m.bytes.length);
+          else this.slots.release(p.slot);
+        }
         if (m.error !== undefined) p.reject(answerError(m));
         else p.resolve(m);
       });
@@ -88,15 +103,16 @@ export class WorkerPoolEncoder implements ChunkEncoder {
     this.pending.clear();
   }
 
-  private submit(job: Omit<Job, "id" | "into">, input: Uint8Array, outBytes: number, more: ArrayBuffer[] = []): Promise<Answer> {
+  private submit(job: Omit<Job, "id" | "into">, input: Uint8Array, outBytes: number, more: ArrayBuffer[] = [], slot?: Slot): Promise<Answer> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
-    const into = this.pool.takeOrAlloc(outBytes);
-    const full: Job = { ...job, id, into, ...(this.profile ? { profile: true } : {}) };
+    // a slot job's output goes to the slot (the worker allocates only if it falls back)
+    const into = slot ? undefined : this.pool.takeOrAlloc(outBytes);
+    const full: Job = { ...job, id, ...(into ? { into } : {}), ...(slot ? { slot: slot.id } : {}), ...(this.profile ? { profile: true } : {}) };
     // shared buffers travel without a transfer (listing one would be a DataCloneError)
-    const transfer = [input.buffer, ...more.filter((b) => b !== input.buffer), into.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+    const transfer = [input.buffer, ...more.filter((b) => b !== input.buffer), ...(into ? [into.buffer] : [])].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     return new Promise((resolve, reject) => {
-      const p: Pending = { resolve, reject, ...(this.profile ? { submitted: performance.now(), bytes: input.length } : {}) };
+      const p: Pending = { resolve, reject, ...(slot ? { slot } : {}), ...(this.profile ? { submitted: performance.now(), bytes: input.length } : {}) };
       this.pending.set(id, p);
       this.queue.push({ job: full, transfer, p });
       this.pump();
@@ -119,9 +135,15 @@ export class WorkerPoolEncoder implements ChunkEncoder {
     return (await this.submit({ type, rows: own, rowLength, mode, ...(qw ? { qw } : {}) }, new Uint8Array(own.buffer), rowBytes(type, rowLength) * (rows.length / rowLength))) as EncodeResult;
   }
 
+  readTarget(type: GGMLType, dtype: "f32" | "f16" | "bf16", n: number): Uint8Array | undefined {
+    return slotServes(type, dtype, n) ? this.slots.take()?.u8 : undefined;
+  }
+
   async encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode: FiniteMode, qw?: Float32Array): Promise<EncodeResult & { spare?: Uint8Array }> {
     const n = rawCount(raw);
-    return (await this.submit({ type, raw, rowLength, mode, ...(qw ? { qw } : {}) }, raw.bytes, rowBytes(type, rowLength) * (n / rowLength), raw.encoded?.transfer ? [...raw.encoded.transfer] : [])) as EncodeResult;
+    const slot = raw.encoded ? undefined : this.slots.of(raw.bytes);
+    if (slot && (raw.bytes.byteOffset !== 0 || !slotServes(type, raw.dtype, n))) throw new Error("internal: a float slot's chunk is not at its start or does not fit");
+    return (await this.submit({ type, raw, rowLength, mode, ...(qw ? { qw } : {}) }, raw.bytes, rowBytes(type, rowLength) * (n / rowLength), raw.encoded?.transfer ? [...raw.encoded.transfer] : [], slot)) as EncodeResult;
   }
 
   private pump(): void {
@@ -129,6 +151,14 @@ export class WorkerPoolEncoder implements ChunkEncoder {
       const w = this.idle.pop()!;
       const { job, transfer, p } = this.queue.shift()!;
       if (p && this.profile) p.posted = performance.now();
+      if (p?.slot) {
+        let known = this.knows.get(w);
+        if (!known) this.knows.set(w, (known = new Set()));
+        if (!known.has(p.slot.id)) {
+          known.add(p.slot.id);
+          job.slotMemory = p.slot.memory;
+        } else delete job.slotMemory;
+      }
       w.postMessage(job, transfer);
     }
   }

@@ -12,7 +12,7 @@
  * (no flush to zero), so the float steps are exact IEEE binary32 operations as in C.
  */
 import { ModuleBuilder } from "../wasm/builder.js";
-import { lazyKernel } from "../wasm/instantiate.js";
+import { lazyKernel, SharedMemoryKernel } from "../wasm/instantiate.js";
 import { f16x4Emitter } from "../wasm/kernels.js";
 import { f32RowToF16 } from "../../formats/half.js";
 
@@ -26,15 +26,13 @@ type Mode = "f32tof16" | "bf16tof16" | "checkf32" | "checkf16" | "checkbf16" | "
 const MODES: Mode[] = ["f32tof16", "bf16tof16", "checkf32", "checkf16", "checkbf16", "bf16tof32"];
 
 /**
- * one (i32 at, i32 n) → i32 function: n elements at IN0 + at (n a multiple of 8), the result at
- * OUT0 + at; returns 1 if any is NaN/±inf.
+ * one (i32 at, i32 n) → i32 function: n elements at IN + at (n a multiple of 8), the result at
+ * OUT + at; returns 1 if any is NaN/±inf.
  */
-function emitMode(mod: ModuleBuilder, mode: Mode): void {
+function emitMode(mod: ModuleBuilder, mode: Mode, IN: number, OUT: number): void {
   const f = mod.func(mode, { at: "i32", n: "i32" }, "i32");
   const n = f.p.n;
   const p = f.i32("p"), o = f.i32("o"), end = f.i32("end");
-  const IN = IN0;
-  const OUT = OUT0;
   const flag = f.v128("flag"), t = f.v128("t"), lo = f.v128("lo"), hi = f.v128("hi");
   const inSize = mode === "f32tof16" || mode === "checkf32" ? 4 : 2;
   const splatI = (v: number): void => void f.i32.const(v).i32x4.splat();
@@ -168,7 +166,7 @@ function emitMode(mod: ModuleBuilder, mode: Mode): void {
 
 function moduleBytes(): Uint8Array<ArrayBuffer> {
   const mod = new ModuleBuilder({ pages: PAGES });
-  for (const m of MODES) emitMode(mod, m);
+  for (const m of MODES) emitMode(mod, m, IN0, OUT0);
   return mod.bytes();
 }
 
@@ -243,4 +241,73 @@ export function bf16ToF16Bytes(src: Uint8Array, dst: Uint8Array): boolean | unde
 export function rawAllFinite(dtype: "f32" | "f16" | "bf16", src: Uint8Array): boolean | undefined {
   if (!get()) return undefined;
   return run(dtype === "f32" ? "checkf32" : dtype === "f16" ? "checkf16" : "checkbf16", src, dtype === "f32" ? 4 : 2, undefined);
+}
+
+/**
+ * Float slots: a shared WebAssembly.Memory of SLOT_BYTES that is at once a chunk's read buffer, the
+ * conversion kernel's memory and the write buffer — the pipeline reads stored bytes into it at 0, a
+ * worker thread converts (or scans) them there, the output lands at SLOT_OUT and is written from there.
+ * No copy into or out of a kernel memory (session 10's profile: as long as the conversion itself).
+ */
+export const SLOT_BYTES = 32 << 20;
+export const SLOT_OUT = 16 << 20;
+const SLOT_PAGES = SLOT_BYTES / 65536;
+const SLOT_MODES = ["f32tof16", "bf16tof16", "checkf32", "checkf16", "checkbf16"] as const;
+type SlotMode = (typeof SLOT_MODES)[number];
+
+function slotModuleBytes(): Uint8Array<ArrayBuffer> {
+  const mod = new ModuleBuilder({ pages: SLOT_PAGES, sharedImport: { maxPages: SLOT_PAGES } });
+  for (const m of SLOT_MODES) emitMode(mod, m, 0, SLOT_OUT);
+  return mod.bytes();
+}
+
+/** The kernels bound to one slot memory. Values are at offset 0; counts as in rawCount. */
+export interface FloatSlot {
+  readonly u8: Uint8Array;
+  /** bf16 / f32 at 0 → f16 at SLOT_OUT (same bytes as bf16ToF16Bytes / f32ToF16Bytes); whether all are finite */
+  toF16(dtype: "bf16" | "f32", n: number): boolean;
+  /** whether the n values at 0 are all finite */
+  allFinite(dtype: "f32" | "f16" | "bf16", n: number): boolean;
+}
+
+const slotKernels = new SharedMemoryKernel("float-slot", slotModuleBytes, (e, mem): FloatSlot => {
+  const fns = Object.fromEntries(SLOT_MODES.map((m) => [m, e[m] as KernelFn])) as Record<SlotMode, KernelFn>;
+  const u8 = new Uint8Array(mem.buffer);
+  const call = (mode: SlotMode, size: number, n: number): boolean => {
+    if (!slotFits(size, n)) throw new RangeError(`float slot: ${n} values of ${size} bytes do not fit`);
+    const padded = (n + 7) & ~7;
+    if (padded > n) u8.fill(0, n * size, padded * size);
+    return fns[mode](0, padded) === 0;
+  };
+  return {
+    u8,
+    toF16: (dtype, n) => call(dtype === "bf16" ? "bf16tof16" : "f32tof16", dtype === "bf16" ? 2 : 4, n),
+    allFinite: (dtype, n) => call(dtype === "f32" ? "checkf32" : dtype === "f16" ? "checkf16" : "checkbf16", dtype === "f32" ? 4 : 2, n),
+  };
+});
+
+/** Whether n values of `size` bytes (and their f16 output) fit a slot, with the kernel's padding to 8. */
+export function slotFits(size: number, n: number): boolean {
+  const padded = (n + 7) & ~7;
+  return padded * size <= SLOT_OUT && padded * 2 <= SLOT_BYTES - SLOT_OUT;
+}
+
+/** Whether float slots can be used in this thread (compiles their module on the first call). */
+export function floatSlotsAvailable(): boolean {
+  return slotKernels.available();
+}
+
+/** A new slot memory (shared: it can be posted to worker threads), or undefined without the kernels. */
+export function newFloatSlotMemory(): WebAssembly.Memory | undefined {
+  if (!slotKernels.available()) return undefined;
+  try {
+    return new WebAssembly.Memory({ initial: SLOT_PAGES, maximum: SLOT_PAGES, shared: true });
+  } catch {
+    return undefined;
+  }
+}
+
+/** The kernels over slot memory `memory` (one instance per memory and thread: cache the result). */
+export function bindFloatSlot(memory: WebAssembly.Memory): FloatSlot | undefined {
+  return slotKernels.bind(memory);
 }
