@@ -5,7 +5,8 @@
 import { GgufyError } from "../errors.js";
 import { codecFor } from "../quant/ggml/index.js";
 import { GGMLType, rowBytes } from "../quant/ggml/types.js";
-import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite, SLOT_OUT, type FloatSlot } from "../quant/ggml/float-wasm.js";
+import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite, type FloatSlot } from "../quant/ggml/float-wasm.js";
+import { encodeInSlot } from "./encode-slot.js";
 import { f16Lut } from "../formats/half.js";
 import type { RawRows } from "../source/types.js";
 import { decodeEncoded } from "../source/registry.js";
@@ -152,16 +153,17 @@ export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode
   const n = raw.bytes.length / size;
   const same = (raw.dtype === "f32" && type === GGMLType.F32) || (raw.dtype === "f16" && type === GGMLType.F16) || (raw.dtype === "bf16" && type === GGMLType.BF16);
   const slot = scratch?.slot;
-  if (slot && raw.bytes.byteOffset !== 0) throw new Error("internal: a float slot's bytes must start at 0");
-  if (same) {
-    const finite = slot ? slot.allFinite(raw.dtype, n) : rawAllFinite(raw.dtype, raw.bytes);
+  if (slot) {
+    const r = encodeInSlot(type, raw, slot);
+    lap(same ? "scan" : "encode");
+    if (r) return r;
+  }
+  // (a slot's chunk that was not finite has already been scanned: straight to the general path)
+  if (same && !slot) {
+    const finite = rawAllFinite(raw.dtype, raw.bytes);
     lap("scan");
     if (finite === true) return { bytes: raw.bytes };
-  } else if (slot && type === GGMLType.F16 && raw.dtype !== "f16") {
-    const finite = slot.toF16(raw.dtype, n);
-    lap("encode");
-    if (finite) return { bytes: slot.u8.subarray(SLOT_OUT, SLOT_OUT + n * 2) };
-  } else if (type === GGMLType.F16 && (raw.dtype === "bf16" || (raw.dtype === "f32" && raw.bytes.byteOffset % 4 === 0))) {
+  } else if (!slot && type === GGMLType.F16 && (raw.dtype === "bf16" || (raw.dtype === "f32" && raw.bytes.byteOffset % 4 === 0))) {
     const out = into && into.length >= n * 2 ? into.subarray(0, n * 2) : new Uint8Array(n * 2);
     const finite = raw.dtype === "bf16" ? bf16ToF16Bytes(raw.bytes, out) : f32ToF16Bytes(new Float32Array(raw.bytes.buffer, raw.bytes.byteOffset, n), out);
     lap("encode");

@@ -6,9 +6,10 @@
  * transferred.
  */
 import { parentPort } from "node:worker_threads";
-import { encodeChecked, encodeRaw, encodeRows, EncodeScratch, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
+import type { EncodeResult, EncodeScratch, FiniteMode, RawChunk } from "./encode.js";
 import { newJobTimes, type JobTimes } from "./profile.js";
-import { bindFloatSlot, floatWasmAvailable, type FloatSlot } from "../quant/ggml/float-wasm.js";
+import { bindFloatSlot, floatSlotsAvailable, floatWasmAvailable, type FloatSlot } from "../quant/ggml/float-wasm.js";
+import { encodeInSlot } from "./encode-slot.js";
 import type { GGMLType } from "../quant/ggml/types.js";
 import { GgufyError, type ErrorCode } from "../errors.js";
 
@@ -50,41 +51,68 @@ export interface Answer extends Partial<EncodeResult> {
   inSlot?: boolean;
 }
 
-/** this worker's reusable float32 array (widened / decoded rows) */
-const scratch = new EncodeScratch();
+/**
+ * encode.ts and, through it, every codec and scheme decoder: imported on the first job that needs them.
+ * A chunk converted in a float slot does not, so a conversion to F16/BF16/F32 never loads them — the
+ * workers start while the main thread plans, and on two cores their module loading competed with it.
+ */
+let heavy: { E: typeof import("./encode.js"); scratch: EncodeScratch } | undefined;
+async function loadEncode(): Promise<NonNullable<typeof heavy>> {
+  if (!heavy) {
+    const E = await import("./encode.js");
+    heavy = { E, scratch: new E.EncodeScratch() };
+  }
+  return heavy;
+}
 /** the float slots this worker has been sent, bound to the kernels (undefined: binding failed) */
 const slots = new Map<number, FloatSlot | undefined>();
 // compile the float conversion kernels now, while the main thread is still planning (they are lazy)
 floatWasmAvailable();
+floatSlotsAvailable();
 
+// jobs run one at a time, in order (a job may wait for loadEncode)
+let chain: Promise<void> = Promise.resolve();
 parentPort!.on("message", (job: Job) => {
+  chain = chain.then(() => handle(job));
+});
+
+async function handle(job: Job): Promise<void> {
   try {
     let r: EncodeResult;
     let input: Uint8Array;
     const times = job.profile ? newJobTimes() : undefined;
-    scratch.times = times;
     if (job.raw && job.slot !== undefined) {
       if (job.slotMemory) slots.set(job.slot, bindFloatSlot(job.slotMemory));
-      // without the kernels the bytes are still a valid shared view: encodeRaw copies as usual
       const k = slots.get(job.slot);
-      scratch.slot = k;
-      try {
-        r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", undefined, job.qw, scratch);
-      } finally {
-        scratch.slot = undefined;
+      // without the kernels the bytes are still a valid shared view: encodeRaw copies as usual
+      const t0 = times ? performance.now() : 0;
+      const fast = k ? encodeInSlot(job.type, job.raw, k) : undefined;
+      if (times) times[fast && fast.bytes === job.raw.bytes ? "scan" : "encode"] += performance.now() - t0;
+      if (fast) r = fast;
+      else {
+        const { E, scratch } = await loadEncode();
+        scratch.times = times;
+        scratch.slot = k;
+        try {
+          r = E.encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", undefined, job.qw, scratch);
+        } finally {
+          scratch.slot = undefined;
+        }
       }
       const inSlot = r.bytes.buffer === job.raw.bytes.buffer || (k !== undefined && r.bytes.buffer === k.u8.buffer);
       const answer: Answer = { ...r, id: job.id, ...(inSlot ? { inSlot: true } : {}), ...(times ? { times } : {}) };
       parentPort!.postMessage(answer, r.bytes.buffer instanceof ArrayBuffer ? [r.bytes.buffer] : []);
       return;
     }
+    const { E, scratch } = await loadEncode();
+    scratch.times = times;
     if (job.raw) {
-      r = encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", job.into, job.qw, scratch);
+      r = E.encodeRaw(job.type, job.raw, job.rowLength, job.mode ?? "count", job.into, job.qw, scratch);
       input = job.raw.bytes;
     } else {
       const rows = job.rows!;
       const t0 = times ? performance.now() : 0;
-      r = job.mode ? encodeChecked(job.type, rows, job.rowLength, job.mode, job.into, job.qw) : { bytes: encodeRows(job.type, rows, job.rowLength, job.into, job.qw) };
+      r = job.mode ? E.encodeChecked(job.type, rows, job.rowLength, job.mode, job.into, job.qw) : { bytes: E.encodeRows(job.type, rows, job.rowLength, job.into, job.qw) };
       if (times) times.encode += performance.now() - t0;
       input = new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
     }
@@ -111,4 +139,4 @@ parentPort!.on("message", (job: Job) => {
     }
     parentPort!.postMessage(answer);
   }
-});
+}
