@@ -9,7 +9,7 @@ import type { RawRows } from "../source/types.js";
 
 /**
  * Stored plain-float bytes at the start of `slot`'s memory, as `type`: an unchanged copy returns them
- * after the scan; bf16/f32 → F16 converts to SLOT_OUT. Undefined when the chunk is not one of those or
+ * after the scan; bf16/f32 → F16 and bf16 → F32 convert to SLOT_OUT. Undefined when the chunk is not one of those or
  * holds a NaN/Inf (the caller then takes encodeRaw's general path, which reports or counts exactly;
  * the input bytes are untouched).
  */
@@ -20,5 +20,6 @@ export function encodeInSlot(type: GGMLType, raw: RawRows, slot: FloatSlot): { b
   const same = (raw.dtype === "f32" && type === GGMLType.F32) || (raw.dtype === "f16" && type === GGMLType.F16) || (raw.dtype === "bf16" && type === GGMLType.BF16);
   if (same) return slot.allFinite(raw.dtype, n) ? { bytes: raw.bytes } : undefined;
   if (type === GGMLType.F16 && raw.dtype !== "f16") return slot.toF16(raw.dtype, n) ? { bytes: slot.u8.subarray(SLOT_OUT, SLOT_OUT + n * 2) } : undefined;
+  if (type === GGMLType.F32 && raw.dtype === "bf16") return slot.bf16ToF32(n) ? { bytes: slot.u8.subarray(SLOT_OUT, SLOT_OUT + n * 4) } : undefined;
   return undefined;
 }

@@ -11,15 +11,9 @@ import { f16Lut } from "../formats/half.js";
 import type { RawRows } from "../source/types.js";
 import { decodeEncoded } from "../source/registry.js";
 import type { JobTimes } from "./profile.js";
+import { firstNonFinite, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
 
-/** Index of the first NaN/Inf in `x`, or -1. */
-export function firstNonFinite(x: Float32Array): number {
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]!;
-    if (v - v !== 0) return i;
-  }
-  return -1;
-}
+export { checkFinite, firstNonFinite, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
 
 /** `qw`: the importance vector of the rows (--imatrix; rowLength floats), or none. */
 export function encodeRows(type: GGMLType, rows: Float32Array, rowLength: number, into?: Uint8Array, qw?: Float32Array): Uint8Array {
@@ -28,35 +22,6 @@ export function encodeRows(type: GGMLType, rows: Float32Array, rowLength: number
   const out = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
   codecFor(type).quantize(rows, out, qw);
   return out;
-}
-
-export function nonFiniteError(value: number, tensor: string, flatIndex: number, file?: string): GgufyError {
-  return new GgufyError("E_NONFINITE", `value ${value} at flat index ${flatIndex} (pass --allow-nonfinite to keep it)`, { tensor, ...(file ? { file } : {}) });
-}
-
-export function checkFinite(rows: Float32Array, tensor: string, firstElement: number, file?: string): void {
-  const i = firstNonFinite(rows);
-  if (i >= 0) throw nonFiniteError(rows[i]!, tensor, firstElement + i, file);
-}
-
-/** Rows as stored (plain float bytes, or rows a scheme read still encoded; see OutputTensor.readRaw). */
-export type RawChunk = RawRows;
-
-/** Number of values a raw chunk holds. */
-export function rawCount(raw: RawChunk): number {
-  return raw.encoded ? raw.encoded.count : raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
-}
-
-/** "reject": report the first NaN/Inf; "count": count them and encode anyway (--allow-nonfinite). */
-export type FiniteMode = "reject" | "count";
-
-export interface EncodeResult {
-  bytes: Uint8Array;
-  /** "reject": index within the chunk and value of the first NaN/Inf (bytes are then empty) */
-  firstBad?: number;
-  badValue?: number;
-  /** "count": how many NaN/Inf values were encoded */
-  nonFinite?: number;
 }
 
 /**

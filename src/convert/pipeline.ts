@@ -9,7 +9,8 @@ import { GgufyError } from "../errors.js";
 import { alignmentOf, GGUFStreamWriter } from "../formats/gguf/writer.js";
 import { rowBytes } from "../quant/ggml/types.js";
 import { AtomicOutput, type FileOpener } from "./output.js";
-import { checkFinite, encodeChecked, encodeRaw, encodeRows, EncodeScratch, firstNonFinite, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
+import { checkFinite, firstNonFinite, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
+import type { EncodeScratch } from "./encode.js";
 import { newJobTimes, type StageTimes } from "./profile.js";
 import type { PlannedFile, PlannedTensor } from "./plan.js";
 import { importanceForRows } from "../quant/imatrix.js";
@@ -129,7 +130,15 @@ export class BufferPool {
 /** An encoder that runs in this thread (--threads 1), with its own buffers and scratch; `profile`: its stage times. */
 export function createInlineEncoder(profile?: StageTimes): ChunkEncoder {
   const pool = new BufferPool(4);
-  const scratch = new EncodeScratch();
+  // encode.ts (every codec) is imported on the first chunk: a pool conversion never needs it here
+  let loaded: { E: typeof import("./encode.js"); scratch: EncodeScratch } | undefined;
+  const load = async (): Promise<NonNullable<typeof loaded>> => {
+    if (!loaded) {
+      const E = await import("./encode.js");
+      loaded = { E, scratch: new E.EncodeScratch() };
+    }
+    return loaded;
+  };
   const timed = <T>(bytes: number, f: () => T): T => {
     if (!profile) return f();
     const t0 = performance.now();
@@ -140,13 +149,20 @@ export function createInlineEncoder(profile?: StageTimes): ChunkEncoder {
     }
   };
   return {
-    encode: async (type, rows, rowLength, qw) => timed(rows.byteLength, () => encodeRows(type, rows, rowLength, undefined, qw)),
-    encodeChecked: async (type, rows, rowLength, mode, qw) => timed(rows.byteLength, () => encodeChecked(type, rows, rowLength, mode, pool.take(rowBytes(type, rowLength) * (rows.length / rowLength)), qw)),
+    encode: async (type, rows, rowLength, qw) => {
+      const { E } = await load();
+      return timed(rows.byteLength, () => E.encodeRows(type, rows, rowLength, undefined, qw));
+    },
+    encodeChecked: async (type, rows, rowLength, mode, qw) => {
+      const { E } = await load();
+      return timed(rows.byteLength, () => E.encodeChecked(type, rows, rowLength, mode, pool.take(rowBytes(type, rowLength) * (rows.length / rowLength)), qw));
+    },
     encodeRaw: async (type, raw, rowLength, mode, qw) => {
+      const { E, scratch } = await load();
       const n = rawCount(raw);
       const into = pool.take(rowBytes(type, rowLength) * (n / rowLength));
       scratch.times = profile ? newJobTimes() : undefined;
-      const r = encodeRaw(type, raw, rowLength, mode, into, qw, scratch);
+      const r = E.encodeRaw(type, raw, rowLength, mode, into, qw, scratch);
       if (scratch.times) profile!.addJob(scratch.times, raw.bytes.length);
       if (into && into.buffer !== r.bytes.buffer) pool.give(into);
       return r.bytes.buffer === raw.bytes.buffer ? r : { ...r, spare: raw.bytes };

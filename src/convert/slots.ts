@@ -19,6 +19,7 @@ export interface Slot {
 export function slotServes(type: GGMLType, dtype: "f32" | "f16" | "bf16", n: number): boolean {
   const size = dtype === "f32" ? 4 : 2;
   const same = (dtype === "f32" && type === GGMLType.F32) || (dtype === "f16" && type === GGMLType.F16) || (dtype === "bf16" && type === GGMLType.BF16);
+  if (type === GGMLType.F32 && dtype === "bf16") return slotFits(2, n, 4);
   return (same || (type === GGMLType.F16 && dtype !== "f16")) && slotFits(size, n);
 }
 

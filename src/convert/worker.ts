@@ -6,7 +6,8 @@
  * transferred.
  */
 import { parentPort } from "node:worker_threads";
-import type { EncodeResult, EncodeScratch, FiniteMode, RawChunk } from "./encode.js";
+import type { EncodeScratch } from "./encode.js";
+import type { EncodeResult, FiniteMode, RawChunk } from "./chunk.js";
 import { newJobTimes, type JobTimes } from "./profile.js";
 import { bindFloatSlot, floatSlotsAvailable, floatWasmAvailable, type FloatSlot } from "../quant/ggml/float-wasm.js";
 import { encodeInSlot } from "./encode-slot.js";

@@ -16,7 +16,7 @@ import { availableParallelism } from "node:os";
 import { BufferPool, createInlineEncoder, type ChunkEncoder } from "./pipeline.js";
 import type { StageTimes } from "./profile.js";
 import { effectiveThreads } from "./limits.js";
-import { rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./encode.js";
+import { rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
 import type { Answer, Job } from "./worker.js";
 import { rowBytes, type GGMLType } from "../quant/ggml/types.js";
 import { GgufyError } from "../errors.js";

@@ -64,6 +64,11 @@ test("slot kernels: bf16/f32 → f16 at SLOT_OUT and the scans, against the scal
       assert.equal(fin, allFin, `bf16 → f16 finite flag, n ${h.length}`);
       slot.u8.set(new Uint8Array(h.buffer), 0);
       assert.equal(slot.allFinite("bf16", h.length), allFin, `bf16 scan, n ${h.length}`);
+      // bf16 → f32: the bits shifted up, exactly
+      slot.u8.fill(0xff, h.length * 2, h.length * 2 + 16);
+      assert.equal(slot.bf16ToF32(h.length), allFin, `bf16 → f32 finite flag, n ${h.length}`);
+      const wide = new Uint32Array(slot.u8.buffer.slice(SLOT_OUT, SLOT_OUT + h.length * 4));
+      for (let i = 0; i < h.length; i++) if (wide[i] !== (h[i]! << 16) >>> 0) assert.fail(`bf16 ${h[i]!.toString(16)} (n ${h.length}, value ${i}) widened to ${wide[i]!.toString(16)}`);
       // f32
       const u32 = new Uint32Array(n);
       for (let i = 0; i < n; i++) {
@@ -135,9 +140,18 @@ test("the pool converts a chunk where it was read and hands the slot back after 
     assert.equal(same.bytes.byteOffset, 0);
     assert.ok(Buffer.from(same.bytes).equals(Buffer.from(h.buffer)));
     pool.pool.give(same.bytes);
+    // bf16 → F32 in the slot
+    const t32 = pool.readTarget(GGMLType.F32, "bf16", 1000)!;
+    t32.set(new Uint8Array(h.buffer));
+    const wide = await pool.encodeRaw(GGMLType.F32, { dtype: "bf16", bytes: t32.subarray(0, 2000) }, 100, "reject");
+    assert.equal(wide.bytes.buffer, t32.buffer);
+    assert.ok(Buffer.from(wide.bytes).equals(Buffer.from((await inline.encodeRaw!(GGMLType.F32, { dtype: "bf16", bytes: new Uint8Array(h.buffer).slice() }, 100, "reject")).bytes)));
+    pool.pool.give(wide.bytes);
     // no slot for a quantized target or a chunk too large for one
     assert.equal(pool.readTarget(GGMLType.Q4_K, "bf16", 4096), undefined);
     assert.equal(pool.readTarget(GGMLType.F16, "f32", SLOT_OUT / 4 + 1), undefined);
+    assert.equal(pool.readTarget(GGMLType.F32, "bf16", SLOT_OUT / 4 + 1), undefined, "its f32 output would not fit");
+    assert.equal(pool.readTarget(GGMLType.F32, "f16", 1000), undefined, "f16 → f32 has no slot kernel");
     assert.equal(pool.slots.idle, pool.slots.allocated, "every slot free again");
   } finally {
     await pool.close();
@@ -146,7 +160,7 @@ test("the pool converts a chunk where it was read and hands the slot back after 
 });
 
 test("bf16 and f32 checkpoints → f16 / bf16 / f32 through two workers' slots: the bytes of one thread", async (t) => {
-  for (const [dtype, outtype] of [["BF16", "f16"], ["F32", "f16"], ["BF16", "bf16"], ["F32", "f32"]] as const) {
+  for (const [dtype, outtype] of [["BF16", "f16"], ["F32", "f16"], ["BF16", "bf16"], ["F32", "f32"], ["BF16", "f32"]] as const) {
     const dir = path.join(tmp, `tiny-${dtype}`);
     await writeTinyFamily(dir, "llama3.1", { dtype, sizes: { hidden: 512, heads: 8, kvHeads: 4, headDim: 64, ffn: 1376, layers: 2 } }).catch((e: unknown) => {
       if (!String(e).includes("EEXIST")) throw e;

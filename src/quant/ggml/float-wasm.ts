@@ -252,7 +252,7 @@ export function rawAllFinite(dtype: "f32" | "f16" | "bf16", src: Uint8Array): bo
 export const SLOT_BYTES = 32 << 20;
 export const SLOT_OUT = 16 << 20;
 const SLOT_PAGES = SLOT_BYTES / 65536;
-const SLOT_MODES = ["f32tof16", "bf16tof16", "checkf32", "checkf16", "checkbf16"] as const;
+const SLOT_MODES = ["f32tof16", "bf16tof16", "bf16tof32", "checkf32", "checkf16", "checkbf16"] as const;
 type SlotMode = (typeof SLOT_MODES)[number];
 
 function slotModuleBytes(): Uint8Array<ArrayBuffer> {
@@ -266,6 +266,8 @@ export interface FloatSlot {
   readonly u8: Uint8Array;
   /** bf16 / f32 at 0 → f16 at SLOT_OUT (same bytes as bf16ToF16Bytes / f32ToF16Bytes); whether all are finite */
   toF16(dtype: "bf16" | "f32", n: number): boolean;
+  /** bf16 at 0 → f32 at SLOT_OUT (exact, as bf16ToF32); whether all are finite */
+  bf16ToF32(n: number): boolean;
   /** whether the n values at 0 are all finite */
   allFinite(dtype: "f32" | "f16" | "bf16", n: number): boolean;
 }
@@ -273,8 +275,8 @@ export interface FloatSlot {
 const slotKernels = new SharedMemoryKernel("float-slot", slotModuleBytes, (e, mem): FloatSlot => {
   const fns = Object.fromEntries(SLOT_MODES.map((m) => [m, e[m] as KernelFn])) as Record<SlotMode, KernelFn>;
   const u8 = new Uint8Array(mem.buffer);
-  const call = (mode: SlotMode, size: number, n: number): boolean => {
-    if (!slotFits(size, n)) throw new RangeError(`float slot: ${n} values of ${size} bytes do not fit`);
+  const call = (mode: SlotMode, size: number, n: number, outSize = 2): boolean => {
+    if (!slotFits(size, n, outSize)) throw new RangeError(`float slot: ${n} values of ${size} bytes do not fit`);
     const padded = (n + 7) & ~7;
     if (padded > n) u8.fill(0, n * size, padded * size);
     return fns[mode](0, padded) === 0;
@@ -282,14 +284,15 @@ const slotKernels = new SharedMemoryKernel("float-slot", slotModuleBytes, (e, me
   return {
     u8,
     toF16: (dtype, n) => call(dtype === "bf16" ? "bf16tof16" : "f32tof16", dtype === "bf16" ? 2 : 4, n),
+    bf16ToF32: (n) => call("bf16tof32", 2, n, 4),
     allFinite: (dtype, n) => call(dtype === "f32" ? "checkf32" : dtype === "f16" ? "checkf16" : "checkbf16", dtype === "f32" ? 4 : 2, n),
   };
 });
 
-/** Whether n values of `size` bytes (and their f16 output) fit a slot, with the kernel's padding to 8. */
-export function slotFits(size: number, n: number): boolean {
+/** Whether n values of `size` bytes (and their output of `outSize` bytes each) fit a slot, with the kernel's padding to 8. */
+export function slotFits(size: number, n: number, outSize = 2): boolean {
   const padded = (n + 7) & ~7;
-  return padded * size <= SLOT_OUT && padded * 2 <= SLOT_BYTES - SLOT_OUT;
+  return padded * size <= SLOT_OUT && padded * outSize <= SLOT_BYTES - SLOT_OUT;
 }
 
 /** Whether float slots can be used in this thread (compiles their module on the first call). */
