@@ -4,6 +4,7 @@
 import { GgufyError } from "../errors.js";
 import { findModel, MODELS } from "../models/registry.js";
 import type { ModelFile } from "../models/types.js";
+import { GGMLType } from "../quant/ggml/types.js";
 import { loadVocab } from "../tokenizer/index.js";
 import { SourceCheckpoint, readConfig } from "../source/checkpoint.js";
 import { DECODERS } from "../source/registry.js";
@@ -21,6 +22,8 @@ import { isModelRef } from "../hub/ref.js";
 import path from "node:path";
 import { stat } from "node:fs/promises";
 import { checkMergeWritten, type LoraMerge, type LoraMergeSummary } from "./lora/merge.js";
+
+const FLOAT_OUT = new Set<GGMLType>([GGMLType.F32, GGMLType.F16, GGMLType.BF16]);
 
 export interface ConvertOptions extends PlanOptions, Omit<RunOptions, "encoder"> {
   /** model folder, or a model reference (hf:owner/name[@rev], a Hub URL: hub/open.ts) */
@@ -176,6 +179,9 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
     const threads = effectiveThreads(opts.threads, chunks);
     const encoder = early ? await early.settle(threads) : await makeEncoder(threads, prof);
     settled = true;
+    // a quantized output needs the codecs in the encoding threads: they load them now, beside the header
+    // (an F16/BF16/F32 conversion converts in float slots and never loads them)
+    if (p.files.some((f) => f.tensors.some((t) => !FLOAT_OUT.has(t.type)))) encoder.preload?.();
     const onWarning = (m: string): void => {
       warnings.push(m);
       opts.onWarning?.(m);

@@ -44,6 +44,8 @@ export interface ChunkEncoder {
    * land (a float slot, slots.ts), or undefined; it goes back through pool.give like any chunk buffer
    */
   readTarget?(type: PlannedTensor["type"], dtype: "f32" | "f16" | "bf16", n: number): Uint8Array | undefined;
+  /** start loading the codecs where the encoding runs (they load on the first chunk that needs them otherwise) */
+  preload?(): void;
   close?(): Promise<void>;
 }
 
@@ -168,6 +170,7 @@ export function createInlineEncoder(profile?: StageTimes): ChunkEncoder {
       return r.bytes.buffer === raw.bytes.buffer ? r : { ...r, spare: raw.bytes };
     },
     pool,
+    preload: () => void load().catch(() => undefined), // a failure surfaces on the first chunk
     close: async () => pool.clear(),
   };
 }

@@ -73,8 +73,9 @@ floatSlotsAvailable();
 
 // jobs run one at a time, in order (a job may wait for loadEncode)
 let chain: Promise<void> = Promise.resolve();
-parentPort!.on("message", (job: Job) => {
-  chain = chain.then(() => handle(job));
+parentPort!.on("message", (job: Job | { preload: true }) => {
+  // preload: the pool's hint that codec jobs are coming (a failure surfaces on the first such job)
+  chain = chain.then(() => ("preload" in job ? loadEncode().then(() => undefined, () => undefined) : handle(job)));
 });
 
 async function handle(job: Job): Promise<void> {

@@ -135,6 +135,10 @@ export class WorkerPoolEncoder implements ChunkEncoder {
     return (await this.submit({ type, rows: own, rowLength, mode, ...(qw ? { qw } : {}) }, new Uint8Array(own.buffer), rowBytes(type, rowLength) * (rows.length / rowLength))) as EncodeResult;
   }
 
+  preload(): void {
+    for (const w of this.workers) w.postMessage({ preload: true });
+  }
+
   readTarget(type: GGMLType, dtype: "f32" | "f16" | "bf16", n: number): Uint8Array | undefined {
     return slotServes(type, dtype, n) ? this.slots.take()?.u8 : undefined;
   }

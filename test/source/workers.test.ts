@@ -43,3 +43,17 @@ test("a worker that exits fails the pending and later jobs (no hang)", async () 
     await pool.close();
   }
 });
+
+test("preload: the workers load the codecs on the hint, and jobs after it (and before it finishes) are answered in order", async () => {
+  const pool = new WorkerPoolEncoder(2);
+  try {
+    pool.preload();
+    const x = new Float32Array(32 * 64).map((_, i) => Math.sin(i) * 0.1);
+    const [a, b] = await Promise.all([pool.encodeChecked!(GGMLType.Q8_0, x.slice(), 32 * 64, "reject"), pool.encodeChecked!(GGMLType.Q4_0, x.slice(), 32 * 64, "reject")]); // (the rows are transferred)
+    const { encodeRows } = await import("../../src/convert/encode.js");
+    assert.ok(Buffer.from(a.bytes).equals(Buffer.from(encodeRows(GGMLType.Q8_0, x, 32 * 64))));
+    assert.ok(Buffer.from(b.bytes).equals(Buffer.from(encodeRows(GGMLType.Q4_0, x, 32 * 64))));
+  } finally {
+    await pool.close();
+  }
+});
