@@ -5,6 +5,12 @@
  */
 import { GgufyError } from "../errors.js";
 import type { RawRows } from "../source/types.js";
+import { GGMLType } from "../quant/ggml/types.js";
+
+/** Whether stored `dtype` values encoded as `type` are copied unchanged (f32 → F32, f16 → F16, bf16 → BF16). */
+export function unchangedCopy(type: GGMLType, dtype: "f32" | "f16" | "bf16"): boolean {
+  return (dtype === "f32" && type === GGMLType.F32) || (dtype === "f16" && type === GGMLType.F16) || (dtype === "bf16" && type === GGMLType.BF16);
+}
 
 /** Index of the first NaN/Inf in `x`, or -1. */
 export function firstNonFinite(x: Float32Array): number {

@@ -6,6 +6,7 @@
 import { SLOT_OUT, type FloatSlot } from "../quant/ggml/float-wasm.js";
 import { GGMLType } from "../quant/ggml/types.js";
 import type { RawRows } from "../source/types.js";
+import { unchangedCopy } from "./chunk.js";
 
 /**
  * Stored plain-float bytes at the start of `slot`'s memory, as `type`: an unchanged copy returns them
@@ -17,7 +18,7 @@ export function encodeInSlot(type: GGMLType, raw: RawRows, slot: FloatSlot): { b
   if (raw.encoded) return undefined;
   if (raw.bytes.byteOffset !== 0) throw new Error("internal: a float slot's bytes must start at 0");
   const n = raw.bytes.length / (raw.dtype === "f32" ? 4 : 2);
-  const same = (raw.dtype === "f32" && type === GGMLType.F32) || (raw.dtype === "f16" && type === GGMLType.F16) || (raw.dtype === "bf16" && type === GGMLType.BF16);
+  const same = unchangedCopy(type, raw.dtype);
   if (same) return slot.allFinite(raw.dtype, n) ? { bytes: raw.bytes } : undefined;
   if (type === GGMLType.F16 && raw.dtype !== "f16") return slot.toF16(raw.dtype, n) ? { bytes: slot.u8.subarray(SLOT_OUT, SLOT_OUT + n * 2) } : undefined;
   if (type === GGMLType.F32 && raw.dtype === "bf16") return slot.bf16ToF32(n) ? { bytes: slot.u8.subarray(SLOT_OUT, SLOT_OUT + n * 4) } : undefined;

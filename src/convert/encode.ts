@@ -11,7 +11,7 @@ import { f16Lut } from "../formats/half.js";
 import type { RawRows } from "../source/types.js";
 import { decodeEncoded } from "../source/registry.js";
 import type { JobTimes } from "./profile.js";
-import { firstNonFinite, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
+import { firstNonFinite, unchangedCopy, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
 
 export { checkFinite, firstNonFinite, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
 
@@ -116,7 +116,7 @@ export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode
   }
   const size = raw.dtype === "f32" ? 4 : 2;
   const n = raw.bytes.length / size;
-  const same = (raw.dtype === "f32" && type === GGMLType.F32) || (raw.dtype === "f16" && type === GGMLType.F16) || (raw.dtype === "bf16" && type === GGMLType.BF16);
+  const same = unchangedCopy(type, raw.dtype);
   const slot = scratch?.slot;
   if (slot) {
     const r = encodeInSlot(type, raw, slot);

@@ -7,6 +7,7 @@
  */
 import { floatSlotsAvailable, newFloatSlotMemory, slotFits } from "../quant/ggml/float-wasm.js";
 import { GGMLType } from "../quant/ggml/types.js";
+import { unchangedCopy } from "./chunk.js";
 
 export interface Slot {
   readonly id: number;
@@ -18,7 +19,7 @@ export interface Slot {
 /** Whether a chunk of `n` values stored as `dtype`, encoded as `type`, is one a slot serves. */
 export function slotServes(type: GGMLType, dtype: "f32" | "f16" | "bf16", n: number): boolean {
   const size = dtype === "f32" ? 4 : 2;
-  const same = (dtype === "f32" && type === GGMLType.F32) || (dtype === "f16" && type === GGMLType.F16) || (dtype === "bf16" && type === GGMLType.BF16);
+  const same = unchangedCopy(type, dtype);
   if (type === GGMLType.F32 && dtype === "bf16") return slotFits(2, n, 4);
   return (same || (type === GGMLType.F16 && dtype !== "f16")) && slotFits(size, n);
 }
