@@ -50,3 +50,18 @@ export interface EncodeResult {
   nonFinite?: number;
 }
 
+
+/**
+ * A loader of encode.ts (every codec and scheme decoder) with its own EncodeScratch, imported on the
+ * first call and kept: an encoding thread or encoder loads the codecs only when a chunk needs them.
+ */
+export function lazyEncode(): () => Promise<{ E: typeof import("./encode.js"); scratch: import("./encode.js").EncodeScratch }> {
+  let loaded: { E: typeof import("./encode.js"); scratch: import("./encode.js").EncodeScratch } | undefined;
+  return async () => {
+    if (!loaded) {
+      const E = await import("./encode.js");
+      loaded = { E, scratch: new E.EncodeScratch() };
+    }
+    return loaded;
+  };
+}

@@ -9,8 +9,7 @@ import { GgufyError } from "../errors.js";
 import { alignmentOf, GGUFStreamWriter } from "../formats/gguf/writer.js";
 import { rowBytes } from "../quant/ggml/types.js";
 import { AtomicOutput, type FileOpener } from "./output.js";
-import { checkFinite, firstNonFinite, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
-import type { EncodeScratch } from "./encode.js";
+import { checkFinite, firstNonFinite, lazyEncode, nonFiniteError, rawCount, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
 import { newJobTimes, type StageTimes } from "./profile.js";
 import type { PlannedFile, PlannedTensor } from "./plan.js";
 import { importanceForRows } from "../quant/imatrix.js";
@@ -133,14 +132,7 @@ export class BufferPool {
 export function createInlineEncoder(profile?: StageTimes): ChunkEncoder {
   const pool = new BufferPool(4);
   // encode.ts (every codec) is imported on the first chunk: a pool conversion never needs it here
-  let loaded: { E: typeof import("./encode.js"); scratch: EncodeScratch } | undefined;
-  const load = async (): Promise<NonNullable<typeof loaded>> => {
-    if (!loaded) {
-      const E = await import("./encode.js");
-      loaded = { E, scratch: new E.EncodeScratch() };
-    }
-    return loaded;
-  };
+  const load = lazyEncode();
   const timed = <T>(bytes: number, f: () => T): T => {
     if (!profile) return f();
     const t0 = performance.now();

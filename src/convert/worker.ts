@@ -6,8 +6,7 @@
  * transferred.
  */
 import { parentPort } from "node:worker_threads";
-import type { EncodeScratch } from "./encode.js";
-import type { EncodeResult, FiniteMode, RawChunk } from "./chunk.js";
+import { lazyEncode, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
 import { newJobTimes, type JobTimes } from "./profile.js";
 import { bindFloatSlot, floatSlotsAvailable, floatWasmAvailable, type FloatSlot } from "../quant/ggml/float-wasm.js";
 import { encodeInSlot } from "./encode-slot.js";
@@ -53,18 +52,11 @@ export interface Answer extends Partial<EncodeResult> {
 }
 
 /**
- * encode.ts and, through it, every codec and scheme decoder: imported on the first job that needs them.
+ * encode.ts and, through it, every codec and scheme decoder (with this worker's scratch): imported on the first job that needs them.
  * A chunk converted in a float slot does not, so a conversion to F16/BF16/F32 never loads them — the
  * workers start while the main thread plans, and on two cores their module loading competed with it.
  */
-let heavy: { E: typeof import("./encode.js"); scratch: EncodeScratch } | undefined;
-async function loadEncode(): Promise<NonNullable<typeof heavy>> {
-  if (!heavy) {
-    const E = await import("./encode.js");
-    heavy = { E, scratch: new E.EncodeScratch() };
-  }
-  return heavy;
-}
+const loadEncode = lazyEncode();
 /** the float slots this worker has been sent, bound to the kernels (undefined: binding failed) */
 const slots = new Map<number, FloatSlot | undefined>();
 // compile the float conversion kernels now, while the main thread is still planning (they are lazy)

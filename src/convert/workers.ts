@@ -53,7 +53,7 @@ export class WorkerPoolEncoder implements ChunkEncoder {
   private readonly retired = new Set<Worker>();
   /** chunk buffers: shared with the workers (no transfer, no new external memory per message); two per chunk in flight */
   readonly pool = new BufferPool(16, true);
-  /** float slots: enough for the chunks in flight (2 × threads + 2, convert.ts) and the one being written */
+  /** float slots: the chunks in flight (2 × threads + 2, convert.ts), the one being written and one spare */
   readonly slots: SlotPool;
 
   /** `profile`: per-stage timers (GGUFY_PROFILE) the workers' job times and the messaging go to */
