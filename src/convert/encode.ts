@@ -2,13 +2,11 @@
  * The per-chunk work: float32 rows (or the stored bytes of plain float rows) → bytes of the target
  * type, with the NaN/Inf check. Pure, so it can run in a worker.
  */
-import { GgufyError } from "../errors.js";
 import { codecFor } from "../quant/ggml/index.js";
 import { GGMLType, rowBytes } from "../quant/ggml/types.js";
 import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite, type FloatSlot } from "../quant/ggml/float-wasm.js";
 import { encodeInSlot } from "./encode-slot.js";
 import { f16Lut } from "../formats/half.js";
-import type { RawRows } from "../source/types.js";
 import { decodeEncoded } from "../source/registry.js";
 import type { JobTimes } from "./profile.js";
 import { firstNonFinite, unchangedCopy, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
@@ -34,8 +32,8 @@ export class EncodeScratch {
   /** when set, encodeRaw adds its stage times here */
   times: JobTimes | undefined;
   /**
-   * when set, the job's raw bytes are at the start of this float slot's memory (slots.ts): F16
-   * conversions and unchanged copies' scans run there, the F16 output at SLOT_OUT
+   * when set, the job's raw bytes are at the start of this float slot's memory (slots.ts): conversions
+   * to F16 (and bf16 → F32) and unchanged copies' scans run there, the output at SLOT_OUT
    */
   slot: FloatSlot | undefined;
   /** a float32 view of `n` values, reused across calls (its contents are garbage) */
