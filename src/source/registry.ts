@@ -46,3 +46,17 @@ export function decodeEncoded(enc: EncodedRows, out?: Float32Array): Float32Arra
 export function openSource(dir: string, opts: OpenOptions = {}): Promise<SourceCheckpoint> {
   return SourceCheckpoint.open(dir, DECODERS, opts);
 }
+
+/**
+ * Values [v0, v0 + m) of encoded rows, into `out`, or undefined when the scheme decodes only whole
+ * chunks (SchemeDecoder.decodeRange).
+ */
+export function decodeEncodedRange(enc: EncodedRows, v0: number, m: number, out: Float32Array): Float32Array | undefined {
+  const d = BY_ID.get(enc.scheme);
+  if (!d) throw new GgufyError("E_UNSUPPORTED_QUANT", `no decoder for encoded rows of scheme '${enc.scheme}' (known: ${[...BY_ID.keys()].join(", ")})`);
+  if (!d.decodeRange) return undefined;
+  if (v0 < 0 || m < 0 || v0 + m > enc.count) throw new RangeError(`internal: ${enc.scheme} values [${v0}, ${v0 + m}) outside ${enc.count}`);
+  const v = d.decodeRange(enc, v0, m, out);
+  if (v.length !== m) throw new Error(`internal: ${enc.scheme} decoder returned ${v.length} values, expected ${m}`);
+  return v;
+}

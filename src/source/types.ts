@@ -45,6 +45,11 @@ export interface SchemeDecoder {
   readonly id: string;
   /** decode into `out` (length ≥ enc.count) when given; returns the `count` values */
   decode(enc: EncodedRows, out?: Float32Array): Float32Array;
+  /**
+   * Values [v0, v0 + m) of what decode gives, into `out` (length ≥ m), for schemes that can decode part
+   * of a chunk: the pipeline then decodes and quantizes a few rows at a time, in the core's cache.
+   */
+  decodeRange?(enc: EncodedRows, v0: number, m: number, out: Float32Array): Float32Array;
 }
 
 /** Per module, for inspect: what the scheme says about it. */

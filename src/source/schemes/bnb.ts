@@ -58,4 +58,10 @@ export const BNB4_DECODER: SchemeDecoder = {
     const q = enc.meta as Bnb4Meta;
     return dequantize4bit(enc.bytes, q.elem0, enc.count, q.absmax, q.block0, q.blocksize, q.quantType, q.dtype, out ? out.subarray(0, enc.count) : undefined);
   },
+  decodeRange(enc, v0, m, out) {
+    // the packed bytes start at byte floor(elem0 / 2); element elem0 + v0 is in byte floor((elem0 + v0) / 2)
+    const q = enc.meta as Bnb4Meta;
+    const e0 = q.elem0 + v0;
+    return dequantize4bit(enc.bytes.subarray(Math.floor(e0 / 2) - Math.floor(q.elem0 / 2)), e0, m, q.absmax, q.block0, q.blocksize, q.quantType, q.dtype, out.subarray(0, m));
+  },
 };
