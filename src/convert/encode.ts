@@ -7,7 +7,7 @@ import { GGMLType, rowBytes } from "../quant/ggml/types.js";
 import { bf16ToF16Bytes, bf16ToF32, f32ToF16Bytes, rawAllFinite, type FloatSlot } from "../quant/ggml/float-wasm.js";
 import { encodeInSlot } from "./encode-slot.js";
 import { f16Lut } from "../formats/half.js";
-import { decodeEncoded, decodeEncodedRange } from "../source/registry.js";
+import { decodeEncoded, decodeEncodedRange, encodedRangeFinite } from "../source/registry.js";
 import type { JobTimes } from "./profile.js";
 import { firstNonFinite, unchangedCopy, type EncodeResult, type FiniteMode, type RawChunk } from "./chunk.js";
 
@@ -149,7 +149,7 @@ export function encodeRaw(type: GGMLType, raw: RawChunk, rowLength: number, mode
     if (scratch && n > PIECE) {
       const r = inPieces(type, n, rowLength, into, qw, scratch, lap, (v, m, wide) => {
         const got = decodeEncodedRange(enc, v, m, wide);
-        return got !== undefined && firstNonFinite(got) < 0;
+        return got !== undefined && (encodedRangeFinite(enc, v, m) || firstNonFinite(got) < 0);
       });
       if (r) return r;
     }

@@ -60,3 +60,8 @@ export function decodeEncodedRange(enc: EncodedRows, v0: number, m: number, out:
   if (v.length !== m) throw new Error(`internal: ${enc.scheme} decoder returned ${v.length} values, expected ${m}`);
   return v;
 }
+
+/** true when values [v0, v0 + m) of encoded rows are certainly finite without a scan (SchemeDecoder.rangeFinite) */
+export function encodedRangeFinite(enc: EncodedRows, v0: number, m: number): boolean {
+  return BY_ID.get(enc.scheme)?.rangeFinite?.(enc, v0, m) === true;
+}

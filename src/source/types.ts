@@ -50,6 +50,8 @@ export interface SchemeDecoder {
    * of a chunk: the pipeline then decodes and quantizes a few rows at a time, in the core's cache.
    */
   decodeRange?(enc: EncodedRows, v0: number, m: number, out: Float32Array): Float32Array;
+  /** true when decodeRange's values [v0, v0 + m) are certainly finite (known from the scales); false: scan them */
+  rangeFinite?(enc: EncodedRows, v0: number, m: number): boolean;
 }
 
 /** Per module, for inspect: what the scheme says about it. */

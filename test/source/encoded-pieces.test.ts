@@ -13,7 +13,7 @@ import type { RawChunk } from "../../src/convert/chunk.js";
 import { Rng } from "../../fixtures/rng.js";
 
 /** a bnb 4-bit chunk as readBnb4Encoded gives it: packed bytes from floor(elem0 / 2), the blocks' absmax */
-function bnbChunk(elem0: number, count: number, seed: number, blocksize = 64, quantType: "nf4" | "fp4" = "nf4"): RawChunk {
+function bnbChunk(elem0: number, count: number, seed: number, blocksize = 64, quantType: "nf4" | "fp4" = "nf4", dtype: "bf16" | "f16" | "f32" = "bf16"): RawChunk {
   const g = new Rng(seed);
   const block0 = Math.floor(elem0 / blocksize);
   const block1 = Math.floor((elem0 + count - 1) / blocksize);
@@ -21,7 +21,7 @@ function bnbChunk(elem0: number, count: number, seed: number, blocksize = 64, qu
   for (let i = 0; i < absmax.length; i++) absmax[i] = 0.01 + 0.05 * g.uniform();
   const packed = new Uint8Array(Math.ceil(((elem0 % 2) + count) / 2));
   for (let i = 0; i < packed.length; i++) packed[i] = Math.floor(g.uniform() * 256);
-  return { dtype: "bf16", bytes: packed, encoded: { scheme: "bnb4", count, meta: { elem0, absmax, block0, blocksize, quantType, dtype: "bf16" } } };
+  return { dtype: "bf16", bytes: packed, encoded: { scheme: "bnb4", count, meta: { elem0, absmax, block0, blocksize, quantType, dtype } } };
 }
 
 const enc = (raw: RawChunk) => ({ ...raw.encoded!, bytes: raw.bytes });
@@ -72,4 +72,20 @@ test("a NaN in a later piece is reported and counted exactly as for the whole ch
     assert.ok(Buffer.from(got.bytes).equals(Buffer.from(want.bytes)), `${mode}: same bytes`);
   }
   assert.equal(encodeChecked(GGMLType.Q4_K, rows, rowLength, "reject").firstBad, 33 * rowLength);
+});
+
+test("finite scales that round to ±inf in the module's dtype are caught (the scan is skipped only when the scales allow it)", () => {
+  // bf16 rounds |values| ≥ 0x7f7f8000 (≈ 3.3961e38) to inf, f16 those ≥ 65520; f32 products of finite scales stay finite
+  const rowLength = 4096;
+  const n = 40 * rowLength;
+  for (const [dtype, scale, expectBad] of [["bf16", 3.4e38, true], ["f16", 70000, true], ["f32", 3.4e38, false], ["bf16", 3.38e38, false]] as const) {
+    const raw = bnbChunk(0, n, 29, 64, "nf4", dtype);
+    (raw.encoded!.meta as { absmax: Float32Array }).absmax[(21 * rowLength) / 64 + 3] = scale;
+    const rows = decodeEncoded(enc(raw));
+    const want = encodeChecked(GGMLType.Q6_K, rows, rowLength, "count");
+    assert.equal((want.nonFinite ?? 0) > 0, expectBad, `${dtype} scale ${scale}: the whole-chunk truth`);
+    const got = encodeRaw(GGMLType.Q6_K, raw, rowLength, "count", undefined, undefined, new EncodeScratch());
+    assert.equal(got.nonFinite, want.nonFinite, `${dtype} scale ${scale}: counted as the whole chunk`);
+    assert.ok(Buffer.from(got.bytes).equals(Buffer.from(want.bytes)), `${dtype} scale ${scale}: same bytes`);
+  }
 });

@@ -49,6 +49,30 @@ export function codeFor(quantType: Bnb4bitType): Float32Array {
   return quantType === "nf4" ? NF4_CODE : FP4_CODE;
 }
 
+/** the largest |code| of each 4-bit code (1 for both; computed, not assumed) */
+const MAX_ABS_CODE = { nf4: Math.max(...Array.from(NF4_CODE, Math.abs)), fp4: Math.max(...Array.from(FP4_CODE, Math.abs)) };
+/**
+ * |scale| below which every f32(code · scale), rounded to the dtype, is finite: bf16's RNE reaches +inf
+ * from 0x7f7f8000 (≈ 3.3961e38), f16's from 65520, f32 products stay ≤ FLT_MAX.
+ */
+const FINITE_SCALE = { bf16: 3.39e38, f16: 65504, f32: 3.4028234663852886e38 };
+
+/**
+ * Whether dequantize4bit of the same arguments certainly gives only finite values, judged from the
+ * blocks' scales alone (every value is code · scale with |code| ≤ 1). False means "not known": a
+ * non-finite or huge scale, whose values the caller then scans.
+ */
+export function scalesKeepFinite(elem0: number, count: number, absmax: Float32Array, block0: number, blocksize: number, quantType: Bnb4bitType, dtype: BnbDtype): boolean {
+  if (count <= 0) return true;
+  const lim = FINITE_SCALE[dtype] / MAX_ABS_CODE[quantType];
+  const b1 = Math.floor((elem0 + count - 1) / blocksize) - block0;
+  for (let b = Math.floor(elem0 / blocksize) - block0; b <= b1; b++) {
+    const s = absmax[b];
+    if (!(s !== undefined && Math.abs(s) <= lim)) return false;
+  }
+  return true;
+}
+
 /**
  * Dequantize `count` consecutive 4-bit elements of the flat (row-major) weight, starting at element `elem0`.
  *

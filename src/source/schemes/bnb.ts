@@ -9,7 +9,7 @@ import type { DecoderFactory, EncodedRows, SchemeDecoder, SourceTensor, TensorDe
 import { quantMethodOf } from "../checkpoint.js";
 import { detectBnb, describeBnb } from "../../quant/bnb/detect.js";
 import { decodeBnbRows, readBnb4Encoded, type Bnb4Encoded } from "../../quant/bnb/rows.js";
-import { dequantize4bit } from "../../quant/bnb/decode.js";
+import { dequantize4bit, scalesKeepFinite } from "../../quant/bnb/decode.js";
 
 type Bnb4Meta = Omit<Bnb4Encoded, "packed" | "count">;
 
@@ -63,5 +63,9 @@ export const BNB4_DECODER: SchemeDecoder = {
     const q = enc.meta as Bnb4Meta;
     const e0 = q.elem0 + v0;
     return dequantize4bit(enc.bytes.subarray(Math.floor(e0 / 2) - Math.floor(q.elem0 / 2)), e0, m, q.absmax, q.block0, q.blocksize, q.quantType, q.dtype, out.subarray(0, m));
+  },
+  rangeFinite(enc, v0, m) {
+    const q = enc.meta as Bnb4Meta;
+    return scalesKeepFinite(q.elem0 + v0, m, q.absmax, q.block0, q.blocksize, q.quantType, q.dtype);
   },
 };
