@@ -41,6 +41,10 @@ export interface Timed {
   user: number;
   sys: number;
   rssMiB: number;
+  /** minor page faults, and involuntary / voluntary context switches (GNU time %R %c %w) */
+  minorFaults: number;
+  involuntary: number;
+  voluntary: number;
   stderr: string;
 }
 
@@ -50,12 +54,12 @@ const TIME = "/usr/bin/time";
 export function timedChild(cmd: string, args: readonly string[], timeFile: string, env: NodeJS.ProcessEnv = process.env): Timed {
   if (!existsSync(TIME)) throw new Error(`${TIME} (GNU time) is needed for the children's CPU seconds`);
   const t0 = performance.now();
-  const r = spawnSync(TIME, ["-f", "%U %S %M", "-o", timeFile, cmd, ...args], { encoding: "utf8", env, maxBuffer: 64 << 20 });
+  const r = spawnSync(TIME, ["-f", "%U %S %M %R %c %w", "-o", timeFile, cmd, ...args], { encoding: "utf8", env, maxBuffer: 64 << 20 });
   const wall = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.status}): ${r.stderr}`);
   const last = readFileSync(timeFile, "utf8").trim().split("\n").pop()!;
-  const [u, s, m] = last.trim().split(/\s+/).map(Number);
-  return { wall, cpu: u! + s!, user: u!, sys: s!, rssMiB: m! / 1024, stderr: r.stderr };
+  const [u, s, m, faults, inv, vol] = last.trim().split(/\s+/).map(Number);
+  return { wall, cpu: u! + s!, user: u!, sys: s!, rssMiB: m! / 1024, minorFaults: faults!, involuntary: inv!, voluntary: vol!, stderr: r.stderr };
 }
 
 /** A shell-quoted word. */

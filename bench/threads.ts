@@ -53,6 +53,7 @@ for (let k = 0; k < runs; k++) {
   console.log(`run ${k + 1}:`);
   console.log(`  --threads 1: ${a.wall.toFixed(2)} s wall, ${a.cpu.toFixed(2)} s CPU (user ${a.user.toFixed(2)}, sys ${a.sys.toFixed(2)}), ${a.rssMiB.toFixed(0)} MiB peak RSS   load ${l0} → ${l1}`);
   console.log(`  --threads 2: ${b.wall.toFixed(2)} s wall, ${b.cpu.toFixed(2)} s CPU (user ${b.user.toFixed(2)}, sys ${b.sys.toFixed(2)}; ${(b.cpu / b.wall).toFixed(2)} cores busy), ${b.rssMiB.toFixed(0)} MiB peak RSS   load ${l1} → ${l2}`);
+  console.log(`  minor page faults ${a.minorFaults} / ${b.minorFaults}; context switches involuntary ${a.involuntary} / ${b.involuntary}, voluntary ${a.voluntary} / ${b.voluntary} (threads 1 / 2)`);
   console.log(`  threads 1 / threads 2 wall: ${ratio.toFixed(2)}×; CPU 2 / CPU 1: ${(b.cpu / a.cpu).toFixed(2)}; outputs ${same ? "byte-identical" : "DIFFER"}`);
   if (profile) console.log(`  profile, --threads 1:\n${a.stderr.trimEnd().replace(/^/gm, "    ")}\n  profile, --threads 2:\n${b.stderr.trimEnd().replace(/^/gm, "    ")}`);
   if (!same) process.exitCode = 1;

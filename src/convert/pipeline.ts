@@ -281,6 +281,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
     for (let fi = 0; fi < files.length; fi++) {
       const f = files[fi]!;
       const out = outputs[fi]!;
+      const fileStart = performance.now();
       // One sliding window of chunks in flight over the whole file — it runs on across tensor
       // boundaries, so the workers never wait for the last chunk of a tensor (k/v projections are a
       // single chunk) — reading and encoding ahead, writing strictly in order.
@@ -301,7 +302,10 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
         if (t.out.readRaw && encoder.encodeRaw) {
           // plain float rows: the stored bytes go to the encoder, which widens and checks them off this thread
           const want = n * ne0 * (t.out.dtype === "f32" ? 4 : 2);
-          const into = encoder.readTarget?.(t.type, t.out.dtype, n * ne0) ?? (encoder.pool?.shared ? encoder.pool.takeOrAlloc(want) : encoder.pool?.take(want));
+          // a float slot only for rows stored plain (encoding = dtype): a scheme's encoded bytes are decoded
+          // by the worker's general path, never in a slot; any chunk buffer serves them
+          const slot = t.out.encoding === t.out.dtype ? encoder.readTarget?.(t.type, t.out.dtype, n * ne0) : undefined;
+          const into = slot ?? (encoder.pool?.shared ? encoder.pool.takeOrAlloc(want) : encoder.pool?.take(want));
           const raw = await timed("main: read (stored bytes)", () => t.out.readRaw!(r0, n, into), n * ne0 * (t.out.dtype === "f32" ? 4 : 2));
           if (into && raw?.bytes.buffer !== into.buffer) encoder.pool!.give(into); // not used for this read
           if (raw) {
@@ -365,6 +369,7 @@ export async function runPlan(files: readonly PlannedFile[], opts: RunOptions = 
       }
       w.finish();
       await timed("main: write (awaited)", () => out.flush());
+      prof?.add(`main: file ${path.basename(f.path)}, first chunk to flush`, performance.now() - fileStart, out.bytesWritten);
     }
     abortCheck();
     await timed("main: commit (fsync, link/rename)", () => AtomicOutput.commitAll(outputs)); // all parts or none: a failed later part takes back the earlier ones

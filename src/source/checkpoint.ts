@@ -200,7 +200,7 @@ export class SourceCheckpoint {
     if (row0 < 0 || nRows < 0 || row0 + nRows > t.rows) throw new RangeError(`${name}: rows [${row0}, ${row0 + nRows}) outside ${t.rows}`);
     if (this.decodedNames.has(name)) {
       if (nRows === 0 || !this.decoder!.readEncoded) return undefined;
-      const enc = await this.decoder!.readEncoded(name, row0, nRows);
+      const enc = await this.decoder!.readEncoded(name, row0, nRows, into);
       if (!enc) return undefined;
       const { bytes, ...rest } = enc;
       return { dtype: t.dtype, bytes, encoded: rest };

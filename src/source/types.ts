@@ -81,8 +81,12 @@ export interface TensorDecoder {
   consumedKeys(): Iterable<string>;
   /** decoded rows on this thread */
   readRows(name: string, row0: number, nRows: number): Promise<Float32Array>;
-  /** optional: the rows still encoded, to be decoded in a worker by the scheme decoder `scheme`; undefined: not possible */
-  readEncoded?(name: string, row0: number, nRows: number): Promise<EncodedRows | undefined>;
+  /**
+   * optional: the rows still encoded, to be decoded in a worker by the scheme decoder `scheme`; undefined:
+   * not possible. `into`: a reusable chunk buffer the scheme may read its bulk bytes into (bytes then
+   * views it), so that a chunk does not allocate fresh memory
+   */
+  readEncoded?(name: string, row0: number, nRows: number, into?: Uint8Array): Promise<EncodedRows | undefined>;
   /** optional: per-module description for inspect */
   modules?(): Iterable<ModuleInfo>;
 }

@@ -4,9 +4,14 @@
  * truth: the scheme's whole-chunk decode (dequantize4bit, proven bit-exact against bitsandbytes in
  * test/quant) followed by one quantize of all rows, and encodeChecked's exact NaN/Inf report.
  */
-import { test } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { decodeEncoded, decodeEncodedRange } from "../../src/source/registry.js";
+import { rm } from "node:fs/promises";
+import path from "node:path";
+import { decodeEncoded, decodeEncodedRange, openSource } from "../../src/source/registry.js";
+import { writeTinyFamily } from "../../fixtures/llama3.js";
+import { quantizeCheckpointToBnb } from "../../fixtures/bnb.js";
+import { scratchDir } from "../../fixtures/qwen2.js";
 import { encodeChecked, encodeRaw, encodeRows, EncodeScratch } from "../../src/convert/encode.js";
 import { GGMLType } from "../../src/quant/ggml/types.js";
 import type { RawChunk } from "../../src/convert/chunk.js";
@@ -87,5 +92,30 @@ test("finite scales that round to ±inf in the module's dtype are caught (the sc
     const got = encodeRaw(GGMLType.Q6_K, raw, rowLength, "count", undefined, undefined, new EncodeScratch());
     assert.equal(got.nonFinite, want.nonFinite, `${dtype} scale ${scale}: counted as the whole chunk`);
     assert.ok(Buffer.from(got.bytes).equals(Buffer.from(want.bytes)), `${dtype} scale ${scale}: same bytes`);
+  }
+});
+
+test("a bnb chunk's packed bytes are read into the chunk buffer the pipeline offers (no fresh memory per chunk)", async () => {
+  // session 12: a fresh ArrayBuffer per chunk cost --threads 2 about 20 s of system time on the full-size
+  // int4 benchmark (7 s with one thread)
+  const tmp = await scratchDir("ggufy-encoded-into-");
+  after(() => rm(tmp, { recursive: true, force: true }));
+  const src = path.join(tmp, "src");
+  const dir = path.join(tmp, "nf4");
+  await writeTinyFamily(src, "llama3.1", { sizes: { hidden: 256, heads: 4, kvHeads: 2, headDim: 64, ffn: 512, layers: 1 } });
+  await quantizeCheckpointToBnb(src, dir, { method: "nf4", doubleQuant: true, blocksize: 64 });
+  const ck = await openSource(dir);
+  try {
+    const name = "model.layers.0.mlp.down_proj.weight";
+    const into = new Uint8Array(new SharedArrayBuffer(1 << 20));
+    const raw = await ck.readRawRows(name, 3, 5, into);
+    assert.ok(raw?.encoded, "bnb rows travel encoded");
+    assert.equal(raw.bytes.buffer, into.buffer, "packed bytes in the offered buffer");
+    assert.deepEqual(Array.from(decodeEncoded({ ...raw.encoded, bytes: raw.bytes })), Array.from(await ck.readRows(name, 3, 5)));
+    const small = new Uint8Array(8);
+    const fresh = await ck.readRawRows(name, 3, 5, small);
+    assert.notEqual(fresh!.bytes.buffer, small.buffer, "a buffer too small is not used");
+  } finally {
+    await ck.close();
   }
 });

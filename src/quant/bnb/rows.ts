@@ -13,8 +13,8 @@ function f32Values(bytes: Uint8Array): Float32Array {
   return out;
 }
 
-async function readExact(read: BnbReadRange, m: BnbModule, name: string, off: number, len: number): Promise<Uint8Array> {
-  const b = await read(name, off, len);
+async function readExact(read: BnbReadRange, m: BnbModule, name: string, off: number, len: number, into?: Uint8Array): Promise<Uint8Array> {
+  const b = await read(name, off, len, into && into.length >= len ? into.subarray(0, len) : undefined);
   if (b.byteLength !== len) throw new GgufyError("E_BNB", `bitsandbytes module '${m.module}': read of '${name}' [${off}, ${off + len}) returned ${b.byteLength} bytes`, { tensor: name });
   return b;
 }
@@ -61,14 +61,17 @@ export interface Bnb4Encoded {
   dtype: "bf16" | "f16" | "f32";
 }
 
-export async function readBnb4Encoded(m: BnbModule, read: BnbReadRange, row0: number, nRows: number): Promise<Bnb4Encoded | undefined> {
+export async function readBnb4Encoded(m: BnbModule, read: BnbReadRange, row0: number, nRows: number, into?: Uint8Array): Promise<Bnb4Encoded | undefined> {
   if (m.kind === "int8") return undefined;
   if (!Number.isSafeInteger(row0) || !Number.isSafeInteger(nRows) || row0 < 0 || nRows <= 0 || row0 + nRows > m.rows) return undefined;
-  return encoded4(m, read, row0, nRows);
+  return encoded4(m, read, row0, nRows, into);
 }
 
-/** the packed bytes and the blocks' absmax of rows [row0, row0 + nRows) of a 4-bit module (rows checked by the caller) */
-async function encoded4(m: BnbModule & { kind: "nf4" | "fp4" }, read: BnbReadRange, row0: number, nRows: number): Promise<Bnb4Encoded> {
+/**
+ * the packed bytes (read into `into` when it is large enough) and the blocks' absmax of rows
+ * [row0, row0 + nRows) of a 4-bit module (rows checked by the caller)
+ */
+async function encoded4(m: BnbModule & { kind: "nf4" | "fp4" }, read: BnbReadRange, row0: number, nRows: number, into?: Uint8Array): Promise<Bnb4Encoded> {
   const count = nRows * m.cols;
   const e0 = row0 * m.cols;
   const e1 = e0 + count;
@@ -76,7 +79,7 @@ async function encoded4(m: BnbModule & { kind: "nf4" | "fp4" }, read: BnbReadRan
   const b1 = Math.ceil(e1 / m.blocksize);
   const absmax = await blockAbsmax(m, read, b0, b1);
   const byte0 = Math.floor(e0 / 2);
-  const packed = await readExact(read, m, m.weight, byte0, Math.ceil(e1 / 2) - byte0);
+  const packed = await readExact(read, m, m.weight, byte0, Math.ceil(e1 / 2) - byte0, into);
   return { packed, elem0: e0, count, absmax, block0: b0, blocksize: m.blocksize, quantType: m.kind, dtype: m.dtype };
 }
 

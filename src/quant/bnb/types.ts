@@ -12,7 +12,8 @@ export interface BnbTensorInfo {
 /** Reads a whole (small) tensor's raw bytes. */
 export type BnbReadSmall = (name: string) => Promise<Uint8Array>;
 /** Reads `byteLength` raw bytes of a tensor starting at `byteOffset` within it. */
-export type BnbReadRange = (name: string, byteOffset: number, byteLength: number) => Promise<Uint8Array>;
+/** Reads bytes of a checkpoint tensor; into `into` (exactly byteLength bytes) when given. */
+export type BnbReadRange = (name: string, byteOffset: number, byteLength: number, into?: Uint8Array) => Promise<Uint8Array>;
 
 interface BnbModuleBase {
   /** the weight tensor's name, e.g. "model.layers.0.mlp.up_proj.weight" (the map key) */

@@ -18,7 +18,7 @@ const open = async (st: Parameters<DecoderFactory>[0], config: Record<string, un
   if (method !== undefined && method !== "bitsandbytes") return undefined; // another scheme's (or unknown: the registry refuses it)
   const mods = await detectBnb(st.tensors, (n) => st.read(n), config, dir);
   if (mods.size === 0) return undefined;
-  const read = (n: string, off: number, len: number) => st.read(n, off, len);
+  const read = (n: string, off: number, len: number, into?: Uint8Array) => st.read(n, off, len, into);
   const tensors: SourceTensor[] = [...mods.values()].map((m) => ({ name: m.weight, shape: m.shape, dtype: m.dtype, encoding: describeBnb(m), rowLength: m.cols, rows: m.rows }));
   const consumed = new Set<string>();
   for (const m of mods.values()) for (const k of m.auxKeys) consumed.add(k);
@@ -31,9 +31,9 @@ const open = async (st: Parameters<DecoderFactory>[0], config: Record<string, un
       if (!m) throw new Error(`bnbDecoder: ${name} is not a bitsandbytes module`);
       return decodeBnbRows(m, read, row0, nRows);
     },
-    readEncoded: async (name, row0, nRows): Promise<EncodedRows | undefined> => {
+    readEncoded: async (name, row0, nRows, into): Promise<EncodedRows | undefined> => {
       const m = mods.get(name);
-      const e = m ? await readBnb4Encoded(m, read, row0, nRows) : undefined;
+      const e = m ? await readBnb4Encoded(m, read, row0, nRows, into) : undefined;
       if (!e) return undefined;
       const { packed, count, ...meta } = e;
       return { scheme: BNB4_DECODER.id, count, bytes: packed, meta, transfer: [meta.absmax.buffer as ArrayBuffer] };
