@@ -196,6 +196,8 @@ function rowSlice(src: SourceCheckpoint, t: SourceTensor, ggufName: string, part
   return {
     name: ggufName, ne: toNe([n, ...t.shape.slice(1)]), sources: [t.name], encoding: `${t.encoding}, rows ${part * n}:${(part + 1) * n}`, dtype: t.dtype,
     read: (row0, nRows) => src.readRows(t.name, part * n + row0, nRows),
+    // the stored bytes of the same rows: widened and converted in the workers, not on the main thread
+    readRaw: (row0, nRows, into) => src.readRawRows(t.name, part * n + row0, nRows, into),
   };
 }
 
