@@ -144,20 +144,23 @@ export function sincosOmega(embedDim: number): Float32Array {
  */
 export function sincosRows(embedDim: number, grid: number, row0: number, nRows: number, omega = sincosOmega(embedDim)): Float32Array {
   const q = embedDim / 4;
+  // the 1-D table of one axis, [sin(p·ω), cos(p·ω)] for p = 0 … grid−1: every row is two of its rows
+  // (grid·D/2 sin/cos evaluations per call instead of D per row — 70× fewer for MiniCPM-V's 70 × 70)
+  const axis = new Float32Array(grid * 2 * q);
+  for (let p = 0; p < grid; p++) {
+    for (let k = 0; k < q; k++) {
+      const x = Math.fround(p * omega[k]!);
+      axis[p * 2 * q + k] = Math.sin(x);
+      axis[p * 2 * q + q + k] = Math.cos(x);
+    }
+  }
   const out = new Float32Array(nRows * embedDim);
   for (let r = 0; r < nRows; r++) {
     const m = row0 + r;
     const h = Math.floor(m / grid);
     const w = m - h * grid;
-    const o = r * embedDim;
-    for (let k = 0; k < q; k++) {
-      const xw = Math.fround(w * omega[k]!);
-      const xh = Math.fround(h * omega[k]!);
-      out[o + k] = Math.sin(xw);
-      out[o + q + k] = Math.cos(xw);
-      out[o + 2 * q + k] = Math.sin(xh);
-      out[o + 3 * q + k] = Math.cos(xh);
-    }
+    out.set(axis.subarray(w * 2 * q, (w + 1) * 2 * q), r * embedDim);
+    out.set(axis.subarray(h * 2 * q, (h + 1) * 2 * q), r * embedDim + 2 * q);
   }
   return out;
 }
