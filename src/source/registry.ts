@@ -33,10 +33,16 @@ export const DECODERS: DecoderFactory[] = SCHEMES.map((s) => s.open);
 
 const BY_ID = new Map<string, SchemeDecoder>(SCHEMES.flatMap((s) => s.decoders.map((d) => [d.id, d] as const)));
 
-/** Decode rows a scheme read encoded (in a worker, or inline), by the scheme decoder's id. */
-export function decodeEncoded(enc: EncodedRows, out?: Float32Array): Float32Array {
+/** The worker decoder of encoded rows, by its id. */
+function decoderOf(enc: EncodedRows): SchemeDecoder {
   const d = BY_ID.get(enc.scheme);
   if (!d) throw new GgufyError("E_UNSUPPORTED_QUANT", `no decoder for encoded rows of scheme '${enc.scheme}' (known: ${[...BY_ID.keys()].join(", ")})`);
+  return d;
+}
+
+/** Decode rows a scheme read encoded (in a worker, or inline), by the scheme decoder's id. */
+export function decodeEncoded(enc: EncodedRows, out?: Float32Array): Float32Array {
+  const d = decoderOf(enc);
   const v = d.decode(enc, out);
   if (v.length !== enc.count) throw new Error(`internal: ${enc.scheme} decoder returned ${v.length} values, expected ${enc.count}`);
   return v;
@@ -52,8 +58,7 @@ export function openSource(dir: string, opts: OpenOptions = {}): Promise<SourceC
  * chunks (SchemeDecoder.decodeRange).
  */
 export function decodeEncodedRange(enc: EncodedRows, v0: number, m: number, out: Float32Array): Float32Array | undefined {
-  const d = BY_ID.get(enc.scheme);
-  if (!d) throw new GgufyError("E_UNSUPPORTED_QUANT", `no decoder for encoded rows of scheme '${enc.scheme}' (known: ${[...BY_ID.keys()].join(", ")})`);
+  const d = decoderOf(enc);
   if (!d.decodeRange) return undefined;
   if (v0 < 0 || m < 0 || v0 + m > enc.count) throw new RangeError(`internal: ${enc.scheme} values [${v0}, ${v0 + m}) outside ${enc.count}`);
   const v = d.decodeRange(enc, v0, m, out);
@@ -63,5 +68,5 @@ export function decodeEncodedRange(enc: EncodedRows, v0: number, m: number, out:
 
 /** true when values [v0, v0 + m) of encoded rows are certainly finite without a scan (SchemeDecoder.rangeFinite) */
 export function encodedRangeFinite(enc: EncodedRows, v0: number, m: number): boolean {
-  return BY_ID.get(enc.scheme)?.rangeFinite?.(enc, v0, m) === true;
+  return decoderOf(enc).rangeFinite?.(enc, v0, m) === true;
 }
